@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# lincell — the two commands:
+#   make demo    set everything up, boot a guest, load the modules, show what they report
+#   make check   set everything up and run every test; ends with "N passed, N failed"
+#
+# Other targets:
+#   make             build the modules (warnings are errors)
+#   make CLIPPY=1    the same, through clippy
+#   make setup       install prerequisites only (idempotent)
+#   make kernel      fetch + configure + build the cached test kernel only
+#   make tools       build the userspace tools and the test harness
+#   make clean
+#
+# Variables:
+#   KDIR=/path/to/build   build against your own kernel tree (CONFIG_RUST=y,
+#                         built with the same rustc); skips the cached kernel
+#   LINCELL_CACHE=dir     where downloads and the kernel build live
+#                         (default ~/.cache/lincell)
+#   FILTER=name           make check: run only guest tests whose name contains it
+#   V=1                   make check: echo guest consoles
+
+ROOT := $(CURDIR)
+CARGO ?= cargo
+LINCELL_VM := $(ROOT)/target/debug/lincell-vm
+
+# The kernel to build against: yours (KDIR=) or the cached test kernel, which
+# scripts/kernel.sh builds on first use and prints the path of.
+ifdef KDIR
+KERNEL_DIR := $(KDIR)
+else
+KERNEL_DIR = $$(scripts/kernel.sh)
+endif
+
+# Warnings are errors for our code, whatever the kernel's CONFIG_WERROR says.
+MODULE_FLAGS := KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror
+
+.PHONY: all modules setup kernel tools check demo clean
+
+all: modules
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/kernel.sh >/dev/null
+
+modules: setup
+	@kdir=$(KERNEL_DIR) && \
+	echo "==> Building modules against $$kdir" && \
+	$(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) $(MODULE_FLAGS) modules
+
+tools: setup
+	@echo "==> Building userspace tools and the test harness (cargo)"
+	@$(CARGO) build --workspace --quiet
+
+check: modules tools
+	@kdir=$(KERNEL_DIR) && \
+	$(LINCELL_VM) --kdir "$$kdir" check $(if $(FILTER),--filter $(FILTER)) $(if $(V),--verbose)
+
+demo: modules tools
+	@kdir=$(KERNEL_DIR) && \
+	$(LINCELL_VM) --kdir "$$kdir" run --ivshmem-plain 1M -- sh $(ROOT)/samples/demo.sh
+
+clean:
+	@kdir=$(KERNEL_DIR) && $(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) clean
+	$(CARGO) clean

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! lincell's shared logic, host build.
+//!
+//! Everything under `rust/` is plain `no_std` Rust with no dependencies: the
+//! kernel modules include the same files with `#[path]` modules (see
+//! `drivers/ivshmem/ivshmem.rs`), and this crate compiles them for the host so
+//! the logic is unit-tested and fuzzed with `cargo test`, and shared with the
+//! userspace tools.
+//!
+//! Rules for files in this directory, so that they build in both places:
+//! - only `core`, no `alloc`, no `std`;
+//! - refer to sibling modules with `super::`, never `crate::`;
+//! - no `unsafe`: anything that touches hardware or user memory lives in the
+//!   module's thin FFI layer;
+//! - every value read from memory a peer can write is validated here, and the
+//!   validation is tested.
+
+#![no_std]
+
+/// ivshmem (v1 and v2): device identity, doorbells, shared-memory sections.
+pub mod ivshmem {
+    pub mod doorbell;
+    pub mod ident;
+    pub mod layout;
+}

@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-2.0
+# Common settings for lincell's scripts; sourced, never run.
+#
+# Everything the project downloads or builds lives under $LINCELL_CACHE
+# (default ~/.cache/lincell), never in the repository, so a fresh clone stays
+# clean and a second clone reuses the same kernel build.
+
+LINCELL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LINCELL_CACHE=${LINCELL_CACHE:-$HOME/.cache/lincell}
+
+# The kernel we build against: Debian's linux-source-7.3 package.  If this
+# exact version has left the archive, scripts/kernel.sh takes the newest 7.3.x
+# and says so.
+KERNEL_SERIES=7.3
+KERNEL_PKG=linux-source-$KERNEL_SERIES
+KERNEL_PKG_VERSION=${KERNEL_PKG_VERSION:-7.3.4-1~bpo13+1}
+
+# Pinned tools.
+BINDGEN_VERSION=0.73.0
+VIRTME_NG_VERSION=1.42
+LIBCLANG_WHEEL_VERSION=18.1.1
+
+LINCELL_VENV=$LINCELL_CACHE/venv
+LINCELL_APT=$LINCELL_CACHE/apt
+
+export PATH="$HOME/.cargo/bin:$LINCELL_VENV/bin:$PATH"
+
+# libclang for bindgen comes from the PyPI wheel (Debian 12's clang is too old).
+lincell_libclang_path() {
+	local d
+	for d in "$LINCELL_VENV"/lib/python3*/site-packages/clang/native; do
+		[ -e "$d/libclang.so" ] && { echo "$d"; return 0; }
+	done
+	return 1
+}
+if LIBCLANG_PATH=$(lincell_libclang_path); then
+	export LIBCLANG_PATH
+fi
+
+# Progress output: what is happening and how long it usually takes.
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+note() { printf '    %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a long command with its output in a log file, printing a heartbeat so
+# the user sees it is alive; on failure show the end of the log.
+run_logged() {
+	local log=$1; shift
+	local start=$SECONDS
+	"$@" >"$log" 2>&1 &
+	local pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 30
+		kill -0 "$pid" 2>/dev/null &&
+			note "... still working ($((SECONDS - start)) s; log: $log)"
+	done
+	if ! wait "$pid"; then
+		tail -n 40 "$log" >&2
+		die "failed: $* (full log: $log)"
+	fi
+	note "done in $((SECONDS - start)) s"
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install everything lincell needs on a Debian 12 (x86_64) machine, idempotently:
+# a second run checks each piece, skips what is there and says so.
+#
+#   Debian packages    build (flex, bison, bc, libelf-dev, ...) and VMs (QEMU, udev)
+#   rustup rust-src    the kernel builds `core` and `alloc` from it
+#   bindgen-cli        pinned ($BINDGEN_VERSION), via `cargo install`
+#   venv               $LINCELL_CACHE/venv: virtme-ng + the libclang wheel
+#
+# Needs root for apt (it is the machine's only system change).  Nothing here
+# touches the system's apt sources: the kernel source comes from a private
+# sources list (scripts/kernel.sh).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+changed=0
+
+APT_PACKAGES=(
+	# Kernel build.
+	bc bison flex cpio kmod libelf-dev libssl-dev rsync xz-utils zstd
+	python3-venv
+	# VMs: QEMU (TCG), and udev so virtme-ng finds its script ports in the
+	# guest (without it the guest's output and exit code are lost).
+	qemu-system-x86 udev busybox-static
+)
+
+step "Debian packages"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	note "all ${#APT_PACKAGES[@]} present"
+else
+	note "installing: ${missing[*]} (about 1 minute)"
+	[ "$(id -u)" -eq 0 ] || die "need root to install Debian packages: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		"${missing[@]}" >"$LINCELL_CACHE.apt.log" 2>&1 ||
+		{ tail -n 20 "$LINCELL_CACHE.apt.log"; die "apt-get install failed"; }
+	changed=1
+fi
+
+step "Rust toolchain"
+command -v rustup >/dev/null || die "rustup not found (the machine's Rust toolchain comes from rustup)"
+if rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+	note "rust-src present ($(rustc --version))"
+else
+	note "adding rust-src (about 30 s)"
+	rustup component add rust-src
+	changed=1
+fi
+
+if command -v bindgen >/dev/null && bindgen --version | grep -q " $BINDGEN_VERSION\$"; then
+	note "bindgen $BINDGEN_VERSION present"
+else
+	note "cargo install bindgen-cli $BINDGEN_VERSION (about 2 minutes)"
+	mkdir -p "$LINCELL_CACHE"
+	run_logged "$LINCELL_CACHE/bindgen-install.log" \
+		cargo install --locked bindgen-cli --version "$BINDGEN_VERSION"
+	changed=1
+fi
+
+step "Python venv (virtme-ng, libclang)"
+mkdir -p "$LINCELL_CACHE"
+[ -x "$LINCELL_VENV/bin/python" ] || { python3 -m venv "$LINCELL_VENV"; changed=1; }
+want=("virtme-ng==$VIRTME_NG_VERSION" "libclang==$LIBCLANG_WHEEL_VERSION")
+installed=$("$LINCELL_VENV/bin/python" -m pip list --format=freeze 2>/dev/null || true)
+if grep -qxF "virtme-ng==$VIRTME_NG_VERSION" <<<"$installed" &&
+	grep -qxF "libclang==$LIBCLANG_WHEEL_VERSION" <<<"$installed"; then
+	note "virtme-ng $VIRTME_NG_VERSION and libclang $LIBCLANG_WHEEL_VERSION present"
+else
+	note "pip install ${want[*]} (about 30 s)"
+	"$LINCELL_VENV/bin/python" -m pip install -q "${want[@]}"
+	changed=1
+fi
+lincell_libclang_path >/dev/null || die "libclang.so not found in $LINCELL_VENV"
+
+step "KVM"
+# KVM guests hang on this machine kind; the harness always uses TCG unless
+# LINCELL_KVM=1 is set and /dev/kvm works.
+if [ -w /dev/kvm ]; then
+	note "/dev/kvm exists; lincell still uses TCG by default (LINCELL_KVM=1 to try KVM)"
+else
+	note "no usable /dev/kvm: TCG"
+fi
+
+if [ $changed -eq 0 ]; then
+	step "Set-up: nothing to do, everything was already installed"
+else
+	step "Set-up complete"
+fi

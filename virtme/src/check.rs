@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `lincell-vm check`: run every test layer and count the results.
+//!
+//! Layers, in order: host `cargo test` over the workspace; then each guest
+//! test under `tests/guest/` (KUnit suites are collected by
+//! `tests/guest/kunit.sh`, which loads every module). Each test case is
+//! printed as it is counted, and the run ends with `N passed, N failed`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use lincell_ktap::{cargo, ktap, splat};
+
+use crate::scenario::{GuestResult, Runner};
+
+/// One counted test case.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Case {
+    /// Full name, `layer/scenario/guest/case`.
+    pub name: String,
+    /// Outcome.
+    pub outcome: ktap::Outcome,
+    /// Why it failed (empty when it passed).
+    pub detail: String,
+}
+
+/// Running totals.
+#[derive(Default, Debug)]
+pub struct Totals {
+    /// Passed cases.
+    pub passed: usize,
+    /// Failed cases.
+    pub failed: usize,
+    /// Skipped cases.
+    pub skipped: usize,
+    /// Names of failed cases, for the summary.
+    pub failures: Vec<String>,
+}
+
+impl Totals {
+    /// Counts and prints one case.
+    pub fn record(&mut self, case: &Case) {
+        let tag = match case.outcome {
+            ktap::Outcome::Pass => {
+                self.passed += 1;
+                "ok  "
+            }
+            ktap::Outcome::Skip => {
+                self.skipped += 1;
+                "skip"
+            }
+            ktap::Outcome::Fail => {
+                self.failed += 1;
+                self.failures.push(case.name.clone());
+                "FAIL"
+            }
+        };
+        println!("{tag} {}", case.name);
+        for line in case.detail.lines() {
+            println!("       {line}");
+        }
+    }
+
+    /// The closing line.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.skipped > 0 {
+            let _ = write!(s, ", {} skipped", self.skipped);
+        }
+        s
+    }
+}
+
+fn case(name: String, outcome: ktap::Outcome, detail: impl Into<String>) -> Case {
+    Case {
+        name,
+        outcome,
+        detail: detail.into(),
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Turns one guest's (or the host peer's) output into test cases.
+pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
+    let prefix = format!("guest/{scenario}/{}", r.name);
+    let mut cases = Vec::new();
+    let report = ktap::parse(&r.tap);
+    for c in &report.cases {
+        let name = if c.suite.is_empty() {
+            format!("{prefix}/{}", c.name)
+        } else {
+            format!("{prefix}/{}.{}", c.suite, c.name)
+        };
+        cases.push(case(name, c.outcome, c.diagnostics.join("\n")));
+    }
+    for p in &report.problems {
+        cases.push(case(format!("{prefix}/tap"), ktap::Outcome::Fail, p.clone()));
+    }
+    match r.script_exit {
+        None => cases.push(case(
+            format!("{prefix}/finished"),
+            ktap::Outcome::Fail,
+            format!(
+                "{} did not finish: it {} after {:.1} s (hung, crashed or never booted).\nlast output:\n{}",
+                r.name,
+                r.exit.describe(),
+                r.elapsed.as_secs_f64(),
+                tail(&r.console, 15)
+            ),
+        )),
+        Some(0) if report.cases.is_empty() => cases.push(case(
+            format!("{prefix}/results"),
+            ktap::Outcome::Fail,
+            format!("the test printed no TAP results\nlast output:\n{}", tail(&r.console, 15)),
+        )),
+        Some(0) => {}
+        Some(code) => cases.push(case(
+            format!("{prefix}/exit-status"),
+            ktap::Outcome::Fail,
+            format!("the test script exited with code {code}\n{}", tail(&r.console, 10)),
+        )),
+    }
+    // The kernel log must be free of warnings, BUGs and lockdep reports.
+    if r.name != "host" && r.script_exit.is_some() {
+        let splats = splat::find_splats(&r.dmesg);
+        let detail = splats
+            .iter()
+            .map(|s| format!("dmesg line {}: {}", s.line_no, s.line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let outcome = if splats.is_empty() {
+            ktap::Outcome::Pass
+        } else {
+            ktap::Outcome::Fail
+        };
+        cases.push(case(format!("{prefix}/kernel-log-clean"), outcome, detail));
+    }
+    cases
+}
+
+/// Runs `cargo test` over the workspace and counts its results.
+pub fn host_tests(root: &Path, totals: &mut Totals) {
+    println!("--- host: cargo test --workspace");
+    let out = Command::new("cargo")
+        .args(["test", "--workspace", "--color", "never"])
+        .current_dir(root)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            totals.record(&case("host/cargo".into(), ktap::Outcome::Fail, format!("cannot run cargo: {e}")));
+            return;
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = cargo::parse_cargo_test(&text);
+    println!(
+        "host: {} passed, {} failed, {} ignored",
+        t.passed, t.failed, t.ignored
+    );
+    totals.passed += t.passed;
+    for name in &t.failed_names {
+        totals.record(&case(format!("host/{name}"), ktap::Outcome::Fail, ""));
+    }
+    // Failures cargo counted but did not name (rare) still count.
+    let unnamed = t.failed.saturating_sub(t.failed_names.len());
+    totals.failed += unnamed;
+    if !out.status.success() && t.failed == 0 {
+        totals.record(&case(
+            "host/cargo".into(),
+            ktap::Outcome::Fail,
+            format!("cargo test failed before running tests:\n{}", tail(&text, 30)),
+        ));
+    }
+}
+
+/// Runs one guest scenario and counts its cases.
+pub fn guest_test(runner: &Runner, script: &Path, totals: &mut Totals) {
+    let name = script
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!("--- guest: {name}");
+    match runner.run(script) {
+        Ok(results) => {
+            for r in &results {
+                for c in evaluate(&name, r) {
+                    totals.record(&c);
+                }
+            }
+        }
+        Err(e) => totals.record(&case(format!("guest/{name}"), ktap::Outcome::Fail, e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::Exit;
+    use std::time::Duration;
+
+    fn result(tap: &str, exit: Option<i32>, dmesg: &str) -> GuestResult {
+        GuestResult {
+            name: "a".into(),
+            exit: Exit::Code(0),
+            tap: tap.into(),
+            dmesg: dmesg.into(),
+            script_exit: exit,
+            console: "booting\nlast line\n".into(),
+            elapsed: Duration::from_secs(3),
+        }
+    }
+
+    fn outcomes(cases: &[Case]) -> Vec<(String, ktap::Outcome)> {
+        cases.iter().map(|c| (c.name.clone(), c.outcome)).collect()
+    }
+
+    #[test]
+    fn passing_guest_counts_cases_and_clean_log() {
+        let r = result("TAP version 13\n1..2\nok 1 - one\nok 2 - two\n", Some(0), "[ 0.1] hello\n");
+        let cases = evaluate("s", &r);
+        assert_eq!(
+            outcomes(&cases),
+            [
+                ("guest/s/a/one".to_string(), ktap::Outcome::Pass),
+                ("guest/s/a/two".to_string(), ktap::Outcome::Pass),
+                ("guest/s/a/kernel-log-clean".to_string(), ktap::Outcome::Pass),
+            ]
+        );
+    }
+
+    #[test]
+    fn unfinished_guest_fails_with_reason() {
+        let mut r = result("", None, "");
+        r.exit = Exit::TimedOut(Duration::from_secs(5));
+        let cases = evaluate("s", &r);
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].outcome, ktap::Outcome::Fail);
+        assert!(cases[0].detail.contains("did not finish"), "{}", cases[0].detail);
+        assert!(cases[0].detail.contains("5 s time limit"), "{}", cases[0].detail);
+        assert!(cases[0].detail.contains("last line"));
+    }
+
+    #[test]
+    fn splat_fails_kernel_log_case() {
+        let r = result(
+            "TAP version 13\n1..1\nok 1 - x\n",
+            Some(0),
+            "[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/x.c:1 f+0x1/0x2\n",
+        );
+        let cases = evaluate("s", &r);
+        let log = cases.iter().find(|c| c.name.ends_with("kernel-log-clean")).unwrap();
+        assert_eq!(log.outcome, ktap::Outcome::Fail);
+        assert!(log.detail.contains("WARNING: CPU"));
+    }
+
+    #[test]
+    fn no_results_or_bad_exit_fail() {
+        let cases = evaluate("s", &result("", Some(0), ""));
+        assert!(cases.iter().any(|c| c.name.ends_with("/results") && c.outcome == ktap::Outcome::Fail));
+        let cases = evaluate("s", &result("TAP version 13\n1..1\nok 1 - x\n", Some(3), ""));
+        assert!(cases.iter().any(|c| c.name.ends_with("/exit-status") && c.outcome == ktap::Outcome::Fail));
+    }
+
+    #[test]
+    fn summary_line() {
+        let mut t = Totals::default();
+        t.passed = 3;
+        t.failed = 1;
+        assert_eq!(t.summary(), "3 passed, 1 failed");
+        t.skipped = 2;
+        assert_eq!(t.summary(), "3 passed, 1 failed, 2 skipped");
+    }
+}

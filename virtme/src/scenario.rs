@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A guest test: one script, one or more guests, optional shared devices.
+//!
+//! A guest test is a shell script under `tests/guest/` that prints TAP on
+//! stdout. Lines of the form
+//!
+//! ```text
+//! # lincell-vm: guests=a,b cpus=2 memory=1G timeout=180
+//! # lincell-vm: ivshmem-plain=1M
+//! # lincell-vm: ivshmem-doorbell=2:4M
+//! # lincell-vm: host=tests/host/peer.sh
+//! ```
+//!
+//! say how to run it (all keys optional):
+//! - `guests`: names of the guests to boot at once, each running the script
+//!   with `LINCELL_GUEST` set to its name (default: one guest, `guest`);
+//! - `cpus`, `memory`: per guest (default 2, 1G);
+//! - `timeout`: seconds for the whole scenario (default 240);
+//! - `ivshmem-plain=SIZE`: one memory file shared by all guests of the
+//!   scenario, attached to each as `-device ivshmem-plain`;
+//! - `ivshmem-doorbell=VECTORS:SIZE`: starts the project's `ivshmem-server`
+//!   on a private socket and attaches each guest as `-device
+//!   ivshmem-doorbell` (interrupts between guests and host peers);
+//! - `host=COMMAND`: a host-side peer started once the guests boot; its TAP
+//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`).
+//!
+//! Inside the guest the script runs through `virtme/guest-run.sh`, which
+//! mounts debugfs, runs it with `LINCELL_OUT` pointing to a writable
+//! directory, saves the kernel log, and writes a `done` marker. A guest that
+//! never writes the marker did not finish: it hung, crashed or never booted.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::guest::{self, Exit, GuestSpec};
+
+/// Parsed `# lincell-vm:` directives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Directives {
+    /// Guest names.
+    pub guests: Vec<String>,
+    /// vCPUs per guest.
+    pub cpus: u32,
+    /// Memory per guest.
+    pub memory: String,
+    /// Time limit for the scenario.
+    pub timeout: Duration,
+    /// Size of a shared `ivshmem-plain` region, if any.
+    pub ivshmem_plain: Option<u64>,
+    /// `(vectors, size)` of an `ivshmem-doorbell` server, if any.
+    pub ivshmem_doorbell: Option<(u32, u64)>,
+    /// Host-side peer command, if any.
+    pub host: Option<String>,
+}
+
+impl Default for Directives {
+    fn default() -> Self {
+        Directives {
+            guests: vec!["guest".into()],
+            cpus: 2,
+            memory: "1G".into(),
+            timeout: Duration::from_secs(240),
+            ivshmem_plain: None,
+            ivshmem_doorbell: None,
+            host: None,
+        }
+    }
+}
+
+/// Parses a size like `4096`, `64K`, `1M`, `2G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("bad size `{s}` (expected e.g. 4096, 64K, 1M)"))
+}
+
+/// Reads the directives from a script's text.
+pub fn parse_directives(text: &str) -> Result<Directives, String> {
+    let mut d = Directives::default();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("# lincell-vm:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        // `host=` takes the rest of the line (a command with spaces).
+        if let Some(cmd) = rest.strip_prefix("host=") {
+            d.host = Some(cmd.trim().to_string());
+            continue;
+        }
+        for item in rest.split_whitespace() {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("directive `{item}` is not key=value"))?;
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad number in `{item}`"));
+            match key {
+                "guests" => {
+                    d.guests = value.split(',').map(str::to_string).collect();
+                    if d.guests.iter().any(|g| g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
+                        return Err(format!("bad guest names in `{item}`"));
+                    }
+                }
+                "cpus" => d.cpus = u32::try_from(num(value)?).map_err(|_| format!("bad `{item}`"))?,
+                "memory" => d.memory = value.to_string(),
+                "timeout" => d.timeout = Duration::from_secs(num(value)?),
+                "ivshmem-plain" => d.ivshmem_plain = Some(parse_size(value)?),
+                "ivshmem-doorbell" => {
+                    let (v, s) = value
+                        .split_once(':')
+                        .ok_or_else(|| format!("`{item}`: expected VECTORS:SIZE"))?;
+                    let v = u32::try_from(num(v)?).map_err(|_| format!("bad `{item}`"))?;
+                    d.ivshmem_doorbell = Some((v, parse_size(s)?));
+                }
+                _ => return Err(format!("unknown directive `{key}`")),
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// What one guest (or the host peer) of a scenario produced.
+#[derive(Debug)]
+pub struct GuestResult {
+    /// Guest name (`host` for the host peer).
+    pub name: String,
+    /// How it ended.
+    pub exit: Exit,
+    /// TAP printed by the test script.
+    pub tap: String,
+    /// The guest's kernel log (empty for the host peer).
+    pub dmesg: String,
+    /// The script's exit code if it ran to its end (the `done` marker), or
+    /// `None` if the guest hung, crashed or never booted.
+    pub script_exit: Option<i32>,
+    /// Launcher output, for diagnosing a guest that did not finish.
+    pub console: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+fn read_marker(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Everything needed to run scenarios.
+pub struct Runner {
+    /// Kernel build directory.
+    pub kdir: PathBuf,
+    /// Repository root (the guest sees it at the same path).
+    pub root: PathBuf,
+    /// Scratch directory for this run.
+    pub work: PathBuf,
+    /// Echo guest consoles to stderr.
+    pub echo: bool,
+}
+
+/// Kills a host helper process when dropped.
+struct HostProcess(Child);
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Runner {
+    /// Runs the scenario in `script`; one result per guest (plus the host
+    /// peer, if any).
+    pub fn run(&self, script: &Path) -> io::Result<Vec<GuestResult>> {
+        let text = fs::read_to_string(script)?;
+        let d = parse_directives(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", script.display())))?;
+        let stem = script
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = self.work.join(&stem);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+
+        let mut qemu_opts = Vec::new();
+        if let Some(size) = d.ivshmem_plain {
+            let mem = dir.join("ivshmem-plain.mem");
+            fs::File::create(&mem)?.set_len(size)?;
+            qemu_opts.push(format!(
+                "-object memory-backend-file,size={size},share=on,mem-path={},id=lincellhm -device ivshmem-plain,memdev=lincellhm",
+                mem.display()
+            ));
+        }
+        let mut _server = None;
+        let socket = dir.join("ivshmem.sock");
+        if let Some((vectors, size)) = d.ivshmem_doorbell {
+            _server = Some(self.start_server(&dir, &socket, vectors, size)?);
+            qemu_opts.push(format!(
+                "-chardev socket,path={},id=lincellivs -device ivshmem-doorbell,chardev=lincellivs,vectors={vectors}",
+                socket.display()
+            ));
+        }
+
+        let deadline = Instant::now() + d.timeout;
+        let mut running = Vec::new();
+        for name in &d.guests {
+            let out = dir.join(name);
+            fs::create_dir_all(&out)?;
+            let spec = GuestSpec {
+                name: name.clone(),
+                cpus: d.cpus,
+                memory: d.memory.clone(),
+                qemu_opts: qemu_opts.clone(),
+                command: format!(
+                    "sh {}/virtme/guest-run.sh {} {} {}",
+                    self.root.display(),
+                    script.display(),
+                    out.display(),
+                    name
+                ),
+                rw_dirs: vec![out.clone()],
+                echo: self.echo,
+            };
+            running.push((out, guest::spawn(&self.kdir, &spec)?));
+        }
+
+        let host = match &d.host {
+            Some(cmd) => Some(self.start_host(cmd, &dir, &socket)?),
+            None => None,
+        };
+
+        let mut results = Vec::new();
+        for (out, g) in running {
+            let name = g.name().to_string();
+            let o = g.wait(deadline);
+            results.push(GuestResult {
+                name,
+                exit: o.exit,
+                tap: fs::read_to_string(out.join("tap.txt")).unwrap_or_default(),
+                dmesg: fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
+                script_exit: read_marker(&out.join("done")),
+                console: o.console,
+                elapsed: o.elapsed,
+            });
+        }
+        if let Some(h) = host {
+            results.push(self.wait_host(h, &dir, deadline));
+        }
+        Ok(results)
+    }
+
+    fn start_server(&self, dir: &Path, socket: &Path, vectors: u32, size: u64) -> io::Result<HostProcess> {
+        let bin = self.root.join("target/debug/ivshmem-server");
+        let child = Command::new(&bin)
+            .args(["-F", "-S"])
+            .arg(socket)
+            .arg("-m")
+            .arg(dir)
+            .args(["-l", &size.to_string(), "-n", &vectors.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("ivshmem-server.log"))?)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display())))?;
+        // QEMU connects at start-up: wait until the socket exists.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if Instant::now() > until {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "ivshmem-server did not create its socket"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(HostProcess(child))
+    }
+
+    fn start_host(&self, cmd: &str, dir: &Path, socket: &Path) -> io::Result<(HostProcess, Instant)> {
+        let out = dir.join("host");
+        fs::create_dir_all(&out)?;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&self.root)
+            .env("LINCELL_ROOT", &self.root)
+            .env("LINCELL_OUT", &out)
+            .env("LINCELL_IVSHMEM_SOCKET", socket)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(out.join("tap.txt"))?)
+            .stderr(fs::File::create(out.join("stderr.txt"))?)
+            .spawn()?;
+        Ok((HostProcess(child), Instant::now()))
+    }
+
+    fn wait_host(&self, (mut h, start): (HostProcess, Instant), dir: &Path, deadline: Instant) -> GuestResult {
+        let out = dir.join("host");
+        let exit = loop {
+            match h.0.try_wait() {
+                Ok(Some(s)) => break Exit::Code(s.code().unwrap_or(-1)),
+                Ok(None) if Instant::now() >= deadline => {
+                    break Exit::TimedOut(deadline.saturating_duration_since(start));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => break Exit::Code(-1),
+            }
+        };
+        let script_exit = match exit {
+            Exit::Code(c) => Some(c),
+            _ => None,
+        };
+        GuestResult {
+            name: "host".into(),
+            exit,
+            tap: fs::read_to_string(out.join("tap.txt")).unwrap_or_default(),
+            dmesg: String::new(),
+            script_exit,
+            console: fs::read_to_string(out.join("stderr.txt")).unwrap_or_default(),
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_directives() {
+        assert_eq!(parse_directives("#!/bin/sh\necho hi\n").unwrap(), Directives::default());
+    }
+
+    #[test]
+    fn all_directives() {
+        let d = parse_directives(
+            "# lincell-vm: guests=a,b cpus=4 memory=2G timeout=99\n\
+             # lincell-vm: ivshmem-plain=1M ivshmem-doorbell=2:4M\n\
+             # lincell-vm: host=target/debug/peer --count 10\n",
+        )
+        .unwrap();
+        assert_eq!(d.guests, ["a", "b"]);
+        assert_eq!(d.cpus, 4);
+        assert_eq!(d.memory, "2G");
+        assert_eq!(d.timeout, Duration::from_secs(99));
+        assert_eq!(d.ivshmem_plain, Some(1 << 20));
+        assert_eq!(d.ivshmem_doorbell, Some((2, 4 << 20)));
+        assert_eq!(d.host.as_deref(), Some("target/debug/peer --count 10"));
+    }
+
+    #[test]
+    fn bad_directives_are_errors() {
+        for bad in [
+            "# lincell-vm: frobnicate=1",
+            "# lincell-vm: cpus",
+            "# lincell-vm: cpus=x",
+            "# lincell-vm: ivshmem-plain=0",
+            "# lincell-vm: ivshmem-plain=12Q",
+            "# lincell-vm: ivshmem-doorbell=4M",
+            "# lincell-vm: guests=a,,b",
+            "# lincell-vm: guests=a;rm",
+        ] {
+            assert!(parse_directives(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}
