@@ -374,7 +374,7 @@ mod tests {
             Err(LayoutError::Overflow)
         );
         assert_eq!(
-            r(sizes(0x1000, 0, 1 << 60), 65536, 0, u64::MAX),
+            r(sizes(0x40000, 0, 1 << 60), 65536, 0, u64::MAX),
             Err(LayoutError::Overflow)
         );
         assert_eq!(r(sizes(0x1000, 0x1000, 0), 2, 0, 0x1fff), Err(LayoutError::TooLarge));

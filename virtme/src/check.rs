@@ -274,9 +274,11 @@ mod tests {
 
     #[test]
     fn summary_line() {
-        let mut t = Totals::default();
-        t.passed = 3;
-        t.failed = 1;
+        let mut t = Totals {
+            passed: 3,
+            failed: 1,
+            ..Totals::default()
+        };
         assert_eq!(t.summary(), "3 passed, 1 failed");
         t.skipped = 2;
         assert_eq!(t.summary(), "3 passed, 1 failed, 2 skipped");

@@ -141,8 +141,8 @@ pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Re
     let console = Arc::new(Mutex::new(String::new()));
     let mut readers = Vec::new();
     let streams: [Option<Box<dyn io::Read + Send>>; 2] = [
-        child.stdout.take().map(|s| Box::new(s) as _),
-        child.stderr.take().map(|s| Box::new(s) as _),
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn io::Read + Send>),
     ];
     for stream in streams.into_iter().flatten() {
         let console = Arc::clone(&console);

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Be an ivshmem peer from an ordinary host process.
+//!
+//! An ivshmem server (QEMU's `contrib/ivshmem-server` or this project's
+//! `ivshmem-server`) hands every connected peer the shared-memory file
+//! descriptor plus one eventfd per interrupt vector of every peer. Guests
+//! reach the same memory and doorbells through the `ivshmem-doorbell` PCI
+//! device; a host process reaches them through [`Peer`]:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ivshmem_peer::Peer;
+//!
+//! let mut peer = Peer::connect("/tmp/ivshmem_socket")?;
+//! peer.shm().write_u32(0, 0xcafe)?;
+//! for other in peer.peers() {
+//!     peer.ring(other, 0)?;
+//! }
+//! let count = peer.wait(0, Some(Duration::from_secs(1)))?;
+//! println!("peer {} got {count} interrupt(s)", peer.id());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! The wire format lives in [`protocol`] and is shared with the server.
+
+pub mod eventfd;
+pub mod peer;
+pub mod poll;
+pub mod protocol;
+pub mod shm;
+
+pub use peer::{ConnectOptions, Peer, PeerEvent};
+pub use shm::SharedMemory;

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Helpers shared by the integration tests: temporary directories and a
+//! server running in a thread.
+#![allow(dead_code)]
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use ivshmem_peer::{Peer, PeerEvent};
+use ivshmem_server::{Config, MemoryBacking, Server};
+
+/// A directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("ivshmem-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A [`Server`] on a socket in a temp dir, with 1 MiB of memory from that
+/// dir, served by a thread until dropped.
+pub(crate) struct Running {
+    pub(crate) socket: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    pub(crate) dir: TempDir,
+}
+
+impl Running {
+    pub(crate) fn start(vectors: u16) -> Self {
+        let dir = TempDir::new("server");
+        let config = Config {
+            socket_path: dir.0.join("sock"),
+            memory: MemoryBacking::Dir(dir.0.clone()),
+            size: 1 << 20,
+            vectors,
+            verbose: false,
+        };
+        let mut server = Server::new(&config).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || server.run_until(&flag));
+        Self {
+            socket: config.socket_path,
+            stop,
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    pub(crate) fn connect(&self) -> Peer {
+        Peer::connect(&self.socket).unwrap()
+    }
+
+    /// Stops the server thread and returns what `run_until` returned.
+    pub(crate) fn stop(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().map_or(Ok(()), |t| t.join().unwrap())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Processes server messages until `want` is seen (panics after 10 s).
+pub(crate) fn expect_event(peer: &mut Peer, want: PeerEvent) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if peer
+            .poll_server(Some(Duration::from_millis(100)))
+            .unwrap()
+            .contains(&want)
+        {
+            return;
+        }
+    }
+    panic!("peer {} never saw {want:?}", peer.id());
+}
