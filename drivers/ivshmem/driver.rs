@@ -62,7 +62,7 @@ impl pci::Driver for IvshmemDriver {
         .map_err(|_| ENODEV)?;
         if protocol.is_virtio() {
             // virtio-over-ivshmem devices belong to vdev_remote.
-            dev_dbg!(pdev, "protocol {} is virtio; leaving it to vdev_remote\n", protocol);
+            dev_dbg!(pdev, "protocol {:#06x} is virtio; leaving it to vdev_remote\n", protocol.0);
             return Err(ENODEV);
         }
 
@@ -77,10 +77,10 @@ impl pci::Driver for IvshmemDriver {
             let max_peers: u32 = bar.read(regs::v2::MAX_PEERS).count().into();
             dev_info!(
                 pdev,
-                "ivshmem v2: peer {} of {}, protocol {}, {} KiB shared memory\n",
+                "ivshmem v2: peer {} of {}, protocol {:#06x}, {} KiB shared memory\n",
                 id,
                 max_peers,
-                protocol,
+                protocol.0,
                 shmem_kib
             );
         } else {

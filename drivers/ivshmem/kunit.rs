@@ -6,6 +6,8 @@
 //! behaves the same when built by the kernel's toolchain, for the kernel's
 //! target and with the kernel's overflow checks.
 
+use kernel::prelude::*;
+
 #[kunit_tests(lincell_ivshmem_ident)]
 mod ident_tests {
     use crate::shared::ident::{identify, IdentError, Protocol, ProtocolKind, Revision};
@@ -84,7 +86,7 @@ mod layout_tests {
             Err(LayoutError::Overflow)
         );
         assert_eq!(
-            Layout::new(sizes(PAGE, 0, 1 << 62), 65536, 0, PAGE, u64::MAX),
+            Layout::new(sizes(64 * PAGE, 0, 1 << 62), 65536, 0, PAGE, u64::MAX),
             Err(LayoutError::Overflow)
         );
         assert_eq!(

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # ivshmem.ko binds QEMU's ivshmem-plain, reports it, unbinds on rmmod, rebinds.
 # lincell-vm: ivshmem-plain=1M cpus=2
-. "$LINCELL_ROOT/tests/guest/lib.sh"
+. "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 6
 
 dev=$(pci_devices 1af4 1110)

@@ -4,7 +4,7 @@
 # token, guest b sees it and answers, guest a sees the answer. Proves the
 # harness's multi-guest wiring (the ivshmem tests build on it).
 # lincell-vm: guests=a,b ivshmem-plain=1M cpus=1 timeout=240
-. "$LINCELL_ROOT/tests/guest/lib.sh"
+. "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 3
 
 dev=$(pci_devices 1af4 1110)

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use lincell_ktap::{cargo, ktap, splat};
 
-use crate::scenario::{GuestResult, Runner};
+use crate::scenario::{GuestResult, Runner, DEFAULT_GUEST};
 
 /// One counted test case.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,8 +58,10 @@ impl Totals {
             }
         };
         println!("{tag} {}", case.name);
-        for line in case.detail.lines() {
-            println!("       {line}");
+        if case.outcome == ktap::Outcome::Fail {
+            for line in case.detail.lines() {
+                println!("       {line}");
+            }
         }
     }
 
@@ -88,7 +90,12 @@ fn tail(text: &str, n: usize) -> String {
 
 /// Turns one guest's (or the host peer's) output into test cases.
 pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
-    let prefix = format!("guest/{scenario}/{}", r.name);
+    // A single unnamed guest adds nothing to the name.
+    let prefix = if r.name == DEFAULT_GUEST {
+        format!("guest/{scenario}")
+    } else {
+        format!("guest/{scenario}/{}", r.name)
+    };
     let mut cases = Vec::new();
     let report = ktap::parse(&r.tap);
     for c in &report.cases {

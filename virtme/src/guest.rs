@@ -67,10 +67,20 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// The `vng` program to run: `LINCELL_VNG` overrides it (the harness's own
-/// tests use that to stand in a fake guest that hangs or dies).
+/// The `vng` program to run: `LINCELL_VNG` if set, else the one in the
+/// project's venv (`$LINCELL_CACHE/venv`, default `~/.cache/lincell/venv`,
+/// where `make setup` installs it), else `vng` from `PATH`.
 fn vng_program() -> String {
-    std::env::var("LINCELL_VNG").unwrap_or_else(|_| "vng".into())
+    if let Ok(p) = std::env::var("LINCELL_VNG") {
+        return p;
+    }
+    let cache = std::env::var_os("LINCELL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lincell")));
+    match cache.map(|c| c.join("venv/bin/vng")) {
+        Some(p) if p.exists() => p.display().to_string(),
+        _ => "vng".into(),
+    }
 }
 
 /// KVM hangs on the machines this project is developed on, so guests use TCG
@@ -129,6 +139,16 @@ pub fn spawn(kdir: &Path, spec: &GuestSpec) -> io::Result<Running> {
 /// Starts `program` with `args` as the launcher of the guest `spec`.
 pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Result<Running> {
     let mut cmd = Command::new(program);
+    // vng runs its helpers (virtme-run, ...) from PATH: put its own
+    // directory (the venv's bin) first.
+    if let Some(dir) = Path::new(program).parent().filter(|d| !d.as_os_str().is_empty()) {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            cmd.env("PATH", joined);
+        }
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -38,6 +38,9 @@ use std::time::{Duration, Instant};
 
 use crate::guest::{self, Exit, GuestSpec};
 
+/// Name of the guest of a scenario that names none.
+pub const DEFAULT_GUEST: &str = "guest";
+
 /// Parsed `# lincell-vm:` directives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Directives {
@@ -60,7 +63,7 @@ pub struct Directives {
 impl Default for Directives {
     fn default() -> Self {
         Directives {
-            guests: vec!["guest".into()],
+            guests: vec![DEFAULT_GUEST.into()],
             cpus: 2,
             memory: "1G".into(),
             timeout: Duration::from_secs(240),

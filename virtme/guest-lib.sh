@@ -5,11 +5,13 @@
 _tap_n=0
 plan() { echo "TAP version 13"; echo "1..$1"; }
 ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; }
+# not_ok NAME [WHY...]: the reasons go first, as KUnit prints them, so the
+# harness attaches them to this case.
 not_ok() {
 	_tap_n=$((_tap_n + 1))
-	echo "not ok $_tap_n - $1"
-	shift
-	for l in "$@"; do echo "# $l"; done
+	_name=$1; shift
+	for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
+	echo "not ok $_tap_n - $_name"
 }
 # check NAME CMD...: ok if CMD succeeds, else not ok with its output.
 check() {
