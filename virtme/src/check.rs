@@ -171,6 +171,15 @@ pub fn host_tests(root: &Path, totals: &mut Totals) {
         String::from_utf8_lossy(&out.stderr)
     );
     let t = cargo::parse_cargo_test(&text);
+    // One line per passing or ignored test, like the guest layers; failures
+    // are recorded (and printed) below.
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... ok")) {
+            println!("ok   host/{name}");
+        } else if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... ignored")) {
+            println!("skip host/{name}");
+        }
+    }
     println!(
         "host: {} passed, {} failed, {} ignored",
         t.passed, t.failed, t.ignored
