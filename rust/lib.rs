@@ -23,4 +23,5 @@ pub mod ivshmem {
     pub mod doorbell;
     pub mod ident;
     pub mod layout;
+    pub mod uapi;
 }

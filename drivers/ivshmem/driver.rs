@@ -1,21 +1,39 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The PCI driver: match, identify, map the registers, report.
+//! The PCI driver: match, identify, set up interrupts and `/dev/ivshmemN`.
 
-use kernel::{device::Core, io::Io, pci, prelude::*};
+use kernel::{
+    device::Core,
+    pci,
+    prelude::*,
+    sync::Arc,
+};
 
-use crate::regs::{self, BAR0_SIZE};
+use crate::chardev::Chardev;
+use crate::device::Shared;
+use crate::hal;
+use crate::irq::{raw_pci_dev, Vectors};
+use crate::regs::BAR0_SIZE;
 use crate::shared::ident::{self, Identity, Revision};
+use crate::shared::uapi::{DeviceInfo, INFO_DOORBELL, MAX_VECTORS};
 
 /// BAR0: the register block.
-type Bar0<'bound> = pci::Bar<'bound, BAR0_SIZE>;
+pub(crate) type Bar0<'bound> = pci::Bar<'bound, BAR0_SIZE>;
 
 /// BAR holding the shared memory on both revisions (when present).
 const SHMEM_BAR: u32 = 2;
 
 /// Per-device state, alive while the driver is bound.
-pub(crate) struct IvshmemDevice<'bound> {
-    _bar: Bar0<'bound>,
+///
+/// Field order is drop order: the character device goes first (no new
+/// opens), then the interrupt handlers, then our reference to the shared
+/// state (open files may keep it longer).
+#[pin_data]
+pub(crate) struct IvshmemDevice {
+    #[pin]
+    chardev: Chardev,
+    vectors: Option<Vectors>,
+    shared: Arc<Shared>,
 }
 
 /// The driver type registered with the PCI core.
@@ -36,17 +54,9 @@ kernel::pci_device_table!(
     ]
 );
 
-/// Reads the local peer id with the register model of `revision`.
-fn own_id(bar: &Bar0<'_>, revision: Revision) -> u32 {
-    match revision {
-        Revision::V1 => bar.read(regs::v1::IV_POSITION).id().into(),
-        Revision::V2 => bar.read(regs::v2::ID).id().into(),
-    }
-}
-
 impl pci::Driver for IvshmemDriver {
     type IdInfo = ();
-    type Data<'bound> = IvshmemDevice<'bound>;
+    type Data<'bound> = IvshmemDevice;
 
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
@@ -54,6 +64,7 @@ impl pci::Driver for IvshmemDriver {
         pdev: &'bound pci::Device<Core<'_>>,
         _info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        pin_init::pin_init_scope(move || {
         let Identity { revision, protocol } = ident::identify(
             pdev.vendor_id().as_raw(),
             pdev.device_id(),
@@ -67,26 +78,74 @@ impl pci::Driver for IvshmemDriver {
         }
 
         pdev.enable_device_mem()?;
+        pdev.set_master();
         let bar = pdev
             .iomap_region_sized::<BAR0_SIZE>(0, c"ivshmem")
             .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
+        let model = hal::model(revision);
 
-        let id = own_id(&bar, revision);
-        let shmem_kib = pdev.resource_len(SHMEM_BAR).unwrap_or(0) / 1024;
-        if revision == Revision::V2 {
-            let max_peers: u32 = bar.read(regs::v2::MAX_PEERS).count().into();
-            dev_info!(
-                pdev,
-                "ivshmem v2: peer {} of {}, protocol {:#06x}, {} KiB shared memory\n",
-                id,
-                max_peers,
-                protocol.0,
-                shmem_kib
-            );
-        } else {
-            dev_info!(pdev, "ivshmem v1: peer {}, {} KiB shared memory\n", id, shmem_kib);
+        let own_id = model.own_id(&bar);
+        // QEMU's ivshmem does not say how many peers there are: any 16-bit
+        // peer id may exist (the server assigns them).
+        let max_peers = model.max_peers(&bar).unwrap_or(1 << 16);
+        // SAFETY: `pdev` is a bound PCI device.
+        let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
+        let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
+        let shmem_size = pdev.resource_len(SHMEM_BAR).unwrap_or(0);
+        let shmem_phys = pdev.resource_start(SHMEM_BAR).unwrap_or(0);
+        if shmem_size == 0 {
+            dev_err!(pdev, "no shared memory in BAR{}\n", SHMEM_BAR);
+            return Err(ENODEV);
         }
 
-        Ok(IvshmemDevice { _bar: bar })
+        let mut vectors = Vectors::alloc(pdev, wanted);
+        let nr_vectors = vectors.as_ref().map_or(0, Vectors::len);
+        let info = DeviceInfo {
+            revision: revision.number(),
+            own_id,
+            max_peers,
+            // CAST: at most MAX_VECTORS.
+            vectors: nr_vectors as u32,
+            protocol: protocol.0.into(),
+            flags: if nr_vectors > 0 { INFO_DOORBELL } else { 0 },
+            shmem_size,
+            rw_offset: 0,
+            rw_size: shmem_size,
+            ..DeviceInfo::default()
+        };
+        if revision == Revision::V2 {
+            model.enable_interrupts(&bar);
+        }
+        let regs = bar.into_devres()?;
+        let shared = Arc::pin_init(Shared::new(info, model, regs, shmem_phys, None), GFP_KERNEL)?;
+        if let Some(v) = vectors.as_mut() {
+            v.request(&shared)?;
+        }
+
+        // SAFETY: `raw_pci_dev` is valid while bound; `dev` is its embedded
+        // `struct device`, the parent of our misc device.
+        let parent = unsafe { &raw mut (*raw_pci_dev(pdev)).dev };
+        let chardev = Chardev::new(parent, shared.clone())?;
+        dev_info!(
+            pdev,
+            "ivshmem v{}: peer {}, {} vectors, {} KiB shared memory\n",
+            revision.number(),
+            own_id,
+            nr_vectors,
+            shmem_size / 1024
+        );
+        Ok(try_pin_init!(IvshmemDevice {
+            chardev <- chardev,
+            vectors,
+            shared,
+        }))
+        })
+    }
+
+    fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        dev_dbg!(pdev, "unbinding {:?}\n", this.chardev.name());
+        // Wake blocked readers and revoke user mappings before the device
+        // (and its BAR) can go away.
+        this.shared.kill();
     }
 }

@@ -17,9 +17,14 @@ pub mod shared {
     pub mod doorbell;
     pub mod ident;
     pub mod layout;
+    pub mod uapi;
 }
 
+mod chardev;
+mod device;
 mod driver;
+mod hal;
+mod irq;
 mod kunit;
 mod regs;
 

@@ -3,7 +3,7 @@
 //! BAR0 register blocks of the two ivshmem revisions.
 //!
 //! Both revisions put their registers in BAR0 and only allow aligned 32-bit
-//! accesses. Registers are added here as the driver starts using them.
+//! accesses. `hal.rs` hides which block a device has.
 
 use kernel::io::register;
 
@@ -19,6 +19,12 @@ pub(crate) mod v1 {
         pub(crate) IV_POSITION(u32) @ 0x08 {
             /// Peer id.
             31:0 id;
+        }
+
+        /// Doorbell: raise `vector` on peer `peer`.
+        pub(crate) DOORBELL(u32) @ 0x0c {
+            /// `peer << 16 | vector`, see `shared::doorbell`.
+            31:0 value;
         }
     }
 }
@@ -38,6 +44,24 @@ pub(crate) mod v2 {
         pub(crate) MAX_PEERS(u32) @ 0x04 {
             /// Number of peers.
             31:0 count;
+        }
+
+        /// Interrupt control.
+        pub(crate) INT_CONTROL(u32) @ 0x08 {
+            /// Interrupt generation enabled (cleared on delivery in one-shot mode).
+            0:0 enable => bool;
+        }
+
+        /// Doorbell: raise `vector` on peer `peer`.
+        pub(crate) DOORBELL(u32) @ 0x0c {
+            /// `peer << 16 | vector`, see `shared::doorbell`.
+            31:0 value;
+        }
+
+        /// Own state; a change raises vector 0 on every other peer.
+        pub(crate) STATE(u32) @ 0x10 {
+            /// State value, meaning defined by the protocol.
+            31:0 value;
         }
     }
 }

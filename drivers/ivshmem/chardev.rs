@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/ivshmemN`: one misc device per bound ivshmem device.
+//!
+//! The 7.3 `MiscDevice` trait has no `poll` and no parent device, so this
+//! file registers a raw `struct miscdevice` with its own `file_operations`
+//! (as binder does). The ABI is `shared::uapi` / `include/uapi/lincell/
+//! ivshmem.h`, documented in `Documentation/ivshmem-abi.md`.
+//!
+//! Every open file holds an `Arc<Shared>`, so files outlive unbinding
+//! safely: once the device is gone, every call returns `ENODEV`, blocked
+//! readers wake up, `poll` reports `POLLHUP`, and user mappings are zapped.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use kernel::{
+    bindings,
+    ffi::{c_char, c_int, c_long, c_uint, c_ulong},
+    fs::{file::flags::O_NONBLOCK, File},
+    mm::virt::VmaNew,
+    new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{poll::PollTable, Arc, SpinLock},
+    transmute::{AsBytes, FromBytes},
+    types::{ForeignOwnable, Opaque},
+    uaccess::{UserPtr, UserSlice},
+};
+
+use crate::device::{Shared, NR_COUNTERS};
+use crate::shared::doorbell::Doorbell;
+use crate::shared::layout::Access;
+use crate::shared::uapi::{self, ArrayArg, DeviceInfo, Ring};
+
+// SAFETY: plain `repr(C)` integers without padding (checked by the host ABI
+// test), so every byte is initialized.
+unsafe impl AsBytes for DeviceInfo {}
+// SAFETY: any bit pattern is a valid `Ring` (two `u32`).
+unsafe impl FromBytes for Ring {}
+// SAFETY: any bit pattern is a valid `ArrayArg` (integers only).
+unsafe impl FromBytes for ArrayArg {}
+// SAFETY: as above, integers only and no padding.
+unsafe impl AsBytes for ArrayArg {}
+
+/// Next `N` in `/dev/ivshmemN`.
+static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
+
+/// A registered `/dev/ivshmemN`.
+///
+/// # Invariants
+///
+/// `misc` is registered with `misc_register` and deregistered exactly once
+/// in `drop`; its `name` points into `name`, which lives as long as `self`.
+#[pin_data(PinnedDrop)]
+#[repr(C)]
+pub(crate) struct Chardev {
+    #[pin]
+    misc: Opaque<bindings::miscdevice>,
+    name: CString,
+    shared: Arc<Shared>,
+}
+
+// SAFETY: the misc device may be deregistered from any thread; `shared` is
+// thread-safe.
+unsafe impl Send for Chardev {}
+// SAFETY: `&Chardev` exposes nothing mutable.
+unsafe impl Sync for Chardev {}
+
+/// `file_operations` in a static.
+struct Fops(bindings::file_operations);
+// SAFETY: a table of function pointers and the module pointer, never written.
+unsafe impl Sync for Fops {}
+
+static FOPS: Fops = Fops(bindings::file_operations {
+    owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
+    open: Some(fop_open),
+    release: Some(fop_release),
+    read: Some(fop_read),
+    poll: Some(fop_poll),
+    unlocked_ioctl: Some(fop_ioctl),
+    compat_ioctl: bindings::compat_ptr_ioctl,
+    mmap: Some(fop_mmap),
+    llseek: Some(bindings::noop_llseek),
+    ..pin_init::zeroed()
+});
+
+impl Chardev {
+    /// Registers `/dev/ivshmemN` for `shared`, child of `parent`.
+    pub(crate) fn new(parent: *mut bindings::device, shared: Arc<Shared>) -> Result<impl PinInit<Self, Error>> {
+        let index = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
+        let name = CString::try_from_fmt(fmt!("ivshmem{index}"))?;
+        // The CString's buffer is on the heap: the pointer survives the move.
+        let name_ptr = name.as_char_ptr();
+        Ok(try_pin_init!(Self {
+            name,
+            shared,
+            misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
+                let misc = bindings::miscdevice {
+                    // CAST: MISC_DYNAMIC_MINOR (255) fits.
+                    minor: bindings::MISC_DYNAMIC_MINOR as c_int,
+                    name: name_ptr,
+                    fops: &FOPS.0,
+                    parent,
+                    mode: 0o600,
+                    ..pin_init::zeroed()
+                };
+                // SAFETY: `slot` is valid for writes; once registered it stays
+                // pinned until `drop` deregisters it (type invariant).
+                unsafe { slot.write(misc) };
+                // SAFETY: `slot` holds a fully initialized miscdevice.
+                kernel::error::to_result(unsafe { bindings::misc_register(slot) })
+            }),
+        }))
+    }
+
+    /// The device node name (`ivshmemN`).
+    pub(crate) fn name(&self) -> &CStr {
+        &self.name
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Chardev {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: registered by the type invariant. `misc_deregister` waits
+        // for `misc_open` callers (both take `misc_mtx`), so no open can see
+        // this `Chardev` afterwards.
+        unsafe { bindings::misc_deregister(self.misc.get()) };
+    }
+}
+
+/// Per-open-file state.
+#[pin_data]
+struct OpenFile {
+    shared: Arc<Shared>,
+    /// `file->f_mapping`, registered in `Users::mappings` while open.
+    mapping: usize,
+    /// Counter values already reported to this file by `read`.
+    #[pin]
+    seen: SpinLock<[u64; NR_COUNTERS]>,
+}
+
+type OpenPtr = Pin<KBox<OpenFile>>;
+
+/// Borrows the per-open state of `file`.
+///
+/// # Safety
+///
+/// `file` must be one of our files between `fop_open` and `fop_release`.
+unsafe fn open_file<'a>(file: *mut bindings::file) -> Pin<&'a OpenFile> {
+    // SAFETY: `fop_open` stored an `OpenPtr` in `private_data`, which stays
+    // until `fop_release` (caller's guarantee).
+    unsafe { <OpenPtr as ForeignOwnable>::borrow((*file).private_data) }
+}
+
+fn errno(e: Error) -> c_int {
+    e.to_errno()
+}
+
+/// # Safety
+///
+/// Called by the VFS for a file opened on our misc device.
+unsafe extern "C" fn fop_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: `misc_open` set `private_data` to our `struct miscdevice` and
+    // holds `misc_mtx`, so the containing `Chardev` is alive during this call.
+    let chardev = unsafe {
+        let misc = (*file).private_data.cast::<Opaque<bindings::miscdevice>>();
+        &*kernel::container_of!(misc, Chardev, misc)
+    };
+    let shared = chardev.shared.clone();
+    if shared.events.lock().dead {
+        return errno(ENODEV);
+    }
+    // SAFETY: `file` is valid; `f_mapping` is set before `open` is called.
+    let mapping = unsafe { (*file).f_mapping } as usize;
+    let counters = shared.events.lock().counters;
+    let for_file = shared.clone();
+    let of = match KBox::pin_init(
+        pin_init!(OpenFile {
+            shared: for_file,
+            mapping,
+            // A new reader sees only interrupts that arrive after it opened.
+            seen <- new_spinlock!(counters),
+        }),
+        GFP_KERNEL,
+    ) {
+        Ok(of) => of,
+        Err(e) => return errno(e),
+    };
+    {
+        let mut users = shared.users.lock();
+        if let Err(e) = users.mappings.push(mapping, GFP_KERNEL) {
+            return errno(e.into());
+        }
+        users.open += 1;
+    }
+    // SAFETY: we own `private_data` during open; every other fop reads it
+    // back as an `OpenPtr` until release takes it.
+    unsafe { (*file).private_data = of.into_foreign() };
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFS once, when the last reference to the file goes.
+unsafe extern "C" fn fop_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: release owns `private_data`, stored by `fop_open`.
+    let of = unsafe { <OpenPtr as ForeignOwnable>::from_foreign((*file).private_data) };
+    let shared = &of.shared;
+    let mut users = shared.users.lock();
+    if let Some(pos) = users.mappings.iter().position(|&m| m == of.mapping) {
+        // Cannot fail: `pos` is in bounds.
+        let _ = users.mappings.remove(pos);
+    }
+    users.open = users.open.saturating_sub(1);
+    if users.open == 0 {
+        // The last user is gone: the local state goes back to 0 ("not
+        // ready") so peers do not keep talking to nobody.
+        users.state = 0;
+        if let Some(bar) = shared.regs.try_access() {
+            shared.model.set_state(&bar, 0);
+        }
+    }
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFS on one of our open files; `buf` is a user pointer.
+unsafe extern "C" fn fop_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: an open file of ours.
+    let of = unsafe { open_file(file) };
+    // SAFETY: `file` is valid for this call.
+    let nonblock = unsafe { File::from_raw_file(file) }.flags() & O_NONBLOCK != 0;
+    if count < uapi::READ_SIZE {
+        return EINVAL.to_errno() as isize;
+    }
+    let user = UserSlice::new(UserPtr::from_ptr(buf.cast()), uapi::READ_SIZE);
+    match read_events(&of, nonblock, user) {
+        // CAST: at most 8.
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// Waits for interrupts not yet reported to this file and returns their mask.
+fn read_events(of: &OpenFile, nonblock: bool, user: UserSlice) -> Result<usize> {
+    let shared = &of.shared;
+    let mut events = shared.events.lock();
+    let mask = loop {
+        if events.dead {
+            return Err(ENODEV);
+        }
+        let mask = uapi::take_pending(&events.counters, &mut *of.seen.lock());
+        if mask != 0 {
+            break mask;
+        }
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        if shared.waiters.wait_interruptible(&mut events) {
+            return Err(ERESTARTSYS);
+        }
+    };
+    drop(events);
+    user.writer().write(&mask)?;
+    Ok(uapi::READ_SIZE)
+}
+
+/// # Safety
+///
+/// Called by the VFS on one of our open files.
+unsafe extern "C" fn fop_poll(file: *mut bindings::file, wait: *mut bindings::poll_table_struct) -> bindings::__poll_t {
+    // SAFETY: an open file of ours.
+    let of = unsafe { open_file(file) };
+    // SAFETY: `file` is valid for this call.
+    let fileref = unsafe { File::from_raw_file(file) };
+    // SAFETY: `wait` is null or a valid poll table for this call.
+    let table = unsafe { PollTable::from_raw(wait) };
+    table.register_wait(fileref, &of.shared.waiters);
+    let events = of.shared.events.lock();
+    if events.dead {
+        return bindings::POLLERR | bindings::POLLHUP;
+    }
+    if uapi::any_pending(&events.counters, &*of.seen.lock()) {
+        bindings::POLLIN | bindings::POLLRDNORM
+    } else {
+        0
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS on one of our open files; `arg` is a user pointer.
+unsafe extern "C" fn fop_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: an open file of ours.
+    let of = unsafe { open_file(file) };
+    match ioctl(&of.shared, cmd, arg) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+/// The size encoded in an ioctl number.
+fn ioc_size(cmd: u32) -> usize {
+    ((cmd >> 16) & 0x3fff) as usize
+}
+
+fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
+    let user = UserSlice::new(UserPtr::from_addr(arg), ioc_size(cmd));
+    let info = &shared.info;
+    match cmd {
+        uapi::IOCTL_INFO => user.writer().write(info),
+        uapi::IOCTL_RING => {
+            let ring: Ring = user.reader().read()?;
+            if info.vectors == 0 {
+                // ivshmem-plain: no interrupts at all.
+                return Err(EOPNOTSUPP);
+            }
+            let doorbell = Doorbell::new(ring.peer, ring.vector, info.max_peers, info.vectors).map_err(|_| EINVAL)?;
+            let bar = shared.regs.try_access().ok_or(ENODEV)?;
+            shared.model.ring(&bar, doorbell);
+            Ok(())
+        }
+        uapi::IOCTL_SET_STATE => {
+            let state: u32 = user.reader().read()?;
+            let bar = shared.regs.try_access().ok_or(ENODEV)?;
+            let mut users = shared.users.lock();
+            users.state = state;
+            shared.model.set_state(&bar, state);
+            Ok(())
+        }
+        uapi::IOCTL_GET_STATE => {
+            shared.regs.try_access().ok_or(ENODEV)?;
+            let state = shared.users.lock().state;
+            user.writer().write(&state)
+        }
+        uapi::IOCTL_COUNTERS => {
+            let (mut reader, mut writer) = user.reader_writer();
+            let mut arg: ArrayArg = reader.read()?;
+            if arg.reserved != 0 {
+                return Err(EINVAL);
+            }
+            let counters = shared.events.lock().counters;
+            // CAST: `vectors <= MAX_VECTORS`.
+            let available = (info.vectors as usize).min(NR_COUNTERS);
+            let n = (arg.count as usize).min(available);
+            // CAST: user address.
+            let mut out = UserSlice::new(UserPtr::from_addr(arg.ptr as usize), n * 8).writer();
+            for c in &counters[..n] {
+                out.write(c)?;
+            }
+            // CAST: `available <= 64`.
+            arg.count = available as u32;
+            writer.write(&arg)
+        }
+        // The state table needs the section layout (coming with the v1
+        // layout header); refuse clearly until then.
+        uapi::IOCTL_PEER_STATES => Err(EOPNOTSUPP),
+        _ => Err(ENOTTY),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS while setting up a new mapping of one of our files.
+unsafe extern "C" fn fop_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: an open file of ours.
+    let of = unsafe { open_file(file) };
+    // SAFETY: `vma` is being set up by mmap for this call.
+    let area = unsafe { VmaNew::from_raw(vma) };
+    match mmap(&of.shared, area) {
+        Ok(()) => 0,
+        Err(e) => errno(e),
+    }
+}
+
+fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
+    // `Shared::kill` marks the device dead and then zaps mappings under this
+    // lock, so a mapping made while holding it is either refused here or
+    // zapped there. (Not the registers' RCU guard: mapping may sleep.)
+    let _users = shared.users.lock();
+    if shared.events.lock().dead {
+        return Err(ENODEV);
+    }
+    let info = &shared.info;
+    // SAFETY: reading a field of the vma being set up.
+    let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff };
+    let offset = u64::try_from(pgoff)
+        .ok()
+        .and_then(|p| p.checked_mul(kernel::page::PAGE_SIZE as u64))
+        .ok_or(EINVAL)?;
+    // CAST: usize fits in u64.
+    let len = (vma.end() - vma.start()) as u64;
+    let end = offset.checked_add(len).ok_or(EINVAL)?;
+    if len == 0 || end > info.shmem_size {
+        return Err(EINVAL);
+    }
+    let access = match &shared.layout {
+        Some(layout) => layout.lookup(offset, len).map_err(|_| EINVAL)?.1,
+        // Without a section layout the whole region is one R/W section.
+        None => Access::ReadWrite,
+    };
+    if access == Access::ReadOnly {
+        if vma.writable() {
+            return Err(EACCES);
+        }
+        vma.try_clear_maywrite()?;
+    }
+    vma.set_io();
+    vma.set_dontexpand();
+    // CAST: a bus address fits in `phys_addr_t`; the length in `unsigned long`.
+    kernel::error::to_result(unsafe {
+        // SAFETY: `vma` is being set up; the range is the device's BAR2,
+        // still bound (checked above, under the lock `kill` takes);
+        // `vm_iomap_memory` checks `vm_pgoff` and the length against it.
+        bindings::vm_iomap_memory(vma.as_ptr(), shared.shmem_phys, info.shmem_size as c_ulong)
+    })
+}

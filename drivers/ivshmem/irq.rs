@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! MSI-X vectors with one handler each: a thin RAII layer over the C calls.
+//!
+//! The 7.3 `pci::IrqVectorRegistration` hands out `IrqVector`s that borrow
+//! it, which cannot be stored next to it in the driver data for a number of
+//! vectors known only at probe time. This file owns both the allocation and
+//! the handlers instead, and releases them in the right order on drop.
+//!
+//! Each handler only counts the interrupt and wakes waiters: ivshmem has no
+//! interrupt status to read or acknowledge with MSI-X.
+
+use core::ffi::c_void;
+
+use kernel::{bindings, device::Bound, pci, prelude::*, sync::Arc};
+
+use crate::device::Shared;
+
+/// Cookie handed to `request_irq`: which vector of which device.
+struct Cookie {
+    shared: Arc<Shared>,
+    vector: usize,
+}
+
+/// The raw `pci_dev` behind a Rust PCI device.
+///
+/// The 7.3 abstraction keeps `as_raw()` private; `pci::Device` is
+/// `repr(transparent)` over `Opaque<bindings::pci_dev>`, so the reference is
+/// the C pointer.
+pub(crate) fn raw_pci_dev(pdev: &pci::Device<Bound>) -> *mut bindings::pci_dev {
+    core::ptr::from_ref(pdev).cast::<bindings::pci_dev>().cast_mut()
+}
+
+/// Allocated MSI-X vectors and their registered handlers.
+///
+/// # Invariants
+///
+/// `pdev` has `allocated` MSI-X vectors allocated, and vector `i` has a
+/// handler registered with `cookies[i]` as its `dev_id` for every
+/// `i < cookies.len() <= allocated`. Both stay valid until `drop`, which
+/// frees the handlers before the vectors.
+pub(crate) struct Vectors {
+    pdev: *mut bindings::pci_dev,
+    allocated: usize,
+    cookies: KVec<KBox<Cookie>>,
+}
+
+// SAFETY: `Vectors` only touches `pdev` in `request` and `drop`, which the C
+// API allows from any thread; the cookies are `Send` (an `Arc` and an index).
+unsafe impl Send for Vectors {}
+// SAFETY: `Vectors` has no `&self` methods that touch shared state.
+unsafe impl Sync for Vectors {}
+
+/// Hard-IRQ handler of every vector.
+///
+/// # Safety
+///
+/// Only called by the IRQ core with the `dev_id` registered in
+/// [`Vectors::request`].
+unsafe extern "C" fn handle_irq(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+    // SAFETY: `cookie` is the `dev_id` we registered: a `Cookie` in a `KBox`
+    // that `Vectors` keeps alive until after `free_irq` returns.
+    let cookie = unsafe { &*cookie.cast::<Cookie>() };
+    cookie.shared.signal(cookie.vector);
+    bindings::irqreturn::IRQ_HANDLED
+}
+
+impl Vectors {
+    /// Allocates up to `wanted` MSI-X vectors. Returns `None` when the device
+    /// has none (e.g. `ivshmem-plain`) or the allocation fails (logged).
+    pub(crate) fn alloc(pdev: &pci::Device<Bound>, wanted: u32) -> Option<Self> {
+        if wanted == 0 {
+            return None;
+        }
+        let raw = raw_pci_dev(pdev);
+        // SAFETY: `raw` is a bound PCI device (we are in probe).
+        let n = unsafe { bindings::pci_alloc_irq_vectors(raw, 1, wanted, bindings::PCI_IRQ_MSIX) };
+        match usize::try_from(n) {
+            // INVARIANT: `n` vectors are allocated, no handler yet.
+            Ok(allocated) if allocated > 0 => Some(Vectors {
+                pdev: raw,
+                allocated,
+                cookies: KVec::new(),
+            }),
+            _ => {
+                dev_warn!(pdev.as_ref(), "no MSI-X vectors ({}); doorbells disabled\n", n);
+                None
+            }
+        }
+    }
+
+    /// Number of allocated vectors.
+    pub(crate) fn len(&self) -> usize {
+        self.allocated
+    }
+
+    /// Registers a handler on every vector that counts into `shared`.
+    pub(crate) fn request(&mut self, shared: &Arc<Shared>) -> Result {
+        for vector in self.cookies.len()..self.allocated {
+            let cookie = KBox::new(
+                Cookie {
+                    shared: shared.clone(),
+                    vector,
+                },
+                GFP_KERNEL,
+            )?;
+            // CAST: `vector < allocated <= MAX_VECTORS`.
+            // SAFETY: `pdev` has `allocated` vectors and `vector < allocated`.
+            let irq = unsafe { bindings::pci_irq_vector(self.pdev, vector as u32) };
+            let irq = u32::try_from(irq).map_err(|_| EINVAL)?;
+            let dev_id = core::ptr::from_ref::<Cookie>(&cookie).cast_mut().cast::<c_void>();
+            // Reserve the slot first so that a failing push cannot leave a
+            // registered handler without its cookie.
+            self.cookies.reserve(1, GFP_KERNEL)?;
+            // SAFETY: `handle_irq` matches the C handler type; `dev_id`
+            // points into a `KBox` we keep until after `free_irq`; the name is
+            // a static C string.
+            kernel::error::to_result(unsafe {
+                bindings::request_irq(irq, Some(handle_irq), 0, c"ivshmem".as_char_ptr(), dev_id)
+            })?;
+            // INVARIANT: vector `vector` now has the handler for this cookie.
+            self.cookies.push(cookie, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Vectors {
+    fn drop(&mut self) {
+        for (vector, cookie) in self.cookies.iter().enumerate() {
+            let dev_id = core::ptr::from_ref::<Cookie>(cookie).cast_mut().cast::<c_void>();
+            // SAFETY: by the type invariant vector `vector` is allocated and
+            // has our handler registered with `dev_id`; `free_irq` waits for
+            // running handlers, so the cookie is unused once it returns.
+            unsafe {
+                let irq = bindings::pci_irq_vector(self.pdev, vector as u32);
+                if let Ok(irq) = u32::try_from(irq) {
+                    bindings::free_irq(irq, dev_id);
+                }
+            }
+        }
+        // SAFETY: by the type invariant the vectors are allocated, and no
+        // handler is registered any more.
+        unsafe { bindings::pci_free_irq_vectors(self.pdev) };
+    }
+}
