@@ -23,5 +23,9 @@ pub mod ivshmem {
     pub mod doorbell;
     pub mod ident;
     pub mod layout;
+    pub mod regs;
+    pub mod sim;
     pub mod uapi;
+    pub mod v1layout;
+    pub mod vendor_cap;
 }

@@ -28,7 +28,6 @@ use kernel::{
 };
 
 use crate::device::{Shared, NR_COUNTERS};
-use crate::shared::doorbell::Doorbell;
 use crate::shared::layout::Access;
 use crate::shared::uapi::{self, ArrayArg, DeviceInfo, Ring};
 
@@ -213,13 +212,11 @@ unsafe extern "C" fn fop_release(_inode: *mut bindings::inode, file: *mut bindin
         let _ = users.mappings.remove(pos);
     }
     users.open = users.open.saturating_sub(1);
-    if users.open == 0 {
+    if users.open == 0 && users.state != 0 {
         // The last user is gone: the local state goes back to 0 ("not
-        // ready") so peers do not keep talking to nobody.
-        users.state = 0;
-        if let Some(bar) = shared.regs.try_access() {
-            shared.model.set_state(&bar, 0);
-        }
+        // ready") so peers do not keep talking to nobody. Best effort: the
+        // device may be gone already.
+        let _ = shared.publish_state(&mut users, 0);
     }
     0
 }
@@ -318,22 +315,11 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
         uapi::IOCTL_INFO => user.writer().write(info),
         uapi::IOCTL_RING => {
             let ring: Ring = user.reader().read()?;
-            if info.vectors == 0 {
-                // ivshmem-plain: no interrupts at all.
-                return Err(EOPNOTSUPP);
-            }
-            let doorbell = Doorbell::new(ring.peer, ring.vector, info.max_peers, info.vectors).map_err(|_| EINVAL)?;
-            let bar = shared.regs.try_access().ok_or(ENODEV)?;
-            shared.model.ring(&bar, doorbell);
-            Ok(())
+            shared.ring(ring.peer, ring.vector)
         }
         uapi::IOCTL_SET_STATE => {
             let state: u32 = user.reader().read()?;
-            let bar = shared.regs.try_access().ok_or(ENODEV)?;
-            let mut users = shared.users.lock();
-            users.state = state;
-            shared.model.set_state(&bar, state);
-            Ok(())
+            shared.publish_state(&mut shared.users.lock(), state)
         }
         uapi::IOCTL_GET_STATE => {
             shared.regs.try_access().ok_or(ENODEV)?;
@@ -359,9 +345,23 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
             arg.count = available as u32;
             writer.write(&arg)
         }
-        // The state table needs the section layout (coming with the v1
-        // layout header); refuse clearly until then.
-        uapi::IOCTL_PEER_STATES => Err(EOPNOTSUPP),
+        uapi::IOCTL_PEER_STATES => {
+            let sections = shared.sections.as_ref().ok_or(EOPNOTSUPP)?;
+            let (mut reader, mut writer) = user.reader_writer();
+            let mut arg: ArrayArg = reader.read()?;
+            if arg.reserved != 0 {
+                return Err(EINVAL);
+            }
+            let available = sections.layout.max_peers();
+            let n = arg.count.min(available);
+            // CAST: user address; `n * 4` is at most 256 KiB.
+            let mut out = UserSlice::new(UserPtr::from_addr(arg.ptr as usize), n as usize * 4).writer();
+            for peer in 0..n {
+                out.write(&sections.state_of(peer).unwrap_or(0))?;
+            }
+            arg.count = available;
+            writer.write(&arg)
+        }
         _ => Err(ENOTTY),
     }
 }
@@ -401,8 +401,15 @@ fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
     if len == 0 || end > info.shmem_size {
         return Err(EINVAL);
     }
-    let access = match &shared.layout {
-        Some(layout) => layout.lookup(offset, len).map_err(|_| EINVAL)?.1,
+    let access = match &shared.sections {
+        Some(s) if offset < s.base => {
+            // The v1 header: readable, never writable from userspace.
+            if end > s.base {
+                return Err(EINVAL);
+            }
+            Access::ReadOnly
+        }
+        Some(s) => s.layout.lookup(offset - s.base, len).map_err(|_| EINVAL)?.1,
         // Without a section layout the whole region is one R/W section.
         None => Access::ReadWrite,
     };

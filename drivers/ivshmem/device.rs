@@ -3,10 +3,10 @@
 //! State of one bound device shared by the driver, its IRQ handlers and every
 //! open file.
 //!
-//! Open files and user mappings can outlive the binding (unbind, `rmmod` of
-//! a dependency, surprise removal), so this lives in an `Arc`. What must not
-//! outlive the binding is revocable: the registers are a `DevresBar` (gone
-//! once unbound), and `Events::dead` tells readers and pollers to give up.
+//! Open files and user mappings can outlive the binding (unbind, surprise
+//! removal), so this lives in an `Arc`. What must not outlive the binding is
+//! revocable: the registers are a `DevresBar` (gone once unbound), and
+//! `Events::dead` tells readers and pollers to give up.
 
 use kernel::{
     new_mutex, new_poll_condvar, new_spinlock_irq,
@@ -15,9 +15,10 @@ use kernel::{
     sync::{poll::PollCondVar, Mutex, SpinLockIrq},
 };
 
-use crate::hal::RegisterModel;
-use crate::regs::BAR0_SIZE;
-use crate::shared::layout::Layout;
+use crate::mmio::Regs;
+use crate::sections::Sections;
+use crate::shared::doorbell::Doorbell;
+use crate::shared::regs::{RegisterModel, BAR0_SIZE};
 use crate::shared::uapi::{DeviceInfo, MAX_VECTORS};
 
 /// Number of vectors counted, as an array length.
@@ -35,7 +36,7 @@ pub(crate) struct Events {
 pub(crate) struct Users {
     /// Open files.
     pub(crate) open: u32,
-    /// The local state as last set through the device (v1 keeps it here).
+    /// The local state as last set through the device.
     pub(crate) state: u32,
     /// `file->f_mapping` of every open file (as addresses), so that user
     /// mappings can be zapped when the device goes away. Each entry is valid
@@ -54,8 +55,8 @@ pub(crate) struct Shared {
     pub(crate) regs: DevresBar<BAR0_SIZE>,
     /// Bus address of the shared memory (BAR2).
     pub(crate) shmem_phys: u64,
-    /// Section layout, when the device has sections (mmap permissions).
-    pub(crate) layout: Option<Layout>,
+    /// Sections and the mapped state table, when the device has them.
+    pub(crate) sections: Option<Sections>,
     /// Interrupt counters.
     #[pin]
     pub(crate) events: SpinLockIrq<Events>,
@@ -74,14 +75,14 @@ impl Shared {
         model: &'static dyn RegisterModel,
         regs: DevresBar<BAR0_SIZE>,
         shmem_phys: u64,
-        layout: Option<Layout>,
+        sections: Option<Sections>,
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             info,
             model,
             regs,
             shmem_phys,
-            layout,
+            sections,
             events <- new_spinlock_irq!(Events { counters: [0; NR_COUNTERS], dead: false }),
             waiters <- new_poll_condvar!("ivshmem::waiters"),
             users <- new_mutex!(Users { open: 0, state: 0, mappings: KVec::new() }),
@@ -96,9 +97,56 @@ impl Shared {
         self.waiters.notify_all();
     }
 
+    /// Rings `vector` on `peer` after validating both.
+    pub(crate) fn ring(&self, peer: u32, vector: u32) -> Result {
+        if self.info.vectors == 0 {
+            // ivshmem-plain: no interrupts at all.
+            return Err(EOPNOTSUPP);
+        }
+        let doorbell = Doorbell::new(peer, vector, self.info.max_peers, self.info.vectors).map_err(|_| EINVAL)?;
+        let bar = self.regs.try_access().ok_or(ENODEV)?;
+        self.model.ring(&Regs(&bar), doorbell);
+        Ok(())
+    }
+
+    /// Publishes the local state to the peers.
+    ///
+    /// ivshmem 2.0 does it in hardware (State register → state table +
+    /// vector 0 on the others). On v1 the driver writes its own state-table
+    /// entry and rings vector 0 on every other peer, as the lincell v1
+    /// layout specifies. Called with `users` locked (it serializes states).
+    pub(crate) fn publish_state(&self, users: &mut Users, state: u32) -> Result {
+        let bar = self.regs.try_access().ok_or(ENODEV)?;
+        users.state = state;
+        if self.model.set_state(&Regs(&bar), state) {
+            return Ok(());
+        }
+        let Some(sections) = &self.sections else {
+            // No state table to publish into: the state stays local.
+            return Ok(());
+        };
+        sections.write_own_state(state);
+        if self.info.vectors > 0 {
+            let own = sections.layout.own_id();
+            for peer in (0..sections.layout.max_peers()).filter(|&p| p != own) {
+                if let Ok(d) = Doorbell::new(peer, 0, self.info.max_peers, self.info.vectors) {
+                    self.model.ring(&Regs(&bar), d);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Marks the device gone, wakes everyone and zaps user mappings of the
     /// shared memory so no process keeps access to a removed BAR.
     pub(crate) fn kill(&self) {
+        {
+            let mut users = self.users.lock();
+            if users.state != 0 {
+                // Peers see us leave; best effort, the device may be gone.
+                let _ = self.publish_state(&mut users, 0);
+            }
+        }
         self.events.lock().dead = true;
         self.waiters.notify_all();
         let users = self.users.lock();

@@ -11,14 +11,12 @@ use kernel::{
 
 use crate::chardev::Chardev;
 use crate::device::Shared;
-use crate::hal;
 use crate::irq::{raw_pci_dev, Vectors};
-use crate::regs::BAR0_SIZE;
+use crate::mmio::Regs;
+use crate::sections::{self, Sections};
 use crate::shared::ident::{self, Identity, Revision};
-use crate::shared::uapi::{DeviceInfo, INFO_DOORBELL, MAX_VECTORS};
-
-/// BAR0: the register block.
-pub(crate) type Bar0<'bound> = pci::Bar<'bound, BAR0_SIZE>;
+use crate::shared::regs::{self, BAR0_SIZE};
+use crate::shared::uapi::{DeviceInfo, INFO_DOORBELL, INFO_ONESHOT, INFO_SECTIONS, MAX_VECTORS};
 
 /// BAR holding the shared memory on both revisions (when present).
 const SHMEM_BAR: u32 = 2;
@@ -54,6 +52,44 @@ kernel::pci_device_table!(
     ]
 );
 
+/// What `IVSHMEM_IOCTL_INFO` reports for a device.
+fn device_info(
+    revision: Revision,
+    protocol: u16,
+    own_id: u32,
+    max_peers: u32,
+    vectors: usize,
+    shmem_size: u64,
+    sections: Option<&Sections>,
+) -> DeviceInfo {
+    let mut info = DeviceInfo {
+        revision: revision.number(),
+        own_id,
+        max_peers,
+        // CAST: at most MAX_VECTORS.
+        vectors: vectors as u32,
+        protocol: protocol.into(),
+        flags: if vectors > 0 { INFO_DOORBELL } else { 0 },
+        shmem_size,
+        ..DeviceInfo::default()
+    };
+    match sections {
+        Some(s) => {
+            let l = &s.layout;
+            info.flags |= INFO_SECTIONS | if s.one_shot { INFO_ONESHOT } else { 0 };
+            info.state_table_offset = s.base + l.state_table().offset;
+            info.state_table_size = l.state_table().len;
+            info.rw_offset = s.base + l.rw().offset;
+            info.rw_size = l.rw().len;
+            let out0 = l.output(0).map_or(0, |o| o.offset);
+            info.output_offset = s.base + out0;
+            info.output_size = l.own_output().len;
+        }
+        None => info.rw_size = shmem_size,
+    }
+    info
+}
+
 impl pci::Driver for IvshmemDriver {
     type IdInfo = ();
     type Data<'bound> = IvshmemDevice;
@@ -82,12 +118,10 @@ impl pci::Driver for IvshmemDriver {
         let bar = pdev
             .iomap_region_sized::<BAR0_SIZE>(0, c"ivshmem")
             .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
-        let model = hal::model(revision);
+        let model = regs::model(revision);
 
-        let own_id = model.own_id(&bar);
-        // QEMU's ivshmem does not say how many peers there are: any 16-bit
-        // peer id may exist (the server assigns them).
-        let max_peers = model.max_peers(&bar).unwrap_or(1 << 16);
+        let own_id = model.own_id(&Regs(&bar));
+        let device_max_peers = model.max_peers(&Regs(&bar));
         // SAFETY: `pdev` is a bound PCI device.
         let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
         let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
@@ -98,26 +132,22 @@ impl pci::Driver for IvshmemDriver {
             return Err(ENODEV);
         }
 
+        let sections = match device_max_peers {
+            Some(max) => sections::discover_v2(pdev, shmem_phys, shmem_size, own_id, max)?,
+            None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
+        };
+        // QEMU's ivshmem does not say how many peers there are: the lincell
+        // layout does; without one, any 16-bit peer id may exist.
+        let max_peers = device_max_peers
+            .or(sections.as_ref().map(|s| s.layout.max_peers()))
+            .unwrap_or(1 << 16);
+
         let mut vectors = Vectors::alloc(pdev, wanted);
         let nr_vectors = vectors.as_ref().map_or(0, Vectors::len);
-        let info = DeviceInfo {
-            revision: revision.number(),
-            own_id,
-            max_peers,
-            // CAST: at most MAX_VECTORS.
-            vectors: nr_vectors as u32,
-            protocol: protocol.0.into(),
-            flags: if nr_vectors > 0 { INFO_DOORBELL } else { 0 },
-            shmem_size,
-            rw_offset: 0,
-            rw_size: shmem_size,
-            ..DeviceInfo::default()
-        };
-        if revision == Revision::V2 {
-            model.enable_interrupts(&bar);
-        }
+        let info = device_info(revision, protocol.0, own_id, max_peers, nr_vectors, shmem_size, sections.as_ref());
+        model.enable_interrupts(&Regs(&bar));
         let regs = bar.into_devres()?;
-        let shared = Arc::pin_init(Shared::new(info, model, regs, shmem_phys, None), GFP_KERNEL)?;
+        let shared = Arc::pin_init(Shared::new(info, model, regs, shmem_phys, sections), GFP_KERNEL)?;
         if let Some(v) = vectors.as_mut() {
             v.request(&shared)?;
         }
@@ -126,13 +156,20 @@ impl pci::Driver for IvshmemDriver {
         // `struct device`, the parent of our misc device.
         let parent = unsafe { &raw mut (*raw_pci_dev(pdev)).dev };
         let chardev = Chardev::new(parent, shared.clone())?;
+        let layout = if info.flags & INFO_SECTIONS != 0 {
+            "sections"
+        } else {
+            "no sections"
+        };
         dev_info!(
             pdev,
-            "ivshmem v{}: peer {}, {} vectors, {} KiB shared memory\n",
+            "ivshmem v{}: peer {} of {}, {} vectors, {} KiB shared memory, {}\n",
             revision.number(),
             own_id,
+            max_peers,
             nr_vectors,
-            shmem_size / 1024
+            shmem_size / 1024,
+            layout
         );
         Ok(try_pin_init!(IvshmemDevice {
             chardev <- chardev,

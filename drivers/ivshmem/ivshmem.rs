@@ -6,10 +6,14 @@
 //! virtio ones, which belong to `vdev_remote`) and `1af4:1110` (QEMU's
 //! `ivshmem-plain` and `ivshmem-doorbell`), and reports what it found.
 //!
-//! Layout: this file is the crate root; `driver.rs` is the PCI driver,
-//! `regs.rs` the register blocks of both revisions, `kunit.rs` the in-kernel
-//! tests. The device-independent logic (identity, doorbells, section layout)
-//! lives in `rust/ivshmem/` and is shared with the host tools.
+//! Layout: this file is the crate root. `driver.rs` is the PCI driver
+//! (probe/unbind), `device.rs` the state shared with open files and IRQ
+//! handlers, `chardev.rs` `/dev/ivshmemN`, `irq.rs` the MSI-X vectors,
+//! `sections.rs` finds the section layout, `mmio.rs` adapts BAR0 and the
+//! shared memory to the shared traits, `kunit.rs` holds the in-kernel tests.
+//! The device-independent logic (identity, register models, doorbells,
+//! section layouts, the v1 header, the simulated v2 device, the user ABI)
+//! lives in `rust/ivshmem/` and is tested on the host too.
 
 /// Shared logic from `rust/ivshmem/`, the same files the host crate tests.
 #[path = "../../rust/ivshmem"]
@@ -17,16 +21,37 @@ pub mod shared {
     pub mod doorbell;
     pub mod ident;
     pub mod layout;
+    pub mod regs;
+    pub mod sim;
     pub mod uapi;
+    pub mod v1layout;
+    pub mod vendor_cap;
 }
+
+/// Lets the kernel's log macros print the shared errors, which implement
+/// `core::fmt::Display` (the kernel formats through its own `Display`).
+macro_rules! kernel_display {
+    ($($t:ty),*) => {$(
+        impl kernel::fmt::Display for $t {
+            fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+                core::fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
+}
+kernel_display!(
+    shared::layout::LayoutError,
+    shared::v1layout::V1Error,
+    shared::vendor_cap::CapError
+);
 
 mod chardev;
 mod device;
 mod driver;
-mod hal;
 mod irq;
 mod kunit;
-mod regs;
+mod mmio;
+mod sections;
 
 kernel::module_pci_driver! {
     type: driver::IvshmemDriver,
