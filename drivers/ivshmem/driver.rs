@@ -15,6 +15,7 @@ use crate::irq::{raw_pci_dev, Vectors};
 use crate::mmio::Regs;
 use crate::sections::{self, Sections};
 use crate::shared::ident::{self, Identity, Revision};
+use crate::sysfs::SysfsGroup;
 use crate::shared::regs::{self, BAR0_SIZE};
 use crate::shared::uapi::{DeviceInfo, INFO_DOORBELL, INFO_ONESHOT, INFO_SECTIONS, MAX_VECTORS};
 
@@ -23,15 +24,24 @@ const SHMEM_BAR: u32 = 2;
 
 /// Per-device state, alive while the driver is bound.
 ///
-/// Field order is drop order: the character device goes first (no new
-/// opens), then the interrupt handlers, then our reference to the shared
-/// state (open files may keep it longer).
+/// Field order is drop order: the sysfs attributes go first (their removal
+/// waits for readers, who look at this struct), then the character device
+/// (no new opens), then the interrupt handlers, then our reference to the
+/// shared state (open files may keep it longer).
 #[pin_data]
 pub(crate) struct IvshmemDevice {
+    _sysfs: SysfsGroup,
     #[pin]
     chardev: Chardev,
     vectors: Option<Vectors>,
     shared: Arc<Shared>,
+}
+
+impl IvshmemDevice {
+    /// The state shared with open files.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// The driver type registered with the PCI core.
@@ -172,6 +182,7 @@ impl pci::Driver for IvshmemDriver {
             layout
         );
         Ok(try_pin_init!(IvshmemDevice {
+            _sysfs: SysfsGroup::new(pdev)?,
             chardev <- chardev,
             vectors,
             shared,

@@ -10,7 +10,7 @@
 //! (probe/unbind), `device.rs` the state shared with open files and IRQ
 //! handlers, `chardev.rs` `/dev/ivshmemN`, `irq.rs` the MSI-X vectors,
 //! `sections.rs` finds the section layout, `mmio.rs` adapts BAR0 and the
-//! shared memory to the shared traits, `kunit.rs` holds the in-kernel tests.
+//! shared memory to the shared traits, `sysfs.rs` the PCI attributes, `kunit.rs` holds the in-kernel tests.
 //! The device-independent logic (identity, register models, doorbells,
 //! section layouts, the v1 header, the simulated v2 device, the user ABI)
 //! lives in `rust/ivshmem/` and is tested on the host too.
@@ -52,6 +52,7 @@ mod irq;
 mod kunit;
 mod mmio;
 mod sections;
+mod sysfs;
 
 kernel::module_pci_driver! {
     type: driver::IvshmemDriver,
