@@ -129,7 +129,7 @@ build() {
 	local jobs
 	jobs=$(nproc)
 	step "Building the test kernel in $out"
-	note "on 2 cores this takes about 10 minutes the first time; it is cached afterwards"
+	note "on 2 idle cores this takes about 15 minutes the first time; it is cached afterwards"
 	run_logged "$out/.lincell-build.log" make -C "$src" O="$out" -j"$jobs" bzImage modules
 	touch "$out/.lincell-built"
 }

@@ -389,6 +389,11 @@ fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
         return Err(ENODEV);
     }
     let info = &shared.info;
+    // Shared memory is shared: a private (copy-on-write) mapping of device
+    // memory would silently stop seeing the peers' writes.
+    if vma.flags() & kernel::mm::virt::flags::MAYSHARE == 0 {
+        return Err(EINVAL);
+    }
     // SAFETY: reading a field of the vma being set up.
     let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff };
     let offset = u64::try_from(pgoff)
