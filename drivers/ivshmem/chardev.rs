@@ -28,6 +28,7 @@ use kernel::{
 };
 
 use crate::device::{Shared, NR_COUNTERS};
+use crate::mmio::Regs;
 use crate::shared::layout::Access;
 use crate::shared::uapi::{self, ArrayArg, DeviceInfo, Ring};
 
@@ -265,6 +266,13 @@ fn read_events(of: &OpenFile, nonblock: bool, user: UserSlice) -> Result<usize> 
         }
     };
     drop(events);
+    if shared.sections.as_ref().is_some_and(|s| s.one_shot) {
+        // One-shot mode: the device disabled interrupts when it delivered
+        // these; the consumer has them now, so take the next ones.
+        if let Some(bar) = shared.regs.try_access() {
+            shared.model.enable_interrupts(&Regs(&bar));
+        }
+    }
     user.writer().write(&mask)?;
     Ok(uapi::READ_SIZE)
 }

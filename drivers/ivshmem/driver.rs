@@ -152,9 +152,14 @@ impl pci::Driver for IvshmemDriver {
             .or(sections.as_ref().map(|s| s.layout.max_peers()))
             .unwrap_or(1 << 16);
 
-        let mut vectors = Vectors::alloc(pdev, wanted);
+        // ivshmem 2.0 falls back to INTx without MSI-X; QEMU's ivshmem-plain
+        // has no interrupts and its ivshmem-doorbell always has MSI-X.
+        let mut vectors = Vectors::alloc(pdev, wanted, revision == Revision::V2);
         let nr_vectors = vectors.as_ref().map_or(0, Vectors::len);
         let info = device_info(revision, protocol.0, own_id, max_peers, nr_vectors, shmem_size, sections.as_ref());
+        if vectors.as_ref().is_some_and(Vectors::is_intx) {
+            model.enable_intx(&Regs(&bar));
+        }
         model.enable_interrupts(&Regs(&bar));
         let regs = bar.into_devres()?;
         let shared = Arc::pin_init(Shared::new(info, model, regs, shmem_phys, sections), GFP_KERNEL)?;

@@ -1,25 +1,40 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! MSI-X vectors with one handler each: a thin RAII layer over the C calls.
+//! Interrupt vectors with one handler each: a thin RAII layer over the C
+//! calls. MSI-X with every vector the device offers; ivshmem 2.0 devices
+//! without MSI-X fall back to INTx with one vector, as the specification
+//! allows.
 //!
 //! The 7.3 `pci::IrqVectorRegistration` hands out `IrqVector`s that borrow
 //! it, which cannot be stored next to it in the driver data for a number of
 //! vectors known only at probe time. This file owns both the allocation and
 //! the handlers instead, and releases them in the right order on drop.
 //!
-//! Each handler only counts the interrupt and wakes waiters: ivshmem has no
-//! interrupt status to read or acknowledge with MSI-X.
+//! Each MSI-X handler only counts the interrupt and wakes waiters: ivshmem
+//! has no interrupt status to read or acknowledge with MSI-X. The INTx
+//! handler asks the register model whether the interrupt was ours.
 
 use core::ffi::c_void;
 
 use kernel::{bindings, device::Bound, pci, prelude::*, sync::Arc};
 
 use crate::device::Shared;
+use crate::mmio::Regs;
+
+/// The C handler type.
+type HandlerFn = unsafe extern "C" fn(i32, *mut c_void) -> bindings::irqreturn_t;
 
 /// Cookie handed to `request_irq`: which vector of which device.
 struct Cookie {
     shared: Arc<Shared>,
     vector: usize,
+}
+
+/// How the vectors are delivered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    MsiX,
+    Intx,
 }
 
 /// The raw `pci_dev` behind a Rust PCI device.
@@ -41,6 +56,7 @@ pub(crate) fn raw_pci_dev(pdev: &pci::Device<Bound>) -> *mut bindings::pci_dev {
 /// frees the handlers before the vectors.
 pub(crate) struct Vectors {
     pdev: *mut bindings::pci_dev,
+    delivery: Delivery,
     allocated: usize,
     cookies: KVec<KBox<Cookie>>,
 }
@@ -65,28 +81,62 @@ unsafe extern "C" fn handle_irq(_irq: i32, cookie: *mut c_void) -> bindings::irq
     bindings::irqreturn::IRQ_HANDLED
 }
 
+/// INTx handler (ivshmem 2.0 without MSI-X): one vector, 0.
+///
+/// # Safety
+///
+/// As [`handle_irq`].
+unsafe extern "C" fn handle_intx(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+    // SAFETY: as in `handle_irq`.
+    let cookie = unsafe { &*cookie.cast::<Cookie>() };
+    let shared = &cookie.shared;
+    // The registers are revocable; reading them under RCU is fine here.
+    let ours = shared
+        .regs
+        .try_access()
+        .is_some_and(|bar| shared.model.ack_intx(&Regs(&bar)));
+    if !ours {
+        return bindings::irqreturn::IRQ_NONE;
+    }
+    shared.signal(0);
+    bindings::irqreturn::IRQ_HANDLED
+}
+
 impl Vectors {
-    /// Allocates up to `wanted` MSI-X vectors. Returns `None` when the device
-    /// has none (e.g. `ivshmem-plain`) or the allocation fails (logged).
-    pub(crate) fn alloc(pdev: &pci::Device<Bound>, wanted: u32) -> Option<Self> {
-        if wanted == 0 {
-            return None;
-        }
+    /// Allocates up to `wanted` MSI-X vectors, or with `intx_fallback` one
+    /// INTx vector when the device has no MSI-X. Returns `None` when there
+    /// are no interrupts (e.g. `ivshmem-plain`) or allocation fails (logged).
+    pub(crate) fn alloc(pdev: &pci::Device<Bound>, wanted: u32, intx_fallback: bool) -> Option<Self> {
         let raw = raw_pci_dev(pdev);
-        // SAFETY: `raw` is a bound PCI device (we are in probe).
-        let n = unsafe { bindings::pci_alloc_irq_vectors(raw, 1, wanted, bindings::PCI_IRQ_MSIX) };
+        let (delivery, n) = if wanted > 0 {
+            // SAFETY: `raw` is a bound PCI device (we are in probe).
+            let n = unsafe { bindings::pci_alloc_irq_vectors(raw, 1, wanted, bindings::PCI_IRQ_MSIX) };
+            (Delivery::MsiX, n)
+        } else if intx_fallback {
+            // SAFETY: as above.
+            let n = unsafe { bindings::pci_alloc_irq_vectors(raw, 1, 1, bindings::PCI_IRQ_INTX) };
+            (Delivery::Intx, n)
+        } else {
+            return None;
+        };
         match usize::try_from(n) {
             // INVARIANT: `n` vectors are allocated, no handler yet.
             Ok(allocated) if allocated > 0 => Some(Vectors {
                 pdev: raw,
+                delivery,
                 allocated,
                 cookies: KVec::new(),
             }),
             _ => {
-                dev_warn!(pdev.as_ref(), "no MSI-X vectors ({}); doorbells disabled\n", n);
+                dev_warn!(pdev.as_ref(), "no interrupt vectors ({}); doorbells disabled\n", n);
                 None
             }
         }
+    }
+
+    /// True when delivery is legacy INTx.
+    pub(crate) fn is_intx(&self) -> bool {
+        self.delivery == Delivery::Intx
     }
 
     /// Number of allocated vectors.
@@ -112,11 +162,18 @@ impl Vectors {
             // Reserve the slot first so that a failing push cannot leave a
             // registered handler without its cookie.
             self.cookies.reserve(1, GFP_KERNEL)?;
-            // SAFETY: `handle_irq` matches the C handler type; `dev_id`
+            let (handler, flags) = match self.delivery {
+                Delivery::MsiX => (handle_irq as HandlerFn, 0),
+                Delivery::Intx if shared.model.intx_shareable() => (handle_intx as HandlerFn, bindings::IRQF_SHARED),
+                Delivery::Intx => (handle_intx as HandlerFn, 0),
+            };
+            // CAST: IRQF_* flags fit an unsigned long.
+            let flags = flags as usize;
+            // SAFETY: both handlers match the C handler type; `dev_id`
             // points into a `KBox` we keep until after `free_irq`; the name is
             // a static C string.
             kernel::error::to_result(unsafe {
-                bindings::request_irq(irq, Some(handle_irq), 0, c"ivshmem".as_char_ptr(), dev_id)
+                bindings::request_irq(irq, Some(handler), flags, c"ivshmem".as_char_ptr(), dev_id)
             })?;
             // INVARIANT: vector `vector` now has the handler for this cookie.
             self.cookies.push(cookie, GFP_KERNEL)?;

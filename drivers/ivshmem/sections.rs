@@ -30,7 +30,8 @@ pub(crate) struct Sections {
     pub(crate) base: u64,
     /// The state table, mapped.
     pub(crate) states: ShmemWindow,
-    /// One-shot interrupt mode available (v2).
+    /// One-shot interrupt mode is on (v2): the device disables interrupts
+    /// on each delivery and `read` enables them again.
     pub(crate) one_shot: bool,
 }
 
@@ -133,7 +134,7 @@ pub(crate) fn discover_v2(
     };
     let page = kernel::page::PAGE_SIZE as u64;
     match Layout::new(cap.sizes, max_peers, own_id, page, shmem_len) {
-        Ok(layout) => Sections::map_states(layout, 0, shmem_phys, true).map(Some),
+        Ok(layout) => Sections::map_states(layout, 0, shmem_phys, cap.one_shot).map(Some),
         Err(e) => {
             dev_warn!(pdev.as_ref(), "sections do not fit the shared memory: {}\n", e);
             Ok(None)

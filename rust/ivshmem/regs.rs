@@ -63,6 +63,14 @@ pub trait RegisterModel: Sync {
     /// Publishes the local state in the device; `false` when the device has
     /// no state register (v1: the driver keeps the state table itself).
     fn set_state(&self, regs: &dyn RegisterBlock, state: u32) -> bool;
+    /// Prepares legacy INTx delivery (used when there is no MSI-X).
+    fn enable_intx(&self, regs: &dyn RegisterBlock);
+    /// Acknowledges an INTx interrupt; `false` when it was not ours (the
+    /// line may be shared). INTx has one vector: events count as vector 0.
+    fn ack_intx(&self, regs: &dyn RegisterBlock) -> bool;
+    /// Whether INTx may share its line: only with a status register that
+    /// tells our interrupts from others'.
+    fn intx_shareable(&self) -> bool;
 }
 
 /// QEMU ivshmem: IVPosition and Doorbell.
@@ -91,6 +99,19 @@ impl RegisterModel for V1 {
 
     fn set_state(&self, _regs: &dyn RegisterBlock, _state: u32) -> bool {
         false
+    }
+
+    fn enable_intx(&self, regs: &dyn RegisterBlock) {
+        regs.write32(v1::INTR_MASK, 1);
+    }
+
+    fn ack_intx(&self, regs: &dyn RegisterBlock) -> bool {
+        // Reading IntrStatus clears it.
+        regs.read32(v1::INTR_STATUS) != 0
+    }
+
+    fn intx_shareable(&self) -> bool {
+        true
     }
 }
 
@@ -122,6 +143,20 @@ impl RegisterModel for V2 {
         regs.write32(v2::STATE, state);
         true
     }
+
+    fn enable_intx(&self, regs: &dyn RegisterBlock) {
+        self.enable_interrupts(regs);
+    }
+
+    fn ack_intx(&self, _regs: &dyn RegisterBlock) -> bool {
+        // The specification never sets the INTx status bit: an exclusive
+        // line is ours, and the event state lives in shared memory.
+        true
+    }
+
+    fn intx_shareable(&self) -> bool {
+        false
+    }
 }
 
 /// The register model of `revision`.
@@ -129,5 +164,69 @@ pub fn model(revision: Revision) -> &'static dyn RegisterModel {
     match revision {
         Revision::V1 => &V1,
         Revision::V2 => &V2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    /// A v1 register block: IntrMask, IntrStatus (read clears), IVPosition,
+    /// Doorbell (records the last write).
+    struct V1Regs {
+        mask: Cell<u32>,
+        status: Cell<u32>,
+        doorbell: Cell<u32>,
+    }
+
+    impl RegisterBlock for V1Regs {
+        fn read32(&self, offset: usize) -> u32 {
+            match offset {
+                v1::INTR_MASK => self.mask.get(),
+                v1::INTR_STATUS => self.status.replace(0),
+                v1::IV_POSITION => 7,
+                _ => 0,
+            }
+        }
+        fn write32(&self, offset: usize, value: u32) {
+            match offset {
+                v1::INTR_MASK => self.mask.set(value),
+                v1::DOORBELL => self.doorbell.set(value),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn v1_intx_status_tells_ours_from_others() {
+        let r = V1Regs {
+            mask: Cell::new(0),
+            status: Cell::new(0),
+            doorbell: Cell::new(0),
+        };
+        let m = model(Revision::V1);
+        m.enable_intx(&r);
+        assert_eq!(r.mask.get(), 1);
+        assert!(!m.ack_intx(&r), "no status: someone else's interrupt");
+        r.status.set(1);
+        assert!(m.ack_intx(&r));
+        assert!(!m.ack_intx(&r), "reading cleared it");
+        assert!(m.intx_shareable());
+    }
+
+    #[test]
+    fn v1_identity_and_doorbell() {
+        let r = V1Regs {
+            mask: Cell::new(0),
+            status: Cell::new(0),
+            doorbell: Cell::new(0),
+        };
+        let m = model(Revision::V1);
+        assert_eq!((m.revision(), m.own_id(&r), m.max_peers(&r)), (Revision::V1, 7, None));
+        m.ring(&r, Doorbell::new(3, 1, 8, 2).unwrap());
+        assert_eq!(r.doorbell.get(), 0x0003_0001);
+        assert!(!m.set_state(&r, 1));
+        assert!(!model(Revision::V2).intx_shareable());
     }
 }

@@ -20,7 +20,8 @@ pub const MAX_VECTORS: u32 = 64;
 
 /// Device info flag: the device has interrupt vectors (doorbells work).
 pub const INFO_DOORBELL: u32 = 1 << 0;
-/// Device info flag: the device offers one-shot interrupt mode (v2).
+/// Device info flag: one-shot interrupt mode is on (v2); `read` re-enables
+/// interrupts.
 pub const INFO_ONESHOT: u32 = 1 << 1;
 /// Device info flag: the section fields describe a state table, R/W and
 /// output sections; when clear, the whole region is one R/W section.

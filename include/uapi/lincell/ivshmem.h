@@ -16,7 +16,7 @@
 
 /* struct ivshmem_info.flags */
 #define IVSHMEM_INFO_DOORBELL	(1U << 0)	/* interrupt vectors exist */
-#define IVSHMEM_INFO_ONESHOT	(1U << 1)	/* one-shot interrupt mode (v2) */
+#define IVSHMEM_INFO_ONESHOT	(1U << 1)	/* one-shot mode on (v2); read re-enables */
 #define IVSHMEM_INFO_SECTIONS	(1U << 2)	/* state table/R/W/output sections */
 
 struct ivshmem_info {
