@@ -10,6 +10,7 @@
 #   make setup       install prerequisites only (idempotent)
 #   make kernel      fetch + configure + build the cached test kernel only
 #   make tools       build the userspace tools and the test harness
+#   make bench       run the benchmarks and print their figures
 #   make clean
 #
 # Variables:
@@ -35,7 +36,7 @@ endif
 # Warnings are errors for our code, whatever the kernel's CONFIG_WERROR says.
 MODULE_FLAGS := KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror
 
-.PHONY: all modules setup kernel tools check demo clean
+.PHONY: all modules setup kernel tools check demo bench clean
 
 all: modules
 
@@ -60,7 +61,18 @@ check: modules tools
 
 demo: modules tools
 	@kdir=$(KERNEL_DIR) && \
-	$(LINCELL_VM) --kdir "$$kdir" run --ivshmem-plain 1M -- sh $(ROOT)/samples/demo.sh
+	$(LINCELL_VM) --kdir "$$kdir" scenario $(ROOT)/samples/demo.sh
+
+# Benchmarks; each prints its figures (README, Performance).
+# cpu_isolate: noise on an isolated vs a loaded housekeeping CPU, 2 vCPUs.
+# ivshmem: doorbell round trips (read, poll) vs spinning on shared memory.
+bench: modules tools
+	@kdir=$(KERNEL_DIR) && \
+	echo "==> cpu_isolate noise benchmark (a 2-vCPU guest, about 1 minute)" && \
+	$(LINCELL_VM) --kdir "$$kdir" run --cpus 2 -- sh $(ROOT)/bench/cpu-noise.sh
+	@kdir=$(KERNEL_DIR) && \
+	echo "==> ivshmem doorbell round trips, guest <-> host peer (one guest, about 2 minutes)" && \
+	KDIR="$$kdir" LINCELL_VM=$(LINCELL_VM) sh $(ROOT)/bench/ivshmem-doorbell.sh
 
 clean:
 	@kdir=$(KERNEL_DIR) && $(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) clean

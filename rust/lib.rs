@@ -29,3 +29,13 @@ pub mod ivshmem {
     pub mod v1layout;
     pub mod vendor_cap;
 }
+
+/// cpu_isolate: cpulists, CPU sets, the isolation state machine, noise
+/// statistics.
+pub mod cpu_isolate {
+    pub mod cpulist;
+    pub mod cpuset;
+    pub mod histogram;
+    pub mod ledger;
+    pub mod request;
+}

@@ -168,8 +168,8 @@ unsafe extern "C" fn fop_open(_inode: *mut bindings::inode, file: *mut bindings:
         &*kernel::container_of!(misc, Chardev, misc)
     };
     let shared = chardev.shared.clone();
-    if shared.events.lock().dead {
-        return errno(ENODEV);
+    if let Err(e) = shared.check_present() {
+        return errno(e);
     }
     // SAFETY: `file` is valid; `f_mapping` is set before `open` is called.
     let mapping = unsafe { (*file).f_mapping } as usize;
@@ -319,6 +319,8 @@ fn ioc_size(cmd: u32) -> usize {
 fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
     let user = UserSlice::new(UserPtr::from_addr(arg), ioc_size(cmd));
     let info = &shared.info;
+    // A device that is going away answers nothing, not even what it was.
+    shared.check_present()?;
     match cmd {
         uapi::IOCTL_INFO => user.writer().write(info),
         uapi::IOCTL_RING => {
@@ -330,7 +332,6 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
             shared.publish_state(&mut shared.users.lock(), state)
         }
         uapi::IOCTL_GET_STATE => {
-            shared.regs.try_access().ok_or(ENODEV)?;
             let state = shared.users.lock().state;
             user.writer().write(&state)
         }
@@ -362,10 +363,23 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
             }
             let available = sections.layout.max_peers();
             let n = arg.count.min(available);
+            // Copy the table out under the lock `kill` takes, so it is never
+            // read once the device (and its memory) may be going away; then
+            // copy to the user without holding it.
+            let mut states = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+            {
+                let users = shared.users.lock();
+                if users.gone {
+                    return Err(ENODEV);
+                }
+                for peer in 0..n {
+                    states.push(sections.state_of(peer).unwrap_or(0), GFP_KERNEL)?;
+                }
+            }
             // CAST: user address; `n * 4` is at most 256 KiB.
             let mut out = UserSlice::new(UserPtr::from_addr(arg.ptr as usize), n as usize * 4).writer();
-            for peer in 0..n {
-                out.write(&sections.state_of(peer).unwrap_or(0))?;
+            for s in states.iter() {
+                out.write(s)?;
             }
             arg.count = available;
             writer.write(&arg)
@@ -392,8 +406,8 @@ fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
     // `Shared::kill` marks the device dead and then zaps mappings under this
     // lock, so a mapping made while holding it is either refused here or
     // zapped there. (Not the registers' RCU guard: mapping may sleep.)
-    let _users = shared.users.lock();
-    if shared.events.lock().dead {
+    let users = shared.users.lock();
+    if users.gone {
         return Err(ENODEV);
     }
     let info = &shared.info;

@@ -32,8 +32,15 @@ pub(crate) struct Events {
     pub(crate) dead: bool,
 }
 
-/// Who has the device open.
+/// Who has the device open, and whether it is still there.
+///
+/// Everything that touches the shared memory or the state table from the
+/// kernel (state publishing, `PEER_STATES`, mmap, sysfs) holds this lock and
+/// checks `gone`: `Shared::kill` sets it under the same lock, so no access
+/// can start after the device began to go away.
 pub(crate) struct Users {
+    /// The device was unbound or removed: every call fails with `ENODEV`.
+    pub(crate) gone: bool,
     /// Open files.
     pub(crate) open: u32,
     /// The local state as last set through the device.
@@ -85,7 +92,7 @@ impl Shared {
             sections,
             events <- new_spinlock_irq!(Events { counters: [0; NR_COUNTERS], dead: false }),
             waiters <- new_poll_condvar!("ivshmem::waiters"),
-            users <- new_mutex!(Users { open: 0, state: 0, mappings: KVec::new() }),
+            users <- new_mutex!(Users { gone: false, open: 0, state: 0, mappings: KVec::new() }),
         })
     }
 
@@ -97,8 +104,18 @@ impl Shared {
         self.waiters.notify_all();
     }
 
+    /// Fails with `ENODEV` once the device is going away.
+    pub(crate) fn check_present(&self) -> Result {
+        if self.users.lock().gone {
+            return Err(ENODEV);
+        }
+        Ok(())
+    }
+
     /// Rings `vector` on `peer` after validating both.
     pub(crate) fn ring(&self, peer: u32, vector: u32) -> Result {
+        // (The revocable registers below also refuse once unbound.)
+        self.check_present()?;
         if self.info.vectors == 0 {
             // ivshmem-plain: no interrupts at all.
             return Err(EOPNOTSUPP);
@@ -116,6 +133,9 @@ impl Shared {
     /// entry and rings vector 0 on every other peer, as the lincell v1
     /// layout specifies. Called with `users` locked (it serializes states).
     pub(crate) fn publish_state(&self, users: &mut Users, state: u32) -> Result {
+        if users.gone {
+            return Err(ENODEV);
+        }
         let bar = self.regs.try_access().ok_or(ENODEV)?;
         users.state = state;
         if self.model.set_state(&Regs(&bar), state) {
@@ -140,16 +160,12 @@ impl Shared {
     /// Marks the device gone, wakes everyone and zaps user mappings of the
     /// shared memory so no process keeps access to a removed BAR.
     pub(crate) fn kill(&self) {
-        {
-            let mut users = self.users.lock();
-            if users.state != 0 {
-                // Peers see us leave; best effort, the device may be gone.
-                let _ = self.publish_state(&mut users, 0);
-            }
+        let mut users = self.users.lock();
+        if users.state != 0 {
+            // Peers see us leave; best effort, the device may be gone.
+            let _ = self.publish_state(&mut users, 0);
         }
-        self.events.lock().dead = true;
-        self.waiters.notify_all();
-        let users = self.users.lock();
+        users.gone = true;
         for &mapping in users.mappings.iter() {
             // SAFETY: `mapping` is the `f_mapping` of a file that is still
             // open (release removes it under this lock), so the address_space
@@ -164,5 +180,8 @@ impl Shared {
                 )
             };
         }
+        drop(users);
+        self.events.lock().dead = true;
+        self.waiters.notify_all();
     }
 }

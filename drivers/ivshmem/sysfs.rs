@@ -147,6 +147,12 @@ fn format(shared: &Shared, field: Field, out: &mut PageWriter<'_>) -> core::fmt:
             let Some(s) = &shared.sections else {
                 return writeln!(out);
             };
+            // Under the lock `Shared::kill` takes: never read a departing
+            // device's memory.
+            let users = shared.users.lock();
+            if users.gone {
+                return writeln!(out);
+            }
             let n = s.layout.max_peers().min(MAX_PRINTED_STATES);
             for peer in 0..n {
                 let sep = if peer + 1 == n { "\n" } else { " " };

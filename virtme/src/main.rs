@@ -58,6 +58,16 @@ enum Cmd {
         #[arg(required = true, trailing_var_arg = true)]
         command: Vec<String>,
     },
+    /// Run one scenario script (a guest test or a demo) with its devices and
+    /// host peer, showing the guests' consoles; exit 0 if every guest's
+    /// script and the host peer succeeded.
+    ///
+    /// The script's `# lincell-vm:` header says what to boot (see
+    /// virtme/src/scenario.rs); `make demo` runs samples/demo.sh this way.
+    Scenario {
+        /// The script.
+        script: PathBuf,
+    },
     /// Run every test layer (host, KUnit, guest) and print `N passed, N failed`.
     Check {
         /// Skip the host `cargo test` layer.
@@ -144,6 +154,26 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 guest::Exit::Code(c) => Ok(ExitCode::from(u8::try_from(c).unwrap_or(1))),
                 other => Err(format!("the guest {}", other.describe())),
             }
+        }
+        Cmd::Scenario { script } => {
+            let runner = scenario::Runner {
+                kdir: require_kdir(cli.kdir)?,
+                root: root.clone(),
+                work: root.join("target/lincell-vm/scenario"),
+                echo: true,
+            };
+            let results = runner.run(&script).map_err(|e| e.to_string())?;
+            let mut ok = true;
+            for r in &results {
+                if r.name == "host" && !r.tap.is_empty() {
+                    println!("--- host peer output:\n{}", r.tap.trim_end());
+                }
+                if r.script_exit != Some(0) {
+                    ok = false;
+                    eprintln!("lincell-vm: {} {}", r.name, r.exit.describe());
+                }
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Cmd::Check {
             no_host,

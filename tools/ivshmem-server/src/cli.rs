@@ -36,8 +36,8 @@ devices) and host processes.
 
 ivshmem-server creates a shared memory region and listens on a UNIX socket
 (a stale socket file left by an earlier run is replaced). Every client that
-connects gets a peer id (the smallest free one in 0..65535; when all are in
-use the client is refused), the memory's file descriptor, and one eventfd per
+connects gets a peer id (the next free one in 0..65535, round robin; when
+all are in use the client is refused), the memory's file descriptor, and one eventfd per
 interrupt vector for itself and for every other peer. Ringing vector V of
 peer P means writing to P's eventfd V. When a peer disconnects, its eventfds
 are closed and the others are told.

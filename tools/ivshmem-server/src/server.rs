@@ -42,6 +42,8 @@ pub struct Server {
     vectors: u16,
     verbose: bool,
     clients: BTreeMap<u16, Client>,
+    /// Where the search for the next free id starts (round robin).
+    next_id: u32,
 }
 
 /// Adds `what` as context to an error.
@@ -94,6 +96,7 @@ impl Server {
             vectors: config.vectors,
             verbose: config.verbose,
             clients: BTreeMap::new(),
+            next_id: 0,
         })
     }
 
@@ -196,16 +199,24 @@ impl Server {
         }
     }
 
-    /// The smallest peer id not in use, if any.
-    fn free_id(&self) -> Option<u16> {
-        let mut next: u32 = 0;
-        for &id in self.clients.keys() {
-            if u32::from(id) != next {
-                break;
+    /// The next peer id not in use, round robin from the last one handed
+    /// out (as QEMU's own server does), if any is free.
+    ///
+    /// Not the smallest free id: QEMU (seen with 7.2) corrupts its heap when
+    /// a peer id it has seen leave comes back soon after, so ids are reused
+    /// only after all others.
+    fn free_id(&mut self) -> Option<u16> {
+        const IDS: u32 = 1 << 16;
+        for step in 0..IDS {
+            let candidate = (self.next_id + step) % IDS;
+            // CAST: below 1 << 16.
+            let id = candidate as u16;
+            if !self.clients.contains_key(&id) {
+                self.next_id = (candidate + 1) % IDS;
+                return Some(id);
             }
-            next += 1;
         }
-        u16::try_from(next).ok()
+        None
     }
 
     /// Sends a new client its id, the memory and everybody's vectors, and

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cpu;
+mod ivshmem;
+
 /// Drive lincell's kernel modules from userspace.
 #[derive(Parser, Debug)]
 #[command(name = "lincell", version, about, long_about)]
@@ -17,8 +20,26 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    // Help text (short and long) comes from `ivshmem::Args`: a doc comment
+    // here would replace its long help.
+    Ivshmem(ivshmem::Args),
+    /// Isolate CPUs (cpu_isolate.ko): steer IRQs and kernel threads off them, optionally take them offline.
+    Isolate(cpu::IsolateArgs),
+    /// Release an isolation, restoring exactly what was there before.
+    Release(cpu::ReleaseArgs),
+    /// Show what cpu_isolate.ko has isolated and moved.
+    Status(cpu::StatusArgs),
+    /// Measure per-CPU noise with cpu_isolate.ko's sampler (optionally under load).
+    Noise(cpu::NoiseArgs),
+}
 
 fn main() -> ExitCode {
-    match Cli::parse().command {}
+    match Cli::parse().command {
+        Command::Ivshmem(args) => ivshmem::run(args),
+        Command::Isolate(args) => cpu::isolate(args),
+        Command::Release(args) => cpu::release(args),
+        Command::Status(args) => cpu::status(args),
+        Command::Noise(args) => cpu::noise(args),
+    }
 }

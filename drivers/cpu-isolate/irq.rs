@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Steering movable interrupts off isolated CPUs, and restoring them exactly.
+//!
+//! [`IrqSteering::reconcile`] makes every interrupt descriptor agree with the
+//! current set of isolated CPUs. The first time an interrupt has to move,
+//! its affinity is remembered as its *original*; while anything is isolated
+//! it gets [`steered`] (original minus the isolated CPUs, or all housekeeping
+//! CPUs if nothing is left); once nothing is isolated, it gets its original
+//! back and is forgotten. Several isolations therefore compose, and the last
+//! release restores the snapshot taken before the first isolation.
+//!
+//! If someone changes an interrupt's affinity while it is steered (through
+//! `/proc/irq/N/smp_affinity`), that choice becomes its new original: the
+//! module does not undo an administrator's later decision.
+//!
+//! Kernel-managed interrupts (multi-queue devices) and interrupts whose chip
+//! cannot move them are never touched; those that touch isolated CPUs are
+//! reported.
+
+use kernel::prelude::*;
+
+use crate::shared::cpuset::CpuSet;
+use crate::shared::ledger::steered;
+use crate::shim::{self, irq_flags, IrqScratch};
+
+/// One interrupt this module moved.
+struct Steered {
+    irq: u32,
+    /// Affinity before the first isolation that moved it.
+    original: CpuSet,
+    /// Affinity this module set last.
+    applied: CpuSet,
+}
+
+/// What happened to an interrupt that touches the isolated CPUs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Moved; its original affinity is remembered.
+    Moved,
+    /// Kernel-managed: the kernel decides its affinity; it stays.
+    Managed,
+    /// Per-CPU, or its chip cannot change affinity; it stays.
+    Unmovable,
+    /// `irq_set_affinity()` failed with this errno.
+    Failed(i32),
+}
+
+impl State {
+    /// The keyword used in the `irqs` file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            State::Moved => "moved",
+            State::Managed => "managed",
+            State::Unmovable => "unmovable",
+            State::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One line of the `irqs` report.
+pub(crate) struct Line {
+    /// The interrupt number.
+    pub(crate) irq: u32,
+    /// Its state.
+    pub(crate) state: State,
+    /// Original affinity, for moved interrupts.
+    pub(crate) original: Option<CpuSet>,
+}
+
+/// Counts for the `status` file.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub(crate) moved: u32,
+    pub(crate) managed: u32,
+    pub(crate) unmovable: u32,
+    pub(crate) failed: u32,
+}
+
+/// The interrupts this module changed, and the last reconcile's report.
+pub(crate) struct IrqSteering {
+    steered: KVVec<Steered>,
+    report: KVVec<Line>,
+}
+
+impl IrqSteering {
+    /// Nothing steered.
+    pub(crate) fn new() -> Self {
+        IrqSteering {
+            steered: KVVec::new(),
+            report: KVVec::new(),
+        }
+    }
+
+    /// The last reconcile's report, by interrupt number.
+    pub(crate) fn report(&self) -> &[Line] {
+        &self.report
+    }
+
+    /// Counts of the report.
+    pub(crate) fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for l in self.report.iter() {
+            match l.state {
+                State::Moved => c.moved += 1,
+                State::Managed => c.managed += 1,
+                State::Unmovable => c.unmovable += 1,
+                State::Failed(_) => c.failed += 1,
+            }
+        }
+        c
+    }
+
+    /// Makes every interrupt agree with `isolated` (see the module
+    /// documentation). Per-interrupt failures are reported, not returned;
+    /// an error means memory ran out, and leaves every interrupt it already
+    /// handled consistent with `isolated`.
+    pub(crate) fn reconcile(
+        &mut self,
+        isolated: &CpuSet,
+        housekeeping: &CpuSet,
+        online: &CpuSet,
+    ) -> Result {
+        let mut scratch = IrqScratch::new()?;
+        self.report.clear();
+        for irq in 0..shim::nr_irqs() {
+            let pos = self.steered.iter().position(|s| s.irq == irq);
+            let Some(info) = shim::irq_query(irq, &mut scratch) else {
+                // Freed since: nothing left to restore.
+                if let Some(i) = pos {
+                    let _ = self.steered.remove(i);
+                }
+                continue;
+            };
+            let movable =
+                info.flags & irq_flags::CAN_SET != 0 && info.flags & irq_flags::MANAGED == 0;
+            if !movable {
+                if let Some(i) = pos {
+                    let _ = self.steered.remove(i);
+                }
+                if info.affinity.union(&info.effective).intersects(isolated) {
+                    let state = if info.flags & irq_flags::MANAGED != 0 {
+                        State::Managed
+                    } else {
+                        State::Unmovable
+                    };
+                    self.report.push(
+                        Line {
+                            irq,
+                            state,
+                            original: None,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                }
+                continue;
+            }
+            match pos {
+                Some(i) => self.update(i, &info.affinity, isolated, housekeeping, online)?,
+                None if info.affinity.intersects(isolated) => {
+                    let target = steered(&info.affinity, isolated, housekeeping, online);
+                    // Reserve first, so the change is always remembered.
+                    self.steered.reserve(1, GFP_KERNEL)?;
+                    self.report.reserve(1, GFP_KERNEL)?;
+                    match shim::irq_set_affinity(irq, &target) {
+                        Ok(()) => {
+                            let s = Steered {
+                                irq,
+                                original: info.affinity,
+                                applied: target,
+                            };
+                            self.steered.push(s, GFP_KERNEL)?;
+                            self.report.push(
+                                Line {
+                                    irq,
+                                    state: State::Moved,
+                                    original: Some(info.affinity),
+                                },
+                                GFP_KERNEL,
+                            )?;
+                        }
+                        Err(e) => {
+                            self.report.push(
+                                Line {
+                                    irq,
+                                    state: State::Failed(-e.to_errno()),
+                                    original: None,
+                                },
+                                GFP_KERNEL,
+                            )?;
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings an already steered interrupt in line with `isolated`.
+    fn update(
+        &mut self,
+        i: usize,
+        current: &CpuSet,
+        isolated: &CpuSet,
+        housekeeping: &CpuSet,
+        online: &CpuSet,
+    ) -> Result {
+        let s = &mut self.steered[i];
+        if *current != s.applied {
+            pr_info!(
+                "IRQ {}: affinity changed to {} while isolated; keeping it\n",
+                s.irq,
+                current
+            );
+            s.original = *current;
+        }
+        let (irq, original) = (s.irq, s.original);
+        let restore = isolated.is_empty() || !original.intersects(isolated);
+        let target = if restore {
+            original
+        } else {
+            steered(&original, isolated, housekeeping, online)
+        };
+        let result = if target == *current {
+            Ok(())
+        } else {
+            shim::irq_set_affinity(irq, &target)
+        };
+        if restore {
+            let _ = self.steered.remove(i);
+            if let Err(e) = result {
+                pr_warn!(
+                    "IRQ {}: could not restore affinity {} ({:?})\n",
+                    irq,
+                    original,
+                    e
+                );
+                self.report.push(
+                    Line {
+                        irq,
+                        state: State::Failed(-e.to_errno()),
+                        original: Some(original),
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+            return Ok(());
+        }
+        match result {
+            Ok(()) => {
+                self.steered[i].applied = target;
+                self.report.push(
+                    Line {
+                        irq,
+                        state: State::Moved,
+                        original: Some(original),
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+            Err(e) => {
+                self.report.push(
+                    Line {
+                        irq,
+                        state: State::Failed(-e.to_errno()),
+                        original: Some(original),
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

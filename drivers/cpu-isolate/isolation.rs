@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Isolate and release: the shared state machine ([`Ledger`]) driving the
+//! three levers the module has (interrupts, kernel threads, CPU hotplug).
+//!
+//! Isolation order: check, steer interrupts and threads off the new CPUs,
+//! then (offline mode) take the CPUs offline, then record the region. Any
+//! failure undoes what was done, so a refused or failed request changes
+//! nothing. Release runs in reverse: bring offline CPUs back, forget the
+//! region, re-steer for what is still isolated (restoring the originals when
+//! nothing is).
+
+use kernel::prelude::*;
+
+use crate::irq::IrqSteering;
+use crate::kthreads::KthreadSteering;
+use crate::offline::{self, Offlined};
+use crate::shared::cpuset::CpuSet;
+use crate::shared::ledger::{Ledger, Refusal, Region};
+use crate::shared::request::{IsolateRequest, Mode, ReleaseRequest};
+use crate::shim;
+
+/// Why an isolate or release request did not happen.
+pub(crate) enum Failure {
+    /// Refused by the ledger's checks.
+    Refused(Refusal),
+    /// The kernel failed a step (CPU hotplug, memory); `cpu` if one CPU.
+    Kernel {
+        what: &'static str,
+        cpu: Option<u32>,
+        err: Error,
+    },
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::Refused(r)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Failure::Kernel {
+            what: "out of memory",
+            cpu: None,
+            err,
+        }
+    }
+}
+
+/// All isolation state.
+pub(crate) struct Isolator {
+    ledger: Ledger,
+    irqs: IrqSteering,
+    kthreads: KthreadSteering,
+}
+
+impl Isolator {
+    /// Nothing isolated.
+    pub(crate) fn new() -> Self {
+        Isolator {
+            ledger: Ledger::new(),
+            irqs: IrqSteering::new(),
+            kthreads: KthreadSteering::new(),
+        }
+    }
+
+    /// The active regions.
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Interrupt steering state.
+    pub(crate) fn irqs(&self) -> &IrqSteering {
+        &self.irqs
+    }
+
+    /// Kernel-thread steering state.
+    pub(crate) fn kthreads(&self) -> &KthreadSteering {
+        &self.kthreads
+    }
+
+    /// Steers interrupts and threads for `isolated`.
+    fn steer(&mut self, isolated: &CpuSet) -> Result {
+        let topo = shim::topology()?;
+        let hk = topo
+            .online
+            .intersection(&topo.housekeeping)
+            .difference(isolated);
+        self.irqs.reconcile(isolated, &hk, &topo.online)?;
+        self.kthreads.reconcile(isolated, &hk, &topo.online)
+    }
+
+    /// Isolates `req.cpus`, or changes nothing.
+    pub(crate) fn isolate(&mut self, req: &IsolateRequest) -> Result<(), Failure> {
+        let topo = shim::topology()?;
+        self.ledger.check_isolate(&topo, req)?;
+        let before = self.ledger.isolated();
+        let after = before.union(&req.cpus);
+        // Take the ledger slot first, so nothing can fail after the system
+        // has been changed; give it back if applying fails.
+        let slot = self.ledger.add(Region {
+            cpus: req.cpus,
+            mode: req.mode,
+        })?;
+        let result = self.apply(req, &before, &after);
+        if result.is_err() {
+            self.ledger.remove(slot);
+        }
+        result
+    }
+
+    fn apply(
+        &mut self,
+        req: &IsolateRequest,
+        before: &CpuSet,
+        after: &CpuSet,
+    ) -> Result<(), Failure> {
+        if let Err(e) = self.steer(after) {
+            self.undo_steer(before);
+            return Err(e.into());
+        }
+        if req.mode == Mode::Offline {
+            let mut off = Offlined::new();
+            for cpu in req.cpus.iter() {
+                if let Err(err) = off.take(cpu) {
+                    // `off` brings back what it took when it drops.
+                    drop(off);
+                    self.undo_steer(before);
+                    return Err(Failure::Kernel {
+                        what: "remove_cpu() failed",
+                        cpu: Some(cpu),
+                        err,
+                    });
+                }
+            }
+            off.keep();
+        }
+        Ok(())
+    }
+
+    fn undo_steer(&mut self, isolated: &CpuSet) {
+        if let Err(e) = self.steer(isolated) {
+            pr_err!("rollback of steering failed ({:?})\n", e);
+        }
+    }
+
+    /// Releases what `req` names. Release always completes: a CPU that does
+    /// not come back online is reported (and stays offline), the region is
+    /// forgotten either way.
+    pub(crate) fn release(&mut self, req: &ReleaseRequest) -> Result<(), Failure> {
+        let sel = self.ledger.check_release(req)?;
+        let mut result = Ok(());
+        for &slot in sel.slots() {
+            let Some(region) = self.ledger.remove(slot) else {
+                continue;
+            };
+            if region.mode == Mode::Offline {
+                if let Err((cpu, err)) = offline::bring_online(&region.cpus) {
+                    pr_err!(
+                        "release: CPU {} did not come back online ({:?})\n",
+                        cpu,
+                        err
+                    );
+                    result = Err(Failure::Kernel {
+                        what: "add_cpu() failed",
+                        cpu: Some(cpu),
+                        err,
+                    });
+                }
+            }
+        }
+        let still = self.ledger.isolated();
+        self.steer(&still)?;
+        result
+    }
+}

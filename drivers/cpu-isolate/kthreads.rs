@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Keeping movable kernel threads off isolated CPUs, and restoring their
+//! affinity exactly.
+//!
+//! Same scheme as the interrupts (`irq.rs`): a thread's affinity is
+//! remembered the first time it must move, it is steered while anything is
+//! isolated, and it gets its original back when nothing is. A thread that
+//! exits meanwhile is forgotten (we hold a task reference, never a dangling
+//! pointer).
+//!
+//! Threads with `PF_NO_SETAFFINITY` (per-CPU threads such as `ksoftirqd/N`,
+//! `migration/N`, `cpuhp/N`, and workqueue workers, whose pools the
+//! workqueue code places) cannot be moved; they are counted as *pinned*.
+//! Unbound workqueue workers follow `/sys/devices/virtual/workqueue/cpumask`
+//! and cpuset isolated partitions, which the module cannot drive: the kernel
+//! does not export `housekeeping_update()` or the workqueue cpumask setter.
+
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+use kernel::task::Task;
+
+use crate::shared::cpuset::CpuSet;
+use crate::shared::ledger::steered;
+use crate::shim;
+
+/// A kernel thread this module moved.
+pub(crate) struct Steered {
+    task: ARef<Task>,
+    /// Affinity before the first isolation that moved it.
+    pub(crate) original: CpuSet,
+    /// Affinity this module set last.
+    pub(crate) applied: CpuSet,
+    /// Errno of the last failed `set_cpus_allowed_ptr()`, or 0.
+    pub(crate) error: i32,
+}
+
+impl Steered {
+    /// The thread's pid.
+    pub(crate) fn pid(&self) -> i32 {
+        self.task.pid()
+    }
+
+    /// The thread's name.
+    pub(crate) fn comm(&self) -> [u8; 16] {
+        shim::task_comm(&self.task)
+    }
+}
+
+/// Counts for the `status` file.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub(crate) moved: u32,
+    pub(crate) pinned: u32,
+    pub(crate) failed: u32,
+}
+
+/// The kernel threads this module changed.
+pub(crate) struct KthreadSteering {
+    steered: KVVec<Steered>,
+    counts: Counts,
+}
+
+impl KthreadSteering {
+    /// Nothing steered.
+    pub(crate) fn new() -> Self {
+        KthreadSteering {
+            steered: KVVec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// The threads currently steered.
+    pub(crate) fn steered(&self) -> &[Steered] {
+        &self.steered
+    }
+
+    /// Counts of the last reconcile.
+    pub(crate) fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Makes every kernel thread agree with `isolated`. An error means
+    /// memory ran out; threads already handled are consistent.
+    pub(crate) fn reconcile(
+        &mut self,
+        isolated: &CpuSet,
+        housekeeping: &CpuSet,
+        online: &CpuSet,
+    ) -> Result {
+        let tasks = shim::kthreads()?;
+        let mut counts = Counts::default();
+        // Forget threads that exited.
+        self.steered
+            .retain(|s| tasks.iter().any(|t| t.as_ptr() == s.task.as_ptr()));
+        for task in tasks.iter() {
+            let pos = self
+                .steered
+                .iter()
+                .position(|s| s.task.as_ptr() == task.as_ptr());
+            let flags = shim::task_flags(task);
+            if flags & (bindings::PF_NO_SETAFFINITY | bindings::PF_EXITING) != 0 {
+                if let Some(i) = pos {
+                    let _ = self.steered.remove(i);
+                }
+                if flags & bindings::PF_NO_SETAFFINITY != 0
+                    && shim::task_affinity(task)?.intersects(isolated)
+                {
+                    counts.pinned += 1;
+                }
+                continue;
+            }
+            let current = shim::task_affinity(task)?;
+            let i = match pos {
+                Some(i) => i,
+                None if current.intersects(isolated) => {
+                    let s = Steered {
+                        task: task.clone(),
+                        original: current,
+                        applied: current,
+                        error: 0,
+                    };
+                    self.steered.push(s, GFP_KERNEL)?;
+                    self.steered.len() - 1
+                }
+                None => continue,
+            };
+            let s = &mut self.steered[i];
+            if current != s.applied {
+                // Changed by someone else (or by the kernel's own kthread
+                // affinity management on hotplug): that is the new original.
+                s.original = current;
+            }
+            let restore = isolated.is_empty() || !s.original.intersects(isolated);
+            let target = if restore {
+                s.original
+            } else {
+                steered(&s.original, isolated, housekeeping, online)
+            };
+            let result = if target == current {
+                Ok(())
+            } else {
+                shim::task_set_affinity(task, &target)
+            };
+            match result {
+                Ok(()) => {
+                    s.applied = target;
+                    s.error = 0;
+                }
+                Err(e) => {
+                    s.error = -e.to_errno();
+                    counts.failed += 1;
+                }
+            }
+            if restore {
+                if s.error != 0 {
+                    pr_warn!(
+                        "pid {}: could not restore affinity {} (errno {})\n",
+                        s.pid(),
+                        s.original,
+                        s.error
+                    );
+                }
+                let _ = self.steered.remove(i);
+            } else if s.error == 0 {
+                counts.moved += 1;
+            }
+        }
+        self.counts = counts;
+        Ok(())
+    }
+}

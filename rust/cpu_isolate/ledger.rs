@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The isolation state machine: which CPUs are isolated, by which request,
+//! and whether a new request or a release is allowed.
+//!
+//! Each accepted `isolate` request becomes a *region* (its CPUs and mode).
+//! Regions never overlap; a release names one region exactly (or all). The
+//! module validates with [`Ledger::check_isolate`] / [`Ledger::check_release`],
+//! applies the change to the system, and only then records it with
+//! [`Ledger::add`] / [`Ledger::remove`], so a failed application leaves the
+//! ledger as it was.
+//!
+//! Checks run in a fixed, documented order, so a request that is wrong in
+//! several ways always gets the same errno:
+//!
+//! | # | refusal | errno |
+//! |---|---|---|
+//! | 1 | a CPU is not present (or `>= nr_cpu_ids`) | `ENODEV` |
+//! | 2 | a CPU is already isolated | `EBUSY` |
+//! | 3 | a CPU is not online | `ENODEV` |
+//! | 4 | offline mode and a CPU cannot be hot-unplugged (the boot CPU) | `EPERM` |
+//! | 5 | no online housekeeping CPU would be left | `ENOSPC` |
+//! | 6 | too many regions | `ENOSPC` |
+
+use core::fmt;
+
+use super::cpuset::CpuSet;
+use super::request::{IsolateRequest, Mode, ReleaseRequest};
+
+/// Largest number of regions active at once.
+pub const MAX_REGIONS: usize = 32;
+
+/// `errno` values used by the interface (from `asm-generic/errno-base.h`,
+/// which every Linux architecture shares).
+pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// No such file or directory (nothing to release).
+    pub const ENOENT: i32 = 2;
+    /// Device or resource busy.
+    pub const EBUSY: i32 = 16;
+    /// No such device.
+    pub const ENODEV: i32 = 19;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// No space left on device.
+    pub const ENOSPC: i32 = 28;
+}
+
+/// What the system looks like when a request is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// CPUs that are present.
+    pub present: CpuSet,
+    /// CPUs that are online.
+    pub online: CpuSet,
+    /// CPUs that can be hot-unplugged (`cpu_is_hotpluggable()`).
+    pub hotpluggable: CpuSet,
+    /// The kernel's housekeeping CPUs (boot-time `isolcpus=`/`nohz_full=`
+    /// excluded), from `housekeeping_cpumask()`.
+    pub housekeeping: CpuSet,
+}
+
+/// One active isolation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Its CPUs.
+    pub cpus: CpuSet,
+    /// Its mode.
+    pub mode: Mode,
+}
+
+/// Why a request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A CPU is not present.
+    NotPresent(u32),
+    /// This CPU (the lowest of the overlap) is already isolated.
+    Overlap(u32),
+    /// A CPU is not online.
+    NotOnline(u32),
+    /// Offline mode asked for a CPU that cannot be unplugged.
+    NotHotpluggable(u32),
+    /// Nothing would be left to run the rest of the system.
+    NoHousekeeping,
+    /// [`MAX_REGIONS`] regions are active.
+    TooManyRegions,
+    /// Release of CPUs that no region holds.
+    NotIsolated,
+    /// Release that names part of a region, or more than one.
+    NotARegion,
+}
+
+impl Refusal {
+    /// The errno the interface returns for this refusal.
+    pub const fn errno(&self) -> i32 {
+        match self {
+            Refusal::NotPresent(_) | Refusal::NotOnline(_) => errno::ENODEV,
+            Refusal::Overlap(_) => errno::EBUSY,
+            Refusal::NotHotpluggable(_) => errno::EPERM,
+            Refusal::NoHousekeeping | Refusal::TooManyRegions => errno::ENOSPC,
+            Refusal::NotIsolated => errno::ENOENT,
+            Refusal::NotARegion => errno::EINVAL,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotPresent(c) => write!(f, "CPU {c} is not present"),
+            Refusal::Overlap(c) => write!(f, "CPU {c} is already isolated"),
+            Refusal::NotOnline(c) => write!(f, "CPU {c} is not online"),
+            Refusal::NotHotpluggable(c) => {
+                write!(
+                    f,
+                    "CPU {c} cannot be taken offline (boot CPU or not hotpluggable)"
+                )
+            }
+            Refusal::NoHousekeeping => f.write_str("no online housekeeping CPU would be left"),
+            Refusal::TooManyRegions => write!(f, "too many isolations (limit {MAX_REGIONS})"),
+            Refusal::NotIsolated => f.write_str("none of these CPUs is isolated"),
+            Refusal::NotARegion => {
+                f.write_str("not one isolation; release exactly what was isolated, or all")
+            }
+        }
+    }
+}
+
+/// The active regions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    regions: [Option<Region>; MAX_REGIONS],
+}
+
+impl Ledger {
+    /// No isolation.
+    pub const fn new() -> Self {
+        Ledger {
+            regions: [None; MAX_REGIONS],
+        }
+    }
+
+    /// Active regions, oldest first.
+    pub fn regions(&self) -> impl Iterator<Item = &Region> {
+        self.regions.iter().flatten()
+    }
+
+    /// Number of active regions.
+    pub fn len(&self) -> usize {
+        self.regions().count()
+    }
+
+    /// Whether nothing is isolated.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every isolated CPU.
+    pub fn isolated(&self) -> CpuSet {
+        self.regions().fold(CpuSet::new(), |a, r| a.union(&r.cpus))
+    }
+
+    /// CPUs taken offline by offline-mode regions.
+    pub fn offline(&self) -> CpuSet {
+        self.regions()
+            .filter(|r| r.mode == Mode::Offline)
+            .fold(CpuSet::new(), |a, r| a.union(&r.cpus))
+    }
+
+    /// CPUs left for everything else: online, housekeeping, not isolated.
+    pub fn housekeeping(&self, topo: &Topology) -> CpuSet {
+        topo.online
+            .intersection(&topo.housekeeping)
+            .difference(&self.isolated())
+    }
+
+    /// Checks a request against the system and the active regions (see the
+    /// module documentation for the order of the checks).
+    pub fn check_isolate(&self, topo: &Topology, req: &IsolateRequest) -> Result<(), Refusal> {
+        if let Some(c) = req.cpus.difference(&topo.present).first() {
+            return Err(Refusal::NotPresent(c));
+        }
+        if let Some(c) = req.cpus.intersection(&self.isolated()).first() {
+            return Err(Refusal::Overlap(c));
+        }
+        if let Some(c) = req.cpus.difference(&topo.online).first() {
+            return Err(Refusal::NotOnline(c));
+        }
+        if req.mode == Mode::Offline {
+            if let Some(c) = req.cpus.difference(&topo.hotpluggable).first() {
+                return Err(Refusal::NotHotpluggable(c));
+            }
+        }
+        if self.housekeeping(topo).difference(&req.cpus).is_empty() {
+            return Err(Refusal::NoHousekeeping);
+        }
+        if self.regions.iter().all(Option::is_some) {
+            return Err(Refusal::TooManyRegions);
+        }
+        Ok(())
+    }
+
+    /// Records a region that [`Ledger::check_isolate`] accepted; returns
+    /// its slot, so that a failed application can [`Ledger::remove`] it.
+    pub fn add(&mut self, region: Region) -> Result<usize, Refusal> {
+        let i = self
+            .regions
+            .iter()
+            .position(Option::is_none)
+            .ok_or(Refusal::TooManyRegions)?;
+        self.regions[i] = Some(region);
+        Ok(i)
+    }
+
+    /// The regions a release request names, as slot indices (highest first).
+    /// `All` on an empty ledger is not an error (nothing to do).
+    pub fn check_release(&self, req: &ReleaseRequest) -> Result<Selection, Refusal> {
+        let mut sel = Selection::default();
+        match req {
+            ReleaseRequest::All => {
+                for (i, r) in self.regions.iter().enumerate().rev() {
+                    if r.is_some() {
+                        sel.push(i);
+                    }
+                }
+            }
+            ReleaseRequest::Cpus(cpus) => {
+                if !cpus.intersects(&self.isolated()) {
+                    return Err(Refusal::NotIsolated);
+                }
+                let i = self
+                    .regions
+                    .iter()
+                    .position(|r| r.is_some_and(|r| r.cpus == *cpus))
+                    .ok_or(Refusal::NotARegion)?;
+                sel.push(i);
+            }
+        }
+        Ok(sel)
+    }
+
+    /// The region in slot `i`, if any.
+    pub fn get(&self, i: usize) -> Option<Region> {
+        self.regions.get(i).copied().flatten()
+    }
+
+    /// Forgets the region in slot `i` (after the module undid it).
+    pub fn remove(&mut self, i: usize) -> Option<Region> {
+        self.regions.get_mut(i).and_then(Option::take)
+    }
+}
+
+/// Slot indices selected by [`Ledger::check_release`], in release order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    slots: [usize; MAX_REGIONS],
+    len: usize,
+}
+
+impl Selection {
+    fn push(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(self.len) {
+            *s = i;
+            self.len += 1;
+        }
+    }
+
+    /// The slots, in release order.
+    pub fn slots(&self) -> &[usize] {
+        &self.slots[..self.len]
+    }
+}
+
+/// The affinity to give something (an IRQ, a kernel thread) whose affinity
+/// was `original` before isolation: `original` without the isolated CPUs,
+/// or all housekeeping CPUs if that leaves nothing online.
+pub fn steered(
+    original: &CpuSet,
+    isolated: &CpuSet,
+    housekeeping: &CpuSet,
+    online: &CpuSet,
+) -> CpuSet {
+    let kept = original.difference(isolated);
+    if kept.intersects(online) {
+        kept
+    } else {
+        *housekeeping
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cpulist;
+    use super::*;
+
+    extern crate std;
+
+    fn cpus(s: &str) -> CpuSet {
+        cpulist::parse(s.as_bytes()).unwrap()
+    }
+
+    /// Four CPUs, all online, CPU 0 not hotpluggable: the guest tests' VM.
+    fn four() -> Topology {
+        Topology {
+            present: cpus("0-3"),
+            online: cpus("0-3"),
+            hotpluggable: cpus("1-3"),
+            housekeeping: cpus("0-3"),
+        }
+    }
+
+    fn req(s: &str, mode: Mode) -> IsolateRequest {
+        IsolateRequest {
+            cpus: cpus(s),
+            mode,
+        }
+    }
+
+    #[test]
+    fn accepts_and_records() {
+        let mut l = Ledger::new();
+        let t = four();
+        assert!(l.is_empty());
+        assert_eq!(l.check_isolate(&t, &req("2-3", Mode::Steer)), Ok(()));
+        l.add(Region {
+            cpus: cpus("2-3"),
+            mode: Mode::Steer,
+        })
+        .unwrap();
+        assert_eq!(l.isolated(), cpus("2-3"));
+        assert_eq!(l.housekeeping(&t), cpus("0-1"));
+        assert_eq!(l.offline(), CpuSet::new());
+        assert_eq!(l.check_isolate(&t, &req("1", Mode::Offline)), Ok(()));
+        l.add(Region {
+            cpus: cpus("1"),
+            mode: Mode::Offline,
+        })
+        .unwrap();
+        assert_eq!(l.offline(), cpus("1"));
+        assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn refusals_and_their_errnos() {
+        let t = four();
+        let mut l = Ledger::new();
+        let e = |l: &Ledger, s, m| l.check_isolate(&t, &req(s, m)).map_err(|r| (r, r.errno()));
+        assert_eq!(
+            e(&l, "9", Mode::Steer),
+            Err((Refusal::NotPresent(9), errno::ENODEV))
+        );
+        assert_eq!(
+            e(&l, "0-3", Mode::Steer),
+            Err((Refusal::NoHousekeeping, errno::ENOSPC))
+        );
+        assert_eq!(
+            e(&l, "0", Mode::Offline),
+            Err((Refusal::NotHotpluggable(0), errno::EPERM))
+        );
+        assert_eq!(e(&l, "0", Mode::Steer), Ok(()));
+        l.add(Region {
+            cpus: cpus("2-3"),
+            mode: Mode::Steer,
+        })
+        .unwrap();
+        assert_eq!(
+            e(&l, "3", Mode::Steer),
+            Err((Refusal::Overlap(3), errno::EBUSY))
+        );
+        assert_eq!(
+            e(&l, "0-1", Mode::Steer),
+            Err((Refusal::NoHousekeeping, errno::ENOSPC))
+        );
+        // Not present wins over overlap: the order is fixed.
+        assert_eq!(
+            e(&l, "3,9", Mode::Steer),
+            Err((Refusal::NotPresent(9), errno::ENODEV))
+        );
+    }
+
+    #[test]
+    fn offline_cpus_are_not_online() {
+        let mut t = four();
+        t.online = cpus("0-2");
+        let l = Ledger::new();
+        assert_eq!(
+            l.check_isolate(&t, &req("3", Mode::Steer)),
+            Err(Refusal::NotOnline(3))
+        );
+        // An offline region's CPUs are busy, not "not online".
+        let mut l = Ledger::new();
+        l.add(Region {
+            cpus: cpus("3"),
+            mode: Mode::Offline,
+        })
+        .unwrap();
+        assert_eq!(
+            l.check_isolate(&t, &req("3", Mode::Steer)),
+            Err(Refusal::Overlap(3))
+        );
+    }
+
+    #[test]
+    fn boot_isolated_cpus_are_not_housekeeping() {
+        let mut t = four();
+        t.housekeeping = cpus("0-1");
+        let l = Ledger::new();
+        assert_eq!(
+            l.check_isolate(&t, &req("0-1", Mode::Steer)),
+            Err(Refusal::NoHousekeeping)
+        );
+        assert_eq!(l.check_isolate(&t, &req("1-3", Mode::Steer)), Ok(()));
+    }
+
+    #[test]
+    fn release_names_one_region_or_all() {
+        let t = four();
+        let mut l = Ledger::new();
+        assert_eq!(
+            l.check_release(&ReleaseRequest::All)
+                .map(|s| s.slots().len()),
+            Ok(0)
+        );
+        assert_eq!(
+            l.check_release(&ReleaseRequest::Cpus(cpus("2"))),
+            Err(Refusal::NotIsolated)
+        );
+        l.add(Region {
+            cpus: cpus("2-3"),
+            mode: Mode::Steer,
+        })
+        .unwrap();
+        l.add(Region {
+            cpus: cpus("1"),
+            mode: Mode::Offline,
+        })
+        .unwrap();
+        let partial = l
+            .check_release(&ReleaseRequest::Cpus(cpus("2")))
+            .unwrap_err();
+        assert_eq!(
+            (partial, partial.errno()),
+            (Refusal::NotARegion, errno::EINVAL)
+        );
+        assert_eq!(
+            l.check_release(&ReleaseRequest::Cpus(cpus("1-3"))),
+            Err(Refusal::NotARegion)
+        );
+        let e = l
+            .check_release(&ReleaseRequest::Cpus(cpus("0")))
+            .unwrap_err();
+        assert_eq!(e.errno(), errno::ENOENT);
+        let one = l.check_release(&ReleaseRequest::Cpus(cpus("2-3"))).unwrap();
+        assert_eq!(one.slots(), [0]);
+        let all = l.check_release(&ReleaseRequest::All).unwrap();
+        assert_eq!(all.slots(), [1, 0], "highest slot first");
+        assert_eq!(l.remove(1).map(|r| r.mode), Some(Mode::Offline));
+        assert_eq!(l.remove(1), None);
+        assert_eq!(l.isolated(), cpus("2-3"));
+        assert_eq!(l.housekeeping(&t), cpus("0-1"));
+        l.remove(0);
+        assert!(l.is_empty());
+        assert_eq!(l.get(0), None);
+    }
+
+    #[test]
+    fn region_slots_are_bounded() {
+        let mut t = four();
+        t.present = CpuSet::below(64);
+        t.online = t.present;
+        t.housekeeping = t.present;
+        let mut l = Ledger::new();
+        for c in 1..=MAX_REGIONS as u32 {
+            let r = req(&std::format!("{c}"), Mode::Steer);
+            assert_eq!(l.check_isolate(&t, &r), Ok(()));
+            l.add(Region {
+                cpus: r.cpus,
+                mode: r.mode,
+            })
+            .unwrap();
+        }
+        let r = req("40", Mode::Steer);
+        assert_eq!(l.check_isolate(&t, &r), Err(Refusal::TooManyRegions));
+        assert_eq!(
+            l.add(Region {
+                cpus: r.cpus,
+                mode: r.mode
+            }),
+            Err(Refusal::TooManyRegions)
+        );
+        assert_eq!(l.remove(3).map(|r| r.cpus), Some(cpus("4")));
+        assert_eq!(
+            l.add(Region {
+                cpus: r.cpus,
+                mode: r.mode
+            }),
+            Ok(3),
+            "the freed slot is reused"
+        );
+    }
+
+    #[test]
+    fn steering_keeps_what_it_can() {
+        let iso = cpus("2-3");
+        let hk = cpus("0-1");
+        let on = cpus("0-3");
+        assert_eq!(steered(&cpus("0-3"), &iso, &hk, &on), cpus("0-1"));
+        assert_eq!(steered(&cpus("1,3"), &iso, &hk, &on), cpus("1"));
+        assert_eq!(
+            steered(&cpus("2"), &iso, &hk, &on),
+            hk,
+            "only isolated CPUs: all housekeeping"
+        );
+        assert_eq!(steered(&cpus("0"), &iso, &hk, &on), cpus("0"), "untouched");
+        // A mask whose remaining CPUs are all offline falls back too.
+        assert_eq!(steered(&cpus("2,5"), &iso, &hk, &on), hk);
+    }
+
+    #[test]
+    fn messages() {
+        use std::string::ToString;
+        assert_eq!(Refusal::Overlap(2).to_string(), "CPU 2 is already isolated");
+        assert_eq!(
+            Refusal::NotHotpluggable(0).to_string(),
+            "CPU 0 cannot be taken offline (boot CPU or not hotpluggable)"
+        );
+    }
+}

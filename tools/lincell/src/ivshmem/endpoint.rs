@@ -1,0 +1,770 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One interface for both kinds of ivshmem peer: a guest's `/dev/ivshmemN`
+//! and a host process connected to the ivshmem server.
+//!
+//! Every `lincell ivshmem` subcommand that rings, waits or touches shared
+//! memory works through [`Endpoint`] and [`Shm`], so it runs unchanged in a
+//! guest (`DEV`) and on the host (`--socket PATH`).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ivshmem_peer::{eventfd, poll, Peer, SharedMemory};
+
+use lincell_shared::ivshmem::uapi;
+use lincell_shared::ivshmem::v1layout::{self, HeaderMemory};
+
+use super::dev::{Device, IntervalTimer, Mapping};
+
+/// Byte access to the shared memory of an endpoint.
+///
+/// The memory is written concurrently by other peers: all accessors copy,
+/// and the 32-bit ones are single volatile accesses at aligned offsets.
+pub(crate) trait Shm {
+    /// Size in bytes.
+    fn size(&self) -> usize;
+    /// Volatile 32-bit load at a 4-byte aligned offset.
+    fn load_u32(&self, offset: usize) -> io::Result<u32>;
+    /// Volatile 32-bit store at a 4-byte aligned offset.
+    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()>;
+    /// Copies bytes out.
+    fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()>;
+    /// Copies bytes in.
+    fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()>;
+}
+
+impl Shm for Mapping {
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn load_u32(&self, offset: usize) -> io::Result<u32> {
+        self.read_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
+        self.write_u32(offset, value)
+    }
+    fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.read_bytes(offset, buf)
+    }
+    fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+        self.write_bytes(offset, data)
+    }
+}
+
+impl Shm for SharedMemory {
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn load_u32(&self, offset: usize) -> io::Result<u32> {
+        self.read_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
+        self.write_u32(offset, value)
+    }
+    fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.read_bytes(offset, buf)
+    }
+    fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+        self.write_bytes(offset, data)
+    }
+}
+
+/// Doorbells that arrived in one wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Events {
+    /// Bit `v` set: vector `v` fired at least once.
+    pub(crate) mask: u64,
+    /// Rings counted. A device reports one per fired vector (it cannot
+    /// tell coalesced interrupts apart); a host peer reports the eventfd
+    /// counts, so two rings merged into one wake-up count 2.
+    pub(crate) count: u64,
+}
+
+/// How a device endpoint waits for doorbells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitMode {
+    /// Blocking `read(2)` (bounded by a per-thread interval timer).
+    Read,
+    /// `poll(2)` with a timeout, then `read(2)`.
+    Poll,
+}
+
+/// An ivshmem peer: its id, doorbells and shared memory.
+pub(crate) trait Endpoint {
+    /// Own peer id.
+    fn id(&self) -> u32;
+    /// Number of interrupt vectors (0: no doorbells).
+    fn vectors(&self) -> u32;
+    /// A short description for messages (`/dev/ivshmem0`, `host peer 3`).
+    fn describe(&self) -> String;
+    /// Rings `vector` of peer `peer`.
+    fn ring(&mut self, peer: u32, vector: u32) -> io::Result<()>;
+    /// Waits up to `timeout` until a vector in `mask` fires; returns every
+    /// vector seen fired meanwhile (possibly outside `mask` on a device,
+    /// where one `read` reports them all). Fails with `TimedOut` when none
+    /// fired in time.
+    fn wait(&mut self, mask: u64, timeout: Duration) -> io::Result<Events>;
+    /// Takes what is pending without waiting (`None`: nothing).
+    fn try_wait(&mut self) -> io::Result<Option<Events>>;
+    /// The shared memory.
+    fn shm(&self) -> &dyn Shm;
+    /// Byte offset and size of the common read/write section: the whole
+    /// region, or the R/W section when the memory has a section layout
+    /// (ivshmem 2.0, or lincell's v1 layout header).
+    fn rw_section(&self) -> (usize, usize);
+    /// The device, when this endpoint is one (for device-only checks).
+    fn device(&self) -> Option<&Device> {
+        None
+    }
+    /// Changes how a device waits (host peers always poll their eventfds).
+    fn set_wait_mode(&mut self, _mode: WaitMode) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Error for a wait that ran out of time.
+fn timed_out(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+/// The mappings of a device's shared memory, addressed by offsets in the
+/// whole region.
+///
+/// Without a section layout the whole region is one read/write mapping.
+/// With one, the driver only maps within one section at a time and refuses
+/// write access to read-only sections, so this holds: the R/W section and
+/// the own output section read/write, the state table and the region
+/// before the sections (the v1 layout header) read-only. Other peers'
+/// output sections are not mapped.
+pub(crate) struct DeviceShm {
+    size: usize,
+    maps: Vec<(usize, Mapping, bool)>,
+}
+
+impl DeviceShm {
+    /// Maps what `dev` allows, as described above.
+    pub(crate) fn map(dev: &Device) -> io::Result<Self> {
+        let i = *dev.info();
+        let size = usize::try_from(i.shmem_size).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "shared memory larger than the address space",
+            )
+        })?;
+        let us = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let mut maps = Vec::new();
+        if i.flags & uapi::INFO_SECTIONS == 0 {
+            maps.push((0, dev.map_all()?, true));
+            return Ok(DeviceShm { size, maps });
+        }
+        let ro = libc::PROT_READ;
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let own_out = i.output_offset + u64::from(i.own_id) * i.output_size;
+        let first = [i.state_table_offset, i.rw_offset, i.output_offset]
+            .into_iter()
+            .filter(|&o| o > 0)
+            .min()
+            .unwrap_or(0);
+        for (off, len, prot) in [
+            (0, first, ro),
+            (i.state_table_offset, i.state_table_size, ro),
+            (i.rw_offset, i.rw_size, rw),
+            (own_out, i.output_size, rw),
+        ] {
+            if len == 0 {
+                continue;
+            }
+            let m = dev
+                .mmap_raw(off, us(len), prot, libc::MAP_SHARED)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{}: mmap {len} bytes at {off:#x}: {e}",
+                            dev.path().display()
+                        ),
+                    )
+                })?;
+            maps.push((us(off), m, prot == rw));
+        }
+        Ok(DeviceShm { size, maps })
+    }
+
+    /// The mapping holding `len` bytes at `offset`, and the offset in it.
+    fn find(&self, offset: usize, len: usize, write: bool) -> io::Result<(&Mapping, usize)> {
+        for (base, m, writable) in &self.maps {
+            if offset >= *base
+                && offset
+                    .checked_add(len)
+                    .is_some_and(|end| end <= base + m.len())
+            {
+                if write && !writable {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("{len} bytes at {offset:#x} are in a read-only section"),
+                    ));
+                }
+                return Ok((m, offset - base));
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{len} bytes at {offset:#x} are not inside one mapped section of the {:#x}-byte region", self.size),
+        ))
+    }
+}
+
+impl Shm for DeviceShm {
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn load_u32(&self, offset: usize) -> io::Result<u32> {
+        let (m, o) = self.find(offset, 4, false)?;
+        m.read_u32(o)
+    }
+    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
+        let (m, o) = self.find(offset, 4, true)?;
+        m.write_u32(o, value)
+    }
+    fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        let (m, o) = self.find(offset, buf.len(), false)?;
+        m.read_bytes(o, buf)
+    }
+    fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+        let (m, o) = self.find(offset, data.len(), true)?;
+        m.write_bytes(o, data)
+    }
+}
+
+/// A guest's `/dev/ivshmemN` with its shared memory mapped.
+pub(crate) struct DeviceEndpoint {
+    dev: Device,
+    map: DeviceShm,
+    mode: WaitMode,
+    /// Interrupts blocking reads so that they honour deadlines (read mode).
+    timer: Option<IntervalTimer>,
+}
+
+impl DeviceEndpoint {
+    /// Opens `path`, maps its shared memory, and waits in `mode`.
+    pub(crate) fn open(path: &Path, mode: WaitMode) -> io::Result<Self> {
+        let dev = Device::open(path)?;
+        let map = DeviceShm::map(&dev)?;
+        let timer = match mode {
+            WaitMode::Read => Some(IntervalTimer::start(Duration::from_millis(250))?),
+            WaitMode::Poll => None,
+        };
+        Ok(DeviceEndpoint {
+            dev,
+            map,
+            mode,
+            timer,
+        })
+    }
+}
+
+impl Endpoint for DeviceEndpoint {
+    fn id(&self) -> u32 {
+        self.dev.info().own_id
+    }
+    fn vectors(&self) -> u32 {
+        self.dev.info().vectors
+    }
+    fn describe(&self) -> String {
+        format!("{} (peer {})", self.dev.path().display(), self.id())
+    }
+    fn ring(&mut self, peer: u32, vector: u32) -> io::Result<()> {
+        self.dev.ring(peer, vector)
+    }
+    fn wait(&mut self, mask: u64, timeout: Duration) -> io::Result<Events> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0u64;
+        while seen & mask == 0 {
+            seen |= match self.mode {
+                WaitMode::Read => self.dev.read_events(deadline)?,
+                WaitMode::Poll => self.dev.poll_events(deadline)?,
+            };
+            if seen & mask == 0 && Instant::now() >= deadline {
+                return Err(timed_out(format!(
+                    "{}: no doorbell on vectors {mask:#x} within {timeout:?} (saw {seen:#x})",
+                    self.dev.path().display()
+                )));
+            }
+        }
+        Ok(Events {
+            mask: seen,
+            count: u64::from(seen.count_ones()),
+        })
+    }
+    fn try_wait(&mut self) -> io::Result<Option<Events>> {
+        Ok(self.dev.try_read_events()?.map(|mask| Events {
+            mask,
+            count: u64::from(mask.count_ones()),
+        }))
+    }
+    fn shm(&self) -> &dyn Shm {
+        &self.map
+    }
+    fn rw_section(&self) -> (usize, usize) {
+        let i = self.dev.info();
+        (
+            usize::try_from(i.rw_offset).unwrap_or(0),
+            usize::try_from(i.rw_size).unwrap_or(0),
+        )
+    }
+    fn device(&self) -> Option<&Device> {
+        Some(&self.dev)
+    }
+    fn set_wait_mode(&mut self, mode: WaitMode) -> io::Result<()> {
+        if mode != self.mode {
+            self.timer = None;
+            if mode == WaitMode::Read {
+                self.timer = Some(IntervalTimer::start(Duration::from_millis(250))?);
+            }
+            self.mode = mode;
+        }
+        Ok(())
+    }
+}
+
+/// A host process connected to the ivshmem server as a peer.
+pub(crate) struct PeerEndpoint {
+    peer: Peer,
+    socket: PathBuf,
+}
+
+impl PeerEndpoint {
+    /// Connects to the server at `socket`.
+    pub(crate) fn connect(socket: &Path) -> io::Result<Self> {
+        let peer = Peer::connect(socket)?;
+        Ok(PeerEndpoint {
+            peer,
+            socket: socket.to_path_buf(),
+        })
+    }
+
+    /// The connected peer.
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Applies the server's news (peers joining or leaving).
+    pub(crate) fn refresh(&mut self) -> io::Result<()> {
+        self.peer.process_messages().map(drop).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("ivshmem server {}: {e}", self.socket.display()),
+            )
+        })
+    }
+
+    /// Reads every readable eventfd among `mask`.
+    fn collect(&self, mask: u64) -> io::Result<Events> {
+        let mut ev = Events::default();
+        for v in 0..self.peer.vectors().min(64) {
+            if mask & (1 << v) == 0 {
+                continue;
+            }
+            let fd = self.peer.own_event_fd(v)?;
+            if let Some(n) = eventfd::try_read(fd)? {
+                ev.mask |= 1 << v;
+                ev.count += n;
+            }
+        }
+        Ok(ev)
+    }
+}
+
+impl Endpoint for PeerEndpoint {
+    fn id(&self) -> u32 {
+        u32::from(self.peer.id())
+    }
+    fn vectors(&self) -> u32 {
+        u32::try_from(self.peer.vectors()).unwrap_or(u32::MAX)
+    }
+    fn describe(&self) -> String {
+        format!("host peer {} on {}", self.peer.id(), self.socket.display())
+    }
+    fn ring(&mut self, peer: u32, vector: u32) -> io::Result<()> {
+        let p = u16::try_from(peer).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("peer id {peer} is not 16-bit"),
+            )
+        })?;
+        // CAST: u32 to usize is lossless on Linux targets.
+        let v = vector as usize;
+        match self.peer.ring(p, v) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Perhaps it joined after our last look: catch up, retry once.
+                self.refresh()?;
+                self.peer.ring(p, v)
+            }
+            r => r,
+        }
+    }
+    fn wait(&mut self, mask: u64, timeout: Duration) -> io::Result<Events> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut fds = vec![libc::pollfd {
+                fd: self.peer.server_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            for v in 0..self.peer.vectors().min(64) {
+                if mask & (1 << v) != 0 {
+                    let fd = self.peer.own_event_fd(v)?;
+                    fds.push(libc::pollfd {
+                        fd: fd.as_fd().as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            poll::poll_fds(&mut fds, Some(left))?;
+            if fds[0].revents != 0 {
+                self.refresh()?;
+            }
+            let ev = self.collect(mask)?;
+            if ev.mask != 0 {
+                return Ok(ev);
+            }
+            if left.is_zero() {
+                return Err(timed_out(format!(
+                    "{}: no doorbell on vectors {mask:#x} within {timeout:?}",
+                    self.describe()
+                )));
+            }
+        }
+    }
+    fn try_wait(&mut self) -> io::Result<Option<Events>> {
+        let ev = self.collect(u64::MAX)?;
+        Ok((ev.mask != 0).then_some(ev))
+    }
+    fn shm(&self) -> &dyn Shm {
+        self.peer.shm()
+    }
+    fn rw_section(&self) -> (usize, usize) {
+        v1_rw_section(self.peer.shm())
+    }
+}
+
+/// Reads lincell's v1 layout header through a [`Shm`] (read-only use).
+struct HeaderView<'a>(&'a dyn Shm);
+
+impl HeaderMemory for HeaderView<'_> {
+    fn load32(&self, offset: usize) -> u32 {
+        u32::from_le(self.0.load_u32(offset).unwrap_or(0))
+    }
+    fn store32(&self, offset: usize, value: u32) {
+        let _ = self.0.store_u32(offset, value.to_le());
+    }
+    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
+        // Not atomic: this view is only used to read a published header
+        // (`Header::read`), which never compares-and-swaps.
+        let cur = self.load32(offset);
+        if cur == old {
+            self.store32(offset, new);
+        }
+        cur
+    }
+    fn load64(&self, offset: usize) -> u64 {
+        let lo = u64::from(self.load32(offset));
+        let hi = u64::from(self.load32(offset + 4));
+        hi << 32 | lo
+    }
+    fn store64(&self, offset: usize, value: u64) {
+        // CAST: splitting into halves.
+        self.store32(offset, value as u32);
+        self.store32(offset + 4, (value >> 32) as u32);
+    }
+}
+
+/// The R/W section of memory seen from the host: after lincell's v1
+/// layout header if a guest driver published one, else the whole region.
+pub(crate) fn v1_rw_section(shm: &dyn Shm) -> (usize, usize) {
+    let whole = (0, shm.size());
+    let view = HeaderView(shm);
+    if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
+        return whole;
+    }
+    let Ok(h) = v1layout::Header::read(&view) else {
+        return whole;
+    };
+    let Ok(l) = h.layout(0, shm.size() as u64) else {
+        return whole;
+    };
+    let rw = l.rw();
+    match (
+        usize::try_from(h.granule + rw.offset),
+        usize::try_from(rw.len),
+    ) {
+        (Ok(o), Ok(n)) => (o, n),
+        _ => whole,
+    }
+}
+
+/// An offset in the shared memory: absolute, or relative to the R/W
+/// section (written `rw` or `rw+OFFSET`), which is where peers may write
+/// when the memory has a section layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShmOffset {
+    /// Bytes from the start of the region.
+    Abs(usize),
+    /// Bytes from the start of the R/W section.
+    Rw(usize),
+}
+
+impl ShmOffset {
+    /// Parses `OFFSET`, `rw` or `rw+OFFSET`; `num` parses a number.
+    pub(crate) fn parse(
+        s: &str,
+        num: impl Fn(&str) -> Result<u64, String>,
+    ) -> Result<Self, String> {
+        let to_usize = |v: &str| {
+            num(v).and_then(|n| usize::try_from(n).map_err(|_| format!("`{v}` is too large")))
+        };
+        if s == "rw" {
+            return Ok(ShmOffset::Rw(0));
+        }
+        match s.strip_prefix("rw+") {
+            Some(rest) => Ok(ShmOffset::Rw(to_usize(rest)?)),
+            None => Ok(ShmOffset::Abs(to_usize(s)?)),
+        }
+    }
+
+    /// The absolute offset on `ep`.
+    pub(crate) fn resolve(self, ep: &dyn Endpoint) -> usize {
+        match self {
+            ShmOffset::Abs(o) => o,
+            ShmOffset::Rw(o) => ep.rw_section().0.saturating_add(o),
+        }
+    }
+}
+
+/// Where a subcommand talks to ivshmem: a device node, or the server socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `/dev/ivshmemN` in a guest.
+    Device(PathBuf),
+    /// The ivshmem server's UNIX socket, joined as a host peer.
+    Socket(PathBuf),
+}
+
+impl Target {
+    /// Chooses from a `DEV` operand and a `--socket` option: the socket if
+    /// given, else `DEV` (a UNIX socket given as `DEV` is joined as a host
+    /// peer too), else `default` if any.
+    pub(crate) fn resolve(
+        dev: Option<&Path>,
+        socket: Option<&Path>,
+        default: Option<&Path>,
+    ) -> io::Result<Self> {
+        use std::os::unix::fs::FileTypeExt;
+        if let Some(s) = socket {
+            return Ok(Target::Socket(s.to_path_buf()));
+        }
+        let dev = dev.or(default).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no device: give DEV (e.g. /dev/ivshmem0) or --socket PATH",
+            )
+        })?;
+        let is_socket = std::fs::metadata(dev).is_ok_and(|m| m.file_type().is_socket());
+        Ok(if is_socket {
+            Target::Socket(dev.to_path_buf())
+        } else {
+            Target::Device(dev.to_path_buf())
+        })
+    }
+
+    /// Opens the endpoint; `mode` matters for devices only.
+    pub(crate) fn open(&self, mode: WaitMode) -> io::Result<Box<dyn Endpoint>> {
+        Ok(match self {
+            Target::Device(p) => Box::new(DeviceEndpoint::open(p, mode)?),
+            Target::Socket(s) => Box::new(PeerEndpoint::connect(s)?),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread::{self, JoinHandle};
+
+    use ivshmem_server::{Config, MemoryBacking, Server};
+
+    /// An ivshmem server on a temporary socket, run by a thread until dropped.
+    pub(crate) struct TestServer {
+        pub(crate) dir: PathBuf,
+        pub(crate) socket: PathBuf,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<io::Result<()>>>,
+    }
+
+    impl TestServer {
+        pub(crate) fn start(vectors: u16) -> Self {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "lincell-ivshmem-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = Config {
+                socket_path: dir.join("sock"),
+                memory: MemoryBacking::Dir(dir.clone()),
+                size: 1 << 20,
+                vectors,
+                verbose: false,
+            };
+            let mut server = Server::new(&config).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let thread = thread::spawn(move || server.run_until(&flag));
+            TestServer {
+                dir,
+                socket: config.socket_path,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Waits until `ep` knows peer `other`.
+    pub(crate) fn wait_for_peer(ep: &mut PeerEndpoint, other: u32) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !ep.peer().peers().contains(&(other as u16)) {
+            assert!(Instant::now() < until, "peer {other} never appeared");
+            ep.refresh().unwrap();
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn host_peers_ring_each_other_and_share_memory() {
+        let server = TestServer::start(2);
+        let mut a = PeerEndpoint::connect(&server.socket).unwrap();
+        let mut b = PeerEndpoint::connect(&server.socket).unwrap();
+        wait_for_peer(&mut a, b.id());
+        assert_eq!(a.vectors(), 2);
+        assert_ne!(a.id(), b.id());
+
+        a.shm().store_bytes(4096, b"from a").unwrap();
+        let mut buf = [0u8; 6];
+        b.shm().load_bytes(4096, &mut buf).unwrap();
+        assert_eq!(&buf, b"from a");
+        b.shm().store_u32(8, 0x1234_5678).unwrap();
+        assert_eq!(a.shm().load_u32(8).unwrap(), 0x1234_5678);
+
+        a.ring(b.id(), 1).unwrap();
+        assert_eq!(
+            b.wait(0b10, Duration::from_secs(5)).unwrap(),
+            Events {
+                mask: 0b10,
+                count: 1
+            }
+        );
+        assert!(
+            b.try_wait().unwrap().is_none(),
+            "nothing left after the wait"
+        );
+
+        // Two rings before the wake-up coalesce into one eventfd count of 2.
+        a.ring(b.id(), 0).unwrap();
+        a.ring(b.id(), 0).unwrap();
+        assert_eq!(
+            b.wait(u64::MAX, Duration::from_secs(5)).unwrap(),
+            Events { mask: 1, count: 2 }
+        );
+
+        let t = Instant::now();
+        let e = b.wait(u64::MAX, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+
+        assert!(a.ring(999, 0).is_err(), "unknown peer");
+        assert!(a.ring(b.id(), 2).is_err(), "no vector 2");
+    }
+
+    #[test]
+    fn host_sees_the_r_w_section_of_a_v1_layout() {
+        let server = TestServer::start(1);
+        let ep = PeerEndpoint::connect(&server.socket).unwrap();
+        assert_eq!(
+            ep.rw_section(),
+            (0, 1 << 20),
+            "zeroed memory: the whole region"
+        );
+        // What a guest driver publishes for 1 MiB and 8 peers.
+        let h = v1layout::Header::propose(1 << 20, 4096, 8).unwrap();
+        let view = HeaderView(ep.shm());
+        v1layout::init_or_join(&view, &h, || false).unwrap();
+        assert_eq!(
+            &{
+                let mut b = [0u8; 4];
+                ep.shm().load_bytes(0, &mut b).unwrap();
+                b
+            },
+            b"LCv1"
+        );
+        let l = h.layout(0, 1 << 20).unwrap();
+        assert_eq!(
+            ep.rw_section(),
+            (4096 + l.rw().offset as usize, l.rw().len as usize)
+        );
+        assert_eq!(ep.rw_section().0, 8192);
+        // A header that does not validate: the whole region again.
+        ep.shm().store_u32(v1layout::off::VERSION, 9).unwrap();
+        assert_eq!(ep.rw_section(), (0, 1 << 20));
+    }
+
+    #[test]
+    fn targets_resolve_sockets_and_devices() {
+        let server = TestServer::start(1);
+        assert_eq!(
+            Target::resolve(Some(Path::new("/dev/ivshmem3")), None, None).unwrap(),
+            Target::Device("/dev/ivshmem3".into())
+        );
+        assert_eq!(
+            Target::resolve(Some(&server.socket), None, None).unwrap(),
+            Target::Socket(server.socket.clone())
+        );
+        assert_eq!(
+            Target::resolve(
+                None,
+                Some(Path::new("/x.sock")),
+                Some(Path::new("/dev/ivshmem0"))
+            )
+            .unwrap(),
+            Target::Socket("/x.sock".into())
+        );
+        assert_eq!(
+            Target::resolve(None, None, Some(Path::new("/dev/ivshmem0"))).unwrap(),
+            Target::Device("/dev/ivshmem0".into())
+        );
+        assert!(Target::resolve(None, None, None).is_err());
+        let ep = Target::Socket(server.socket.clone())
+            .open(WaitMode::Poll)
+            .unwrap();
+        assert_eq!(ep.shm().size(), 1 << 20);
+        assert!(ep.describe().starts_with("host peer"));
+    }
+}
