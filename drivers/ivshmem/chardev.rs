@@ -8,8 +8,9 @@
 //! ivshmem.h`, documented in `Documentation/ivshmem-abi.md`.
 //!
 //! Every open file holds an `Arc<Shared>`, so files outlive unbinding
-//! safely: once the device is gone, every call returns `ENODEV`, blocked
-//! readers wake up, `poll` reports `POLLHUP`, and user mappings are zapped.
+//! safely: once the device is going away, every call returns `ENODEV`,
+//! blocked readers wake up, `poll` reports `POLLHUP`, and user mappings are
+//! zapped. The file operations keep the module loaded while files are open.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -403,7 +404,7 @@ unsafe extern "C" fn fop_mmap(file: *mut bindings::file, vma: *mut bindings::vm_
 }
 
 fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
-    // `Shared::kill` marks the device dead and then zaps mappings under this
+    // `Shared::kill` marks the device gone and zaps mappings under this
     // lock, so a mapping made while holding it is either refused here or
     // zapped there. (Not the registers' RCU guard: mapping may sleep.)
     let users = shared.users.lock();
@@ -448,11 +449,12 @@ fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
     }
     vma.set_io();
     vma.set_dontexpand();
-    // CAST: a bus address fits in `phys_addr_t`; the length in `unsigned long`.
-    kernel::error::to_result(unsafe {
-        // SAFETY: `vma` is being set up; the range is the device's BAR2,
-        // still bound (checked above, under the lock `kill` takes);
-        // `vm_iomap_memory` checks `vm_pgoff` and the length against it.
-        bindings::vm_iomap_memory(vma.as_ptr(), shared.shmem_phys, info.shmem_size as c_ulong)
-    })
+    // CAST: the length of a BAR fits in `unsigned long`.
+    let size = info.shmem_size as c_ulong;
+    // SAFETY: `vma` is being set up; the range is the device's BAR2, still
+    // bound (checked above, under the lock `kill` takes, which we hold);
+    // `vm_iomap_memory` checks `vm_pgoff` and the length against it.
+    let ret = unsafe { bindings::vm_iomap_memory(vma.as_ptr(), shared.shmem_phys, size) };
+    drop(users);
+    kernel::error::to_result(ret)
 }

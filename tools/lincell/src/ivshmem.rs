@@ -181,17 +181,27 @@ last user closes the device.",
         value: Option<String>,
     },
 
-    /// Print every peer's state (IVSHMEM_IOCTL_PEER_STATES).
+    /// Print every peer's state (IVSHMEM_IOCTL_PEER_STATES); --watch follows changes.
     #[command(
         long_about = "\
 Print the state of every peer from the state table. Devices without a
 section layout (IVSHMEM_INFO_SECTIONS clear) refuse with EOPNOTSUPP, which
-is reported as such (exit status 2).",
-        after_help = "Example:\n  lincell ivshmem states /dev/ivshmem0"
+is reported as such (exit status 2).
+
+With --watch, keep running: every state change raises vector 0, and each
+time it fires the changed entries are printed as `peer N: OLD -> NEW`, until
+--timeout passes (exit 0) or the device goes away (exit 2).",
+        after_help = "Examples:\n  lincell ivshmem states /dev/ivshmem0\n  lincell ivshmem states /dev/ivshmem0 --watch --timeout 60000"
     )]
     States {
         /// The device.
         dev: PathBuf,
+        /// Follow state changes (vector 0) after printing the table.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after MS milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 3_600_000)]
+        timeout: u64,
     },
 
     /// Print the per-vector interrupt counters (IVSHMEM_IOCTL_COUNTERS).
@@ -589,12 +599,30 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<(), Fail> {
             }
             Ok(())
         }
-        Cmd::States { dev } => {
+        Cmd::States { dev, watch, timeout } => {
             let d = Device::open(&dev)?;
             match d.peer_states() {
-                Ok(states) => {
+                Ok(mut states) => {
                     for (i, s) in states.iter().enumerate() {
                         writeln!(out, "peer {i}: {s}")?;
+                    }
+                    if watch {
+                        let deadline = Instant::now() + Duration::from_millis(timeout);
+                        loop {
+                            out.flush()?;
+                            match d.poll_events(deadline) {
+                                Ok(_) => {}
+                                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                                Err(e) => return Err(e.into()),
+                            }
+                            let now = d.peer_states()?;
+                            for (i, (old, new)) in states.iter().zip(&now).enumerate() {
+                                if old != new {
+                                    writeln!(out, "peer {i}: {old} -> {new}")?;
+                                }
+                            }
+                            states = now;
+                        }
                     }
                     Ok(())
                 }
