@@ -137,6 +137,9 @@ no vectors (ivshmem-plain) and EINVAL for a peer or vector out of range.",
         /// Join the ivshmem server at PATH as a host peer instead of using DEV.
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+        /// Ring N times back to back (an interrupt storm for large N).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        count: u64,
     },
 
     /// Wait for doorbells and print the mask of vectors that fired.
@@ -535,7 +538,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<(), Fail> {
                 Ok(())
             }
         },
-        Cmd::Ring { operands, socket } => {
+        Cmd::Ring { operands, socket, count } => {
             let (target, rest) = split_operands(&operands, socket.as_deref(), 1..=2)?;
             let peer = parse_u32(&rest[0], "PEER")?;
             let vector = rest
@@ -544,12 +547,21 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<(), Fail> {
                 .transpose()?
                 .unwrap_or(0);
             let mut ep = target.open(WaitMode::Poll)?;
-            ep.ring(peer, vector)?;
-            writeln!(
-                out,
-                "rang peer {peer} vector {vector} from {}",
-                ep.describe()
-            )?;
+            let start = Instant::now();
+            for _ in 0..count {
+                ep.ring(peer, vector)?;
+            }
+            if count == 1 {
+                writeln!(out, "rang peer {peer} vector {vector} from {}", ep.describe())?;
+            } else {
+                let secs = start.elapsed().as_secs_f64();
+                writeln!(
+                    out,
+                    "rang peer {peer} vector {vector} {count} times from {} in {secs:.2} s ({:.0}/s)",
+                    ep.describe(),
+                    count as f64 / secs.max(1e-9)
+                )?;
+            }
             Ok(())
         }
         Cmd::Wait {
@@ -981,7 +993,7 @@ mod tests {
 
     #[test]
     fn ring_operands_with_dev_or_socket() {
-        let Cmd::Ring { operands, socket } = parse(&["ring", "/dev/ivshmem0", "3", "1"]).unwrap()
+        let Cmd::Ring { operands, socket, .. } = parse(&["ring", "/dev/ivshmem0", "3", "1"]).unwrap()
         else {
             panic!()
         };
@@ -991,7 +1003,7 @@ mod tests {
         assert_eq!(t, Target::Device("/dev/ivshmem0".into()));
         assert_eq!(rest, ["3", "1"]);
 
-        let Cmd::Ring { operands, socket } = parse(&["ring", "--socket", "/s", "3"]).unwrap()
+        let Cmd::Ring { operands, socket, .. } = parse(&["ring", "--socket", "/s", "3"]).unwrap()
         else {
             panic!()
         };
@@ -1001,7 +1013,7 @@ mod tests {
         assert_eq!(t, Target::Socket("/s".into()));
         assert_eq!(rest, ["3"]);
 
-        let Cmd::Ring { operands, socket } =
+        let Cmd::Ring { operands, socket, .. } =
             parse(&["ring", "--socket", "/s", "3", "1", "2"]).unwrap()
         else {
             panic!()
