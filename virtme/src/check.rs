@@ -207,7 +207,10 @@ pub fn guest_test(runner: &Runner, script: &Path, totals: &mut Totals) {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     println!("--- guest: {name}");
-    match runner.run(script) {
+    let start = std::time::Instant::now();
+    let outcome = runner.run(script);
+    println!("--- guest: {name}: {:.0} s", start.elapsed().as_secs_f64());
+    match outcome {
         Ok(results) => {
             for r in &results {
                 for c in evaluate(&name, r) {
