@@ -269,9 +269,16 @@ mod tests {
 
     #[test]
     fn hanging_guest_is_killed_at_the_deadline() {
-        let o = fake("echo booting; sleep 600", Duration::from_millis(800));
+        let args = ["-c".to_string(), "echo booting; sleep 600".to_string()];
+        let running = spawn_program("sh", &args, &spec()).unwrap();
+        // However loaded the machine, the launcher gets to print first.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !running.console.lock().unwrap().contains("booting") && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = running.wait(Instant::now() + Duration::from_millis(300));
         assert!(matches!(o.exit, Exit::TimedOut(_)), "{:?}", o.exit);
-        assert!(o.elapsed < Duration::from_secs(10), "{:?}", o.elapsed);
+        assert!(o.elapsed < Duration::from_secs(40), "{:?}", o.elapsed);
         assert!(o.console.contains("booting"));
         assert!(o.exit.describe().contains("time limit"));
     }
@@ -282,12 +289,18 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pidfile = dir.join("pid");
         // Like vng -> qemu: the launcher's child keeps running.
-        let o = fake(
-            &format!("sleep 600 & echo $! > {}; wait", pidfile.display()),
-            Duration::from_millis(800),
-        );
+        let script = format!("sleep 600 & echo $! > {}.tmp && mv {0}.tmp {0}; wait", pidfile.display());
+        let args = ["-c".to_string(), script];
+        let running = spawn_program("sh", &args, &spec()).unwrap();
+        // Wait (bounded) until the grandchild exists, however loaded the
+        // machine is, then let the deadline pass at once.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !pidfile.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = std::fs::read_to_string(&pidfile).expect("the fake launcher started its child");
+        let o = running.wait(Instant::now());
         assert!(matches!(o.exit, Exit::TimedOut(_)));
-        let pid = std::fs::read_to_string(&pidfile).unwrap();
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
         // Gone, or a zombie waiting for its new parent to reap it.
         assert!(stat.map_or(true, |s| s.contains(") Z ")), "grandchild {pid} survived");
