@@ -39,3 +39,20 @@ wait_for() {
 	done
 	return 1
 }
+
+# expect NAME PATTERN CMD...: ok if CMD succeeds and its output has every
+# line of PATTERN (fixed strings); otherwise not ok with what was missing.
+expect() {
+	_name=$1 _pat=$2; shift 2
+	_out=$("$@" 2>&1); _rc=$?
+	_missing=$(printf '%s\n' "$_pat" | while IFS= read -r l; do
+		printf '%s\n' "$_out" | grep -qF -- "$l" || echo "missing: $l"; done)
+	if [ $_rc = 0 ] && [ -z "$_missing" ]; then ok "$_name"; else
+		not_ok "$_name" "exit $_rc" "$_missing" "$_out"; fi
+}
+
+# Flags in ivshmem shared memory, to sequence guests (needs the lincell CLI):
+# shm_flag DEV OFFSET TEXT writes TEXT; shm_flag_is DEV OFFSET TEXT is true
+# once the memory at OFFSET holds TEXT.
+shm_flag() { "$LINCELL_ROOT/target/debug/lincell" ivshmem poke "$1" "$2" "$3" >/dev/null; }
+shm_flag_is() { "$LINCELL_ROOT/target/debug/lincell" ivshmem peek "$1" "$2" ${#3} 2>/dev/null | grep -qx "$3"; }

@@ -15,29 +15,26 @@ check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 own=$("$L" ivshmem info "$D" | awk '/^own id:/ {print $3}')
 other=$((1 - own))
 
-# flag_is OFFSET TEXT: the R/W section holds TEXT at OFFSET.
-flag_is() { "$L" ivshmem peek "$D" "$1" ${#2} 2>/dev/null | grep -qx "$2"; }
-flag() { "$L" ivshmem poke "$D" "$1" "$2" >/dev/null; }
 
 if [ "$LINCELL_GUEST" = a ]; then
-	check "b is watching" wait_for 120 flag_is rw+0x3000 b-ready
+	check "b is watching" wait_for 120 shm_flag_is "$D" rw+0x3000 b-ready
 	exec 3<>"$D"   # keeps a user open: the state survives the CLI's close
 	check "a sets state 7 and sees it in its own sysfs" sh -c "
 		$L ivshmem state $D 7 &&
 		test \"\$(cut -d' ' -f$((own + 1)) /sys/bus/pci/devices/*/ivshmem/peer_states)\" = 7"
-	check "b saw 0 -> 7" wait_for 60 flag_is rw+0x3100 b-saw-7
+	check "b saw 0 -> 7" wait_for 60 shm_flag_is "$D" rw+0x3100 b-saw-7
 	exec 3>&-      # last user gone: the driver publishes state 0
-	check "b saw 7 -> 0" wait_for 60 flag_is rw+0x3200 b-saw-0
+	check "b saw 7 -> 0" wait_for 60 shm_flag_is "$D" rw+0x3200 b-saw-0
 else
 	out=$LINCELL_OUT/watch.txt
 	"$L" ivshmem states "$D" --watch --timeout 180000 >"$out" 2>&1 &
 	wpid=$!
 	check "the watcher is running" wait_for 60 grep -q "^peer $other: 0$" "$out"
-	flag rw+0x3000 b-ready
+	shm_flag "$D" rw+0x3000 b-ready
 	check "watch shows peer $other: 0 -> 7" wait_for 60 grep -q "^peer $other: 0 -> 7$" "$out"
-	flag rw+0x3100 b-saw-7
+	shm_flag "$D" rw+0x3100 b-saw-7
 	check "watch shows peer $other: 7 -> 0" wait_for 60 grep -q "^peer $other: 7 -> 0$" "$out"
-	flag rw+0x3200 b-saw-0
+	shm_flag "$D" rw+0x3200 b-saw-0
 	kill $wpid 2>/dev/null
 	check "the table ends with every state 0" sh -c "! $L ivshmem states $D | grep -v ': 0$'"
 fi

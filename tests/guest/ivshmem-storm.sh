@@ -15,14 +15,12 @@ N=100000
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 own=$("$L" ivshmem info "$D" | awk '/^own id:/ {print $3}')
 other=$((1 - own))
-flag_is() { "$L" ivshmem peek "$D" "$1" ${#2} 2>/dev/null | grep -qx "$2"; }
-flag() { "$L" ivshmem poke "$D" "$1" "$2" >/dev/null; }
 counter1() { "$L" ivshmem counters "$D" | awk '/^vector 1:/ {print $3}'; }
 
 if [ "$LINCELL_GUEST" = a ]; then
-	check "b is ready" wait_for 120 flag_is rw+0x4000 b-ready
+	check "b is ready" wait_for 120 shm_flag_is "$D" rw+0x4000 b-ready
 	check "ring b $N times" "$L" ivshmem ring "$D" "$other" 1 --count $N
-	flag rw+0x4100 storm-done
+	shm_flag "$D" rw+0x4100 storm-done
 	check "b survived and a single doorbell still wakes it" sh -c "
 		i=0; while [ \$i -lt 100 ]; do
 			$L ivshmem peek $D rw+0x4200 7 2>/dev/null | grep -qx b-armed && break
@@ -33,7 +31,7 @@ if [ "$LINCELL_GUEST" = a ]; then
 else
 	exec 3<>"$D"
 	before=$(counter1)
-	flag rw+0x4000 b-ready
+	shm_flag "$D" rw+0x4000 b-ready
 	check "the storm arrives (counter moved, at most $N)" sh -c "
 		i=0; while [ \$i -lt 600 ]; do
 			$L ivshmem peek $D rw+0x4100 10 2>/dev/null | grep -qx storm-done && break
@@ -47,10 +45,10 @@ else
 	wpid=$!
 	reading() { ls -l /proc/$wpid/fd 2>/dev/null | grep -q "$D" && grep -q ') S ' /proc/$wpid/stat; }
 	wait_for 30 reading
-	flag rw+0x4200 b-armed
+	shm_flag "$D" rw+0x4200 b-armed
 	wait $wpid
 	wrc=$?
 	check "the doorbell after the storm wakes a blocking read" sh -c "test $wrc = 0 && grep -q 0x2 $LINCELL_OUT/wait.txt"
-	flag rw+0x4300 b-woke
+	shm_flag "$D" rw+0x4300 b-woke
 	exec 3>&-
 fi

@@ -12,15 +12,6 @@ lincell=$LINCELL_ROOT/target/debug/lincell
 dev=/dev/ivshmem0
 N=2000
 
-expect() {
-	_name=$1 _pat=$2; shift 2
-	_out=$("$@" 2>&1); _rc=$?
-	_missing=$(printf '%s\n' "$_pat" | while IFS= read -r l; do
-		printf '%s\n' "$_out" | grep -qF -- "$l" || echo "missing: $l"; done)
-	if [ $_rc = 0 ] && [ -z "$_missing" ]; then ok "$_name"; else
-		not_ok "$_name" "exit $_rc" "$_missing" "$_out"; fi
-}
-
 if [ "$LINCELL_GUEST" = a ]; then plan 11; else plan 8; fi
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 check "$dev appears" wait_for 10 test -c $dev
