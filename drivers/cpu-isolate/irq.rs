@@ -84,6 +84,12 @@ pub(crate) struct IrqSteering {
 }
 
 impl IrqSteering {
+    /// Adds a line to the report of the last reconcile or release.
+    fn record(&mut self, irq: u32, state: State, original: Option<CpuSet>) -> Result {
+        self.report.push(Line { irq, state, original }, GFP_KERNEL)?;
+        Ok(())
+    }
+
     /// Nothing steered.
     pub(crate) fn new() -> Self {
         IrqSteering {
@@ -144,14 +150,7 @@ impl IrqSteering {
                     } else {
                         State::Unmovable
                     };
-                    self.report.push(
-                        Line {
-                            irq,
-                            state,
-                            original: None,
-                        },
-                        GFP_KERNEL,
-                    )?;
+                    self.record(irq, state, None)?;
                 }
                 continue;
             }
@@ -170,24 +169,10 @@ impl IrqSteering {
                                 applied: target,
                             };
                             self.steered.push(s, GFP_KERNEL)?;
-                            self.report.push(
-                                Line {
-                                    irq,
-                                    state: State::Moved,
-                                    original: Some(info.affinity),
-                                },
-                                GFP_KERNEL,
-                            )?;
+                            self.record(irq, State::Moved, Some(info.affinity))?;
                         }
                         Err(e) => {
-                            self.report.push(
-                                Line {
-                                    irq,
-                                    state: State::Failed(-e.to_errno()),
-                                    original: None,
-                                },
-                                GFP_KERNEL,
-                            )?;
+                            self.record(irq, State::Failed(-e.to_errno()), None)?;
                         }
                     }
                 }
@@ -236,38 +221,17 @@ impl IrqSteering {
                     original,
                     e
                 );
-                self.report.push(
-                    Line {
-                        irq,
-                        state: State::Failed(-e.to_errno()),
-                        original: Some(original),
-                    },
-                    GFP_KERNEL,
-                )?;
+                self.record(irq, State::Failed(-e.to_errno()), Some(original))?;
             }
             return Ok(());
         }
         match result {
             Ok(()) => {
                 self.steered[i].applied = target;
-                self.report.push(
-                    Line {
-                        irq,
-                        state: State::Moved,
-                        original: Some(original),
-                    },
-                    GFP_KERNEL,
-                )?;
+                self.record(irq, State::Moved, Some(original))?;
             }
             Err(e) => {
-                self.report.push(
-                    Line {
-                        irq,
-                        state: State::Failed(-e.to_errno()),
-                        original: Some(original),
-                    },
-                    GFP_KERNEL,
-                )?;
+                self.record(irq, State::Failed(-e.to_errno()), Some(original))?;
             }
         }
         Ok(())
