@@ -30,6 +30,12 @@ pub mod ivshmem {
     pub mod vendor_cap;
 }
 
+/// vdev-remote: the virtio-over-ivshmem header, the shared-memory pool and
+/// the shadow split rings of the frontend.
+pub mod vdev {
+    pub mod header;
+}
+
 /// cpu_isolate: cpulists, CPU sets, the isolation state machine, noise
 /// statistics.
 pub mod cpu_isolate {

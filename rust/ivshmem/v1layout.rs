@@ -14,6 +14,7 @@
 //! 0x10 u64 state_table_size
 //! 0x18 u64 rw_size
 //! 0x20 u64 output_size
+//! 0x28 u32 protocol     ivshmem 2.0 protocol carried by the memory, 0 = undefined
 //! ```
 //!
 //! All fields are little-endian. The sections (state table, R/W, outputs,
@@ -56,8 +57,13 @@ pub mod off {
     pub const RW_SIZE: usize = 0x18;
     /// `output_size` (u64).
     pub const OUTPUT_SIZE: usize = 0x20;
+    /// `protocol` (u32): the ivshmem 2.0 protocol the memory carries (what
+    /// a v2 device would report as its class), 0 = undefined. Written by
+    /// the peer that serves the protocol (a vdev-remote backend writes
+    /// `0x8000 | virtio device id`), read by the others.
+    pub const PROTOCOL: usize = 0x28;
     /// Bytes of the header that carry fields.
-    pub const END: usize = 0x28;
+    pub const END: usize = 0x2c;
 }
 
 /// Access to the header in shared memory (the driver maps it; tests fake it).
