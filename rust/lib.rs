@@ -34,6 +34,8 @@ pub mod ivshmem {
 /// the shadow split rings of the frontend.
 pub mod vdev {
     pub mod header;
+    pub mod pool;
+    pub mod shadow;
 }
 
 /// cpu_isolate: cpulists, CPU sets, the isolation state machine, noise

@@ -171,8 +171,9 @@ pub fn check_header(revision: u32, size: u32, section_len: u64) -> Result<usize,
     if revision < REVISION {
         return Err(HeaderError::BadRevision(revision));
     }
+    // CAST: u32 to usize does not truncate on the targets lincell supports.
     let len = size as usize;
-    if len < CONFIG_OFFSET || len > MAX_HEADER_SIZE || size as u64 > section_len {
+    if !(CONFIG_OFFSET..=MAX_HEADER_SIZE).contains(&len) || u64::from(size) > section_len {
         return Err(HeaderError::BadSize(size));
     }
     Ok(len - CONFIG_OFFSET)

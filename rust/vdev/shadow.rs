@@ -1,0 +1,628 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Shadow split rings: the frontend's defence against an untrusted backend.
+//!
+//! The kernel's virtio drivers run on a *private* split ring that only this
+//! kernel can write. The backend works on a *shared* copy of it in the
+//! ivshmem R/W section. The frontend moves work between the two:
+//!
+//! - [`Shadow::publish`] (on every kick) copies the chains the driver made
+//!   available from the private ring to the shared one, remembering which
+//!   heads are in flight and how many bytes each may receive;
+//! - [`Shadow::collect`] (on every interrupt) copies used entries back, but
+//!   only entries that name a head in flight, with a length no larger than
+//!   that chain's device-writable bytes, and never more entries than were in
+//!   flight. Anything else is a [`ShadowError`] and the device is failed;
+//! - [`Shadow::fail_all`] completes every outstanding chain itself (used
+//!   length 0, device-writable buffers filled with `0xff`, which every
+//!   virtio status byte reads as an error), so the drivers' requests end
+//!   with errors instead of waiting forever on a dead backend. virtio-blk
+//!   has no request timeout, and `virtio_break_device` alone would strand
+//!   in-flight requests.
+//!
+//! Nothing the backend writes is ever used as an index into private memory
+//! without a check, and the private ring is never readable by the backend.
+//! Both rings use the virtio 1.x little-endian split layout.
+
+/// `VRING_DESC_F_NEXT`.
+pub const DESC_F_NEXT: u16 = 1;
+/// `VRING_DESC_F_WRITE`.
+pub const DESC_F_WRITE: u16 = 2;
+/// `VRING_DESC_F_INDIRECT`.
+pub const DESC_F_INDIRECT: u16 = 4;
+/// `VRING_USED_F_NO_NOTIFY`.
+pub const USED_F_NO_NOTIFY: u16 = 1;
+/// Largest queue this code handles (virtio's split-ring maximum).
+pub const MAX_QUEUE_SIZE: u16 = 32768;
+
+/// Memory holding one ring. Addresses are whatever the implementation
+/// chooses (kernel pointers for the private ring, section offsets for the
+/// shared one); loads and stores are single accesses of the given width in
+/// little-endian byte order. Implementations bound-check addresses and
+/// return 0 / drop stores outside their memory.
+pub trait RingMemory {
+    /// Loads a u16.
+    fn load16(&self, addr: usize) -> u16;
+    /// Loads a u32.
+    fn load32(&self, addr: usize) -> u32;
+    /// Loads a u64.
+    fn load64(&self, addr: usize) -> u64;
+    /// Stores a u16.
+    fn store16(&self, addr: usize, v: u16);
+    /// Stores a u32.
+    fn store32(&self, addr: usize, v: u32);
+    /// Stores a u64.
+    fn store64(&self, addr: usize, v: u64);
+    /// Orders earlier stores before later ones (publication barrier).
+    fn release(&self);
+    /// Orders earlier loads before later ones (after reading an index).
+    fn acquire(&self);
+}
+
+/// Where the three parts of a split ring are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingAddrs {
+    /// Descriptor table (16 bytes per entry).
+    pub desc: usize,
+    /// Driver area: flags, idx, ring[num] of u16.
+    pub avail: usize,
+    /// Device area: flags, idx, ring[num] of (u32 id, u32 len).
+    pub used: usize,
+}
+
+/// Sizes of a split ring of `num` entries laid out contiguously by
+/// [`split_layout`].
+pub const fn split_size(num: u16) -> usize {
+    let n = num as usize;
+    let avail_end = 16 * n + 6 + 2 * n;
+    let used = (avail_end + 3) & !3;
+    used + 6 + 8 * n
+}
+
+/// The contiguous layout of a split ring of `num` entries at `base` (desc
+/// table, avail ring, then the used ring 4-byte aligned).
+pub const fn split_layout(base: usize, num: u16) -> RingAddrs {
+    let n = num as usize;
+    let avail_end = 16 * n + 6 + 2 * n;
+    RingAddrs { desc: base, avail: base + 16 * n, used: base + ((avail_end + 3) & !3) }
+}
+
+/// Bookkeeping for one head in flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The backend owns this chain.
+    pub in_flight: bool,
+    /// Bytes the backend may write into the chain.
+    pub writable: u32,
+}
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowError {
+    /// The backend's used index moved by more entries than were in flight.
+    UsedIndex {
+        /// Entries the index claims.
+        claimed: u16,
+        /// Entries that were in flight.
+        in_flight: u16,
+    },
+    /// A used entry names a head that is out of range or not in flight.
+    UsedId(u32),
+    /// A used entry's length exceeds the chain's writable bytes.
+    UsedLen {
+        /// The head.
+        id: u32,
+        /// The length written.
+        len: u32,
+        /// The chain's writable bytes.
+        writable: u32,
+    },
+    /// The private ring is inconsistent (a driver or transport bug, not the
+    /// backend): bad head, loop, indirect descriptor, buffer outside the pool.
+    Private(&'static str),
+}
+
+impl core::fmt::Display for ShadowError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ShadowError::UsedIndex { claimed, in_flight } => write!(
+                f,
+                "backend used index advanced by {claimed} with {in_flight} buffers in flight"
+            ),
+            ShadowError::UsedId(id) => write!(f, "backend completed head {id}, which is not in flight"),
+            ShadowError::UsedLen { id, len, writable } => write!(
+                f,
+                "backend completed head {id} with length {len} > {writable} writable bytes"
+            ),
+            ShadowError::Private(what) => write!(f, "private ring: {what}"),
+        }
+    }
+}
+
+/// One queue's shadow state. `H` stores one [`Head`] per ring entry.
+pub struct Shadow<H> {
+    num: u16,
+    heads: H,
+    /// Private avail index up to which chains were published.
+    next_avail: u16,
+    /// Shared used index up to which entries were taken.
+    shared_used: u16,
+    /// Private used index written so far.
+    private_used: u16,
+    in_flight: u16,
+}
+
+/// One descriptor.
+#[derive(Clone, Copy)]
+struct Desc {
+    addr: u64,
+    len: u32,
+    flags: u16,
+    next: u16,
+}
+
+fn load_desc(m: &dyn RingMemory, table: usize, i: u16) -> Desc {
+    let at = table + 16 * i as usize;
+    Desc { addr: m.load64(at), len: m.load32(at + 8), flags: m.load16(at + 12), next: m.load16(at + 14) }
+}
+
+fn store_desc(m: &dyn RingMemory, table: usize, i: u16, d: Desc) {
+    let at = table + 16 * i as usize;
+    m.store64(at, d.addr);
+    m.store32(at + 8, d.len);
+    m.store16(at + 12, d.flags);
+    m.store16(at + 14, d.next);
+}
+
+impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
+    /// A shadow for a ring of `num` entries (a power of two); `heads` must
+    /// hold `num` entries (they are reset).
+    pub fn new(num: u16, mut heads: H) -> Option<Self> {
+        if !num.is_power_of_two() || num > MAX_QUEUE_SIZE || heads.as_ref().len() < num as usize {
+            return None;
+        }
+        heads.as_mut().iter_mut().for_each(|h| *h = Head::default());
+        Some(Shadow { num, heads, next_avail: 0, shared_used: 0, private_used: 0, in_flight: 0 })
+    }
+
+    /// Entries in the ring.
+    pub fn num(&self) -> u16 {
+        self.num
+    }
+
+    /// Chains the backend owns.
+    pub fn in_flight(&self) -> u16 {
+        self.in_flight
+    }
+
+    fn slot(&self, idx: u16) -> usize {
+        (idx & (self.num - 1)) as usize
+    }
+
+    /// Walks the private chain at `head`, calling `each` for every
+    /// descriptor; returns the chain's writable bytes.
+    fn walk(
+        &self,
+        pm: &dyn RingMemory,
+        pr: &RingAddrs,
+        head: u16,
+        mut each: impl FnMut(u16, Desc) -> Result<(), ShadowError>,
+    ) -> Result<u32, ShadowError> {
+        let mut i = head;
+        let mut writable: u32 = 0;
+        for _ in 0..self.num {
+            let d = load_desc(pm, pr.desc, i);
+            if d.flags & DESC_F_INDIRECT != 0 {
+                return Err(ShadowError::Private("indirect descriptor"));
+            }
+            if d.flags & DESC_F_WRITE != 0 {
+                writable = writable.checked_add(d.len).ok_or(ShadowError::Private("chain too long"))?;
+            }
+            each(i, d)?;
+            if d.flags & DESC_F_NEXT == 0 {
+                return Ok(writable);
+            }
+            if d.next >= self.num {
+                return Err(ShadowError::Private("next out of range"));
+            }
+            i = d.next;
+        }
+        Err(ShadowError::Private("descriptor loop"))
+    }
+
+    /// Copies the chains the driver made available since the last call from
+    /// the private ring (`pm`, `pr`) to the shared ring (`sm`, `sr`).
+    /// `buffer_ok(addr, len)` vets every buffer address (it must be a
+    /// bounce buffer of this device). Returns the number of chains
+    /// published (the caller kicks the backend if it is non-zero).
+    pub fn publish(
+        &mut self,
+        pm: &dyn RingMemory,
+        pr: &RingAddrs,
+        sm: &dyn RingMemory,
+        sr: &RingAddrs,
+        buffer_ok: &dyn Fn(u64, u32) -> bool,
+    ) -> Result<u16, ShadowError> {
+        let avail_idx = pm.load16(pr.avail + 2);
+        pm.acquire();
+        let n = avail_idx.wrapping_sub(self.next_avail);
+        if n > self.num - self.in_flight {
+            return Err(ShadowError::Private("avail index ahead of free entries"));
+        }
+        let start = self.next_avail;
+        for k in 0..n {
+            let idx = start.wrapping_add(k);
+            let slot = self.slot(idx);
+            let head = pm.load16(pr.avail + 4 + 2 * slot);
+            if head >= self.num || self.heads.as_ref()[head as usize].in_flight {
+                return Err(ShadowError::Private("bad head in avail ring"));
+            }
+            let writable = self.walk(pm, pr, head, |i, d| {
+                if !buffer_ok(d.addr, d.len) {
+                    return Err(ShadowError::Private("buffer outside the bounce pool"));
+                }
+                store_desc(sm, sr.desc, i, d);
+                Ok(())
+            })?;
+            self.heads.as_mut()[head as usize] = Head { in_flight: true, writable };
+            self.in_flight += 1;
+            sm.store16(sr.avail + 4 + 2 * slot, head);
+            // Published one by one so an error later leaves a consistent
+            // shared ring.
+            self.next_avail = idx.wrapping_add(1);
+        }
+        if n > 0 {
+            sm.release();
+            sm.store16(sr.avail + 2, self.next_avail);
+        }
+        Ok(n)
+    }
+
+    /// Copies what the backend completed from the shared ring to the
+    /// private one, validating every entry. Returns the number of entries
+    /// delivered; the caller then runs the driver's callback.
+    pub fn collect(
+        &mut self,
+        pm: &dyn RingMemory,
+        pr: &RingAddrs,
+        sm: &dyn RingMemory,
+        sr: &RingAddrs,
+    ) -> Result<u16, ShadowError> {
+        let used_idx = sm.load16(sr.used + 2);
+        sm.acquire();
+        let claimed = used_idx.wrapping_sub(self.shared_used);
+        if claimed > self.in_flight {
+            return Err(ShadowError::UsedIndex { claimed, in_flight: self.in_flight });
+        }
+        let mut delivered = 0;
+        let mut result = Ok(());
+        for _ in 0..claimed {
+            let slot = self.slot(self.shared_used);
+            let id = sm.load32(sr.used + 4 + 8 * slot);
+            let len = sm.load32(sr.used + 8 + 8 * slot);
+            let head = match self.heads.as_ref().get(id as usize) {
+                Some(h) if id < u32::from(self.num) && h.in_flight => *h,
+                _ => {
+                    result = Err(ShadowError::UsedId(id));
+                    break;
+                }
+            };
+            if len > head.writable {
+                result = Err(ShadowError::UsedLen { id, len, writable: head.writable });
+                break;
+            }
+            self.push_used(pm, pr, id, len);
+            self.shared_used = self.shared_used.wrapping_add(1);
+            delivered += 1;
+        }
+        if delivered > 0 {
+            pm.release();
+            pm.store16(pr.used + 2, self.private_used);
+        }
+        result.map(|()| delivered)
+    }
+
+    fn push_used(&mut self, pm: &dyn RingMemory, pr: &RingAddrs, id: u32, len: u32) {
+        let slot = self.slot(self.private_used);
+        pm.store32(pr.used + 4 + 8 * slot, id);
+        pm.store32(pr.used + 8 + 8 * slot, len);
+        self.private_used = self.private_used.wrapping_add(1);
+        if let Some(h) = self.heads.as_mut().get_mut(id as usize) {
+            if h.in_flight {
+                h.in_flight = false;
+                self.in_flight -= 1;
+            }
+        }
+    }
+
+    /// Completes every chain the driver handed over, published or not, with
+    /// length 0, after `fill(addr, len)` was called on each device-writable
+    /// buffer. Returns the number of chains completed. Used once the
+    /// backend is considered dead; it reads only the private ring.
+    pub fn fail_all(&mut self, pm: &dyn RingMemory, pr: &RingAddrs, fill: &mut dyn FnMut(u64, u32)) -> u16 {
+        let mut done = 0;
+        let mut fail_chain = |s: &mut Self, head: u16| {
+            // A broken chain (impossible for a private ring) still gets
+            // completed; its buffers are just not filled.
+            let _ = s.walk(pm, pr, head, |_, d| {
+                if d.flags & DESC_F_WRITE != 0 {
+                    fill(d.addr, d.len);
+                }
+                Ok(())
+            });
+            s.push_used(pm, pr, u32::from(head), 0);
+        };
+        for head in 0..self.num {
+            if self.heads.as_ref()[head as usize].in_flight {
+                fail_chain(self, head);
+                done += 1;
+            }
+        }
+        let avail_idx = pm.load16(pr.avail + 2);
+        pm.acquire();
+        let n = avail_idx.wrapping_sub(self.next_avail).min(self.num);
+        for k in 0..n {
+            let slot = self.slot(self.next_avail.wrapping_add(k));
+            let head = pm.load16(pr.avail + 4 + 2 * slot);
+            if head < self.num {
+                fail_chain(self, head);
+                done += 1;
+            }
+        }
+        self.next_avail = self.next_avail.wrapping_add(n);
+        // The shared ring is abandoned: forget what the backend claimed.
+        self.shared_used = 0;
+        if done > 0 {
+            pm.release();
+            pm.store16(pr.used + 2, self.private_used);
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use core::cell::RefCell;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Byte memory; out-of-range loads read 0 and stores are dropped, as the
+    /// trait requires.
+    struct Mem(RefCell<Vec<u8>>);
+
+    impl Mem {
+        fn new(len: usize) -> Self {
+            Mem(RefCell::new(vec![0; len]))
+        }
+        fn load<const N: usize>(&self, a: usize) -> [u8; N] {
+            let m = self.0.borrow();
+            let mut b = [0; N];
+            if let Some(s) = m.get(a..a + N) {
+                b.copy_from_slice(s);
+            }
+            b
+        }
+        fn store(&self, a: usize, b: &[u8]) {
+            if let Some(s) = self.0.borrow_mut().get_mut(a..a + b.len()) {
+                s.copy_from_slice(b);
+            }
+        }
+    }
+
+    impl RingMemory for Mem {
+        fn load16(&self, a: usize) -> u16 {
+            u16::from_le_bytes(self.load(a))
+        }
+        fn load32(&self, a: usize) -> u32 {
+            u32::from_le_bytes(self.load(a))
+        }
+        fn load64(&self, a: usize) -> u64 {
+            u64::from_le_bytes(self.load(a))
+        }
+        fn store16(&self, a: usize, v: u16) {
+            self.store(a, &v.to_le_bytes())
+        }
+        fn store32(&self, a: usize, v: u32) {
+            self.store(a, &v.to_le_bytes())
+        }
+        fn store64(&self, a: usize, v: u64) {
+            self.store(a, &v.to_le_bytes())
+        }
+        fn release(&self) {}
+        fn acquire(&self) {}
+    }
+
+    const NUM: u16 = 8;
+
+    struct Rig {
+        pm: Mem,
+        sm: Mem,
+        pr: RingAddrs,
+        sr: RingAddrs,
+        shadow: Shadow<Vec<Head>>,
+        avail: u16,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Rig {
+                pm: Mem::new(split_size(NUM)),
+                sm: Mem::new(0x100 + split_size(NUM)),
+                pr: split_layout(0, NUM),
+                sr: split_layout(0x100, NUM),
+                shadow: Shadow::new(NUM, vec![Head::default(); NUM as usize]).unwrap(),
+                avail: 0,
+            }
+        }
+        /// The driver adds a chain of (addr, len, writable) at descriptors
+        /// starting at `first`.
+        fn add(&mut self, first: u16, bufs: &[(u64, u32, bool)]) {
+            for (k, &(addr, len, w)) in bufs.iter().enumerate() {
+                let i = first + k as u16;
+                let mut flags = if w { DESC_F_WRITE } else { 0 };
+                if k + 1 < bufs.len() {
+                    flags |= DESC_F_NEXT;
+                }
+                store_desc(&self.pm, self.pr.desc, i, Desc { addr, len, flags, next: i + 1 });
+            }
+            let slot = (self.avail % NUM) as usize;
+            self.pm.store16(self.pr.avail + 4 + 2 * slot, first);
+            self.avail = self.avail.wrapping_add(1);
+            self.pm.store16(self.pr.avail + 2, self.avail);
+        }
+        fn publish(&mut self) -> Result<u16, ShadowError> {
+            self.shadow.publish(&self.pm, &self.pr, &self.sm, &self.sr, &|a, l| a >= 0x1000 && a + u64::from(l) <= 0x100000)
+        }
+        fn collect(&mut self) -> Result<u16, ShadowError> {
+            self.shadow.collect(&self.pm, &self.pr, &self.sm, &self.sr)
+        }
+        /// The backend completes `id` with `len` at shared used slot `idx`.
+        fn complete(&self, idx: u16, id: u32, len: u32) {
+            let slot = (idx % NUM) as usize;
+            self.sm.store32(self.sr.used + 4 + 8 * slot, id);
+            self.sm.store32(self.sr.used + 8 + 8 * slot, len);
+            self.sm.store16(self.sr.used + 2, idx.wrapping_add(1));
+        }
+        fn private_used(&self) -> Vec<(u32, u32)> {
+            let n = self.pm.load16(self.pr.used + 2);
+            (0..n)
+                .map(|i| {
+                    let s = (i % NUM) as usize;
+                    (self.pm.load32(self.pr.used + 4 + 8 * s), self.pm.load32(self.pr.used + 8 + 8 * s))
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn layout_matches_virtio() {
+        // vring_size(256, 4) from the virtio spec: 4096 + 518 -> 4616 (used at
+        // 4616 after 4-byte alignment) + 6 + 2048.
+        assert_eq!(split_size(256), 4616 + 6 + 8 * 256);
+        assert_eq!(split_layout(0, 256).avail, 4096);
+    }
+
+    #[test]
+    fn publish_then_collect() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x1000, 16, false), (0x2000, 512, true), (0x3000, 1, true)]);
+        assert_eq!(r.publish(), Ok(1));
+        // The shared ring got the chain and the avail entry.
+        assert_eq!(r.sm.load16(r.sr.avail + 2), 1);
+        assert_eq!(r.sm.load16(r.sr.avail + 4), 0);
+        assert_eq!(load_desc(&r.sm, r.sr.desc, 1).addr, 0x2000);
+        assert_eq!(r.shadow.in_flight(), 1);
+        assert_eq!(r.collect(), Ok(0));
+        r.complete(0, 0, 513);
+        assert_eq!(r.collect(), Ok(1));
+        assert_eq!(r.private_used(), vec![(0, 513)]);
+        assert_eq!(r.shadow.in_flight(), 0);
+    }
+
+    #[test]
+    fn used_index_beyond_in_flight_is_refused() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x1000, 16, true)]);
+        r.publish().unwrap();
+        r.sm.store16(r.sr.used + 2, 1000);
+        assert_eq!(r.collect(), Err(ShadowError::UsedIndex { claimed: 1000, in_flight: 1 }));
+        assert!(r.private_used().is_empty());
+    }
+
+    #[test]
+    fn bad_ids_and_lengths_are_refused() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x1000, 16, true)]);
+        r.add(1, &[(0x2000, 16, false)]);
+        r.publish().unwrap();
+        r.complete(0, 5, 0); // never made available
+        assert_eq!(r.collect(), Err(ShadowError::UsedId(5)));
+        r.complete(0, 0xffff_ffff, 0);
+        assert_eq!(r.collect(), Err(ShadowError::UsedId(0xffff_ffff)));
+        r.complete(0, 1, 1); // read-only chain: 0 writable bytes
+        assert_eq!(r.collect(), Err(ShadowError::UsedLen { id: 1, len: 1, writable: 0 }));
+        r.complete(0, 0, 16);
+        assert_eq!(r.collect(), Ok(1));
+        // Completing the same head twice is refused too.
+        r.complete(1, 0, 16);
+        assert_eq!(r.collect(), Err(ShadowError::UsedId(0)));
+        assert_eq!(r.private_used(), vec![(0, 16)]);
+    }
+
+    #[test]
+    fn private_ring_errors() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x10, 16, false)]); // outside the pool
+        assert_eq!(r.publish(), Err(ShadowError::Private("buffer outside the bounce pool")));
+        let mut r = Rig::new();
+        store_desc(&r.pm, r.pr.desc, 0, Desc { addr: 0x1000, len: 1, flags: DESC_F_NEXT, next: 0 });
+        r.pm.store16(r.pr.avail + 4, 0);
+        r.pm.store16(r.pr.avail + 2, 1);
+        assert_eq!(r.publish(), Err(ShadowError::Private("descriptor loop")));
+        let mut r = Rig::new();
+        r.pm.store16(r.pr.avail + 2, NUM + 1);
+        assert!(r.publish().is_err());
+    }
+
+    #[test]
+    fn fail_all_completes_published_and_pending_chains() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x1000, 16, false), (0x2000, 4, true)]);
+        r.add(2, &[(0x3000, 8, true)]);
+        r.publish().unwrap();
+        r.add(3, &[(0x4000, 2, true)]); // not published yet
+        let mut filled = Vec::new();
+        assert_eq!(r.shadow.fail_all(&r.pm, &r.pr, &mut |a, l| filled.push((a, l))), 3);
+        filled.sort();
+        assert_eq!(filled, vec![(0x2000, 4), (0x3000, 8), (0x4000, 2)]);
+        let mut used = r.private_used();
+        used.sort();
+        assert_eq!(used, vec![(0, 0), (2, 0), (3, 0)]);
+        assert_eq!(r.shadow.in_flight(), 0);
+    }
+
+    #[test]
+    fn wraparound_of_indices() {
+        let mut r = Rig::new();
+        for round in 0..70_000u32 {
+            let head = (round % u32::from(NUM)) as u16;
+            r.add(head, &[(0x1000 + u64::from(head) * 0x100, 64, true)]);
+            assert_eq!(r.publish(), Ok(1));
+            // CAST: the backend's used index wraps like the avail index.
+            r.complete(round as u16, u32::from(head), 64);
+            assert_eq!(r.collect(), Ok(1), "round {round}");
+        }
+    }
+
+    #[test]
+    fn garbage_from_the_backend_never_delivers_foreign_heads() {
+        let mut s = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..2000 {
+            let mut r = Rig::new();
+            let published = 1 + (next() % u64::from(NUM)) as u16;
+            for h in 0..published {
+                r.add(h, &[(0x1000, 32, true)]);
+            }
+            r.publish().unwrap();
+            // The backend scribbles over the whole used area.
+            for off in (0..6 + 8 * NUM as usize).step_by(2) {
+                // CAST: random 16-bit words.
+                r.sm.store16(r.sr.used + off, next() as u16);
+            }
+            let _ = r.collect();
+            for (id, len) in r.private_used() {
+                assert!(id < u32::from(published), "foreign head {id}");
+                assert!(len <= 32);
+            }
+            assert!(r.private_used().len() <= published as usize);
+        }
+    }
+}
