@@ -12,6 +12,8 @@
 #   OUT     the Rust file to write (absolute path)
 # Extra options (allowlists, blocklists) go to bindgen before `--`.
 set -euo pipefail
+# bindgen and libclang as set up by scripts/setup.sh, unless already given.
+. "$(dirname "$(readlink -f "$0")")/lib.sh"
 
 kdir=$1 header=$2 out=$3
 shift 3

@@ -12,9 +12,10 @@ use kernel::{
     new_mutex, new_poll_condvar, new_spinlock_irq,
     pci::DevresBar,
     prelude::*,
-    sync::{poll::PollCondVar, Mutex, SpinLockIrq},
+    sync::{poll::PollCondVar, Arc, Mutex, SpinLockIrq},
 };
 
+use crate::irq::VectorHandler;
 use crate::mmio::Regs;
 use crate::sections::Sections;
 use crate::shared::doorbell::Doorbell;
@@ -138,20 +139,11 @@ impl Shared {
         }
         let bar = self.regs.try_access().ok_or(ENODEV)?;
         users.state = state;
-        if self.model.set_state(&Regs(&bar), state) {
-            return Ok(());
-        }
-        let Some(sections) = &self.sections else {
-            // No state table to publish into: the state stays local.
-            return Ok(());
-        };
-        sections.write_own_state(state);
-        if self.info.vectors > 0 {
-            let own = sections.layout.own_id();
-            for peer in (0..sections.layout.max_peers()).filter(|&p| p != own) {
-                if let Ok(d) = Doorbell::new(peer, 0, self.info.max_peers, self.info.vectors) {
-                    self.model.ring(&Regs(&bar), d);
-                }
+        match &self.sections {
+            Some(sections) => sections.publish_state(self.model, &Regs(&bar), state, self.info.vectors),
+            // No state table: only ivshmem 2.0's register, if any.
+            None => {
+                self.model.set_state(&Regs(&bar), state);
             }
         }
         Ok(())
@@ -183,5 +175,27 @@ impl Shared {
         drop(users);
         self.events.lock().dead = true;
         self.waiters.notify_all();
+    }
+}
+
+impl VectorHandler for Shared {
+    fn vector(this: &Arc<Self>, vector: usize) {
+        this.signal(vector);
+    }
+
+    fn intx(this: &Arc<Self>) -> bool {
+        // The registers are revocable; reading them under RCU is fine here.
+        let ours = this
+            .regs
+            .try_access()
+            .is_some_and(|bar| this.model.ack_intx(&Regs(&bar)));
+        if ours {
+            this.signal(0);
+        }
+        ours
+    }
+
+    fn intx_shareable(&self) -> bool {
+        self.model.intx_shareable()
     }
 }

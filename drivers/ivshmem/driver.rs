@@ -33,7 +33,7 @@ pub(crate) struct IvshmemDevice {
     _sysfs: SysfsGroup,
     #[pin]
     chardev: Chardev,
-    vectors: Option<Vectors>,
+    vectors: Option<Vectors<Shared>>,
     shared: Arc<Shared>,
 }
 
@@ -164,7 +164,7 @@ impl pci::Driver for IvshmemDriver {
         let regs = bar.into_devres()?;
         let shared = Arc::pin_init(Shared::new(info, model, regs, shmem_phys, sections), GFP_KERNEL)?;
         if let Some(v) = vectors.as_mut() {
-            v.request(&shared)?;
+            v.request(&shared, c"ivshmem")?;
         }
 
         // SAFETY: `raw_pci_dev` is valid while bound; `dev` is its embedded

@@ -10,23 +10,35 @@
 //! vectors known only at probe time. This file owns both the allocation and
 //! the handlers instead, and releases them in the right order on drop.
 //!
-//! Each MSI-X handler only counts the interrupt and wakes waiters: ivshmem
-//! has no interrupt status to read or acknowledge with MSI-X. The INTx
-//! handler asks the register model whether the interrupt was ours.
+//! What a vector does is the device's business ([`VectorHandler`]): ivshmem
+//! has no interrupt status to read or acknowledge with MSI-X, so the MSI-X
+//! handlers just call it; the INTx handler lets it ask the register model
+//! whether the interrupt was ours. `vdev_remote.ko` includes this file too.
 
 use core::ffi::c_void;
 
 use kernel::{bindings, device::Bound, pci, prelude::*, sync::Arc};
 
-use crate::device::Shared;
-use crate::mmio::Regs;
-
 /// The C handler type.
 type HandlerFn = unsafe extern "C" fn(i32, *mut c_void) -> bindings::irqreturn_t;
 
+/// What a device does with its interrupts (hard-IRQ context).
+///
+/// `ivshmem.ko` counts them and wakes readers; `vdev_remote.ko` moves
+/// completions from the shared rings. Both share this file.
+pub(crate) trait VectorHandler: Send + Sync + 'static {
+    /// MSI-X vector `vector` fired.
+    fn vector(this: &Arc<Self>, vector: usize);
+    /// The INTx line fired: acknowledge it at the device and handle vector
+    /// 0 if it was ours; returns whether it was.
+    fn intx(this: &Arc<Self>) -> bool;
+    /// Whether the INTx line may be shared with other devices.
+    fn intx_shareable(&self) -> bool;
+}
+
 /// Cookie handed to `request_irq`: which vector of which device.
-struct Cookie {
-    shared: Arc<Shared>,
+struct Cookie<H> {
+    handler: Arc<H>,
     vector: usize,
 }
 
@@ -54,18 +66,18 @@ pub(crate) fn raw_pci_dev(pdev: &pci::Device<Bound>) -> *mut bindings::pci_dev {
 /// handler registered with `cookies[i]` as its `dev_id` for every
 /// `i < cookies.len() <= allocated`. Both stay valid until `drop`, which
 /// frees the handlers before the vectors.
-pub(crate) struct Vectors {
+pub(crate) struct Vectors<H: VectorHandler> {
     pdev: *mut bindings::pci_dev,
     delivery: Delivery,
     allocated: usize,
-    cookies: KVec<KBox<Cookie>>,
+    cookies: KVec<KBox<Cookie<H>>>,
 }
 
 // SAFETY: `Vectors` only touches `pdev` in `request` and `drop`, which the C
 // API allows from any thread; the cookies are `Send` (an `Arc` and an index).
-unsafe impl Send for Vectors {}
+unsafe impl<H: VectorHandler> Send for Vectors<H> {}
 // SAFETY: `Vectors` has no `&self` methods that touch shared state.
-unsafe impl Sync for Vectors {}
+unsafe impl<H: VectorHandler> Sync for Vectors<H> {}
 
 /// Hard-IRQ handler of every vector.
 ///
@@ -73,11 +85,11 @@ unsafe impl Sync for Vectors {}
 ///
 /// Only called by the IRQ core with the `dev_id` registered in
 /// [`Vectors::request`].
-unsafe extern "C" fn handle_irq(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
-    // SAFETY: `cookie` is the `dev_id` we registered: a `Cookie` in a `KBox`
-    // that `Vectors` keeps alive until after `free_irq` returns.
-    let cookie = unsafe { &*cookie.cast::<Cookie>() };
-    cookie.shared.signal(cookie.vector);
+unsafe extern "C" fn handle_irq<H: VectorHandler>(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+    // SAFETY: `cookie` is the `dev_id` we registered: a `Cookie<H>` in a
+    // `KBox` that `Vectors` keeps alive until after `free_irq` returns.
+    let cookie = unsafe { &*cookie.cast::<Cookie<H>>() };
+    H::vector(&cookie.handler, cookie.vector);
     bindings::irqreturn::IRQ_HANDLED
 }
 
@@ -86,23 +98,17 @@ unsafe extern "C" fn handle_irq(_irq: i32, cookie: *mut c_void) -> bindings::irq
 /// # Safety
 ///
 /// As [`handle_irq`].
-unsafe extern "C" fn handle_intx(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+unsafe extern "C" fn handle_intx<H: VectorHandler>(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
     // SAFETY: as in `handle_irq`.
-    let cookie = unsafe { &*cookie.cast::<Cookie>() };
-    let shared = &cookie.shared;
-    // The registers are revocable; reading them under RCU is fine here.
-    let ours = shared
-        .regs
-        .try_access()
-        .is_some_and(|bar| shared.model.ack_intx(&Regs(&bar)));
-    if !ours {
-        return bindings::irqreturn::IRQ_NONE;
+    let cookie = unsafe { &*cookie.cast::<Cookie<H>>() };
+    if H::intx(&cookie.handler) {
+        bindings::irqreturn::IRQ_HANDLED
+    } else {
+        bindings::irqreturn::IRQ_NONE
     }
-    shared.signal(0);
-    bindings::irqreturn::IRQ_HANDLED
 }
 
-impl Vectors {
+impl<H: VectorHandler> Vectors<H> {
     /// Allocates up to `wanted` MSI-X vectors, or with `intx_fallback` one
     /// INTx vector when the device has no MSI-X. Returns `None` when there
     /// are no interrupts (e.g. `ivshmem-plain`) or allocation fails (logged).
@@ -144,12 +150,12 @@ impl Vectors {
         self.allocated
     }
 
-    /// Registers a handler on every vector that counts into `shared`.
-    pub(crate) fn request(&mut self, shared: &Arc<Shared>) -> Result {
+    /// Registers `handler` on every vector.
+    pub(crate) fn request(&mut self, handler: &Arc<H>, name: &'static CStr) -> Result {
         for vector in self.cookies.len()..self.allocated {
             let cookie = KBox::new(
                 Cookie {
-                    shared: shared.clone(),
+                    handler: handler.clone(),
                     vector,
                 },
                 GFP_KERNEL,
@@ -158,14 +164,14 @@ impl Vectors {
             // SAFETY: `pdev` has `allocated` vectors and `vector < allocated`.
             let irq = unsafe { bindings::pci_irq_vector(self.pdev, vector as u32) };
             let irq = u32::try_from(irq).map_err(|_| EINVAL)?;
-            let dev_id = core::ptr::from_ref::<Cookie>(&cookie).cast_mut().cast::<c_void>();
+            let dev_id = core::ptr::from_ref::<Cookie<H>>(&cookie).cast_mut().cast::<c_void>();
             // Reserve the slot first so that a failing push cannot leave a
             // registered handler without its cookie.
             self.cookies.reserve(1, GFP_KERNEL)?;
-            let (handler, flags) = match self.delivery {
-                Delivery::MsiX => (handle_irq as HandlerFn, 0),
-                Delivery::Intx if shared.model.intx_shareable() => (handle_intx as HandlerFn, bindings::IRQF_SHARED),
-                Delivery::Intx => (handle_intx as HandlerFn, 0),
+            let (handler_fn, flags) = match self.delivery {
+                Delivery::MsiX => (handle_irq::<H> as HandlerFn, 0),
+                Delivery::Intx if handler.intx_shareable() => (handle_intx::<H> as HandlerFn, bindings::IRQF_SHARED),
+                Delivery::Intx => (handle_intx::<H> as HandlerFn, 0),
             };
             // CAST: IRQF_* flags fit an unsigned long.
             let flags = flags as usize;
@@ -173,7 +179,7 @@ impl Vectors {
             // points into a `KBox` we keep until after `free_irq`; the name is
             // a static C string.
             kernel::error::to_result(unsafe {
-                bindings::request_irq(irq, Some(handler), flags, c"ivshmem".as_char_ptr(), dev_id)
+                bindings::request_irq(irq, Some(handler_fn), flags, name.as_char_ptr(), dev_id)
             })?;
             // INVARIANT: vector `vector` now has the handler for this cookie.
             self.cookies.push(cookie, GFP_KERNEL)?;
@@ -182,10 +188,10 @@ impl Vectors {
     }
 }
 
-impl Drop for Vectors {
+impl<H: VectorHandler> Drop for Vectors<H> {
     fn drop(&mut self) {
         for (vector, cookie) in self.cookies.iter().enumerate() {
-            let dev_id = core::ptr::from_ref::<Cookie>(cookie).cast_mut().cast::<c_void>();
+            let dev_id = core::ptr::from_ref::<Cookie<H>>(cookie).cast_mut().cast::<c_void>();
             // SAFETY: by the type invariant vector `vector` is allocated and
             // has our handler registered with `dev_id`; `free_irq` waits for
             // running handlers, so the cookie is unused once it returns.

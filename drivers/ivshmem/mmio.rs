@@ -66,6 +66,24 @@ impl ShmemWindow {
         Ok(ShmemWindow { ptr, len })
     }
 
+    /// Length of the window in bytes.
+    #[allow(dead_code, reason = "used by vdev_remote, which includes this file")]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Pointer to `len` bytes at `offset`, if they lie inside the window.
+    /// What the memory holds is written by peers: callers copy it out and
+    /// validate it before use.
+    #[allow(dead_code, reason = "used by vdev_remote, which includes this file")]
+    pub(crate) fn ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
+        if offset.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: `offset + len <= self.len`, inside the mapping.
+        Some(unsafe { self.ptr.as_ptr().add(offset) })
+    }
+
     fn atomic32(&self, offset: usize) -> Option<&AtomicU32> {
         if offset % 4 != 0 || offset.checked_add(4)? > self.len {
             return None;

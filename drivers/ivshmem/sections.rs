@@ -18,7 +18,9 @@ use kernel::{
 
 use crate::irq::raw_pci_dev;
 use crate::mmio::ShmemWindow;
+use crate::shared::doorbell::Doorbell;
 use crate::shared::layout::Layout;
+use crate::shared::regs::{RegisterBlock, RegisterModel};
 use crate::shared::v1layout::{self, Header, HeaderMemory};
 use crate::shared::vendor_cap;
 
@@ -47,6 +49,25 @@ impl Sections {
         if let Some(off) = self.layout.state_offset(self.layout.own_id()) {
             if let Ok(off) = usize::try_from(off) {
                 self.states.store32(off, state);
+            }
+        }
+    }
+
+    /// Publishes the own state: through the State register on ivshmem 2.0;
+    /// on QEMU's ivshmem, which has none, by writing the own table entry and
+    /// ringing vector 0 on every other peer (`vectors` 0: no doorbells).
+    pub(crate) fn publish_state(&self, model: &dyn RegisterModel, regs: &dyn RegisterBlock, state: u32, vectors: u32) {
+        if model.set_state(regs, state) {
+            return;
+        }
+        self.write_own_state(state);
+        if vectors > 0 {
+            let own = self.layout.own_id();
+            let max = self.layout.max_peers();
+            for peer in (0..max).filter(|&p| p != own) {
+                if let Ok(d) = Doorbell::new(peer, 0, max, vectors) {
+                    model.ring(regs, d);
+                }
             }
         }
     }

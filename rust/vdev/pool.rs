@@ -35,15 +35,22 @@ pub const fn words_for(chunks: usize) -> usize {
     chunks.div_ceil(64)
 }
 
-impl<B: AsRef<[u64]> + AsMut<[u64]>> Pool<B> {
+impl<B: core::ops::DerefMut<Target = [u64]>> Pool<B> {
     /// A pool of `chunks` free chunks of `1 << shift` bytes; `bits` must
     /// hold at least [`words_for`]`(chunks)` words (it is cleared).
     pub fn new(mut bits: B, chunks: usize, shift: u32) -> Option<Self> {
-        if bits.as_ref().len() < words_for(chunks) || shift >= usize::BITS {
+        if bits.len() < words_for(chunks) || shift >= usize::BITS {
             return None;
         }
-        bits.as_mut().iter_mut().for_each(|w| *w = 0);
+        bits.iter_mut().for_each(|w| *w = 0);
         Some(Pool { bits, chunks, shift, rotor: 0, used: 0 })
+    }
+
+    /// Frees everything.
+    pub fn clear(&mut self) {
+        self.bits.iter_mut().for_each(|w| *w = 0);
+        self.rotor = 0;
+        self.used = 0;
     }
 
     /// Bytes per chunk.
@@ -69,12 +76,12 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> Pool<B> {
     }
 
     fn test(&self, i: usize) -> bool {
-        self.bits.as_ref()[i / 64] & (1 << (i % 64)) != 0
+        self.bits[i / 64] & (1 << (i % 64)) != 0
     }
 
     fn set_run(&mut self, first: usize, n: usize, on: bool) {
         for i in first..first + n {
-            let w = &mut self.bits.as_mut()[i / 64];
+            let w = &mut self.bits[i / 64];
             if on {
                 *w |= 1 << (i % 64);
             } else {
@@ -89,7 +96,7 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> Pool<B> {
         let mut i = from;
         while i < to {
             // Skip full words quickly.
-            if i % 64 == 0 && i + 64 <= to && self.bits.as_ref()[i / 64] == u64::MAX {
+            if i % 64 == 0 && i + 64 <= to && self.bits[i / 64] == u64::MAX {
                 run = 0;
                 i += 64;
                 continue;

@@ -174,14 +174,14 @@ fn store_desc(m: &dyn RingMemory, table: usize, i: u16, d: Desc) {
     m.store16(at + 14, d.next);
 }
 
-impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
+impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
     /// A shadow for a ring of `num` entries (a power of two); `heads` must
     /// hold `num` entries (they are reset).
     pub fn new(num: u16, mut heads: H) -> Option<Self> {
-        if !num.is_power_of_two() || num > MAX_QUEUE_SIZE || heads.as_ref().len() < num as usize {
+        if !num.is_power_of_two() || num > MAX_QUEUE_SIZE || heads.len() < num as usize {
             return None;
         }
-        heads.as_mut().iter_mut().for_each(|h| *h = Head::default());
+        heads.iter_mut().for_each(|h| *h = Head::default());
         Some(Shadow { num, heads, next_avail: 0, shared_used: 0, private_used: 0, in_flight: 0 })
     }
 
@@ -254,7 +254,7 @@ impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
             let idx = start.wrapping_add(k);
             let slot = self.slot(idx);
             let head = pm.load16(pr.avail + 4 + 2 * slot);
-            if head >= self.num || self.heads.as_ref()[head as usize].in_flight {
+            if head >= self.num || self.heads[head as usize].in_flight {
                 return Err(ShadowError::Private("bad head in avail ring"));
             }
             let writable = self.walk(pm, pr, head, |i, d| {
@@ -264,7 +264,7 @@ impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
                 store_desc(sm, sr.desc, i, d);
                 Ok(())
             })?;
-            self.heads.as_mut()[head as usize] = Head { in_flight: true, writable };
+            self.heads[head as usize] = Head { in_flight: true, writable };
             self.in_flight += 1;
             sm.store16(sr.avail + 4 + 2 * slot, head);
             // Published one by one so an error later leaves a consistent
@@ -300,7 +300,7 @@ impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
             let slot = self.slot(self.shared_used);
             let id = sm.load32(sr.used + 4 + 8 * slot);
             let len = sm.load32(sr.used + 8 + 8 * slot);
-            let head = match self.heads.as_ref().get(id as usize) {
+            let head = match self.heads.get(id as usize) {
                 Some(h) if id < u32::from(self.num) && h.in_flight => *h,
                 _ => {
                     result = Err(ShadowError::UsedId(id));
@@ -327,7 +327,7 @@ impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
         pm.store32(pr.used + 4 + 8 * slot, id);
         pm.store32(pr.used + 8 + 8 * slot, len);
         self.private_used = self.private_used.wrapping_add(1);
-        if let Some(h) = self.heads.as_mut().get_mut(id as usize) {
+        if let Some(h) = self.heads.get_mut(id as usize) {
             if h.in_flight {
                 h.in_flight = false;
                 self.in_flight -= 1;
@@ -353,7 +353,7 @@ impl<H: AsRef<[Head]> + AsMut<[Head]>> Shadow<H> {
             s.push_used(pm, pr, u32::from(head), 0);
         };
         for head in 0..self.num {
-            if self.heads.as_ref()[head as usize].in_flight {
+            if self.heads[head as usize].in_flight {
                 fail_chain(self, head);
                 done += 1;
             }

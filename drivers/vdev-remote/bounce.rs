@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `virtio_map_ops`: buffers are bounced through the R/W section.
+//!
+//! The backend never sees a guest-physical address. Every buffer a driver
+//! hands to a virtqueue is copied into a slot of the R/W section's pool
+//! (device-readable data on map, device-written data back on unmap), and
+//! the "DMA address" in the descriptor is the slot's offset in the section.
+//! The vring memory the virtio core allocates through `alloc` is private
+//! kernel memory: the shared copy of each ring is separate (`queue.rs`).
+
+use core::ffi::c_void;
+
+use kernel::{bindings, prelude::*};
+
+use crate::ffi;
+use crate::link::{Link, MAX_MAPPING};
+use crate::transport::remote;
+
+/// The link behind a mapping token: `vmap.dma_dev` is our `virtio_device`'s
+/// own `dev` (set in `attach`).
+///
+/// # Safety
+///
+/// `map` must be the `vmap` of a live `VirtioRemote`.
+unsafe fn link_of<'a>(map: ffi::virtio_map) -> &'a Link {
+    // SAFETY: per the contract `dma_dev` is `&vdev.dev` of our device.
+    unsafe {
+        let vdev = kernel::container_of!(map.dma_dev, ffi::virtio_device, dev);
+        &remote(vdev).link
+    }
+}
+
+fn to_device(dir: bindings::dma_data_direction) -> bool {
+    dir == bindings::dma_data_direction::DMA_TO_DEVICE || dir == bindings::dma_data_direction::DMA_BIDIRECTIONAL
+}
+
+fn from_device(dir: bindings::dma_data_direction) -> bool {
+    dir == bindings::dma_data_direction::DMA_FROM_DEVICE || dir == bindings::dma_data_direction::DMA_BIDIRECTIONAL
+}
+
+const MAPPING_ERROR: bindings::dma_addr_t = !0;
+
+/// Kernel address whose bytes section offset `handle` carries, if `handle`
+/// is inside a live mapping.
+fn source_of(link: &Link, handle: bindings::dma_addr_t, size: usize) -> Option<usize> {
+    let offset = usize::try_from(handle).ok()?;
+    let b = link.bounce.lock();
+    if !b.pool.is_allocated(offset, size) {
+        return None;
+    }
+    let chunk = b.pool.chunk_size();
+    Some(b.src[offset / chunk] + offset % chunk)
+}
+
+unsafe extern "C" fn map_page(
+    map: ffi::virtio_map,
+    page: *mut bindings::page,
+    offset: usize,
+    size: usize,
+    dir: bindings::dma_data_direction,
+    attrs: usize,
+) -> bindings::dma_addr_t {
+    // SAFETY: the virtio core passes our device's token.
+    let link = unsafe { link_of(map) };
+    if size == 0 || size > MAX_MAPPING {
+        return MAPPING_ERROR;
+    }
+    // SAFETY: `page` is a live page of the buffer being mapped; lincell
+    // supports only kernels without highmem, where this is its linear map.
+    let va = unsafe { ffi::vdev_remote_page_address(page.cast()) } as usize + offset;
+    let slot = {
+        let mut b = link.bounce.lock();
+        let Some(slot) = b.pool.alloc(size) else {
+            return MAPPING_ERROR;
+        };
+        let chunk = b.pool.chunk_size();
+        for (i, src) in b.src[slot / chunk..(slot + size).div_ceil(chunk)].iter_mut().enumerate() {
+            *src = va + i * chunk;
+        }
+        slot
+    };
+    // CAST: DMA_ATTR_* are small flag bits.
+    if to_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
+        // SAFETY: the buffer at `va` is `size` readable bytes (the caller's
+        // mapping contract); the slot is inside the section.
+        unsafe { link.section().copy_in(slot, va as *const u8, size) };
+    }
+    slot as bindings::dma_addr_t
+}
+
+unsafe extern "C" fn unmap_page(
+    map: ffi::virtio_map,
+    handle: bindings::dma_addr_t,
+    size: usize,
+    dir: bindings::dma_data_direction,
+    attrs: usize,
+) {
+    // SAFETY: the virtio core passes our device's token.
+    let link = unsafe { link_of(map) };
+    let Some(va) = source_of(link, handle, size) else {
+        dev_warn!(link.dev(), "unmap of {} bytes at {:#x}: not a live mapping\n", size, handle);
+        return;
+    };
+    // CAST: as in `map_page`.
+    if from_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
+        // SAFETY: `va` is the buffer recorded at map time, still owned by
+        // the caller until this unmap returns; the slot is in the section.
+        unsafe { link.section().copy_out(handle as usize, va as *mut u8, size) };
+    }
+    let _ = link.bounce.lock().pool.free(handle as usize, size);
+}
+
+unsafe extern "C" fn sync_for_cpu(
+    map: ffi::virtio_map,
+    handle: bindings::dma_addr_t,
+    size: usize,
+    _dir: bindings::dma_data_direction,
+) {
+    // SAFETY: the virtio core passes our device's token.
+    let link = unsafe { link_of(map) };
+    if let Some(va) = source_of(link, handle, size) {
+        // SAFETY: as in `unmap_page`.
+        unsafe { link.section().copy_out(handle as usize, va as *mut u8, size) };
+    }
+}
+
+unsafe extern "C" fn sync_for_device(
+    map: ffi::virtio_map,
+    handle: bindings::dma_addr_t,
+    size: usize,
+    _dir: bindings::dma_data_direction,
+) {
+    // SAFETY: the virtio core passes our device's token.
+    let link = unsafe { link_of(map) };
+    if let Some(va) = source_of(link, handle, size) {
+        // SAFETY: as in `map_page`.
+        unsafe { link.section().copy_in(handle as usize, va as *const u8, size) };
+    }
+}
+
+/// Ring memory: private, zeroed kernel pages (the shared copy is separate).
+unsafe extern "C" fn alloc(
+    _map: ffi::virtio_map,
+    size: usize,
+    handle: *mut bindings::dma_addr_t,
+    gfp: bindings::gfp_t,
+) -> *mut c_void {
+    // SAFETY: plain page allocation.
+    let p = unsafe { bindings::alloc_pages_exact_noprof(size, gfp | bindings::__GFP_ZERO) };
+    if !p.is_null() {
+        // The handle is never given to the backend; 0 marks "private".
+        // SAFETY: the caller passes a valid output location.
+        unsafe { *handle = 0 };
+    }
+    p
+}
+
+unsafe extern "C" fn free(_map: ffi::virtio_map, size: usize, vaddr: *mut c_void, _handle: bindings::dma_addr_t, _attrs: usize) {
+    // SAFETY: `vaddr` came from `alloc` with this `size`.
+    unsafe { bindings::free_pages_exact(vaddr, size) };
+}
+
+unsafe extern "C" fn need_sync(_map: ffi::virtio_map, _handle: bindings::dma_addr_t) -> bool {
+    true
+}
+
+unsafe extern "C" fn mapping_error(_map: ffi::virtio_map, handle: bindings::dma_addr_t) -> i32 {
+    i32::from(handle == MAPPING_ERROR)
+}
+
+unsafe extern "C" fn max_mapping_size(_map: ffi::virtio_map) -> usize {
+    MAX_MAPPING
+}
+
+/// The transport's mapping ops.
+pub(crate) static MAP_OPS: ffi::virtio_map_ops = ffi::virtio_map_ops {
+    map_page: Some(map_page),
+    unmap_page: Some(unmap_page),
+    sync_single_for_cpu: Some(sync_for_cpu),
+    sync_single_for_device: Some(sync_for_device),
+    alloc: Some(alloc),
+    free: Some(free),
+    need_sync: Some(need_sync),
+    mapping_error: Some(mapping_error),
+    max_mapping_size: Some(max_mapping_size),
+};

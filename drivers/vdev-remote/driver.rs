@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The PCI driver: ivshmem 2.0 virtio frontends by ID, QEMU ivshmem through
+//! `driver_override`.
+
+use kernel::{device::Core, pci, prelude::*, sync::Arc};
+
+use crate::irq::{raw_pci_dev, Vectors};
+use crate::link::{Link, HEADER_AREA};
+use crate::mmio::{Regs, ShmemWindow};
+use crate::sections;
+use crate::shared::ident::{self, Identity, ProtocolKind};
+use crate::shared::regs::{self, BAR0_SIZE};
+use crate::vshared::header::PROTOCOL_DEVICE_ID_MASK;
+
+/// BAR of the shared memory.
+const SHMEM_BAR: u32 = 2;
+/// Most interrupt vectors used (one for config + one per queue).
+const MAX_VECTORS: u32 = 1 + crate::link::MAX_QUEUES as u32;
+/// Smallest R/W section: the header page plus room for rings and buffers.
+const MIN_RW: usize = HEADER_AREA + (64 << 10);
+
+/// Stops the link's work once the interrupt handlers are gone.
+struct LinkOwner(Arc<Link>);
+
+impl Drop for LinkOwner {
+    fn drop(&mut self) {
+        self.0.flush_work();
+    }
+}
+
+/// Per-device driver data. Declaration order is drop order: the handlers
+/// go first, then the work items are flushed.
+#[pin_data]
+pub(crate) struct VdevRemoteDevice {
+    _vectors: Vectors<Link>,
+    link: LinkOwner,
+}
+
+/// The driver type registered with the PCI core.
+pub(crate) struct VdevRemoteDriver;
+
+kernel::pci_device_table!(
+    PCI_TABLE,
+    <VdevRemoteDriver as pci::Driver>::IdInfo,
+    [(pci::DeviceId::from_id(pci::Vendor::SIEMENS, ident::V2_DEVICE as u32), ())]
+);
+
+impl pci::Driver for VdevRemoteDriver {
+    type IdInfo = ();
+    type Data<'bound> = VdevRemoteDevice;
+
+    const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
+
+    fn probe<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        _info: Option<&'bound Self::IdInfo>,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        pin_init::pin_init_scope(move || {
+            let Identity { revision, protocol } =
+                ident::identify(pdev.vendor_id().as_raw(), pdev.device_id(), pdev.pci_class().as_raw())
+                    .map_err(|_| ENODEV)?;
+            let v2 = revision == ident::Revision::V2;
+            // ivshmem 2.0 says what it carries; QEMU's ivshmem is bound by
+            // driver_override and the backend announces the device id.
+            let device_id = match protocol.kind() {
+                ProtocolKind::VirtioFrontend { .. } => u32::from(protocol.0 & PROTOCOL_DEVICE_ID_MASK),
+                _ if v2 => {
+                    dev_info!(pdev, "protocol {:#06x} is not a virtio frontend\n", protocol.0);
+                    return Err(ENODEV);
+                }
+                _ => 0,
+            };
+
+            pdev.enable_device_mem()?;
+            pdev.set_master();
+            let bar = pdev
+                .iomap_region_sized::<BAR0_SIZE>(0, c"vdev_remote")
+                .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
+            let model = regs::model(revision);
+            let own_id = model.own_id(&Regs(&bar));
+            let shmem_size = pdev.resource_len(SHMEM_BAR).unwrap_or(0);
+            let shmem_phys = pdev.resource_start(SHMEM_BAR).unwrap_or(0);
+            if shmem_size == 0 {
+                dev_err!(pdev, "no shared memory in BAR{}\n", SHMEM_BAR);
+                return Err(ENODEV);
+            }
+            let sections = match model.max_peers(&Regs(&bar)) {
+                Some(max) => sections::discover_v2(pdev, shmem_phys, shmem_size, own_id, max)?,
+                None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
+            };
+            let Some(sections) = sections else {
+                dev_err!(pdev, "no section layout: virtio needs a state table and an R/W section\n");
+                return Err(ENODEV);
+            };
+            let rw = sections.layout.rw();
+            let rw_len = usize::try_from(rw.len).map_err(|_| EINVAL)?;
+            if rw_len < MIN_RW {
+                dev_err!(pdev, "R/W section of {} bytes is too small (need {})\n", rw_len, MIN_RW);
+                return Err(ENODEV);
+            }
+            let rw_phys = shmem_phys + sections.base + rw.offset;
+            let rw = ShmemWindow::new(rw_phys, rw_len)?;
+            let v1_header = if v2 {
+                None
+            } else {
+                Some(ShmemWindow::new(shmem_phys, kernel::page::PAGE_SIZE)?)
+            };
+
+            // SAFETY: `pdev` is a bound PCI device.
+            let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
+            let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
+            let Some(mut vectors) = Vectors::alloc(pdev, wanted, v2) else {
+                dev_err!(pdev, "no interrupt vectors: a virtio transport needs doorbells\n");
+                return Err(ENODEV);
+            };
+            // CAST: at most MAX_VECTORS.
+            let nr_vectors = vectors.len() as u32;
+            if vectors.is_intx() {
+                model.enable_intx(&Regs(&bar));
+            }
+            model.enable_interrupts(&Regs(&bar));
+            let regs = bar.into_devres()?;
+            let vendor = u32::from(pdev.subsystem_vendor_id());
+            let link = Arc::pin_init(
+                Link::new(raw_pci_dev(pdev), model, regs, sections, rw, v1_header, nr_vectors, device_id, vendor)?,
+                GFP_KERNEL,
+            )?;
+            vectors.request(&link, c"vdev_remote")?;
+            dev_info!(
+                pdev,
+                "virtio-over-ivshmem frontend: ivshmem v{}, peer {}, {} vectors, {} KiB R/W section; waiting for a backend\n",
+                revision.number(),
+                own_id,
+                nr_vectors,
+                rw_len / 1024
+            );
+            Link::start(&link);
+            Ok(try_pin_init!(VdevRemoteDevice { _vectors: vectors, link: LinkOwner(link) }))
+        })
+    }
+
+    fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        this.link.0.shutdown();
+    }
+}

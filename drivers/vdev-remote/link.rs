@@ -1,0 +1,503 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One bound ivshmem device and the backend on the other side of it.
+//!
+//! The link outlives any one virtio device: a backend that dies, leaves
+//! READY, writes garbage or stops answering gets its device *failed* —
+//! every outstanding buffer completed with an error, new ones too — and
+//! then *torn down* (unregistered). When a backend is READY again (a
+//! restarted one, or a new instance), the link registers a fresh virtio
+//! device on its own: recovery is automatic, no unbind/bind needed. A
+//! backend that misbehaved while staying READY is not re-attached until its
+//! state has left READY once (it restarted).
+//!
+//! Context: the interrupt handlers run in hard-IRQ context and only move
+//! completions and queue work; attaching and tearing down run in the
+//! `reconcile` work item under `attach`; failing outstanding buffers runs in
+//! the `fail` work item, which must not wait for `attach` (teardown waits
+//! for those very buffers); a delayed `watchdog` work item notices a backend
+//! that stopped answering.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+use kernel::{
+    bindings, impl_has_delayed_work, impl_has_work, new_delayed_work, new_mutex, new_spinlock_irq,
+    new_work,
+    pci::DevresBar,
+    prelude::*,
+    sync::{Arc, Mutex, SpinLockIrq},
+    workqueue::{self, DelayedWork, Work, WorkItem},
+};
+
+use crate::irq::VectorHandler;
+use crate::mmio::{Regs, ShmemWindow};
+use crate::queue::Queue;
+use crate::sections::Sections;
+use crate::shared::doorbell::Doorbell;
+use crate::shared::regs::{RegisterModel, BAR0_SIZE};
+use crate::shm::Section;
+use crate::transport::{self, VirtioRemote};
+use crate::vshared::header::{off, STATE_READY};
+use crate::vshared::pool::{words_for, Pool};
+
+/// Bytes at the start of the R/W section kept for the header (never bounce
+/// buffers or rings).
+pub(crate) const HEADER_AREA: usize = 4096;
+/// Most virtqueues per device (virtio-net with one queue pair and a control
+/// queue needs 3, virtio-console without multiport 2, virtio-blk 1).
+pub(crate) const MAX_QUEUES: usize = 8;
+/// Bounce-buffer granule.
+const CHUNK_SHIFT: u32 = 10;
+/// Largest buffer one mapping may bounce.
+pub(crate) const MAX_MAPPING: usize = 256 << 10;
+/// Watchdog period.
+const WATCHDOG_MS: u32 = 1000;
+/// No backend attached.
+const NO_BACKEND: u32 = u32::MAX;
+
+/// Bounce pool: which chunks are taken, and for each taken chunk the kernel
+/// address its bytes come from / go back to.
+pub(crate) struct Bounce {
+    pub(crate) pool: Pool<KVec<u64>>,
+    pub(crate) src: KVec<usize>,
+}
+
+/// What is attached.
+struct Attach {
+    /// The registered virtio device, if any.
+    current: Option<NonNull<VirtioRemote>>,
+    /// A backend that failed while READY: not re-attached before its state
+    /// has left READY.
+    wait_restart: Option<u32>,
+}
+
+// SAFETY: the pointer is only used under the `attach` mutex, from process
+// context, through the C virtio API.
+unsafe impl Send for Attach {}
+
+/// One bound ivshmem device.
+#[pin_data]
+pub(crate) struct Link {
+    /// The PCI device (valid while bound; everything using it is stopped in
+    /// `shutdown` and `LinkOwner::drop`).
+    pub(crate) pdev: *mut bindings::pci_dev,
+    pub(crate) model: &'static dyn RegisterModel,
+    /// BAR0, revoked on unbind.
+    pub(crate) regs: DevresBar<BAR0_SIZE>,
+    pub(crate) sections: Sections,
+    /// The R/W section, mapped.
+    pub(crate) rw: ShmemWindow,
+    /// The v1 layout header page, where a v1 backend announces its device id.
+    pub(crate) v1_header: Option<ShmemWindow>,
+    pub(crate) own_id: u32,
+    /// Interrupt vectors of this device (doorbell targets on peers too).
+    pub(crate) vectors: u32,
+    /// virtio device id (v2: from the protocol; v1: read at attach).
+    pub(crate) device_id: AtomicU32,
+    pub(crate) vendor_id: u32,
+    #[pin]
+    pub(crate) bounce: SpinLockIrq<Bounce>,
+    #[pin]
+    pub(crate) queues: SpinLockIrq<KVec<Arc<Queue>>>,
+    /// Serializes deleting queues against the fail work using them.
+    #[pin]
+    pub(crate) vq_lock: Mutex<()>,
+    #[pin]
+    attach: Mutex<Attach>,
+    /// The registered device, for the config-change interrupt.
+    vdev: AtomicPtr<VirtioRemote>,
+    /// Peer id of the attached backend, or `NO_BACKEND`.
+    pub(crate) backend: AtomicU32,
+    /// The backend failed: outstanding and new buffers complete with errors.
+    pub(crate) dead: AtomicBool,
+    /// The driver is unbinding: no new attach, no more work.
+    removing: AtomicBool,
+    /// Bytes of device config the backend declared.
+    pub(crate) config_len: AtomicUsize,
+    /// `ktime_get()` of the last completion (or of a kick on an idle queue).
+    last_progress: AtomicI64,
+    #[pin]
+    reconcile_work: Work<Link, 0>,
+    #[pin]
+    fail_work: Work<Link, 1>,
+    #[pin]
+    watchdog: DelayedWork<Link, 2>,
+}
+
+// SAFETY: `pdev` is used only through C calls that are thread safe while
+// the device is bound; everything else is `Sync` or locked.
+unsafe impl Send for Link {}
+// SAFETY: as above.
+unsafe impl Sync for Link {}
+
+impl_has_work! {
+    impl HasWork<Self, 0> for Link { self.reconcile_work }
+    impl HasWork<Self, 1> for Link { self.fail_work }
+}
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 2> for Link { self.watchdog }
+}
+
+fn now_ns() -> i64 {
+    // SAFETY: `ktime_get` has no preconditions.
+    unsafe { bindings::ktime_get() }
+}
+
+impl Link {
+    /// Initializer.
+    #[expect(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        pdev: *mut bindings::pci_dev,
+        model: &'static dyn RegisterModel,
+        regs: DevresBar<BAR0_SIZE>,
+        sections: Sections,
+        rw: ShmemWindow,
+        v1_header: Option<ShmemWindow>,
+        vectors: u32,
+        device_id: u32,
+        vendor_id: u32,
+    ) -> Result<impl PinInit<Self, Error>> {
+        let chunks = rw.len() >> CHUNK_SHIFT;
+        let mut words = KVec::with_capacity(words_for(chunks), GFP_KERNEL)?;
+        words.resize(words_for(chunks), 0, GFP_KERNEL)?;
+        let mut src = KVec::with_capacity(chunks, GFP_KERNEL)?;
+        src.resize(chunks, 0, GFP_KERNEL)?;
+        let pool = Pool::new(words, chunks, CHUNK_SHIFT).ok_or(EINVAL)?;
+        let own_id = sections.layout.own_id();
+        Ok(try_pin_init!(Link {
+            pdev,
+            model,
+            regs,
+            sections,
+            rw,
+            v1_header,
+            own_id,
+            vectors,
+            device_id: AtomicU32::new(device_id),
+            vendor_id,
+            bounce <- new_spinlock_irq!(Bounce { pool, src }, "vdev_remote::Link::bounce"),
+            queues <- new_spinlock_irq!(KVec::new(), "vdev_remote::Link::queues"),
+            vq_lock <- new_mutex!((), "vdev_remote::Link::vq_lock"),
+            attach <- new_mutex!(Attach { current: None, wait_restart: None }, "vdev_remote::Link::attach"),
+            vdev: AtomicPtr::new(core::ptr::null_mut()),
+            backend: AtomicU32::new(NO_BACKEND),
+            dead: AtomicBool::new(false),
+            removing: AtomicBool::new(false),
+            config_len: AtomicUsize::new(0),
+            last_progress: AtomicI64::new(0),
+            reconcile_work <- new_work!("vdev_remote::Link::reconcile"),
+            fail_work <- new_work!("vdev_remote::Link::fail"),
+            watchdog <- new_delayed_work!("vdev_remote::Link::watchdog"),
+        }? Error))
+    }
+
+    /// The R/W section.
+    pub(crate) fn section(&self) -> Section<'_> {
+        Section(&self.rw)
+    }
+
+    /// The PCI device's `struct device`, for logging.
+    pub(crate) fn dev(&self) -> &kernel::device::Device {
+        // SAFETY: `pdev` is bound while the link is in use (see the field),
+        // and `dev` is its embedded, initialized `struct device`.
+        unsafe { kernel::device::Device::from_raw(&raw mut (*self.pdev).dev) }
+    }
+
+    /// State-table entry of `peer`.
+    pub(crate) fn state_of(&self, peer: u32) -> u32 {
+        self.sections.state_of(peer).unwrap_or(0)
+    }
+
+    /// The lowest other peer that is READY: the backend.
+    fn find_backend(&self) -> Option<u32> {
+        (0..self.sections.layout.max_peers()).find(|&p| p != self.own_id && self.state_of(p) == STATE_READY)
+    }
+
+    /// Publishes the frontend's own state.
+    pub(crate) fn publish_state(&self, state: u32) {
+        if let Some(bar) = self.regs.try_access() {
+            self.sections.publish_state(self.model, &Regs(&bar), state, self.vectors);
+        }
+    }
+
+    /// Rings `vector` of the attached backend.
+    pub(crate) fn ring_backend(&self, vector: u32) {
+        let peer = self.backend.load(Ordering::Acquire);
+        if peer == NO_BACKEND {
+            return;
+        }
+        let Ok(doorbell) = Doorbell::new(peer, vector, self.sections.layout.max_peers(), self.vectors) else {
+            return;
+        };
+        if let Some(bar) = self.regs.try_access() {
+            self.model.ring(&Regs(&bar), doorbell);
+        }
+    }
+
+    /// Notes that the backend made progress (or was just given work).
+    pub(crate) fn progress(&self) {
+        self.last_progress.store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// Declares the backend failed: logs `why` once, completes everything
+    /// outstanding with errors and schedules the teardown.
+    pub(crate) fn fail(this: &Arc<Self>, why: core::fmt::Arguments<'_>) {
+        if this.dead.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        dev_err!(this.dev(), "backend (peer {}) failed: {}; failing its I/O\n", this.backend.load(Ordering::Relaxed), why);
+        Self::schedule_fail(this);
+        let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+    }
+
+    /// Runs the fail work (again): buffers queued after a failure get their
+    /// errors from it too.
+    pub(crate) fn schedule_fail(this: &Arc<Self>) {
+        let _ = workqueue::system().enqueue::<Arc<Link>, 1>(this.clone());
+    }
+
+    /// A snapshot of the queues, taken without allocating (IRQ context).
+    fn queue_snapshot(&self) -> [Option<Arc<Queue>>; MAX_QUEUES] {
+        let mut out: [Option<Arc<Queue>>; MAX_QUEUES] = Default::default();
+        for (slot, q) in out.iter_mut().zip(self.queues.lock().iter()) {
+            *slot = Some(q.clone());
+        }
+        out
+    }
+
+    /// Moves completions of every queue to the drivers.
+    fn process_queues(this: &Arc<Self>) {
+        if this.dead.load(Ordering::Acquire) {
+            return;
+        }
+        let rw = this.section();
+        rw.store8(off::QUEUE_EVENT, 0);
+        for q in this.queue_snapshot().iter().flatten() {
+            match q.collect(&rw) {
+                Ok(0) => {}
+                Ok(_) => {
+                    this.progress();
+                    q.interrupt();
+                }
+                Err(e) => {
+                    Self::fail(this, format_args!("queue {}: {}", q.index, e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Vector 0: state changes and config changes.
+    fn config_interrupt(this: &Arc<Self>) {
+        let backend = this.backend.load(Ordering::Acquire);
+        if backend != NO_BACKEND && this.state_of(backend) != STATE_READY && !this.dead.load(Ordering::Acquire) {
+            Self::fail(this, format_args!("it left READY (state {})", this.state_of(backend)));
+            return;
+        }
+        if backend == NO_BACKEND {
+            // Maybe a backend became READY.
+            let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+            return;
+        }
+        let rw = this.section();
+        if rw.load8(off::CONFIG_EVENT) & 1 != 0 {
+            rw.store8(off::CONFIG_EVENT, 0);
+            let vdev = this.vdev.load(Ordering::Acquire);
+            if !vdev.is_null() {
+                // SAFETY: `vdev` is registered until `teardown` clears the
+                // pointer and synchronizes with this handler before
+                // unregistering it.
+                unsafe { crate::ffi::virtio_config_changed(&raw mut (*vdev).vdev) };
+            }
+        }
+    }
+
+    /// Waits until no interrupt handler runs any more on our vectors.
+    pub(crate) fn synchronize_irqs(&self) {
+        for v in 0..self.vectors {
+            // SAFETY: `pdev` is bound and `v` below its vector count.
+            let irq = unsafe { bindings::pci_irq_vector(self.pdev, v) };
+            if let Ok(irq) = u32::try_from(irq) {
+                // SAFETY: `irq` is one of our vectors.
+                unsafe { bindings::synchronize_irq(irq) };
+            }
+        }
+    }
+
+    /// Unregisters the attached device (process context, `attach` held).
+    fn teardown(&self, st: &mut Attach) {
+        let Some(dev) = st.current.take() else {
+            return;
+        };
+        let backend = self.backend.load(Ordering::Acquire);
+        if self.dead.load(Ordering::Acquire) {
+            st.wait_restart = Some(backend);
+        }
+        self.vdev.store(core::ptr::null_mut(), Ordering::Release);
+        self.synchronize_irqs();
+        // SAFETY: `dev` was registered by `attach` and is unregistered once;
+        // the driver's remove runs here and ends with `del_vqs`. The dead
+        // flag stays set until it returns, so requests still in flight are
+        // completed with errors by the fail work meanwhile.
+        unsafe { crate::ffi::unregister_virtio_device(&raw mut (*dev.as_ptr()).vdev) };
+        self.backend.store(NO_BACKEND, Ordering::Release);
+        self.dead.store(false, Ordering::Release);
+        dev_info!(self.dev(), "virtio device of backend peer {} removed\n", backend);
+    }
+
+    /// Attaches, tears down or does nothing, whatever the backend's state
+    /// calls for.
+    fn reconcile(this: &Arc<Self>) {
+        let mut st = this.attach.lock();
+        if this.removing.load(Ordering::Acquire) {
+            return;
+        }
+        if st.current.is_some() && this.dead.load(Ordering::Acquire) {
+            this.teardown(&mut st);
+        }
+        if st.current.is_some() {
+            return;
+        }
+        if let Some(failed) = st.wait_restart {
+            if this.state_of(failed) == STATE_READY {
+                return;
+            }
+            st.wait_restart = None;
+        }
+        let Some(backend) = this.find_backend() else {
+            return;
+        };
+        match transport::attach(this, backend) {
+            Ok(dev) => {
+                this.vdev.store(dev.as_ptr(), Ordering::Release);
+                st.current = Some(dev);
+            }
+            Err(e) => {
+                dev_err!(this.dev(), "cannot attach backend peer {}: {:?}\n", backend, e);
+                this.backend.store(NO_BACKEND, Ordering::Release);
+                st.wait_restart = Some(backend);
+            }
+        }
+    }
+
+    /// Completes everything outstanding with errors.
+    fn fail_outstanding(this: &Arc<Self>) {
+        let _guard = this.vq_lock.lock();
+        let rw = this.section();
+        for q in this.queue_snapshot().iter().flatten() {
+            if q.fail_all(&rw) > 0 {
+                q.interrupt();
+            }
+        }
+    }
+
+    /// Declares a backend that completes nothing dead.
+    fn watch(this: &Arc<Self>) {
+        let timeout_ms = crate::module_parameters::request_timeout_ms.value();
+        let backend = this.backend.load(Ordering::Acquire);
+        if backend != NO_BACKEND && !this.dead.load(Ordering::Acquire) {
+            if this.state_of(backend) != STATE_READY {
+                Self::fail(this, format_args!("it left READY (state {})", this.state_of(backend)));
+            } else if timeout_ms > 0 {
+                let busy = this.queue_snapshot().iter().flatten().any(|q| q.in_flight() > 0);
+                let idle_ns = now_ns() - this.last_progress.load(Ordering::Relaxed);
+                if busy && idle_ns > i64::from(timeout_ms) * 1_000_000 {
+                    Self::fail(this, format_args!("it completed nothing for {} ms", idle_ns / 1_000_000));
+                }
+            }
+        } else if backend == NO_BACKEND && this.find_backend().is_some() {
+            // A READY backend whose doorbell we missed.
+            let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+        }
+        Self::arm_watchdog(this);
+    }
+
+    /// (Re)starts the watchdog unless the driver is going away.
+    pub(crate) fn arm_watchdog(this: &Arc<Self>) {
+        if !this.removing.load(Ordering::Acquire) {
+            let delay = kernel::time::msecs_to_jiffies(WATCHDOG_MS);
+            let _ = workqueue::system().enqueue_delayed::<Arc<Link>, 2>(this.clone(), delay);
+        }
+    }
+
+    /// Starts the link: READY, then attach if a backend waits.
+    pub(crate) fn start(this: &Arc<Self>) {
+        this.publish_state(STATE_READY);
+        let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+        Self::arm_watchdog(this);
+    }
+
+    /// Stops the link on unbind: no new attach, the device unregistered
+    /// (its driver finishes or fails its I/O), own state 0.
+    pub(crate) fn shutdown(&self) {
+        self.removing.store(true, Ordering::Release);
+        let mut st = self.attach.lock();
+        self.teardown(&mut st);
+        self.publish_state(0);
+    }
+
+    /// Waits for every work item; called after the interrupt handlers are
+    /// gone, so nothing queues new work.
+    pub(crate) fn flush_work(&self) {
+        // SAFETY: the work items are initialized fields of `self`, which is
+        // alive; `flush_*` wait for a queued or running item to finish (it
+        // sees `removing` and does nothing; the watchdog does not re-arm).
+        unsafe {
+            bindings::flush_work(Work::raw_get(&raw const self.reconcile_work));
+            bindings::flush_work(Work::raw_get(&raw const self.fail_work));
+            let work = Work::raw_get(DelayedWork::raw_as_work(&raw const self.watchdog));
+            let delayed = kernel::container_of!(work, bindings::delayed_work, work);
+            bindings::flush_delayed_work(delayed);
+        }
+    }
+}
+
+impl WorkItem<0> for Link {
+    type Pointer = Arc<Link>;
+    fn run(this: Arc<Link>) {
+        Self::reconcile(&this);
+    }
+}
+
+impl WorkItem<1> for Link {
+    type Pointer = Arc<Link>;
+    fn run(this: Arc<Link>) {
+        Self::fail_outstanding(&this);
+    }
+}
+
+impl WorkItem<2> for Link {
+    type Pointer = Arc<Link>;
+    fn run(this: Arc<Link>) {
+        Self::watch(&this);
+    }
+}
+
+impl VectorHandler for Link {
+    fn vector(this: &Arc<Self>, vector: usize) {
+        if this.sections.one_shot {
+            // ivshmem 2.0 one-shot mode disabled interrupts on delivery.
+            if let Some(bar) = this.regs.try_access() {
+                this.model.enable_interrupts(&Regs(&bar));
+            }
+        }
+        if vector == 0 {
+            Self::config_interrupt(this);
+        }
+        // Queue interrupts may share any vector; collecting is cheap.
+        Self::process_queues(this);
+    }
+
+    fn intx(this: &Arc<Self>) -> bool {
+        let ours = this.regs.try_access().is_some_and(|bar| this.model.ack_intx(&Regs(&bar)));
+        if ours {
+            Self::vector(this, 0);
+        }
+        ours
+    }
+
+    fn intx_shareable(&self) -> bool {
+        self.model.intx_shareable()
+    }
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One virtqueue: the driver's private vring, its shared copy in the R/W
+//! section, and the shadow state that moves work between them.
+
+use kernel::{new_spinlock_irq, prelude::*, sync::SpinLockIrq};
+
+use crate::ffi;
+use crate::shm::{Private, Section};
+use crate::vshared::shadow::{Head, RingAddrs, Shadow, ShadowError};
+
+/// A virtqueue of a registered virtio device.
+///
+/// # Invariants
+///
+/// `vq` is a live virtqueue created by `vring_create_virtqueue_map` whose
+/// ring memory is `private_ring`; it is deleted only after this queue was
+/// taken off `Link::queues` and every interrupt handler and the fail work
+/// are done with it (`Link::del_vqs`).
+#[pin_data]
+pub(crate) struct Queue {
+    /// The C virtqueue.
+    pub(crate) vq: *mut ffi::virtqueue,
+    /// Queue index in the header's `queue_sel` numbering.
+    pub(crate) index: u32,
+    /// The vector the backend wants to be rung on for this queue.
+    pub(crate) device_vector: u32,
+    /// The private ring (kernel memory).
+    pub(crate) private_ring: Private,
+    /// Its parts.
+    pub(crate) private: RingAddrs,
+    /// The shared ring: its parts (section offsets) and its allocation.
+    pub(crate) shared: RingAddrs,
+    pub(crate) shared_alloc: (usize, usize),
+    /// Shadow bookkeeping, taken from the kick path and the interrupt path.
+    #[pin]
+    pub(crate) shadow: SpinLockIrq<Shadow<KVec<Head>>>,
+}
+
+// SAFETY: `vq` is only used through the C virtqueue API, which is callable
+// from any thread; the rest is plain data or locked.
+unsafe impl Send for Queue {}
+// SAFETY: as above.
+unsafe impl Sync for Queue {}
+
+impl Queue {
+    /// A queue for `vq` with `num` entries.
+    ///
+    /// # Safety
+    ///
+    /// `vq` must be a live virtqueue of `num` entries whose ring memory is
+    /// described by `private_ring`/`private`; see the type invariant.
+    pub(crate) unsafe fn new(
+        vq: *mut ffi::virtqueue,
+        index: u32,
+        device_vector: u32,
+        num: u16,
+        private_ring: Private,
+        private: RingAddrs,
+        shared: RingAddrs,
+        shared_alloc: (usize, usize),
+    ) -> Result<impl PinInit<Self>> {
+        let mut heads = KVec::with_capacity(usize::from(num), GFP_KERNEL)?;
+        for _ in 0..num {
+            heads.push(Head::default(), GFP_KERNEL)?;
+        }
+        let shadow = Shadow::new(num, heads).ok_or(EINVAL)?;
+        // INVARIANT: the caller vouches for `vq` and its ring.
+        Ok(pin_init!(Queue {
+            vq,
+            index,
+            device_vector,
+            private_ring,
+            private,
+            shared,
+            shared_alloc,
+            shadow <- new_spinlock_irq!(shadow, "vdev_remote::Queue::shadow"),
+        }))
+    }
+
+    /// Copies newly available chains to the shared ring; the number
+    /// published.
+    pub(crate) fn publish(&self, rw: &Section<'_>, rw_len: usize) -> Result<u16, ShadowError> {
+        // Buffers are bounce slots inside the section, never the header.
+        let ok = |addr: u64, len: u32| {
+            addr >= crate::link::HEADER_AREA as u64
+                && addr.checked_add(u64::from(len)).is_some_and(|end| end <= rw_len as u64)
+        };
+        self.shadow.lock().publish(&self.private_ring, &self.private, rw, &self.shared, &ok)
+    }
+
+    /// Copies validated completions back; the number delivered.
+    pub(crate) fn collect(&self, rw: &Section<'_>) -> Result<u16, ShadowError> {
+        self.shadow.lock().collect(&self.private_ring, &self.private, rw, &self.shared)
+    }
+
+    /// Chains the backend owns.
+    pub(crate) fn in_flight(&self) -> u16 {
+        self.shadow.lock().in_flight()
+    }
+
+    /// Completes everything outstanding with errors (`0xff` in every
+    /// device-writable buffer); the number completed.
+    pub(crate) fn fail_all(&self, rw: &Section<'_>) -> u16 {
+        self.shadow.lock().fail_all(&self.private_ring, &self.private, &mut |addr, len| {
+            if let (Ok(a), Ok(l)) = (usize::try_from(addr), usize::try_from(len)) {
+                rw.fill(a, l, 0xff);
+            }
+        })
+    }
+
+    /// Runs the driver's callback for completed buffers.
+    pub(crate) fn interrupt(&self) {
+        // SAFETY: `vq` is live (type invariant); `vring_interrupt` is the
+        // C entry point for "the device used buffers" and may run in any
+        // context.
+        unsafe { ffi::vring_interrupt(0, self.vq.cast()) };
+    }
+}

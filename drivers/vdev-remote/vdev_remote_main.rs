@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vdev_remote: a virtio transport over ivshmem shared memory.
+//!
+//! The kernel's own virtio drivers (virtio_blk, virtio_console,
+//! virtio_net, ...) bind to a `virtio_device` this module registers, and
+//! talk through it to a backend in another VM or in a host process, using
+//! the Jailhouse virtio-over-ivshmem protocol (`rust/vdev/header.rs`).
+//!
+//! Binds ivshmem 2.0 functions whose protocol is a virtio frontend
+//! (`0x8000 | device id`) by ID, and QEMU ivshmem devices through
+//! `driver_override` (their virtio device id is in the lincell v1 layout
+//! header). See `Documentation/vdev-remote.md`.
+//!
+//! Layout: `driver.rs` is the PCI driver; `link.rs` the state of one bound
+//! ivshmem device (registers, sections, interrupts, the backend's life
+//! cycle and recovery); `transport.rs` the virtio device and its config
+//! ops; `queue.rs` the virtqueues and their shadow rings; `bounce.rs` the
+//! `virtio_map_ops` that bounce buffers through shared memory; `shm.rs`
+//! access to the R/W section; `ffi.rs` the bindgen output. The ivshmem
+//! driver's `irq.rs`, `mmio.rs` and `sections.rs` are compiled in as they
+//! are, and the device-independent logic is in `rust/`.
+
+/// Shared logic from `rust/ivshmem/`.
+#[path = "../../rust/ivshmem"]
+pub mod shared {
+    pub mod doorbell;
+    pub mod ident;
+    pub mod layout;
+    pub mod regs;
+    pub mod v1layout;
+    pub mod vendor_cap;
+}
+
+/// Shared logic from `rust/vdev/`.
+#[path = "../../rust/vdev"]
+pub mod vshared {
+    pub mod header;
+    pub mod pool;
+    pub mod shadow;
+}
+
+/// Lets the kernel's log macros print the shared errors.
+macro_rules! kernel_display {
+    ($($t:ty),*) => {$(
+        impl kernel::fmt::Display for $t {
+            fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+                core::fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
+}
+kernel_display!(
+    shared::layout::LayoutError,
+    shared::v1layout::V1Error,
+    shared::vendor_cap::CapError,
+    vshared::header::HeaderError,
+    vshared::shadow::ShadowError
+);
+
+mod bounce;
+mod driver;
+mod ffi;
+#[path = "../ivshmem/irq.rs"]
+mod irq;
+mod kunit;
+mod link;
+#[path = "../ivshmem/mmio.rs"]
+mod mmio;
+mod queue;
+#[path = "../ivshmem/sections.rs"]
+mod sections;
+mod shm;
+mod transport;
+
+kernel::module_pci_driver! {
+    type: driver::VdevRemoteDriver,
+    name: "vdev_remote",
+    authors: ["lincell developers"],
+    description: "virtio transport over ivshmem shared memory (virtio-over-ivshmem frontend)",
+    license: "GPL v2",
+    params: {
+        request_timeout_ms: u32 {
+            default: 10000,
+            description: "A backend that completes nothing for this long while requests are outstanding is declared dead (0: never)",
+        },
+    },
+}
