@@ -42,6 +42,12 @@ interrupt vector for itself and for every other peer. Ringing vector V of
 peer P means writing to P's eventfd V. When a peer disconnects, its eventfds
 are closed and the others are told.
 
+If the memory holds lincell's v1 section layout (magic \"LCv1\", see
+Documentation/ivshmem-v1-layout.md) and a departing peer's id is below its
+max_peers, the server also clears that peer's state-table entry (if not
+already 0) and rings vector 0 of every remaining peer, so that they learn a
+peer that died without cleaning up has left.
+
 The memory is a POSIX shared memory object (-M, visible in /dev/shm, reused
 if it exists) or an unlinked file in a directory (-m). Its size must be a
 power of two and at least one page.

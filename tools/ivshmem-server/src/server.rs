@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ivshmem_peer::protocol::{send_msg, PROTOCOL_VERSION, SHM_MESSAGE};
-use ivshmem_peer::{eventfd, poll};
+use ivshmem_peer::{eventfd, poll, SharedMemory};
+use lincell_shared::ivshmem::v1layout::{self, HeaderMemory};
 
 use crate::cli::Config;
 use crate::memory::SharedMemoryFile;
@@ -39,6 +40,9 @@ pub struct Server {
     socket_path: PathBuf,
     socket_inode: (u64, u64),
     memory: SharedMemoryFile,
+    /// The memory mapped here too, to clear the lincell v1 state of peers
+    /// that leave (`None` if it could not be mapped).
+    shm: Option<SharedMemory>,
     vectors: u16,
     verbose: bool,
     clients: BTreeMap<u16, Client>,
@@ -88,11 +92,13 @@ impl Server {
             .map_err(context(format!("cannot listen on {shown}")))?;
         listener.set_nonblocking(true)?;
         let meta = std::fs::symlink_metadata(&socket_path)?;
+        let shm = SharedMemory::map(memory.fd()).ok();
         Ok(Self {
             listener,
             socket_path,
             socket_inode: (meta.dev(), meta.ino()),
             memory,
+            shm,
             vectors: config.vectors,
             verbose: config.verbose,
             clients: BTreeMap::new(),
@@ -284,11 +290,85 @@ impl Server {
                 continue;
             }
             self.log(format_args!("peer {id} disconnected"));
+            self.clear_v1_state(id);
             for (&other, c) in &self.clients {
                 if send_msg(c.stream.as_fd(), i64::from(id), None).is_err()
                     && !gone.contains(&other)
                 {
                     gone.push(other);
+                }
+            }
+        }
+    }
+}
+
+/// Read access to a lincell v1 layout header for [`v1layout::Header::read`].
+struct HeaderView<'a>(&'a SharedMemory);
+
+impl HeaderMemory for HeaderView<'_> {
+    fn load32(&self, offset: usize) -> u32 {
+        u32::from_le(self.0.read_u32(offset).unwrap_or(0))
+    }
+    fn store32(&self, offset: usize, value: u32) {
+        let _ = self.0.write_u32(offset, value.to_le());
+    }
+    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
+        // Never used by `Header::read`; not atomic.
+        let cur = self.load32(offset);
+        if cur == old {
+            self.store32(offset, new);
+        }
+        cur
+    }
+    fn load64(&self, offset: usize) -> u64 {
+        u64::from(self.load32(offset)) | u64::from(self.load32(offset + 4)) << 32
+    }
+    fn store64(&self, offset: usize, value: u64) {
+        // CAST: splitting into halves.
+        self.store32(offset, value as u32);
+        self.store32(offset + 4, (value >> 32) as u32);
+    }
+}
+
+impl Server {
+    /// A peer left: if the memory holds a valid lincell v1 layout and the
+    /// peer has a state-table entry that is not 0, store 0 there and ring
+    /// vector 0 of every remaining peer, as the peer itself would have done
+    /// had it shut down cleanly (`Documentation/ivshmem-v1-layout.md`).
+    fn clear_v1_state(&self, id: u16) {
+        let Some(shm) = &self.shm else {
+            return;
+        };
+        let view = HeaderView(shm);
+        if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
+            return;
+        }
+        let Ok(header) = v1layout::Header::read(&view) else {
+            return;
+        };
+        let Ok(layout) = header.layout(0, shm.len() as u64) else {
+            return;
+        };
+        let Some(entry) = layout
+            .state_offset(u32::from(id))
+            .and_then(|o| o.checked_add(header.granule + layout.state_table().offset))
+            .and_then(|o| usize::try_from(o).ok())
+        else {
+            return;
+        };
+        match shm.read_u32(entry) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if shm.write_u32(entry, 0).is_err() {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.log(format_args!("peer {id}: state cleared, vector 0 rung on the others"));
+        for (&other, c) in &self.clients {
+            if let Some(fd) = c.vectors.first() {
+                if let Err(e) = eventfd::signal(fd.as_fd()) {
+                    self.log(format_args!("cannot ring peer {other}: {e}"));
                 }
             }
         }

@@ -204,3 +204,66 @@ fn posix_shm_object_is_created_and_removed() {
         io::ErrorKind::InvalidInput
     );
 }
+
+/// A lincell v1 layout header seen through a peer's mapping (test use:
+/// single-threaded, so the compare-and-swap need not be atomic).
+struct View<'a>(&'a ivshmem_peer::SharedMemory);
+
+impl lincell_shared::ivshmem::v1layout::HeaderMemory for View<'_> {
+    fn load32(&self, offset: usize) -> u32 {
+        u32::from_le(self.0.read_u32(offset).unwrap())
+    }
+    fn store32(&self, offset: usize, value: u32) {
+        self.0.write_u32(offset, value.to_le()).unwrap();
+    }
+    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
+        let cur = self.load32(offset);
+        if cur == old {
+            self.store32(offset, new);
+        }
+        cur
+    }
+    fn load64(&self, offset: usize) -> u64 {
+        u64::from(self.load32(offset)) | u64::from(self.load32(offset + 4)) << 32
+    }
+    fn store64(&self, offset: usize, value: u64) {
+        self.store32(offset, value as u32);
+        self.store32(offset + 4, (value >> 32) as u32);
+    }
+}
+
+#[test]
+fn departing_peer_state_is_cleared_in_a_lincell_v1_layout() {
+    use lincell_shared::ivshmem::v1layout::{init_or_join, Header};
+    let server = Running::start(2);
+    let mut a = server.connect();
+    let b = server.connect();
+    expect_event(&mut a, PeerEvent::Joined(b.id()));
+
+    // Without a layout, a departure rings nothing.
+    let b_id = b.id();
+    drop(b);
+    expect_event(&mut a, PeerEvent::Left(b_id));
+    assert_eq!(
+        a.wait(0, Some(SHORT)).unwrap_err().kind(),
+        io::ErrorKind::TimedOut
+    );
+
+    // With one: the dead peer's READY state is cleared and vector 0 rung.
+    let h = Header::propose(1 << 20, 4096, 8).unwrap();
+    init_or_join(&View(a.shm()), &h, || false).unwrap();
+    let c = server.connect();
+    let c_id = c.id();
+    expect_event(&mut a, PeerEvent::Joined(c_id));
+    let table = 4096usize; // one-granule header, state table first
+    c.shm().write_u32(table + 4 * usize::from(c_id), 1).unwrap();
+    a.shm().write_u32(table + 4 * usize::from(a.id()), 1).unwrap();
+    drop(c);
+    assert_eq!(a.wait(0, Some(LONG)).unwrap(), 1);
+    assert_eq!(a.shm().read_u32(table + 4 * usize::from(c_id)).unwrap(), 0);
+    assert_eq!(
+        a.shm().read_u32(table + 4 * usize::from(a.id())).unwrap(),
+        1,
+        "other entries untouched"
+    );
+}

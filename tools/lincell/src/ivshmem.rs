@@ -14,7 +14,7 @@
 mod abi;
 mod bench;
 mod dev;
-mod endpoint;
+pub(crate) mod endpoint;
 mod pingpong;
 mod proto;
 

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod cpu;
 mod ivshmem;
+mod remote;
 
 /// Drive lincell's kernel modules from userspace.
 #[derive(Parser, Debug)]
@@ -32,6 +33,8 @@ enum Command {
     Status(cpu::StatusArgs),
     /// Measure per-CPU noise with cpu_isolate.ko's sampler (optionally under load).
     Noise(cpu::NoiseArgs),
+    // Help text comes from `remote::Args`, as for `ivshmem`.
+    Remote(remote::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +44,6 @@ fn main() -> ExitCode {
         Command::Release(args) => cpu::release(args),
         Command::Status(args) => cpu::status(args),
         Command::Noise(args) => cpu::noise(args),
+        Command::Remote(args) => remote::run(args),
     }
 }

@@ -123,6 +123,29 @@ pub(crate) trait Endpoint {
     fn set_wait_mode(&mut self, _mode: WaitMode) -> io::Result<()> {
         Ok(())
     }
+    /// Base address in this process and length of the R/W section (as
+    /// [`Endpoint::rw_section`] locates it), when it is mapped read/write:
+    /// for code that builds its own view of the section (the vdev-remote
+    /// backend's guest memory). The pointer stays valid while `self` lives.
+    fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
+        None
+    }
+    /// Every peer's state (the state table), when the memory has one.
+    fn peer_states(&self) -> io::Result<Vec<u32>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: no state table", self.describe()),
+        ))
+    }
+    /// Publishes the own state: the device does it on `/dev/ivshmemN`; a
+    /// host peer stores its state-table entry and rings vector 0 of every
+    /// other peer below `max_peers` (lincell's v1 layout state protocol).
+    fn set_state(&mut self, _state: u32) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: no state table", self.describe()),
+        ))
+    }
 }
 
 /// Error for a wait that ran out of time.
@@ -214,6 +237,16 @@ impl DeviceShm {
             io::ErrorKind::InvalidInput,
             format!("{len} bytes at {offset:#x} are not inside one mapped section of the {:#x}-byte region", self.size),
         ))
+    }
+}
+
+impl DeviceShm {
+    /// The read/write mapping starting at `offset` of at least `len` bytes.
+    fn rw_mapping_at(&self, offset: usize, len: usize) -> Option<&Mapping> {
+        self.maps
+            .iter()
+            .find(|(base, m, writable)| *writable && *base == offset && m.len() >= len)
+            .map(|(_, m, _)| m)
     }
 }
 
@@ -317,6 +350,17 @@ impl Endpoint for DeviceEndpoint {
     }
     fn device(&self) -> Option<&Device> {
         Some(&self.dev)
+    }
+    fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
+        let (off, len) = self.rw_section();
+        let (off, len) = if len == 0 { (0, self.map.size) } else { (off, len) };
+        self.map.rw_mapping_at(off, len).map(|m| (m.as_ptr(), len))
+    }
+    fn peer_states(&self) -> io::Result<Vec<u32>> {
+        self.dev.peer_states()
+    }
+    fn set_state(&mut self, state: u32) -> io::Result<()> {
+        self.dev.set_state(state)
     }
     fn set_wait_mode(&mut self, mode: WaitMode) -> io::Result<()> {
         if mode != self.mode {
@@ -451,6 +495,63 @@ impl Endpoint for PeerEndpoint {
     fn rw_section(&self) -> (usize, usize) {
         v1_rw_section(self.peer.shm())
     }
+    fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
+        let (off, len) = self.rw_section();
+        if off.checked_add(len)? > self.peer.shm().len() {
+            return None;
+        }
+        // SAFETY: `off + len` is inside the mapping (checked above).
+        Some((unsafe { self.peer.shm().as_ptr().add(off) }, len))
+    }
+    fn peer_states(&self) -> io::Result<Vec<u32>> {
+        let (table, max_peers) = v1_state_table(self.peer.shm()).ok_or_else(no_v1_layout)?;
+        (0..max_peers)
+            .map(|p| self.peer.shm().read_u32(table + 4 * p as usize).map(u32::from_le))
+            .collect()
+    }
+    fn set_state(&mut self, state: u32) -> io::Result<()> {
+        let (table, max_peers) = v1_state_table(self.peer.shm()).ok_or_else(no_v1_layout)?;
+        let own = self.id();
+        if own >= max_peers {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("own peer id {own} has no state-table entry (max_peers {max_peers})"),
+            ));
+        }
+        // CAST: own < max_peers <= 1024.
+        self.peer
+            .shm()
+            .write_u32(table + 4 * own as usize, state.to_le())?;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.refresh()?;
+        for p in self.peer.peers() {
+            if u32::from(p) != own && u32::from(p) < max_peers {
+                self.ring(u32::from(p), 0)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Error for state operations on memory without lincell's v1 layout.
+fn no_v1_layout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "shared memory has no lincell v1 layout, hence no state table",
+    )
+}
+
+/// Offset of the state table and `max_peers` of lincell's v1 layout in
+/// `shm`, if it holds a valid one.
+pub(crate) fn v1_state_table(shm: &dyn Shm) -> Option<(usize, u32)> {
+    let view = HeaderView(shm);
+    if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
+        return None;
+    }
+    let h = v1layout::Header::read(&view).ok()?;
+    let l = h.layout(0, shm.size() as u64).ok()?;
+    let off = usize::try_from(h.granule + l.state_table().offset).ok()?;
+    Some((off, h.max_peers))
 }
 
 /// Reads lincell's v1 layout header through a [`Shm`] (read-only use).

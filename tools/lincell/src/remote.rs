@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `lincell remote`: userspace backends for vdev-remote, the
+//! virtio-over-ivshmem transport (`vdev_remote.ko` is the frontend).
+//!
+//! - [`mem`]: the R/W section as guest memory, header accessors;
+//! - [`engine`]: the header protocol, virtqueues, completions, faults;
+//! - [`blk`], [`console`]: the device models;
+//! - [`runner`]: the daemon loop over an ivshmem endpoint.
+
+mod blk;
+mod console;
+mod engine;
+mod mem;
+mod runner;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint, Target, WaitMode};
+
+use engine::{log, Device, Fault};
+use runner::RunOptions;
+
+/// Arguments of `lincell remote`.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Serve virtio devices to a vdev-remote frontend over ivshmem",
+    long_about = "\
+Serve virtio devices to a vdev_remote.ko frontend over ivshmem shared memory
+(virtio-over-ivshmem, the Jailhouse virtio_ivshmem wire format).
+
+The backend owns the virtio header at the start of the ivshmem R/W section,
+answers the frontend's register writes, and processes its split virtqueues,
+whose rings and buffers live in the same section. It runs in a guest on a
+/dev/ivshmemN of ivshmem.ko (DEV) or on the host as a peer of an
+ivshmem-server (--socket PATH)."
+)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    Serve(ServeArgs),
+}
+
+/// How the console is connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ConsoleSpec {
+    /// stdin/stdout.
+    Stdio,
+    /// A UNIX stream socket to listen on.
+    Unix(PathBuf),
+}
+
+fn parse_console(s: &str) -> Result<ConsoleSpec, String> {
+    if s == "stdio" {
+        return Ok(ConsoleSpec::Stdio);
+    }
+    match s.strip_prefix("unix:") {
+        Some(p) if !p.is_empty() => Ok(ConsoleSpec::Unix(p.into())),
+        _ => Err(format!("`{s}`: expected `stdio` or `unix:PATH`")),
+    }
+}
+
+fn parse_queue_size(s: &str) -> Result<u16, String> {
+    let n: u16 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number from 2 to 32768"))?;
+    if n < 2 || !n.is_power_of_two() {
+        return Err(format!("queue size {n} must be a power of two from 2 to 32768"));
+    }
+    Ok(n)
+}
+
+/// Serve one virtio device (block or console) to a vdev-remote frontend.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "\
+Serve one virtio device to a vdev-remote frontend: virtio-blk backed by a
+file or block device (--blk), or virtio-console connected to stdio or a
+UNIX socket (--console).
+
+Start-up: the backend maps the shared memory. On QEMU ivshmem (v1) memory it
+creates lincell's v1 section layout if the memory is blank (or joins the one
+a peer created) and records the protocol (0x8000 | virtio device id) in it;
+on an ivshmem 2.0 device the device's sections are used as they are. It then
+clears the first 4 KiB of the R/W section, writes the virtio header (device
+features, config, queue limits, revision last) and sets its ivshmem state to
+1 (READY). Its frontend is the lowest-numbered other peer whose state is 1,
+re-evaluated on every state change. When the frontend leaves READY the queues
+are disabled and the backend waits for it to come back and renegotiate.
+
+Queue i is kicked by the frontend on vector 1+i if the backend has more than
+1+i vectors, else on vector 0; vector 0 also carries register writes and state
+changes. Every wake-up (and a periodic tick) handles pending register writes
+and all enabled queues. Completions ring the frontend on the vector it chose
+per queue.
+
+Everything the frontend writes is validated: ring and buffer addresses must
+lie inside the R/W section, chains are bounded, sectors must be in range.
+Bad requests complete with VIRTIO_BLK_S_IOERR or are dropped with a log line.
+
+Offered features: VERSION_1, ACCESS_PLATFORM, ORDER_PLATFORM, and for
+virtio-blk BLK_SIZE (512), SEG_MAX (queue size - 2, at most 126), SIZE_MAX
+(128 KiB), FLUSH, RO (--readonly) and DISCARD (regular files, by punching
+holes); never INDIRECT_DESC, EVENT_IDX or RING_PACKED. virtio-console has
+one port (no MULTIPORT): receiveq 0 carries input to the guest, transmitq 1
+its output.
+
+SIGINT or SIGTERM stops the backend cleanly: the request in hand completes,
+the file is fdatasync'ed, the own state goes to 0 (vector 0 rung to the
+others). Restarting it rewrites the header and the frontend re-attaches.
+
+Logs go to stderr: a start-up summary, negotiation, state changes and
+errors; -v adds a line per request.
+
+Exit status: 0 stopped by a signal; 1 runtime error (device, memory,
+backing file); 2 usage error.",
+    after_help = "\
+Examples:
+  ivshmem-server -F -S /tmp/ivshmem.sock -l 16M -n 4 &
+  lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img
+  lincell remote serve /dev/ivshmem0 --console unix:/tmp/hvc.sock
+  lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img --fault stall"
+)]
+struct ServeArgs {
+    /// The ivshmem device (/dev/ivshmemN), or the ivshmem server's socket.
+    #[arg(value_name = "DEV")]
+    dev: Option<PathBuf>,
+    /// Join the ivshmem server at PATH as a host peer instead of using DEV.
+    #[arg(long, value_name = "PATH", conflicts_with = "dev")]
+    socket: Option<PathBuf>,
+    /// Serve virtio-blk backed by FILE (a regular file or block device);
+    /// the capacity is its size rounded down to 512 bytes.
+    #[arg(long, value_name = "FILE", required_unless_present = "console", conflicts_with = "console")]
+    blk: Option<PathBuf>,
+    /// Open the --blk file read-only and offer VIRTIO_BLK_F_RO.
+    #[arg(long, requires = "blk")]
+    readonly: bool,
+    /// Serial number returned by GET_ID (at most 20 bytes; default: the
+    /// file name, cut to 20 bytes).
+    #[arg(long, value_name = "ID", requires = "blk")]
+    serial: Option<String>,
+    /// Serve virtio-console: `stdio` (guest output to stdout, stdin to the
+    /// guest) or `unix:PATH` (listen on a UNIX stream socket at PATH, one
+    /// client at a time; a stale socket is replaced).
+    #[arg(long, value_name = "stdio|unix:PATH", value_parser = parse_console)]
+    console: Option<ConsoleSpec>,
+    /// Largest queue size offered (a power of two).
+    #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
+    queue_size: u16,
+    /// Test aid: misbehave after 8 completed requests so that the
+    /// frontend's validation can be exercised. bad-used-index publishes a
+    /// used index 1000 ahead, bad-used-id completes with an id >= the queue
+    /// size, bad-used-len reports more bytes than the writable buffers
+    /// hold, stall stops completing (while staying READY).
+    #[arg(long, value_name = "MODE")]
+    fault: Option<Fault>,
+    /// Log every request.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// Runs `lincell remote`.
+pub(crate) fn run(args: Args) -> ExitCode {
+    match args.cmd {
+        Cmd::Serve(a) => serve(&a),
+    }
+}
+
+fn serve(a: &ServeArgs) -> ExitCode {
+    if let Some(s) = &a.serial {
+        if s.len() > 20 {
+            eprintln!("lincell remote: --serial {s:?} is longer than 20 bytes");
+            return ExitCode::from(2);
+        }
+    }
+    let target = match Target::resolve(a.dev.as_deref(), a.socket.as_deref(), None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("lincell remote: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = match (&a.blk, &a.console) {
+        (Some(path), _) => {
+            let serial = a.serial.clone().unwrap_or_else(|| blk::default_serial(path));
+            blk::Blk::open(path, a.readonly, &serial, a.queue_size, a.verbose)
+                .map_err(|e| e.to_string())
+                .and_then(|d| start(&target, d, a, Duration::from_millis(100)))
+        }
+        (None, Some(ConsoleSpec::Stdio)) => start(
+            &target,
+            console::Console::stdio(a.verbose),
+            a,
+            Duration::from_millis(10),
+        ),
+        (None, Some(ConsoleSpec::Unix(p))) => console::Console::unix(p, a.verbose)
+            .map_err(|e| e.to_string())
+            .and_then(|d| start(&target, d, a, Duration::from_millis(10))),
+        (None, None) => Err("give --blk FILE or --console stdio|unix:PATH".into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log(format_args!("{e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Opens the endpoint (preparing v1 memory on the host) and serves.
+fn start<D: Device>(
+    target: &Target,
+    dev: D,
+    a: &ServeArgs,
+    tick: Duration,
+) -> Result<(), String> {
+    let ep: Box<dyn Endpoint> = match target {
+        Target::Socket(s) => {
+            let ep = PeerEndpoint::connect(s).map_err(|e| format!("{}: {e}", s.display()))?;
+            runner::prepare_v1(&ep, dev.device_id())?;
+            Box::new(ep)
+        }
+        Target::Device(_) => {
+            let ep = target.open(WaitMode::Poll).map_err(|e| e.to_string())?;
+            check_device(ep.as_ref(), dev.device_id());
+            ep
+        }
+    };
+    runner::serve(
+        ep,
+        dev,
+        &RunOptions {
+            queue_size: a.queue_size,
+            fault: a.fault,
+            verbose: a.verbose,
+            tick,
+        },
+    )
+}
+
+/// On a device, checks what ivshmem.ko set up: the v1 layout (which it
+/// creates itself) and the protocol field, which only a host peer can write
+/// (the header page is read-only to userspace).
+fn check_device(ep: &dyn Endpoint, device_id: u16) {
+    use lincell_shared::ivshmem::uapi;
+    use lincell_shared::ivshmem::v1layout;
+    use lincell_shared::vdev::header::PROTOCOL_VIRTIO_FRONTEND;
+    let Some(dev) = ep.device() else {
+        return;
+    };
+    let info = *dev.info();
+    if info.flags & uapi::INFO_SECTIONS == 0 {
+        log(format_args!(
+            "warning: {} has no sections (no state table); a frontend cannot see this backend",
+            ep.describe()
+        ));
+        return;
+    }
+    if info.revision == 1 {
+        let want = u32::from(PROTOCOL_VIRTIO_FRONTEND | device_id);
+        let have = ep
+            .shm()
+            .load_u32(v1layout::off::PROTOCOL)
+            .map(u32::from_le)
+            .unwrap_or(0);
+        if have != want
+            && ep
+                .shm()
+                .store_u32(v1layout::off::PROTOCOL, want.to_le())
+                .is_err()
+        {
+            log(format_args!(
+                "note: v1 layout protocol field is {have:#x}, not {want:#x} (read-only from a guest)"
+            ));
+        }
+    } else {
+        log(format_args!(
+            "ivshmem 2.0 device, protocol {:#x}",
+            info.protocol
+        ));
+    }
+}

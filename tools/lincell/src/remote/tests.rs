@@ -1,0 +1,745 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The backend against an in-process frontend: header handshake, feature
+//! negotiation, split virtqueues in the section, virtio-blk and console
+//! requests, faults, hostile memory, and one run of the real daemon loop
+//! over an ivshmem server.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lincell_shared::vdev::header::{feature, off, CONFIG_OFFSET, STATE_READY};
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+};
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
+    VIRTIO_CONFIG_S_FEATURES_OK,
+};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::blk::{self, Blk};
+use super::console::{Console, Input, Output};
+use super::engine::{Device, Engine, Fault, Options, FAULT_AFTER};
+use super::mem::{HeaderAccess, Mem};
+
+const SECTION: usize = 1 << 20;
+const F_WRITE: u16 = 2;
+const F_NEXT: u16 = 1;
+
+fn anon_mem() -> Mem {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), SECTION)]).unwrap()
+}
+
+fn opts(fault: Option<Fault>) -> Options {
+    Options {
+        queue_size: 256,
+        vectors: 4,
+        fault,
+        verbose: false,
+    }
+}
+
+/// A temporary backing file of `size` bytes, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, size: u64) -> Self {
+        use std::sync::atomic::AtomicUsize;
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "lincell-remote-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(size).unwrap();
+        TempFile(p)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn blk_dev(file: &TempFile, readonly: bool) -> Blk {
+    Blk::open(&file.0, readonly, "lincell-test-serial", 256, false).unwrap()
+}
+
+/// How the test frontend reaches the backend.
+trait Link {
+    fn mem(&self) -> &Mem;
+    /// The backend handles the pending write transaction.
+    fn transact(&mut self);
+    /// The frontend kicked; returns once the backend processed its queues
+    /// (the vectors it would ring).
+    fn kick(&mut self) -> Vec<u16>;
+}
+
+/// The engine driven synchronously.
+struct Direct<D: Device>(Engine<D>, Mem);
+
+impl<D: Device> Link for Direct<D> {
+    fn mem(&self) -> &Mem {
+        &self.1
+    }
+    fn transact(&mut self) {
+        assert!(self.0.poll_transaction(), "no transaction seen");
+    }
+    fn kick(&mut self) -> Vec<u16> {
+        self.0.process_queues()
+    }
+}
+
+fn direct<D: Device>(dev: D, fault: Option<Fault>) -> Direct<D> {
+    let mem = anon_mem();
+    let mut e = Engine::new(mem.clone(), dev, opts(fault)).unwrap();
+    e.publish_header();
+    Direct(e, mem)
+}
+
+/// The driver side of one split virtqueue.
+struct DrvQueue {
+    size: u16,
+    desc: u64,
+    avail: u64,
+    used: u64,
+    free: VecDeque<u16>,
+    avail_idx: u16,
+    last_used: u16,
+}
+
+/// A frontend speaking the header protocol.
+struct Front<L: Link> {
+    link: L,
+    queues: Vec<DrvQueue>,
+    /// Bump allocator for buffers.
+    next_buf: u64,
+}
+
+impl<L: Link> Front<L> {
+    fn new(link: L) -> Self {
+        Front {
+            link,
+            queues: Vec::new(),
+            next_buf: 0x80000,
+        }
+    }
+
+    fn m(&self) -> &Mem {
+        self.link.mem()
+    }
+
+    fn write_field(&mut self, o: usize, width: usize, v: u64) {
+        assert_eq!(self.m().ld32(off::WRITE_TRANSACTION), 0, "transaction busy");
+        // CAST: test values fit their field.
+        match width {
+            2 => self.m().st16(o, v as u16),
+            4 => self.m().st32(o, v as u32),
+            _ => self.m().st64(o, v),
+        }
+        self.m().st32(off::WRITE_TRANSACTION, o as u32);
+        self.link.transact();
+        assert_eq!(self.m().ld32(off::WRITE_TRANSACTION), 0, "transaction not cleared");
+    }
+
+    fn device_features(&mut self) -> u64 {
+        self.write_field(off::DEVICE_FEATURES_SEL, 4, 0);
+        let lo = u64::from(self.m().ld32(off::DEVICE_FEATURES));
+        self.write_field(off::DEVICE_FEATURES_SEL, 4, 1);
+        let hi = u64::from(self.m().ld32(off::DEVICE_FEATURES));
+        hi << 32 | lo
+    }
+
+    /// Status handshake up to FEATURES_OK; returns whether it was accepted.
+    fn negotiate(&mut self, features: u64) -> bool {
+        self.write_field(off::DEVICE_STATUS, 4, 0);
+        let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+        self.write_field(off::DEVICE_STATUS, 4, u64::from(s));
+        for sel in 0..2u64 {
+            self.write_field(off::DRIVER_FEATURES_SEL, 4, sel);
+            self.write_field(off::DRIVER_FEATURES, 4, features >> (32 * sel) & 0xffff_ffff);
+        }
+        self.write_field(off::DEVICE_STATUS, 4, u64::from(s | VIRTIO_CONFIG_S_FEATURES_OK));
+        self.m().ld32(off::DEVICE_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK != 0
+    }
+
+    /// Sets up queue `qi` with `size` entries at `base`; returns whether
+    /// the backend enabled it.
+    fn setup_queue_at(&mut self, qi: u32, size: u16, desc: u64, avail: u64, used: u64) -> bool {
+        // A driver starts from zeroed rings.
+        for (a, l) in [(desc, 16 * u64::from(size)), (avail, 6 + 2 * u64::from(size)), (used, 6 + 8 * u64::from(size))] {
+            if a.checked_add(l).is_some_and(|e| e <= SECTION as u64) && a >= 0x1000 {
+                self.m().write_slice(&vec![0u8; l as usize], GuestAddress(a)).unwrap();
+            }
+        }
+        self.write_field(off::QUEUE_SEL, 4, u64::from(qi));
+        self.write_field(off::QUEUE_SIZE, 2, u64::from(size));
+        self.write_field(off::QUEUE_DESC, 8, desc);
+        self.write_field(off::QUEUE_DRIVER, 8, avail);
+        self.write_field(off::QUEUE_DEVICE, 8, used);
+        self.write_field(off::QUEUE_DRIVER_VECTOR, 2, u64::from(qi) + 1);
+        self.write_field(off::QUEUE_ENABLE, 2, 1);
+        let on = self.m().ld16(off::QUEUE_ENABLE) == 1;
+        if on {
+            self.queues.push(DrvQueue {
+                size,
+                desc,
+                avail,
+                used,
+                free: (0..size).collect(),
+                avail_idx: 0,
+                last_used: 0,
+            });
+        }
+        on
+    }
+
+    fn setup_queue(&mut self, qi: u32, size: u16) -> bool {
+        let base = 0x10000 + u64::from(qi) * 0x8000;
+        self.setup_queue_at(qi, size, base, base + 0x1000, base + 0x2000)
+    }
+
+    /// Negotiates the default features, sets up `n` queues, DRIVER_OK.
+    fn bring_up(&mut self, n: u32) {
+        let f = self.device_features();
+        assert!(self.negotiate(f));
+        for q in 0..n {
+            assert!(self.setup_queue(q, 16), "queue {q}");
+        }
+        let s = VIRTIO_CONFIG_S_ACKNOWLEDGE
+            | VIRTIO_CONFIG_S_DRIVER
+            | VIRTIO_CONFIG_S_FEATURES_OK
+            | VIRTIO_CONFIG_S_DRIVER_OK;
+        self.write_field(off::DEVICE_STATUS, 4, u64::from(s));
+    }
+
+    fn alloc(&mut self, data: &[u8]) -> u64 {
+        let a = self.next_buf;
+        self.m().write_slice(data, GuestAddress(a)).unwrap();
+        self.next_buf += (data.len() as u64 + 63) & !63;
+        if self.next_buf > SECTION as u64 - 0x10000 {
+            self.next_buf = 0x80000;
+        }
+        a
+    }
+
+    /// Makes a chain of (addr, len, device-writable) available; returns its head.
+    fn submit(&mut self, qi: usize, bufs: &[(u64, u32, bool)]) -> u16 {
+        self.submit_ids(qi, bufs)[0]
+    }
+
+    /// As `submit`, returning every descriptor id of the chain.
+    fn submit_ids(&mut self, qi: usize, bufs: &[(u64, u32, bool)]) -> Vec<u16> {
+        let mem = self.link.mem().clone();
+        let q = &mut self.queues[qi];
+        let ids: Vec<u16> = (0..bufs.len()).map(|_| q.free.pop_front().unwrap()).collect();
+        for (i, &(addr, len, w)) in bufs.iter().enumerate() {
+            let mut d = [0u8; 16];
+            d[..8].copy_from_slice(&addr.to_le_bytes());
+            d[8..12].copy_from_slice(&len.to_le_bytes());
+            let mut flags = if w { F_WRITE } else { 0 };
+            let next = ids.get(i + 1).copied().unwrap_or(0);
+            if i + 1 < bufs.len() {
+                flags |= F_NEXT;
+            }
+            d[12..14].copy_from_slice(&flags.to_le_bytes());
+            d[14..16].copy_from_slice(&next.to_le_bytes());
+            mem.write_slice(&d, GuestAddress(q.desc + 16 * u64::from(ids[i])))
+                .unwrap();
+        }
+        let slot = u64::from(q.avail_idx % q.size);
+        mem.write_slice(&ids[0].to_le_bytes(), GuestAddress(q.avail + 4 + 2 * slot))
+            .unwrap();
+        q.avail_idx = q.avail_idx.wrapping_add(1);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // CAST: offsets in a 1 MiB section.
+        mem.st16((q.avail + 2) as usize, q.avail_idx);
+        ids
+    }
+
+    /// Used entries published since the last call: (id, len).
+    fn used(&mut self, qi: usize) -> Vec<(u32, u32)> {
+        let mem = self.link.mem().clone();
+        let q = &mut self.queues[qi];
+        // CAST: offsets in a 1 MiB section.
+        let idx = mem.ld16((q.used + 2) as usize);
+        let mut out = Vec::new();
+        while q.last_used != idx {
+            let slot = u64::from(q.last_used % q.size);
+            let mut e = [0u8; 8];
+            mem.read_slice(&mut e, GuestAddress(q.used + 4 + 8 * slot))
+                .unwrap();
+            let id = u32::from_le_bytes(e[..4].try_into().unwrap());
+            let len = u32::from_le_bytes(e[4..].try_into().unwrap());
+            out.push((id, len));
+            q.last_used = q.last_used.wrapping_add(1);
+            if out.len() > 1000 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// One virtio-blk request; returns (status, used len, data read).
+    fn blk(&mut self, kind: u32, sector: u64, out: &[u8], in_len: u32) -> (u8, u32, Vec<u8>) {
+        let mut hdr = [0u8; 16];
+        hdr[..4].copy_from_slice(&kind.to_le_bytes());
+        hdr[8..].copy_from_slice(&sector.to_le_bytes());
+        let h = self.alloc(&hdr);
+        let mut bufs = vec![(h, 16, false)];
+        if !out.is_empty() {
+            let a = self.alloc(out);
+            bufs.push((a, out.len() as u32, false));
+        }
+        let din = if in_len > 0 {
+            let a = self.alloc(&vec![0xee; in_len as usize]);
+            bufs.push((a, in_len, true));
+            Some(a)
+        } else {
+            None
+        };
+        let st = self.alloc(&[0xff]);
+        bufs.push((st, 1, true));
+        let ids = self.submit_ids(0, &bufs);
+        let head = ids[0];
+        let rung = self.link.kick();
+        assert!(rung.contains(&1), "completion rings the queue's driver vector: {rung:?}");
+        assert_eq!(self.m().load::<u8>(GuestAddress(off::QUEUE_EVENT as u64), Ordering::Acquire).unwrap(), 1);
+        let used = self.used(0);
+        assert_eq!(used.len(), 1, "one completion: {used:?}");
+        assert_eq!(used[0].0, u32::from(head));
+        self.queues[0].free.extend(ids);
+        let mut status = [0u8];
+        self.m().read_slice(&mut status, GuestAddress(st)).unwrap();
+        let mut data = vec![0u8; in_len as usize];
+        if let Some(a) = din {
+            self.m().read_slice(&mut data, GuestAddress(a)).unwrap();
+        }
+        (status[0], used[0].1, data)
+    }
+}
+
+#[test]
+fn header_is_published_with_features_config_and_queue_limits() {
+    let file = TempFile::new("hdr", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, false), None));
+    let m = f.m().clone();
+    assert_eq!(m.ld32(off::REVISION), 1);
+    assert_eq!(m.ld32(off::SIZE) as usize, CONFIG_OFFSET + blk::CONFIG_LEN);
+    assert_eq!(m.ld16(off::QUEUE_SIZE), 256);
+    assert_eq!(m.ld16(off::QUEUE_DEVICE_VECTOR), 1, "queue 0 is kicked on vector 1 of 4");
+    let mut cap = [0u8; 8];
+    m.read_slice(&mut cap, GuestAddress(CONFIG_OFFSET as u64)).unwrap();
+    assert_eq!(u64::from_le_bytes(cap), 2048, "capacity in sectors");
+    assert_eq!(m.ld32(CONFIG_OFFSET + 0x14), 512, "blk_size");
+    assert_eq!(m.ld32(CONFIG_OFFSET + 0x0c), 126, "seg_max");
+    let feats = f.device_features();
+    assert_eq!(feats & feature::REQUIRED, feature::REQUIRED);
+    assert_ne!(feats & 1 << feature::ORDER_PLATFORM, 0);
+    assert_eq!(feats & feature::UNSUPPORTED, 0);
+    assert_eq!(feats & 1 << VIRTIO_BLK_F_RO, 0);
+    // A queue that does not exist reads as size 0.
+    f.write_field(off::QUEUE_SEL, 4, 1);
+    assert_eq!(m.ld16(off::QUEUE_SIZE), 0);
+    // Unknown offsets are ignored, but cleared.
+    m.st32(off::WRITE_TRANSACTION, off::SIZE as u32);
+    f.link.transact();
+    assert_eq!(m.ld32(off::WRITE_TRANSACTION), 0);
+    assert_eq!(m.ld32(off::REVISION), 1);
+}
+
+#[test]
+fn one_vector_kicks_everything_on_vector_zero() {
+    let mem = anon_mem();
+    let mut o = opts(None);
+    o.vectors = 1;
+    let c = Console::new(Arc::new(Input::default()), Box::new(|_: &[u8]| {}), "t".into(), false);
+    let mut e = Engine::new(mem.clone(), c, o).unwrap();
+    e.publish_header();
+    assert_eq!(e.device_vectors(), [0, 0]);
+    o.vectors = 2;
+    let c = Console::new(Arc::new(Input::default()), Box::new(|_: &[u8]| {}), "t".into(), false);
+    assert_eq!(Engine::new(mem, c, o).unwrap().device_vectors(), [1, 0]);
+}
+
+#[test]
+fn blk_write_read_flush_get_id() {
+    let file = TempFile::new("rw", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, false), None));
+    f.bring_up(1);
+    let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    let (st, len, _) = f.blk(VIRTIO_BLK_T_OUT, 10, &pattern, 0);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_OK, 1));
+    let mut on_disk = vec![0u8; 4096];
+    std::fs::File::open(&file.0)
+        .unwrap()
+        .read_exact_at(&mut on_disk, 10 * 512)
+        .unwrap();
+    assert_eq!(on_disk, pattern, "written to the file");
+    let (st, len, data) = f.blk(VIRTIO_BLK_T_IN, 10, &[], 4096);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_OK, 4097));
+    assert_eq!(data, pattern);
+    let (st, len, _) = f.blk(VIRTIO_BLK_T_FLUSH, 0, &[], 0);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_OK, 1));
+    let (st, len, id) = f.blk(VIRTIO_BLK_T_GET_ID, 0, &[], 20);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_OK, 21));
+    assert_eq!(&id[..19], b"lincell-test-serial");
+    assert_eq!(id[19], 0);
+    // The last sector is readable, the one after is not.
+    let (st, len, _) = f.blk(VIRTIO_BLK_T_IN, 2047, &[], 512);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_OK, 513));
+}
+
+#[test]
+fn blk_bad_requests_fail_without_panic() {
+    let file = TempFile::new("bad", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, false), None));
+    f.bring_up(1);
+    let (st, len, _) = f.blk(VIRTIO_BLK_T_IN, 2047, &[], 1024);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_IOERR, 1), "past the end");
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_IN, u64::MAX, &[], 512);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR, "sector overflow");
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_OUT, 0, &[1, 2, 3], 0);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR, "not a multiple of 512");
+    let (st, len, _) = f.blk(99, 0, &[], 0);
+    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_UNSUPP, 1));
+
+    // A data descriptor outside the section: completed with len 0.
+    let h = f.alloc(&[0u8; 16]);
+    let s = f.alloc(&[0xff]);
+    let head = f.submit(0, &[(h, 16, false), (SECTION as u64 - 8, 512, true), (s, 1, true)]);
+    f.link.kick();
+    assert_eq!(f.used(0), [(u32::from(head), 0)]);
+    // An address that wraps around.
+    let head = f.submit(0, &[(u64::MAX - 4, 16, false), (s, 1, true)]);
+    f.link.kick();
+    let used = f.used(0);
+    assert_eq!(used.len(), 1);
+    assert_eq!(used[0].0, u32::from(head));
+    assert!(used[0].1 <= 1);
+    // A looping chain ends (bounded by the queue size).
+    let q = &f.queues[0];
+    let (desc, avail) = (q.desc, q.avail);
+    let m = f.m().clone();
+    let mut d = [0u8; 16];
+    d[..8].copy_from_slice(&h.to_le_bytes());
+    d[8..12].copy_from_slice(&16u32.to_le_bytes());
+    d[12..14].copy_from_slice(&F_NEXT.to_le_bytes());
+    d[14..16].copy_from_slice(&5u16.to_le_bytes());
+    m.write_slice(&d, GuestAddress(desc + 16 * 5)).unwrap();
+    let i = f.queues[0].avail_idx;
+    m.write_slice(&5u16.to_le_bytes(), GuestAddress(avail + 4 + 2 * u64::from(i % 16)))
+        .unwrap();
+    f.queues[0].avail_idx = i.wrapping_add(1);
+    m.st16((avail + 2) as usize, i.wrapping_add(1));
+    f.link.kick();
+    assert_eq!(f.used(0), [(5, 0)]);
+}
+
+#[test]
+fn blk_readonly_refuses_writes() {
+    let file = TempFile::new("ro", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, true), None));
+    assert_ne!(f.device_features() & 1 << VIRTIO_BLK_F_RO, 0);
+    f.bring_up(1);
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_OUT, 0, &[7u8; 512], 0);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR);
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_IN, 0, &[], 512);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_OK);
+}
+
+#[test]
+fn unsupported_features_and_bad_queues_are_refused() {
+    let file = TempFile::new("neg", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, false), None));
+    let offered = f.device_features();
+    assert!(!f.negotiate(offered | 1 << feature::INDIRECT_DESC));
+    assert!(!f.negotiate(offered & !(1 << feature::VERSION_1)));
+    assert!(f.negotiate(offered));
+    assert!(!f.setup_queue_at(0, 12, 0x10000, 0x11000, 0x12000), "size not a power of two");
+    assert!(!f.setup_queue_at(0, 512, 0x10000, 0x11000, 0x12000), "size above the maximum");
+    assert!(!f.setup_queue_at(0, 16, SECTION as u64 - 64, 0x11000, 0x12000), "desc outside");
+    assert!(!f.setup_queue_at(0, 16, 0x10008, 0x11000, 0x12000), "desc misaligned");
+    assert!(!f.setup_queue_at(0, 16, 0x40, 0x11000, 0x12000), "desc over the header");
+    assert!(!f.setup_queue_at(0, 16, 0x10000, 0x11001, 0x12000), "avail misaligned");
+    assert!(!f.setup_queue_at(0, 16, 0x10000, 0x11000, u64::MAX - 8), "used wraps");
+    assert!(!f.setup_queue_at(5, 16, 0x10000, 0x11000, 0x12000), "no queue 5");
+    assert!(f.setup_queue_at(0, 16, 0x10000, 0x11000, 0x12000));
+    // Reset: the queue is off again, presented with its maximum size.
+    f.write_field(off::DEVICE_STATUS, 4, 0);
+    f.write_field(off::QUEUE_SEL, 4, 0);
+    assert_eq!(f.m().ld16(off::QUEUE_ENABLE), 0);
+    assert_eq!(f.m().ld16(off::QUEUE_SIZE), 256);
+}
+
+#[test]
+fn detach_disables_queues_until_renegotiated() {
+    let file = TempFile::new("detach", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, false), None));
+    f.bring_up(1);
+    assert_eq!(f.blk(VIRTIO_BLK_T_FLUSH, 0, &[], 0).0, 0);
+    f.link.0.detach();
+    assert!(!f.link.0.live());
+    let h = f.alloc(&[0u8; 16]);
+    let s = f.alloc(&[0xff]);
+    f.submit(0, &[(h, 16, false), (s, 1, true)]);
+    assert!(f.link.kick().is_empty(), "nothing processed while detached");
+    f.queues.clear();
+    f.bring_up(1);
+    assert_eq!(f.blk(VIRTIO_BLK_T_FLUSH, 0, &[], 0).0, 0);
+}
+
+fn console_pair() -> (Console, Arc<Input>, Arc<Mutex<Vec<u8>>>) {
+    let input = Arc::new(Input::default());
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let s2 = Arc::clone(&sink);
+    let output: Output = Box::new(move |d: &[u8]| s2.lock().unwrap().extend_from_slice(d));
+    (Console::new(Arc::clone(&input), output, "test".into(), false), input, sink)
+}
+
+#[test]
+fn console_moves_bytes_both_ways() {
+    let (c, input, sink) = console_pair();
+    let mut f = Front::new(direct(c, None));
+    assert_eq!(f.m().ld32(off::SIZE) as usize, CONFIG_OFFSET + 12);
+    f.bring_up(2);
+    // receiveq: a buffer waits until input arrives.
+    let rx = f.alloc(&[0u8; 16]);
+    let head = f.submit(0, &[(rx, 16, true)]);
+    assert!(f.link.kick().is_empty());
+    input.push(b"hello guest, this is longer than 16");
+    assert_eq!(f.link.kick(), [1]);
+    assert_eq!(f.used(0), [(u32::from(head), 16)]);
+    let mut got = [0u8; 16];
+    f.m().read_slice(&mut got, GuestAddress(rx)).unwrap();
+    assert_eq!(&got, b"hello guest, thi");
+    let rx2 = f.alloc(&[0u8; 64]);
+    let head = f.submit(0, &[(rx2, 64, true)]);
+    f.link.kick();
+    assert_eq!(f.used(0), [(u32::from(head), 19)], "used len is exactly what was written");
+    // transmitq.
+    let tx = f.alloc(b"guest says hi\n");
+    let head = f.submit(1, &[(tx, 14, false)]);
+    assert_eq!(f.link.kick(), [2]);
+    assert_eq!(f.used(1), [(u32::from(head), 0)]);
+    assert_eq!(sink.lock().unwrap().as_slice(), b"guest says hi\n");
+}
+
+/// Runs `FAULT_AFTER + 2` flushes under `fault`; returns the used entries
+/// of the last two and the used index seen.
+fn run_fault(fault: Fault) -> (Vec<(u32, u32)>, u16, u16) {
+    let file = TempFile::new("fault", 1 << 20);
+    let mut f = Front::new(direct(blk_dev(&file, false), Some(fault)));
+    f.bring_up(1);
+    for _ in 0..FAULT_AFTER {
+        assert_eq!(f.blk(VIRTIO_BLK_T_FLUSH, 0, &[], 0).0, 0);
+    }
+    let h = f.alloc(&[0u8; 16]);
+    let s = f.alloc(&[0xff]);
+    let mut hdr = [0u8; 16];
+    hdr[..4].copy_from_slice(&VIRTIO_BLK_T_FLUSH.to_le_bytes());
+    f.m().write_slice(&hdr, GuestAddress(h)).unwrap();
+    f.submit(0, &[(h, 16, false), (s, 1, true)]);
+    f.link.kick();
+    let q = &f.queues[0];
+    let idx = f.m().ld16((q.used + 2) as usize);
+    let expected = q.last_used.wrapping_add(1);
+    let used = f.used(0);
+    (used.into_iter().take(1).collect(), idx, expected)
+}
+
+#[test]
+fn faults_misbehave_after_eight_requests() {
+    let (u, idx, want) = run_fault(Fault::BadUsedLen);
+    assert_eq!(idx, want);
+    assert_eq!(u[0].1, 2, "len beyond the 1 writable byte");
+    let (u, _, _) = run_fault(Fault::BadUsedId);
+    assert!(u[0].0 >= 16, "id {} >= queue size", u[0].0);
+    let (_, idx, want) = run_fault(Fault::BadUsedIndex);
+    assert_eq!(idx, want.wrapping_add(1000));
+    let (u, idx, want) = run_fault(Fault::Stall);
+    assert!(u.is_empty());
+    assert_eq!(idx, want.wrapping_sub(1), "nothing completed");
+}
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[test]
+fn random_garbage_in_header_and_rings_never_panics() {
+    let file = TempFile::new("fuzz", 1 << 20);
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let (c, input, _) = console_pair();
+        input.push(&[b'x'; 100]);
+        let mut blk_front = Front::new(direct(blk_dev(&file, false), None));
+        let mut con_front = Front::new(direct(c, None));
+        blk_front.bring_up(1);
+        con_front.bring_up(2);
+        for f in [&mut blk_front.link as &mut dyn Link, &mut con_front.link] {
+            let m = f.mem().clone();
+            for _ in 0..2000 {
+                let r = rng.next();
+                // Mostly the header and the rings, sometimes anywhere.
+                let at = match r % 4 {
+                    0 => r >> 8 & 0xff,
+                    1 | 2 => 0x10000 + (r >> 8 & 0x1_ffff),
+                    _ => r >> 8 & (SECTION as u64 - 1),
+                };
+                let len = (r >> 40 & 15) as usize + 1;
+                let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let _ = m.write_slice(&bytes, GuestAddress(at));
+                if r >> 60 == 0 {
+                    // A random transaction, sometimes at a real field.
+                    let field = [
+                        off::QUEUE_ENABLE,
+                        off::DEVICE_STATUS,
+                        off::QUEUE_SEL,
+                        off::QUEUE_SIZE,
+                        off::QUEUE_DESC,
+                        off::DEVICE_FEATURES_SEL,
+                    ][(r >> 20) as usize % 6];
+                    m.st32(off::WRITE_TRANSACTION, if r & 1 == 0 { field as u32 } else { (r >> 32) as u32 });
+                }
+                while m.ld32(off::WRITE_TRANSACTION) != 0 {
+                    f.transact();
+                }
+                f.kick();
+            }
+        }
+    }
+}
+
+#[test]
+fn frontend_is_the_lowest_other_ready_peer() {
+    use super::runner::find_frontend;
+    assert_eq!(find_frontend(&[1, 1, 0, 1], 0), Some(1));
+    assert_eq!(find_frontend(&[1, 1, 0, 1], 1), Some(0));
+    assert_eq!(find_frontend(&[0, 1, 2, 1], 1), Some(3));
+    assert_eq!(find_frontend(&[0, 1], 1), None);
+    assert_eq!(find_frontend(&[], 0), None);
+}
+
+/// The daemon loop for real: backend and frontend are host peers of an
+/// ivshmem server; the frontend follows the state protocol, negotiates over
+/// doorbells, and does a block write and read.
+#[test]
+fn daemon_serves_a_frontend_over_the_ivshmem_server() {
+    use crate::ivshmem::endpoint::tests::{wait_for_peer, TestServer};
+    use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint};
+
+    let server = TestServer::start(4);
+    let file = TempFile::new("daemon", 1 << 20);
+    let socket = server.socket.clone();
+    let path = file.0.clone();
+    let backend = std::thread::spawn(move || {
+        let ep = PeerEndpoint::connect(&socket).unwrap();
+        let dev = Blk::open(&path, false, "d", 256, false).unwrap();
+        super::runner::prepare_v1(&ep, dev.device_id()).unwrap();
+        let id = ep.id();
+        let r = super::runner::serve(
+            Box::new(ep),
+            dev,
+            &super::runner::RunOptions {
+                queue_size: 256,
+                fault: None,
+                verbose: false,
+                tick: Duration::from_millis(20),
+            },
+        );
+        (id, r)
+    });
+
+    let mut fe = PeerEndpoint::connect(&server.socket).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let backend_id = loop {
+        let _ = fe.refresh();
+        if let Ok(states) = fe.peer_states() {
+            if let Some(b) = states.iter().position(|&s| s == STATE_READY) {
+                break u32::try_from(b).unwrap();
+            }
+        }
+        assert!(Instant::now() < until, "backend never became READY");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_peer(&mut fe, backend_id);
+    let (rw_off, rw_len) = fe.rw_section();
+    assert!(rw_off > 0, "the backend created the v1 layout");
+    assert_eq!(
+        fe.shm().load_u32(lincell_shared::ivshmem::v1layout::off::PROTOCOL).unwrap(),
+        0x8002
+    );
+    fe.set_state(STATE_READY).unwrap();
+    let (ptr, len) = fe.rw_ptr().unwrap();
+    assert_eq!(len, rw_len);
+    // SAFETY: the mapping lives as long as `fe`, which outlives `mem`.
+    let mem = unsafe { super::mem::mem_from_raw(ptr, len).unwrap() };
+
+    /// Doorbells to a backend in another thread.
+    struct Remote {
+        ep: PeerEndpoint,
+        mem: Mem,
+        backend: u32,
+    }
+    impl Link for Remote {
+        fn mem(&self) -> &Mem {
+            &self.mem
+        }
+        fn transact(&mut self) {
+            self.ep.ring(self.backend, 0).unwrap();
+            let until = Instant::now() + Duration::from_secs(5);
+            while self.mem.ld32(off::WRITE_TRANSACTION) != 0 {
+                assert!(Instant::now() < until, "backend did not clear the transaction");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        fn kick(&mut self) -> Vec<u16> {
+            self.ep.ring(self.backend, 1).unwrap();
+            let ev = self.ep.wait(1 << 1, Duration::from_secs(5)).unwrap();
+            (0..4u16).filter(|v| ev.mask & 1 << v != 0).collect()
+        }
+    }
+    let mut f = Front::new(Remote {
+        ep: fe,
+        mem,
+        backend: backend_id,
+    });
+    f.next_buf = 0x40000;
+    f.bring_up(1);
+    let data = [0x5au8; 1024];
+    assert_eq!(f.blk(VIRTIO_BLK_T_OUT, 3, &data, 0).0, 0);
+    let (st, len, back) = f.blk(VIRTIO_BLK_T_IN, 3, &[], 1024);
+    assert_eq!((st, len), (0, 1025));
+    assert_eq!(back, data);
+
+    super::runner::STOP.store(true, Ordering::SeqCst);
+    let (id, r) = backend.join().unwrap();
+    r.unwrap();
+    assert_eq!(id, backend_id);
+    let states = f.link.ep.peer_states().unwrap();
+    assert_eq!(states[backend_id as usize], 0, "backend cleared its state on shutdown");
+    let mut on_disk = [0u8; 1024];
+    std::fs::File::open(&file.0)
+        .unwrap()
+        .read_exact_at(&mut on_disk, 3 * 512)
+        .unwrap();
+    assert_eq!(on_disk, data);
+    let _ = std::io::stderr().flush();
+}
