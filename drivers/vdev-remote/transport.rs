@@ -41,6 +41,10 @@ const QUEUE_SIZE_LIMIT: u16 = 1024;
 pub(crate) struct VirtioRemote {
     pub(crate) vdev: ffi::virtio_device,
     pub(crate) link: Arc<Link>,
+    /// The status the driver set. `get_status` reports this, not the
+    /// header's copy: a failed backend cannot acknowledge a reset, and the
+    /// virtio core insists on reading 0 after one.
+    status: core::sync::atomic::AtomicU8,
 }
 
 /// The `VirtioRemote` of a device passed to a callback.
@@ -123,11 +127,21 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
     if let Some(h) = &link.v1_header {
         use crate::shared::v1layout::HeaderMemory;
         let protocol = h.load32(v1layout::off::PROTOCOL);
-        if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK) != u32::from(header::PROTOCOL_VIRTIO_FRONTEND) {
-            dev_err!(link.dev(), "backend peer {} announces protocol {:#x}, not a virtio frontend's\n", backend, protocol);
+        let fallback = crate::module_parameters::v1_device_id.value();
+        let id = if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK) == u32::from(header::PROTOCOL_VIRTIO_FRONTEND) {
+            protocol & u32::from(header::PROTOCOL_DEVICE_ID_MASK)
+        } else if protocol == 0 && fallback != 0 {
+            fallback
+        } else {
+            dev_err!(
+                link.dev(),
+                "backend peer {} announces protocol {:#x}, not a virtio frontend's (set v1_device_id= if it cannot announce one)\n",
+                backend,
+                protocol
+            );
             return Err(EPROTO);
-        }
-        link.device_id.store(protocol & u32::from(header::PROTOCOL_DEVICE_ID_MASK), Ordering::Release);
+        };
+        link.device_id.store(id, Ordering::Release);
     }
     link.config_len.store(config_len, Ordering::Release);
     link.backend.store(backend, Ordering::Release);
@@ -239,22 +253,22 @@ unsafe extern "C" fn generation(vdev: *mut ffi::virtio_device) -> u32 {
 
 unsafe extern "C" fn get_status(vdev: *mut ffi::virtio_device) -> u8 {
     // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    // CAST: the status is the low byte.
-    link.section().load32(off::DEVICE_STATUS) as u8
+    unsafe { remote(vdev) }.status.load(Ordering::Acquire)
 }
 
 unsafe extern "C" fn set_status(vdev: *mut ffi::virtio_device, status: u8) {
     // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    let _ = Link::reg_write(link, off::DEVICE_STATUS, u64::from(status), 4);
+    let remote = unsafe { remote(vdev) };
+    remote.status.store(status, Ordering::Release);
+    let _ = Link::reg_write(&remote.link, off::DEVICE_STATUS, u64::from(status), 4);
 }
 
 unsafe extern "C" fn reset(vdev: *mut ffi::virtio_device) {
     // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
+    let remote = unsafe { remote(vdev) };
+    remote.status.store(0, Ordering::Release);
     // A failed backend cannot reset; its queues are abandoned anyway.
-    let _ = Link::reg_write_sync(link, off::DEVICE_STATUS, 0, 4);
+    let _ = Link::reg_write_sync(&remote.link, off::DEVICE_STATUS, 0, 4);
 }
 
 unsafe extern "C" fn get_features(vdev: *mut ffi::virtio_device) -> u64 {

@@ -80,6 +80,10 @@ kernel::module_pci_driver! {
     description: "virtio transport over ivshmem shared memory (virtio-over-ivshmem frontend)",
     license: "GPL v2",
     params: {
+        v1_device_id: u32 {
+            default: 0,
+            description: "virtio device id for QEMU ivshmem devices whose backend could not announce one in the lincell v1 header (0: require the announcement)",
+        },
         request_timeout_ms: u32 {
             default: 10000,
             description: "A backend that completes nothing for this long while requests are outstanding is declared dead (0: never)",

@@ -157,13 +157,17 @@ struct ServeArgs {
     /// Largest queue size offered (a power of two).
     #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
     queue_size: u16,
-    /// Test aid: misbehave after 8 completed requests so that the
+    /// Test aid: misbehave after --fault-after completed requests so that the
     /// frontend's validation can be exercised. bad-used-index publishes a
     /// used index 1000 ahead, bad-used-id completes with an id >= the queue
     /// size, bad-used-len reports more bytes than the writable buffers
     /// hold, stall stops completing (while staying READY).
     #[arg(long, value_name = "MODE")]
     fault: Option<Fault>,
+    /// Completed requests before --fault starts (a disk's probe reads a few
+    /// sectors: make it larger to let the device come up first).
+    #[arg(long, value_name = "N", default_value_t = engine::FAULT_AFTER, requires = "fault")]
+    fault_after: u64,
     /// Log every request.
     #[arg(short, long)]
     verbose: bool,
@@ -242,6 +246,7 @@ fn start<D: Device>(
         &RunOptions {
             queue_size: a.queue_size,
             fault: a.fault,
+            fault_after: a.fault_after,
             verbose: a.verbose,
             tick,
         },

@@ -22,7 +22,7 @@ use super::mem::{HeaderAccess, Mem};
 
 /// Bytes of the section the backend clears and owns at start-up.
 pub(crate) const HEADER_AREA: usize = 4096;
-/// Completions before a `--fault` mode starts misbehaving.
+/// Completions before a `--fault` mode starts misbehaving, by default.
 pub(crate) const FAULT_AFTER: u64 = 8;
 
 /// One descriptor chain of a queue, as handed to a device.
@@ -100,6 +100,8 @@ pub(crate) struct Options {
     pub(crate) vectors: u32,
     /// Fault injection.
     pub(crate) fault: Option<Fault>,
+    /// Completions before the fault starts.
+    pub(crate) fault_after: u64,
     /// Per-request tracing.
     pub(crate) verbose: bool,
 }
@@ -557,7 +559,7 @@ impl<D: Device> Engine<D> {
 
     /// Whether a stall fault stopped completions.
     fn stalled(&self) -> bool {
-        self.opts.fault == Some(Fault::Stall) && self.completed >= FAULT_AFTER
+        self.opts.fault == Some(Fault::Stall) && self.completed >= self.opts.fault_after
     }
 
     /// Processes every enabled queue; returns the frontend vectors to ring
@@ -619,7 +621,7 @@ impl<D: Device> Engine<D> {
 
     /// Puts one used entry (faults applied).
     fn complete(&mut self, qi: usize, head: u16, done: Done, mem: &Mem) {
-        let fault = if self.completed >= FAULT_AFTER {
+        let fault = if self.completed >= self.opts.fault_after {
             self.opts.fault
         } else {
             None
@@ -656,7 +658,7 @@ impl<D: Device> Engine<D> {
             log(format_args!("queue {qi}: cannot complete chain {head}: {e}"));
         }
         if let Some(f) = fault {
-            if self.completed == FAULT_AFTER + 1 {
+            if self.completed == self.opts.fault_after + 1 {
                 log(format_args!("fault {f} injected from now on"));
             }
         }

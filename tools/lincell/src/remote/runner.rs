@@ -74,6 +74,7 @@ pub(crate) fn prepare_v1(ep: &PeerEndpoint, device_id: u16) -> Result<(), String
 pub(crate) struct RunOptions {
     pub(crate) queue_size: u16,
     pub(crate) fault: Option<super::engine::Fault>,
+    pub(crate) fault_after: u64,
     pub(crate) verbose: bool,
     /// Longest sleep between looks at the header.
     pub(crate) tick: Duration,
@@ -109,6 +110,7 @@ pub(crate) fn serve<D: Device>(
             queue_size: opts.queue_size,
             vectors: ep.vectors(),
             fault: opts.fault,
+            fault_after: opts.fault_after,
             verbose: opts.verbose,
         },
     )?;

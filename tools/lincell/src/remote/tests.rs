@@ -41,6 +41,7 @@ fn opts(fault: Option<Fault>) -> Options {
         queue_size: 256,
         vectors: 4,
         fault,
+        fault_after: FAULT_AFTER,
         verbose: false,
     }
 }
@@ -660,6 +661,7 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
             &super::runner::RunOptions {
                 queue_size: 256,
                 fault: None,
+                fault_after: FAULT_AFTER,
                 verbose: false,
                 tick: Duration::from_millis(20),
             },

@@ -1,0 +1,91 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Host side of the vdev-remote guest tests: runs `lincell remote serve` as an
+# ivshmem-server peer, and follows the guest's script through marker files
+# the guest writes into its output directory:
+#   data.sha  "SHA OFFSET LENGTH": the guest wrote random data there;
+#             the host checks the same bytes in the backing file
+#   kill-now  the guest is writing: kill the backend (SIGKILL), then
+#             restart it two seconds later
+#   fault-now stop the backend cleanly (SIGTERM, exit 0 expected) and
+#             restart it with --fault bad-used-index
+#   normal-now restart it normally
+# and stops the backend cleanly once the guest's script is done.
+# usage: vdev-backend.sh blk|console GUEST_NAME   (TAP on stdout)
+kind=$1 guest=$2
+lincell=$LINCELL_ROOT/target/debug/lincell
+g=$LINCELL_OUT/../$guest
+disk=$LINCELL_OUT/disk.img
+log=$LINCELL_OUT/backend.log
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
+
+serve() {
+	if [ "$kind" = blk ]; then
+		"$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" --blk "$disk" "$@" 2>>"$log" &
+	else
+		"$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" --console "unix:$LINCELL_OUT/console.sock" "$@" 2>>"$log" &
+	fi
+	pid=$!
+}
+# wait_file NAME SECONDS: until the guest wrote NAME (or its script ended).
+wait_file() {
+	i=0
+	while [ $i -lt $(($2 * 10)) ]; do
+		[ -e "$g/$1" ] && return 0
+		[ -e "$g/done" ] && return 1
+		sleep 0.1; i=$((i + 1))
+	done
+	return 1
+}
+stop() {
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid"
+}
+
+truncate -s 128M "$disk"
+echo "TAP version 13"
+if [ "$kind" = blk ]; then echo "1..5"; else echo "1..2"; fi
+serve
+if [ "$kind" = blk ]; then
+	if wait_file data.sha 300; then
+		read -r sha off len < "$g/data.sha"
+		host=$(tail -c +$((off + 1)) "$disk" | head -c "$len" | sha256sum | cut -d' ' -f1)
+		if [ "$host" = "$sha" ]; then ok "the backing file holds the guest's $len bytes at $off"
+		else not_ok "the backing file holds the guest's data" "guest $sha, host $host"; fi
+	else
+		not_ok "the backing file holds the guest's data" "guest never wrote data.sha"
+	fi
+	if wait_file kill-now 300; then
+		sleep 1
+		kill -KILL "$pid"; wait "$pid" 2>/dev/null
+		ok "backend killed (SIGKILL) while the guest writes"
+		sleep 2
+		serve
+	else
+		not_ok "backend killed while the guest writes" "guest never asked"
+	fi
+	if wait_file fault-now 300; then
+		stop; rc=$?
+		if [ $rc = 0 ]; then ok "backend stops cleanly on SIGTERM (exit 0)"; else not_ok "backend stops cleanly on SIGTERM" "exit $rc"; fi
+		serve --fault bad-used-index --fault-after 64
+	else
+		not_ok "backend stops cleanly on SIGTERM" "guest never asked"
+	fi
+	if wait_file normal-now 300; then
+		stop
+		serve
+		ok "backend restarted without faults"
+	else
+		not_ok "backend restarted without faults" "guest never asked"
+	fi
+fi
+# Until the guest is done, then a clean stop.
+wait_file never 600
+if [ "$kind" = console ]; then
+	if grep -q "hello from the guest" "$LINCELL_OUT/console.out" 2>/dev/null; then ok "host received the guest's console text"
+	else not_ok "host received the guest's console text" "$(cat "$LINCELL_OUT/console.out" 2>&1)"; fi
+fi
+stop; rc=$?
+if [ $rc = 0 ]; then ok "backend exits 0 on SIGTERM at the end"; else not_ok "backend exits 0 on SIGTERM at the end" "exit $rc; log: $(tail -5 "$log")"; fi
