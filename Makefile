@@ -73,6 +73,9 @@ bench: modules tools
 	@kdir=$(KERNEL_DIR) && \
 	echo "==> ivshmem doorbell round trips, guest <-> host peer (one guest, about 2 minutes)" && \
 	KDIR="$$kdir" LINCELL_VM=$(LINCELL_VM) sh $(ROOT)/bench/ivshmem-doorbell.sh
+	@kdir=$(KERNEL_DIR) && \
+	echo "==> vdev-remote disk vs virtio-blk-pci (one guest, about 3 minutes)" && \
+	KDIR="$$kdir" LINCELL_VM=$(LINCELL_VM) sh $(ROOT)/bench/vdev-blk.sh
 
 clean:
 	@kdir=$(KERNEL_DIR) && $(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) clean

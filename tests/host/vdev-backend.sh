@@ -48,6 +48,9 @@ truncate -s 128M "$disk"
 echo "TAP version 13"
 if [ "$kind" = blk ]; then echo "1..5"; else echo "1..2"; fi
 serve
+if [ "$kind" = console ]; then
+	python3 "$LINCELL_ROOT/tests/host/console-client.py" "$LINCELL_OUT/console.sock" "$LINCELL_OUT/console.out" &
+fi
 if [ "$kind" = blk ]; then
 	if wait_file data.sha 300; then
 		read -r sha off len < "$g/data.sha"

@@ -6,8 +6,10 @@
 //! - [`mem`]: the R/W section as guest memory, header accessors;
 //! - [`engine`]: the header protocol, virtqueues, completions, faults;
 //! - [`blk`], [`console`]: the device models;
-//! - [`runner`]: the daemon loop over an ivshmem endpoint.
+//! - [`runner`]: the daemon loop over an ivshmem endpoint;
+//! - [`bench`]: a direct-I/O block benchmark for `make bench`.
 
+mod bench;
 mod blk;
 mod console;
 mod engine;
@@ -49,6 +51,10 @@ pub(crate) struct Args {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     Serve(ServeArgs),
+    /// Measure a block device with direct I/O (sequential or random, read or
+    /// write); prints one parsable line. `make bench` runs it on a vdev-remote
+    /// disk and on a native virtio-blk disk in the same guest.
+    Bench(bench::BenchArgs),
 }
 
 /// How the console is connected.
@@ -177,6 +183,7 @@ struct ServeArgs {
 pub(crate) fn run(args: Args) -> ExitCode {
     match args.cmd {
         Cmd::Serve(a) => serve(&a),
+        Cmd::Bench(a) => bench::run(a),
     }
 }
 

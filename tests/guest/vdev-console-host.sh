@@ -1,0 +1,31 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# vdev_remote with a host virtio-console backend (`lincell remote serve
+# --console unix:SOCKET`, tests/host/vdev-backend.sh): the kernel's own
+# virtio_console gives the guest a new /dev/hvcN; text a host client writes
+# into the backend's socket arrives there, and text the guest writes to it
+# reaches the host client (checked on the host side).
+# lincell-vm: ivshmem-doorbell=4:4M cpus=2 timeout=400
+# lincell-vm: host=sh tests/host/vdev-backend.sh console guest
+. "$LINCELL_ROOT/virtme/guest-lib.sh"
+
+# The hvc nodes exist for every index; only those with a console behind
+# them can be opened.
+hvcs() { for h in /dev/hvc*; do (exec 3<>"$h") 2>/dev/null && echo "$h"; done; }
+before=$(hvcs)
+# The hvc that vdev_remote's virtio_console added.
+ours() { hvcs | grep -vxF "$before" | head -1; }
+has_ours() { [ -n "$(ours)" ]; }
+
+plan 5
+check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
+pci=$(pci_devices 1af4 1110 | head -1)
+echo vdev_remote > "$pci/driver_override"
+basename "$pci" > /sys/bus/pci/drivers_probe
+check "driver_override binds $(basename "$pci") to vdev_remote" sh -c "readlink $pci/driver | grep -q '/vdev_remote$'"
+check "virtio_console adds an hvc once the backend is READY" wait_for 240 has_ours
+hvc=$(ours)
+stty -F "$hvc" raw -echo 2>/dev/null
+expect "the host's text arrives on $hvc" "hello from the host" timeout 120 head -n 1 "$hvc"
+check "the guest writes back on $hvc" sh -c "echo 'hello from the guest' > $hvc"
+sleep 3
