@@ -413,9 +413,11 @@ impl Link {
         Self::arm_watchdog(this);
     }
 
-    /// (Re)starts the watchdog unless the driver is going away.
+    /// (Re)starts the watchdog unless the driver is going away and the
+    /// device is gone (while an unbind waits for a device's I/O, a hung
+    /// backend must still be noticed).
     pub(crate) fn arm_watchdog(this: &Arc<Self>) {
-        if !this.removing.load(Ordering::Acquire) {
+        if !this.removing.load(Ordering::Acquire) || this.backend.load(Ordering::Acquire) != NO_BACKEND {
             let delay = kernel::time::msecs_to_jiffies(WATCHDOG_MS);
             let _ = workqueue::system().enqueue_delayed::<Arc<Link>, 2>(this.clone(), delay);
         }
