@@ -381,14 +381,14 @@ impl Link {
         }
     }
 
-    /// Completes everything outstanding with errors.
+    /// Completes everything outstanding with errors and runs the drivers'
+    /// callbacks (also for chains a kick completed inline).
     fn fail_outstanding(this: &Arc<Self>) {
         let _guard = this.vq_lock.lock();
         let rw = this.section();
         for q in this.queue_snapshot().iter().flatten() {
-            if q.fail_all(&rw) > 0 {
-                q.interrupt();
-            }
+            q.fail_all(&rw);
+            q.interrupt();
         }
     }
 

@@ -99,6 +99,11 @@ impl Queue {
         self.shadow.lock().in_flight()
     }
 
+    /// Chains the backend owns that it only reads.
+    pub(crate) fn readonly_in_flight(&self) -> u16 {
+        self.shadow.lock().readonly_in_flight()
+    }
+
     /// Completes everything outstanding with errors (`0xff` in every
     /// device-writable buffer); the number completed.
     pub(crate) fn fail_all(&self, rw: &Section<'_>) -> u16 {
@@ -109,11 +114,10 @@ impl Queue {
         })
     }
 
-    /// Runs the driver's callback for completed buffers.
+    /// Runs the driver's callback for completed buffers (with local
+    /// interrupts off, as from a device interrupt).
     pub(crate) fn interrupt(&self) {
-        // SAFETY: `vq` is live (type invariant); `vring_interrupt` is the
-        // C entry point for "the device used buffers" and may run in any
-        // context.
-        unsafe { ffi::vring_interrupt(0, self.vq.cast()) };
+        // SAFETY: `vq` is live (type invariant).
+        unsafe { ffi::vdev_remote_vring_interrupt(self.vq) };
     }
 }

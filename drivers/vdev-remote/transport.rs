@@ -317,7 +317,14 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
     // SAFETY: our queues' `priv_` is the `Queue` in `Link::queues`, alive
     // until `del_vqs`, and `vdev` our device.
     let (queue, link) = unsafe { (&*(*vq).priv_.cast::<Queue>(), &remote((*vq).vdev).link) };
+    // SAFETY: no preconditions.
+    let atomic = unsafe { ffi::vdev_remote_irqs_disabled() };
     if link.dead.load(Ordering::Acquire) {
+        if atomic {
+            // The caller may spin for its buffer with interrupts off; the
+            // fail work might be queued on this very CPU.
+            queue.fail_all(&link.section());
+        }
         Link::schedule_fail(link);
         return true;
     }
@@ -328,10 +335,45 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
                 link.progress();
             }
             link.ring_backend(queue.device_vector);
+            if atomic && queue.readonly_in_flight() > 0 {
+                wait_for_readonly(link, queue);
+            }
         }
         Err(e) => Link::fail(link, format_args!("queue {}: {}", queue.index, e)),
     }
     true
+}
+
+/// Some drivers (virtio_console's hvc output) kick with interrupts off and
+/// then spin until the device returns their buffer. With shadow rings the
+/// buffer only comes back through `collect`, normally run by our interrupt,
+/// which may be due on this very CPU: so poll here, for output-only chains
+/// queued with interrupts off, until the backend took them (bounded; a
+/// backend that does not answer is failed and the chains completed).
+fn wait_for_readonly(link: &Arc<Link>, queue: &Queue) {
+    let rw = link.section();
+    let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
+    while queue.readonly_in_flight() > 0 {
+        match queue.collect(&rw) {
+            Ok(0) => {}
+            Ok(_) => link.progress(),
+            Err(e) => {
+                Link::fail(link, format_args!("queue {}: {}", queue.index, e));
+                queue.fail_all(&rw);
+                return;
+            }
+        }
+        if link.dead.load(Ordering::Acquire) {
+            queue.fail_all(&rw);
+            return;
+        }
+        if now_ns() > deadline {
+            Link::fail(link, format_args!("it did not take output on queue {} for {} ms", queue.index, WRITE_TIMEOUT_MS));
+            queue.fail_all(&rw);
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Sets up one queue. `driver_vector` is the vector the backend rings.

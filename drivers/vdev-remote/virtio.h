@@ -9,3 +9,5 @@
 #include <linux/virtio_ring.h>
 
 void *vdev_remote_page_address(struct page *page);
+bool vdev_remote_irqs_disabled(void);
+void vdev_remote_vring_interrupt(struct virtqueue *vq);

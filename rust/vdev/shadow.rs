@@ -150,6 +150,9 @@ pub struct Shadow<H> {
     /// Private used index written so far.
     private_used: u16,
     in_flight: u16,
+    /// Chains in flight without device-writable buffers (e.g. console
+    /// output), which some drivers wait for by spinning.
+    readonly_in_flight: u16,
 }
 
 /// One descriptor.
@@ -182,7 +185,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             return None;
         }
         heads.iter_mut().for_each(|h| *h = Head::default());
-        Some(Shadow { num, heads, next_avail: 0, shared_used: 0, private_used: 0, in_flight: 0 })
+        Some(Shadow { num, heads, next_avail: 0, shared_used: 0, private_used: 0, in_flight: 0, readonly_in_flight: 0 })
     }
 
     /// Entries in the ring.
@@ -193,6 +196,11 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
     /// Chains the backend owns.
     pub fn in_flight(&self) -> u16 {
         self.in_flight
+    }
+
+    /// Chains the backend owns that have no device-writable buffer.
+    pub fn readonly_in_flight(&self) -> u16 {
+        self.readonly_in_flight
     }
 
     fn slot(&self, idx: u16) -> usize {
@@ -266,6 +274,9 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             })?;
             self.heads[head as usize] = Head { in_flight: true, writable };
             self.in_flight += 1;
+            if writable == 0 {
+                self.readonly_in_flight += 1;
+            }
             sm.store16(sr.avail + 4 + 2 * slot, head);
             // Published one by one so an error later leaves a consistent
             // shared ring.
@@ -331,6 +342,9 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             if h.in_flight {
                 h.in_flight = false;
                 self.in_flight -= 1;
+                if h.writable == 0 {
+                    self.readonly_in_flight -= 1;
+                }
             }
         }
     }
@@ -519,6 +533,20 @@ mod tests {
         assert_eq!(r.collect(), Ok(1));
         assert_eq!(r.private_used(), vec![(0, 513)]);
         assert_eq!(r.shadow.in_flight(), 0);
+    }
+
+    #[test]
+    fn read_only_chains_are_counted() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x1000, 16, false)]);
+        r.add(1, &[(0x2000, 16, true)]);
+        r.publish().unwrap();
+        assert_eq!((r.shadow.in_flight(), r.shadow.readonly_in_flight()), (2, 1));
+        r.complete(0, 0, 0);
+        r.collect().unwrap();
+        assert_eq!((r.shadow.in_flight(), r.shadow.readonly_in_flight()), (1, 0));
+        r.shadow.fail_all(&r.pm, &r.pr, &mut |_, _| {});
+        assert_eq!((r.shadow.in_flight(), r.shadow.readonly_in_flight()), (0, 0));
     }
 
     #[test]

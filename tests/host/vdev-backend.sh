@@ -11,7 +11,9 @@
 #             restart it with --fault bad-used-index
 #   normal-now restart it normally
 # and stops the backend cleanly once the guest's script is done.
-# usage: vdev-backend.sh blk|console GUEST_NAME   (TAP on stdout)
+# Kind `stall` serves a disk that stops answering (stays READY) after 40
+# requests once the guest wrote stall-now.
+# usage: vdev-backend.sh blk|stall|console GUEST_NAME   (TAP on stdout)
 kind=$1 guest=$2
 lincell=$LINCELL_ROOT/target/debug/lincell
 g=$LINCELL_OUT/../$guest
@@ -22,7 +24,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
 
 serve() {
-	if [ "$kind" = blk ]; then
+	if [ "$kind" != console ]; then
 		"$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" --blk "$disk" "$@" 2>>"$log" &
 	else
 		"$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" --console "unix:$LINCELL_OUT/console.sock" "$@" 2>>"$log" &
@@ -46,7 +48,7 @@ stop() {
 
 truncate -s 128M "$disk"
 echo "TAP version 13"
-if [ "$kind" = blk ]; then echo "1..5"; else echo "1..2"; fi
+case $kind in blk) echo "1..5";; *) echo "1..2";; esac
 serve
 if [ "$kind" = console ]; then
 	python3 "$LINCELL_ROOT/tests/host/console-client.py" "$LINCELL_OUT/console.sock" "$LINCELL_OUT/console.out" &
@@ -82,6 +84,15 @@ if [ "$kind" = blk ]; then
 		ok "backend restarted without faults"
 	else
 		not_ok "backend restarted without faults" "guest never asked"
+	fi
+fi
+if [ "$kind" = stall ]; then
+	if wait_file stall-now 300; then
+		stop
+		serve --fault stall --fault-after 40
+		ok "backend restarted to stall after 40 requests"
+	else
+		not_ok "backend restarted to stall" "guest never asked"
 	fi
 fi
 # Until the guest is done, then a clean stop.

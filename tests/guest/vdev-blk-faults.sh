@@ -1,0 +1,54 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# vdev_remote when things go away under a busy disk (host backend,
+# tests/host/vdev-backend.sh stall):
+# - unbinding the PCI device while a process holds the disk open and a file
+#   system is mounted: the unbind completes, the process gets errors, and
+#   binding again brings the disk back;
+# - rmmod while the disk is open: the module unloads, no kernel warning;
+# - a backend that stays READY but stops completing requests: with
+#   request_timeout_ms=3000 the outstanding reads fail within seconds (the
+#   watchdog), not never.
+# lincell-vm: ivshmem-doorbell=4:16M cpus=2 timeout=500
+# lincell-vm: host=sh tests/host/vdev-backend.sh stall guest
+. "$LINCELL_ROOT/virtme/guest-lib.sh"
+out=$LINCELL_OUT
+ko=$(module_path vdev-remote)
+pci=$(pci_devices 1af4 1110 | head -1)
+bdf=$(basename "$pci")
+attached() { dmesg | grep -c 'attached: virtio device id'; }
+bind() { echo vdev_remote > "$pci/driver_override"; echo "$bdf" > /sys/bus/pci/drivers_probe; }
+
+plan 12
+check "insmod vdev_remote.ko request_timeout_ms=3000" insmod "$ko" request_timeout_ms=3000
+bind
+check "the disk appears" wait_for 240 test -b /dev/vda
+mkdir -p /tmp/mnt
+check "ext4 mounted on it" sh -c "mkfs.ext4 -q -F /dev/vda 16M && mount /dev/vda /tmp/mnt && echo x > /tmp/mnt/f"
+sleep 600 < /dev/vda &
+holder=$!
+check "unbind with the disk open and mounted completes" timeout 60 sh -c "echo $bdf > /sys/bus/pci/drivers/vdev_remote/unbind"
+check "the disk is gone" sh -c "! test -b /dev/vda"
+check "I/O on the stale mount fails instead of hanging" sh -c "! timeout 30 sh -c 'echo y > /tmp/mnt/g && sync -f /tmp/mnt/g'"
+umount -l /tmp/mnt 2>/dev/null
+kill $holder 2>/dev/null
+before=$(attached)
+echo "$bdf" > /sys/bus/pci/drivers_probe
+check "bind again: the disk comes back" wait_for 120 sh -c "[ \$(dmesg | grep -c 'attached: virtio device id') -gt $before ] && [ -b /dev/vda ]"
+sleep 600 < /dev/vda &
+holder=$!
+check "rmmod with the disk open completes" timeout 60 rmmod vdev_remote
+kill $holder 2>/dev/null
+check "insmod again" insmod "$ko" request_timeout_ms=3000
+bind
+check "the disk comes back after reloading" wait_for 120 test -b /dev/vda
+
+# A backend that stops answering but stays READY.
+before=$(attached)
+touch "$out/stall-now"
+wait_for 120 sh -c "[ \$(dmesg | grep -c 'attached: virtio device id') -gt $before ] && [ -b /dev/vda ]"
+start=$(date +%s)
+timeout 120 sh -c "for i in \$(seq 1 200); do dd if=/dev/vda of=/dev/null bs=4k count=1 skip=\$i iflag=direct 2>/dev/null || exit 1; done"
+rc=$? took=$(($(date +%s) - start))
+check "reads from a stalled backend fail after ${took}s (watchdog), not hang" test $rc -eq 1
+expect "the kernel says the backend completed nothing" "completed nothing for" dmesg
