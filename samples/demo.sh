@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 # `make demo`: a guest and a host process share memory and doorbells
 # through ivshmem (QEMU ivshmem-doorbell + the project's ivshmem-server);
-# the guest loads the lincell modules and shows what they report.
+# the guest loads the lincell modules and shows what they report, then
+# hands the same device to vdev_remote and gets a virtio disk served by the
+# host process (samples/demo-host.sh).
 # lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=300
-# lincell-vm: host=target/debug/lincell ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --sessions 1
+# lincell-vm: host=sh samples/demo-host.sh
 L=$LINCELL_ROOT/target/debug/lincell
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 
@@ -45,3 +47,20 @@ echo "== CPU isolation: isolate CPU 1, measure noise with the housekeeping CPU l
 "$L" status
 "$L" noise --duration-ms 1000 --load || exit 1
 "$L" release 1 || exit 1
+
+echo
+echo "== vdev-remote: the same ivshmem device given to vdev_remote; the host process now serves a disk"
+pci=$(readlink -f /sys/class/misc/ivshmem0/device 2>/dev/null)
+[ -d "$pci" ] || pci=$(for d in /sys/bus/pci/devices/*; do [ "$(cat "$d/device")" = 0x1110 ] && echo "$d"; done | head -1)
+bdf=$(basename "$pci")
+echo vdev_remote > "$pci/driver_override"
+echo "$bdf" > "$pci/driver/unbind"
+echo "$bdf" > /sys/bus/pci/drivers_probe
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+[ -b /dev/vda ] || { echo "no disk appeared"; dmesg | grep vdev_remote; exit 1; }
+dmesg | grep -E "vdev_remote|virtio_blk" | sed 's/^/   /'
+echo "   /dev/vda: $(blockdev --getsize64 /dev/vda) bytes, driven by the kernel's own virtio_blk"
+echo "hello through virtio over ivshmem" | dd of=/dev/vda bs=512 conv=sync,nocreat oflag=direct 2>/dev/null
+echo "   read back: $(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | tr -d '\0')"
+
