@@ -53,6 +53,12 @@ fn source_of(link: &Link, handle: bindings::dma_addr_t, size: usize) -> Option<u
     Some(b.src[offset / chunk] + offset % chunk)
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn map_page(
     map: ffi::virtio_map,
     page: *mut bindings::page,
@@ -89,6 +95,12 @@ unsafe extern "C" fn map_page(
     slot as bindings::dma_addr_t
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn unmap_page(
     map: ffi::virtio_map,
     handle: bindings::dma_addr_t,
@@ -111,6 +123,12 @@ unsafe extern "C" fn unmap_page(
     let _ = link.bounce.lock().pool.free(handle as usize, size);
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn sync_for_cpu(
     map: ffi::virtio_map,
     handle: bindings::dma_addr_t,
@@ -125,6 +143,12 @@ unsafe extern "C" fn sync_for_cpu(
     }
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn sync_for_device(
     map: ffi::virtio_map,
     handle: bindings::dma_addr_t,
@@ -140,6 +164,10 @@ unsafe extern "C" fn sync_for_device(
 }
 
 /// Ring memory: private, zeroed kernel pages (the shared copy is separate).
+///
+/// # Safety
+///
+/// Called by the C side with one of our devices or tokens, as its contract says.
 unsafe extern "C" fn alloc(
     _map: ffi::virtio_map,
     size: usize,
@@ -156,19 +184,43 @@ unsafe extern "C" fn alloc(
     p
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn free(_map: ffi::virtio_map, size: usize, vaddr: *mut c_void, _handle: bindings::dma_addr_t, _attrs: usize) {
     // SAFETY: `vaddr` came from `alloc` with this `size`.
     unsafe { bindings::free_pages_exact(vaddr, size) };
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn need_sync(_map: ffi::virtio_map, _handle: bindings::dma_addr_t) -> bool {
     true
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn mapping_error(_map: ffi::virtio_map, handle: bindings::dma_addr_t) -> i32 {
     i32::from(handle == MAPPING_ERROR)
 }
 
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with the mapping token of one of our devices
+/// (and, for unmap/sync, a handle `map_page` returned).
 unsafe extern "C" fn max_mapping_size(_map: ffi::virtio_map) -> usize {
     MAX_MAPPING
 }

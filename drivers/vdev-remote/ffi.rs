@@ -12,6 +12,9 @@
     unreachable_pub,
     missing_docs,
     clippy::all,
+    clippy::pedantic,
+    clippy::restriction,
+    clippy::nursery,
     clippy::undocumented_unsafe_blocks,
     unsafe_op_in_unsafe_fn,
     // Structs with zero-sized lockdep members (`ref_tracker_dir`) are

@@ -50,6 +50,7 @@ impl Queue {
     ///
     /// `vq` must be a live virtqueue of `num` entries whose ring memory is
     /// described by `private_ring`/`private`; see the type invariant.
+    #[expect(clippy::too_many_arguments)]
     pub(crate) unsafe fn new(
         vq: *mut ffi::virtqueue,
         index: u32,

@@ -191,6 +191,10 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
 }
 
 /// `struct device` release: frees the `VirtioRemote`.
+///
+/// # Safety
+///
+/// Called by the C side with one of our devices or tokens, as its contract says.
 unsafe extern "C" fn release(dev: *mut bindings::device) {
     // SAFETY: `dev` is the `dev` of the `vdev` of a `VirtioRemote` that
     // `attach` leaked from a `KBox`; the driver core calls this once.
@@ -200,6 +204,11 @@ unsafe extern "C" fn release(dev: *mut bindings::device) {
     }
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn get(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *mut c_void, len: c_uint) {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
@@ -218,6 +227,11 @@ unsafe extern "C" fn get(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *mu
     }
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn set(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *const c_void, len: c_uint) {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
@@ -232,6 +246,11 @@ unsafe extern "C" fn set(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *co
     let _ = Link::reg_write(link, header::CONFIG_OFFSET + offset, u64::from_le_bytes(bytes), len);
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn generation(vdev: *mut ffi::virtio_device) -> u32 {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
@@ -251,11 +270,21 @@ unsafe extern "C" fn generation(vdev: *mut ffi::virtio_device) -> u32 {
     }
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn get_status(vdev: *mut ffi::virtio_device) -> u8 {
     // SAFETY: the virtio core passes our device.
     unsafe { remote(vdev) }.status.load(Ordering::Acquire)
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn set_status(vdev: *mut ffi::virtio_device, status: u8) {
     // SAFETY: the virtio core passes our device.
     let remote = unsafe { remote(vdev) };
@@ -263,6 +292,11 @@ unsafe extern "C" fn set_status(vdev: *mut ffi::virtio_device, status: u8) {
     let _ = Link::reg_write(&remote.link, off::DEVICE_STATUS, u64::from(status), 4);
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn reset(vdev: *mut ffi::virtio_device) {
     // SAFETY: the virtio core passes our device.
     let remote = unsafe { remote(vdev) };
@@ -271,6 +305,11 @@ unsafe extern "C" fn reset(vdev: *mut ffi::virtio_device) {
     let _ = Link::reg_write_sync(&remote.link, off::DEVICE_STATUS, 0, 4);
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn get_features(vdev: *mut ffi::virtio_device) -> u64 {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
@@ -285,6 +324,11 @@ unsafe extern "C" fn get_features(vdev: *mut ffi::virtio_device) -> u64 {
     }
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn finalize_features(vdev: *mut ffi::virtio_device) -> c_int {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
@@ -306,6 +350,11 @@ unsafe extern "C" fn finalize_features(vdev: *mut ffi::virtio_device) -> c_int {
     }
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn bus_name(vdev: *mut ffi::virtio_device) -> *const c_char {
     // SAFETY: the virtio core passes our device; the PCI device is bound
     // while it exists and its name lives as long as it does.
@@ -313,6 +362,10 @@ unsafe extern "C" fn bus_name(vdev: *mut ffi::virtio_device) -> *const c_char {
 }
 
 /// Kick: publish new chains to the shared ring and ring the backend.
+///
+/// # Safety
+///
+/// Called by the C side with one of our devices or tokens, as its contract says.
 unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
     // SAFETY: our queues' `priv_` is the `Queue` in `Link::queues`, alive
     // until `del_vqs`, and `vdev` our device.
@@ -466,6 +519,11 @@ fn setup_vq(
     Ok(vq)
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn del_vqs(vdev: *mut ffi::virtio_device) {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
@@ -483,6 +541,11 @@ unsafe extern "C" fn del_vqs(vdev: *mut ffi::virtio_device) {
     }
 }
 
+/// `virtio_config_ops` callback.
+///
+/// # Safety
+///
+/// Called by the virtio core with one of our devices (or its virtqueues).
 unsafe extern "C" fn find_vqs(
     vdev: *mut ffi::virtio_device,
     nvqs: c_uint,
