@@ -30,18 +30,8 @@ rm -rf "$work"
 mkdir -p "$out"
 sock=$work/ivshmem.sock
 
-pids=
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null; done; }
-trap cleanup EXIT INT TERM
-
-"$root/target/debug/ivshmem-server" -F -S "$sock" -m "$work" -l 1M -n 2 2>"$work/server.log" &
-pids="$pids $!"
-i=0
-while [ ! -S "$sock" ]; do
-	i=$((i + 1))
-	[ $i -gt 100 ] && { echo "ivshmem-server did not start:"; cat "$work/server.log"; exit 1; }
-	sleep 0.1
-done
+. "$root/bench/lib.sh"
+start_server "$sock" "$work" 1M 2
 
 # QEMU must connect before the host peer: the guest then learns about the
 # host peer once, at start-up (peers joining later are fine too; the

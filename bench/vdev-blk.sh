@@ -30,18 +30,8 @@ sock=$work/ivshmem.sock
 disk=$work/disk.img
 truncate -s 256M "$disk"
 
-pids=
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null; done; }
-trap cleanup EXIT INT TERM
-
-"$root/target/debug/ivshmem-server" -F -S "$sock" -m "$work" -l 32M -n 4 2>"$work/server.log" &
-pids="$pids $!"
-i=0
-while [ ! -S "$sock" ]; do
-	i=$((i + 1))
-	[ $i -gt 100 ] && { echo "ivshmem-server did not start:"; cat "$work/server.log"; exit 1; }
-	sleep 0.1
-done
+. "$root/bench/lib.sh"
+start_server "$sock" "$work" 32M 4
 "$lincell" remote serve --socket "$sock" --blk "$disk" 2>"$work/backend.log" &
 pids="$pids $!"
 

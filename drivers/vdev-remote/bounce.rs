@@ -123,23 +123,20 @@ unsafe extern "C" fn unmap_page(
     let _ = link.bounce.lock().pool.free(handle as usize, size);
 }
 
-/// `virtio_map_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with the mapping token of one of our devices
-/// (and, for unmap/sync, a handle `map_page` returned).
-unsafe extern "C" fn sync_for_cpu(
-    map: ffi::virtio_map,
-    handle: bindings::dma_addr_t,
-    size: usize,
-    _dir: bindings::dma_data_direction,
-) {
-    // SAFETY: the virtio core passes our device's token.
-    let link = unsafe { link_of(map) };
-    if let Some(va) = source_of(link, handle, size) {
-        // SAFETY: as in `unmap_page`.
-        unsafe { link.section().copy_out(handle as usize, va as *mut u8, size) };
+/// Copies a live mapping's bytes towards the CPU (`to_cpu`) or the device.
+fn sync(link: &Link, handle: bindings::dma_addr_t, size: usize, to_cpu: bool) {
+    let Some(va) = source_of(link, handle, size) else {
+        return;
+    };
+    let rw = link.section();
+    // SAFETY: `va` is the buffer recorded when it was mapped, owned by the
+    // caller while the mapping lives; the slot is inside the section.
+    unsafe {
+        if to_cpu {
+            rw.copy_out(handle as usize, va as *mut u8, size);
+        } else {
+            rw.copy_in(handle as usize, va as *const u8, size);
+        }
     }
 }
 
@@ -148,19 +145,20 @@ unsafe extern "C" fn sync_for_cpu(
 /// # Safety
 ///
 /// Called by the virtio core with the mapping token of one of our devices
-/// (and, for unmap/sync, a handle `map_page` returned).
-unsafe extern "C" fn sync_for_device(
-    map: ffi::virtio_map,
-    handle: bindings::dma_addr_t,
-    size: usize,
-    _dir: bindings::dma_data_direction,
-) {
+/// and a handle `map_page` returned.
+unsafe extern "C" fn sync_for_cpu(map: ffi::virtio_map, handle: bindings::dma_addr_t, size: usize, _dir: bindings::dma_data_direction) {
     // SAFETY: the virtio core passes our device's token.
-    let link = unsafe { link_of(map) };
-    if let Some(va) = source_of(link, handle, size) {
-        // SAFETY: as in `map_page`.
-        unsafe { link.section().copy_in(handle as usize, va as *const u8, size) };
-    }
+    sync(unsafe { link_of(map) }, handle, size, true);
+}
+
+/// `virtio_map_ops` callback.
+///
+/// # Safety
+///
+/// As [`sync_for_cpu`].
+unsafe extern "C" fn sync_for_device(map: ffi::virtio_map, handle: bindings::dma_addr_t, size: usize, _dir: bindings::dma_data_direction) {
+    // SAFETY: the virtio core passes our device's token.
+    sync(unsafe { link_of(map) }, handle, size, false);
 }
 
 /// Ring memory: private, zeroed kernel pages (the shared copy is separate).

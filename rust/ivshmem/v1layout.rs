@@ -80,6 +80,37 @@ pub trait HeaderMemory {
     fn store64(&self, offset: usize, value: u64);
 }
 
+/// A [`HeaderMemory`] made of two 32-bit word accessors (`load(offset)`,
+/// `store(offset, value)`, both in CPU byte order), for userspace peers that
+/// reach the memory through copies. 64-bit fields are two halves, low first.
+/// `cas32` is not atomic: use it only where no peer can race (reading a
+/// published header; tests).
+pub struct Words<L, S>(pub L, pub S);
+
+impl<L: Fn(usize) -> u32, S: Fn(usize, u32)> HeaderMemory for Words<L, S> {
+    fn load32(&self, offset: usize) -> u32 {
+        (self.0)(offset)
+    }
+    fn store32(&self, offset: usize, value: u32) {
+        (self.1)(offset, value)
+    }
+    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
+        let cur = self.load32(offset);
+        if cur == old {
+            self.store32(offset, new);
+        }
+        cur
+    }
+    fn load64(&self, offset: usize) -> u64 {
+        u64::from(self.load32(offset)) | u64::from(self.load32(offset + 4)) << 32
+    }
+    fn store64(&self, offset: usize, value: u64) {
+        // CAST: splitting into halves.
+        self.store32(offset, value as u32);
+        self.store32(offset + 4, (value >> 32) as u32);
+    }
+}
+
 /// A validated v1 header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {

@@ -303,31 +303,13 @@ impl Server {
 }
 
 /// Read access to a lincell v1 layout header for [`v1layout::Header::read`].
-struct HeaderView<'a>(&'a SharedMemory);
-
-impl HeaderMemory for HeaderView<'_> {
-    fn load32(&self, offset: usize) -> u32 {
-        u32::from_le(self.0.read_u32(offset).unwrap_or(0))
-    }
-    fn store32(&self, offset: usize, value: u32) {
-        let _ = self.0.write_u32(offset, value.to_le());
-    }
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
-        // Never used by `Header::read`; not atomic.
-        let cur = self.load32(offset);
-        if cur == old {
-            self.store32(offset, new);
-        }
-        cur
-    }
-    fn load64(&self, offset: usize) -> u64 {
-        u64::from(self.load32(offset)) | u64::from(self.load32(offset + 4)) << 32
-    }
-    fn store64(&self, offset: usize, value: u64) {
-        // CAST: splitting into halves.
-        self.store32(offset, value as u32);
-        self.store32(offset + 4, (value >> 32) as u32);
-    }
+fn header_view(shm: &SharedMemory) -> impl HeaderMemory + '_ {
+    v1layout::Words(
+        move |o| u32::from_le(shm.read_u32(o).unwrap_or(0)),
+        move |o, v: u32| {
+            let _ = shm.write_u32(o, v.to_le());
+        },
+    )
 }
 
 impl Server {
@@ -339,7 +321,7 @@ impl Server {
         let Some(shm) = &self.shm else {
             return;
         };
-        let view = HeaderView(shm);
+        let view = header_view(shm);
         if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
             return;
         }

@@ -544,7 +544,7 @@ fn no_v1_layout() -> io::Error {
 /// Offset of the state table and `max_peers` of lincell's v1 layout in
 /// `shm`, if it holds a valid one.
 pub(crate) fn v1_state_table(shm: &dyn Shm) -> Option<(usize, u32)> {
-    let view = HeaderView(shm);
+    let view = header_view(shm);
     if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
         return None;
     }
@@ -554,42 +554,22 @@ pub(crate) fn v1_state_table(shm: &dyn Shm) -> Option<(usize, u32)> {
     Some((off, h.max_peers))
 }
 
-/// Reads lincell's v1 layout header through a [`Shm`] (read-only use).
-struct HeaderView<'a>(&'a dyn Shm);
-
-impl HeaderMemory for HeaderView<'_> {
-    fn load32(&self, offset: usize) -> u32 {
-        u32::from_le(self.0.load_u32(offset).unwrap_or(0))
-    }
-    fn store32(&self, offset: usize, value: u32) {
-        let _ = self.0.store_u32(offset, value.to_le());
-    }
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
-        // Not atomic: this view is only used to read a published header
-        // (`Header::read`), which never compares-and-swaps.
-        let cur = self.load32(offset);
-        if cur == old {
-            self.store32(offset, new);
-        }
-        cur
-    }
-    fn load64(&self, offset: usize) -> u64 {
-        let lo = u64::from(self.load32(offset));
-        let hi = u64::from(self.load32(offset + 4));
-        hi << 32 | lo
-    }
-    fn store64(&self, offset: usize, value: u64) {
-        // CAST: splitting into halves.
-        self.store32(offset, value as u32);
-        self.store32(offset + 4, (value >> 32) as u32);
-    }
+/// lincell's v1 layout header seen through a [`Shm`] (its compare-and-swap
+/// is not atomic: for reading a published header, and tests).
+fn header_view(shm: &dyn Shm) -> impl HeaderMemory + '_ {
+    v1layout::Words(
+        move |o| u32::from_le(shm.load_u32(o).unwrap_or(0)),
+        move |o, v: u32| {
+            let _ = shm.store_u32(o, v.to_le());
+        },
+    )
 }
 
 /// The R/W section of memory seen from the host: after lincell's v1
 /// layout header if a guest driver published one, else the whole region.
 pub(crate) fn v1_rw_section(shm: &dyn Shm) -> (usize, usize) {
     let whole = (0, shm.size());
-    let view = HeaderView(shm);
+    let view = header_view(shm);
     if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
         return whole;
     }
@@ -816,7 +796,7 @@ pub(crate) mod tests {
         );
         // What a guest driver publishes for 1 MiB and 8 peers.
         let h = v1layout::Header::propose(1 << 20, 4096, 8).unwrap();
-        let view = HeaderView(ep.shm());
+        let view = header_view(ep.shm());
         v1layout::init_or_join(&view, &h, || false).unwrap();
         assert_eq!(
             &{
