@@ -8,10 +8,10 @@
 # write the v1 layout header (read-only to users), so b names the device
 # type with vdev_remote's v1_device_id parameter.
 # lincell-vm: guests=a,b ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: host=sh tests/host/vdev-two-guests.sh
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 lincell=$LINCELL_ROOT/target/debug/lincell
 out=$LINCELL_OUT
-peer=$out/../b
 OFF=$((8 << 20))
 LEN=$((4 << 20))
 
@@ -19,18 +19,11 @@ if [ "$LINCELL_GUEST" = a ]; then
 	plan 5
 	check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 	check "/dev/ivshmem0 appears" wait_for 10 test -c /dev/ivshmem0
-	truncate -s 64M /tmp/disk.img
-	"$lincell" remote serve /dev/ivshmem0 --blk /tmp/disk.img 2>"$out/backend.log" &
+	truncate -s 64M "$out/disk.img"
+	"$lincell" remote serve /dev/ivshmem0 --blk "$out/disk.img" 2>"$out/backend.log" &
 	pid=$!
-	check "the backend serves /tmp/disk.img over /dev/ivshmem0" wait_for 30 grep -q "ready (own id" "$out/backend.log"
-	if wait_for 500 test -e "$peer/data.sha"; then
-		read -r sha off len < "$peer/data.sha"
-		mine=$(tail -c +$((off + 1)) /tmp/disk.img | head -c "$len" | sha256sum | cut -d' ' -f1)
-		check "a's backing file holds the bytes b wrote through its virtio disk" test "$mine" = "$sha"
-	else
-		not_ok "a's backing file holds the bytes b wrote" "b never wrote data.sha"
-	fi
-	wait_for 300 test -e "$peer/finished"
+	check "the backend serves $out/disk.img over /dev/ivshmem0" wait_for 30 grep -q "ready (own id" "$out/backend.log"
+	check "guest b's frontend attaches and later leaves" wait_for 500 grep -q "left READY" "$out/backend.log"
 	kill -TERM $pid
 	wait $pid
 	check "the backend stops cleanly (exit 0)" test $? -eq 0
