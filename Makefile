@@ -11,6 +11,8 @@
 #   make kernel      fetch + configure + build the cached test kernel only
 #   make tools       build the userspace tools and the test harness
 #   make bench       run the benchmarks and print their figures
+#   make dist        package modules, tools, udev rule and install.sh for a board:
+#                    dist/lincell-<version>-<arch>.tar.gz (scripts/dist.sh)
 #   make clean
 #
 # Variables:
@@ -18,6 +20,11 @@
 #                         built with the same rustc); skips the cached kernel
 #   LINCELL_CACHE=dir     where downloads and the kernel build live
 #                         (default ~/.cache/lincell)
+#   ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
+#                         with KDIR=: build for the board's architecture
+#   CARGO_BUILD_TARGET=triple
+#                         make dist: the tools' Rust target (for instance
+#                         aarch64-unknown-linux-musl for an arm64 board)
 #   FILTER=name           make check: run only guest tests whose name contains it
 #   V=1                   make check: echo guest consoles
 
@@ -36,7 +43,7 @@ endif
 # Warnings are errors for our code, whatever the kernel's CONFIG_WERROR says.
 MODULE_FLAGS := KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror
 
-.PHONY: all modules setup kernel tools check demo bench clean
+.PHONY: all modules setup kernel tools check demo bench dist clean
 
 all: modules
 
@@ -76,6 +83,11 @@ bench: modules tools
 	@kdir=$(KERNEL_DIR) && \
 	echo "==> vdev-remote disk vs virtio-blk-pci (one guest, about 3 minutes)" && \
 	KDIR="$$kdir" LINCELL_VM=$(LINCELL_VM) sh $(ROOT)/bench/vdev-blk.sh
+
+# A tarball for a board: the modules as just built, the tools (built by the
+# script, for CARGO_BUILD_TARGET if set), the udev rule, install.sh.
+dist: modules
+	@sh scripts/dist.sh
 
 clean:
 	@kdir=$(KERNEL_DIR) && $(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) clean

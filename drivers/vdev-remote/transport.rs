@@ -107,6 +107,23 @@ impl Link {
         Ok(())
     }
 
+    /// Writes device config bytes through a `write_transaction`, byte by
+    /// byte: the config starts at 0x4c, so wider fields are not naturally
+    /// aligned in shared memory.
+    fn config_write(this: &Arc<Self>, offset: usize, bytes: &[u8]) -> Result {
+        Self::wait_idle(this)?;
+        let rw = this.section();
+        for (i, b) in bytes.iter().enumerate() {
+            rw.store8(header::CONFIG_OFFSET + offset + i, *b);
+        }
+        rw.release();
+        // CAST: header offsets are below MAX_HEADER_SIZE.
+        rw.store32(off::WRITE_TRANSACTION, (header::CONFIG_OFFSET + offset) as u32);
+        rw.release();
+        this.ring_backend(0);
+        Ok(())
+    }
+
     fn reg_write_sync(this: &Arc<Self>, offset: usize, value: u64, width: usize) -> Result {
         Self::reg_write(this, offset, value, width)?;
         Self::wait_idle(this)
@@ -243,7 +260,7 @@ unsafe extern "C" fn set(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *co
     let mut bytes = [0u8; 8];
     // SAFETY: the caller's buffer holds `len <= 8` bytes.
     unsafe { core::ptr::copy_nonoverlapping(buf.cast::<u8>(), bytes.as_mut_ptr(), len) };
-    let _ = Link::reg_write(link, header::CONFIG_OFFSET + offset, u64::from_le_bytes(bytes), len);
+    let _ = Link::config_write(link, offset, &bytes[..len]);
 }
 
 /// `virtio_config_ops` callback.
