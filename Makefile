@@ -2,13 +2,15 @@
 #
 # lincell — the two commands:
 #   make demo    set everything up, boot a guest, load the modules, show what they report
-#   make check   set everything up and run every test; ends with "N passed, N failed"
+#   make check   set everything up and run every test (x86_64 guests and the
+#                arm64 leg on an emulated virt board); ends with "N passed, N failed"
 #
 # Other targets:
 #   make             build the modules (warnings are errors)
 #   make CLIPPY=1    the same, through clippy
 #   make setup       install prerequisites only (idempotent)
-#   make kernel      fetch + configure + build the cached test kernel only
+#   make kernel      fetch + configure + build the cached test kernels only
+#   make check-arm64 only the arm64 leg (cross-built modules and tools, QEMU virt)
 #   make tools       build the userspace tools and the test harness
 #   make bench       run the benchmarks and print their figures
 #   make dist        package modules, tools, udev rule and install.sh for a board:
@@ -43,7 +45,7 @@ endif
 # Warnings are errors for our code, whatever the kernel's CONFIG_WERROR says.
 MODULE_FLAGS := KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror
 
-.PHONY: all modules setup kernel tools check demo bench dist clean
+.PHONY: all modules setup kernel tools check check-arm64 demo bench dist clean
 
 all: modules
 
@@ -52,6 +54,7 @@ setup:
 
 kernel: setup
 	@scripts/kernel.sh >/dev/null
+	@ARCH=arm64 scripts/kernel.sh >/dev/null
 
 modules: setup
 	@kdir=$(KERNEL_DIR) && \
@@ -62,9 +65,21 @@ tools: setup
 	@echo "==> Building userspace tools and the test harness (cargo)"
 	@$(CARGO) build --workspace --quiet
 
+# The arm64 leg (QEMU virt board, cross-built modules and tools) runs
+# unless FILTER names only other tests.
+ARM64_LEG = $(if $(or $(if $(FILTER),,1),$(findstring arm64,$(FILTER))),1)
+
 check: modules tools
 	@kdir=$(KERNEL_DIR) && \
-	$(LINCELL_VM) --kdir "$$kdir" check $(if $(FILTER),--filter $(FILTER)) $(if $(V),--verbose)
+	$(if $(ARM64_LEG),kdir64=$$(ARCH=arm64 scripts/kernel.sh) && ,) \
+	$(LINCELL_VM) --kdir "$$kdir" check $(if $(FILTER),--filter $(FILTER)) $(if $(V),--verbose) \
+		$(if $(ARM64_LEG),--external "arm64=bash scripts/arm64-check.sh $$kdir64")
+
+# Only the arm64 leg.
+check-arm64: setup tools
+	@kdir=$(KERNEL_DIR) && kdir64=$$(ARCH=arm64 scripts/kernel.sh) && \
+	$(LINCELL_VM) --kdir "$$kdir" check --no-host --filter no-guest-test-has-this-name \
+		--external "arm64=bash scripts/arm64-check.sh $$kdir64"
 
 demo: modules tools
 	@kdir=$(KERNEL_DIR) && \

@@ -20,6 +20,10 @@ source "$(dirname "$0")/lib.sh"
 
 ARCH=${ARCH:-x86_64}
 FRAGMENT=$LINCELL_ROOT/kernel/lincell.config
+# arm64 (QEMU's virt board): allnoconfig + this + the lincell fragment,
+# cross-compiled with Debian's GCC.
+ARM64_FRAGMENT=$LINCELL_ROOT/kernel/arm64-virt.config
+ARM64_MAKE=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
 # Bump when configure() changes in a way that changes the resulting .config.
 CONFIG_RECIPE=1
 
@@ -87,6 +91,7 @@ fetch_source() {
 config_hash() {
 	{
 		cat "$FRAGMENT"
+		[ "$ARCH" = arm64 ] && cat "$ARM64_FRAGMENT"
 		echo "recipe=$CONFIG_RECIPE arch=$ARCH virtme-ng=$VIRTME_NG_VERSION"
 	} | sha256sum | cut -c1-12
 }
@@ -107,8 +112,24 @@ verify_config() {
 	[ $bad -eq 0 ] || die "kernel config does not match kernel/lincell.config (see above)"
 }
 
+configure_arm64() {
+	local src=$1 out=$2
+	step "Configuring the arm64 kernel (allnoconfig + kernel/arm64-virt.config + kernel/lincell.config)"
+	mkdir -p "$out"
+	{
+		make -C "$src" O="$out" "${ARM64_MAKE[@]}" allnoconfig &&
+			"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$ARM64_FRAGMENT" "$FRAGMENT" &&
+			make -C "$src" O="$out" "${ARM64_MAKE[@]}" olddefconfig
+	} >"$out/.lincell-config.log" 2>&1 || { tail -n 20 "$out/.lincell-config.log"; die "arm64 configuration failed"; }
+	verify_config "$out/.config"
+	make -C "$src" O="$out" "${ARM64_MAKE[@]}" rustavailable >>"$out/.lincell-config.log" 2>&1 ||
+		{ tail -n 20 "$out/.lincell-config.log"; die "the kernel says Rust is not available (run scripts/setup.sh)"; }
+	touch "$out/.lincell-configured"
+}
+
 configure() {
 	local src=$1 out=$2
+	[ "$ARCH" = arm64 ] && { configure_arm64 "$src" "$out"; return; }
 	step "Configuring the kernel (vng --kconfig + kernel/lincell.config, about 20 s)"
 	mkdir -p "$out"
 	(cd "$src" && vng --kconfig --config "$FRAGMENT" O="$out" >"$out/.lincell-config.log" 2>&1) ||
@@ -130,7 +151,11 @@ build() {
 	jobs=$(nproc)
 	step "Building the test kernel in $out"
 	note "on 2 idle cores this takes about 15 minutes the first time; it is cached afterwards"
-	run_logged "$out/.lincell-build.log" make -C "$src" O="$out" -j"$jobs" bzImage modules
+	if [ "$ARCH" = arm64 ]; then
+		run_logged "$out/.lincell-build.log" make -C "$src" O="$out" "${ARM64_MAKE[@]}" -j"$jobs" Image modules
+	else
+		run_logged "$out/.lincell-build.log" make -C "$src" O="$out" -j"$jobs" bzImage modules
+	fi
 	touch "$out/.lincell-built"
 }
 

@@ -24,6 +24,8 @@ APT_PACKAGES=(
 	# VMs: QEMU (TCG), and udev so virtme-ng finds its script ports in the
 	# guest (without it the guest's output and exit code are lost).
 	qemu-system-x86 udev busybox-static
+	# The arm64 leg: cross GCC for the kernel and modules, QEMU's virt board.
+	gcc-aarch64-linux-gnu qemu-system-arm
 )
 
 step "Debian packages"
@@ -51,6 +53,15 @@ if rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
 else
 	note "adding rust-src (about 30 s)"
 	rustup component add rust-src
+	changed=1
+fi
+
+# Static AArch64 builds of the tools for the arm64 guest (linked by rust-lld).
+if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl; then
+	note "rust target aarch64-unknown-linux-musl present"
+else
+	note "adding the rust target aarch64-unknown-linux-musl (about 30 s)"
+	rustup target add aarch64-unknown-linux-musl
 	changed=1
 fi
 

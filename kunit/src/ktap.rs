@@ -624,6 +624,17 @@ not ok 1 ivshmem_layout
     }
 
     #[test]
+    fn kunit_results_then_a_tap_document() {
+        // The arm64 leg prints debugfs results of each suite, then its own TAP.
+        let text = "KTAP version 1\n# Subtest: s\n1..1\nok 1 a\nok 1 s\n\
+                    KTAP version 1\n# Subtest: t\n1..2\nok 1 b\nnot ok 2 c\nnot ok 1 t\n\
+                    TAP version 13\n1..2\nok 1 - e2e one\nok 2 - e2e two\n";
+        let report = parse(text);
+        assert_eq!(summary(&report), "P s.a\nP t.b\nF t.c\nP e2e one\nP e2e two\n");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
+    #[test]
     fn plain_tap_from_guest_script() {
         let text = "starting\nTAP version 13\n1..3\nok 1 - name\nnot ok 2 - other\n\
                     ok 3 - third # SKIP no device\ndone\n";

@@ -200,6 +200,52 @@ pub fn host_tests(root: &Path, totals: &mut Totals) {
     }
 }
 
+/// Runs an external guest leg (see `lincell-vm check --external`) and
+/// counts its cases like a guest's.
+pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &mut Totals) {
+    println!("--- guest: {name}");
+    let out = work.join(name);
+    let _ = std::fs::remove_dir_all(&out);
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        totals.record(&case(format!("guest/{name}"), ktap::Outcome::Fail, e.to_string()));
+        return;
+    }
+    let start = std::time::Instant::now();
+    let run = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(root)
+        .env("LINCELL_ROOT", root)
+        .env("LINCELL_OUT", &out)
+        .output();
+    let elapsed = start.elapsed();
+    println!("--- guest: {name}: {:.0} s", elapsed.as_secs_f64());
+    let (status, console) = match run {
+        Ok(o) => (
+            o.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        ),
+        Err(e) => (None, format!("cannot run `{cmd}`: {e}")),
+    };
+    let tap = std::fs::read_to_string(out.join("tap.txt")).unwrap_or_default();
+    let r = GuestResult {
+        name: DEFAULT_GUEST.into(),
+        exit: match status {
+            Some(c) => crate::guest::Exit::Code(c),
+            None => crate::guest::Exit::Code(-1),
+        },
+        // A leg that printed no TAP did not get to its tests.
+        script_exit: status.filter(|_| !tap.is_empty()),
+        tap,
+        dmesg: std::fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
+        console,
+        elapsed,
+    };
+    for c in evaluate(name, &r) {
+        totals.record(&c);
+    }
+}
+
 /// Runs one guest scenario and counts its cases.
 pub fn guest_test(runner: &Runner, script: &Path, totals: &mut Totals) {
     let name = script

@@ -82,6 +82,13 @@ enum Cmd {
         /// Scratch directory for guest output (default: target/lincell-vm).
         #[arg(long)]
         work: Option<PathBuf>,
+        /// Also run an external guest leg, `NAME=COMMAND` (repeatable): the
+        /// command runs under `sh -c` with `LINCELL_OUT` set to its output
+        /// directory, where it leaves `tap.txt` (the guest's TAP or KTAP) and
+        /// `dmesg.txt`; its exit status is the guest script's. Counted like a
+        /// guest test named NAME (`make check` runs the arm64 leg this way).
+        #[arg(long, value_name = "NAME=COMMAND")]
+        external: Vec<String>,
     },
 }
 
@@ -180,6 +187,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             filter,
             verbose,
             work,
+            external,
         } => {
             let kdir = require_kdir(cli.kdir)?;
             let work = work.unwrap_or_else(|| root.join("target/lincell-vm"));
@@ -206,6 +214,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             scripts.sort();
             for s in &scripts {
                 check::guest_test(&runner, s, &mut totals);
+            }
+            for leg in &external {
+                let (name, cmd) = leg
+                    .split_once('=')
+                    .ok_or_else(|| format!("--external {leg:?}: expected NAME=COMMAND"))?;
+                check::external_test(&root, &runner.work, name, cmd, &mut totals);
             }
             if !totals.failures.is_empty() {
                 println!("--- failed:");

@@ -41,6 +41,20 @@ pub fn protocol_error(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// A length for `msghdr::msg_controllen` / `cmsghdr::cmsg_len`, whose
+/// types differ between C libraries (glibc: `size_t`, musl: `socklen_t`).
+/// Control buffers here are a few dozen bytes, so the conversion is exact.
+#[allow(clippy::useless_conversion, reason = "a no-op on glibc, a narrowing on musl")]
+fn c_len<T: TryFrom<usize> + Default>(n: usize) -> T {
+    T::try_from(n).unwrap_or_default()
+}
+
+/// The inverse of [`c_len`].
+#[allow(clippy::useless_conversion, reason = "a no-op on glibc, a widening on musl")]
+fn rust_len<T: TryInto<usize>>(n: T) -> usize {
+    n.try_into().unwrap_or(0)
+}
+
 /// Receives one message and the descriptor that came with it, if any.
 ///
 /// Blocks (subject to the socket's receive timeout) until all 8 bytes are
@@ -59,7 +73,7 @@ pub fn recv_msg(sock: BorrowedFd<'_>) -> io::Result<(i64, Option<OwnedFd>)> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of_val(&cbuf);
+    msg.msg_controllen = c_len(mem::size_of_val(&cbuf));
     let received = loop {
         // SAFETY: msg points at `iov` and `cbuf`, which are live and as large
         // as msg says for the whole call.
@@ -109,7 +123,7 @@ fn take_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
         if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN only does arithmetic.
             let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = hdr.cmsg_len.saturating_sub(header_len) / mem::size_of::<libc::c_int>();
+            let count = rust_len(hdr.cmsg_len).saturating_sub(header_len) / mem::size_of::<libc::c_int>();
             // SAFETY: the kernel put `count` ints after the header.
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
             for i in 0..count {
@@ -165,14 +179,14 @@ pub fn send_msg(sock: BorrowedFd<'_>, value: i64, fd: Option<BorrowedFd<'_>>) ->
     msg.msg_iovlen = 1;
     if let Some(fd) = fd {
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = CMSG_ONE_FD;
+        msg.msg_controllen = c_len(CMSG_ONE_FD);
         // SAFETY: the control buffer is 8-byte aligned and CMSG_SPACE(int)
         // bytes long, so the first header and its one int fit inside it.
         unsafe {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize;
+            (*cmsg).cmsg_len = c_len(libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize);
             ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
         }
     }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod cpu;
 mod ivshmem;
 mod remote;
+mod sys;
 
 /// Drive lincell's kernel modules from userspace.
 #[derive(Parser, Debug)]

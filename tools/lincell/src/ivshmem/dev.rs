@@ -146,7 +146,7 @@ impl Device {
         // SAFETY: the file descriptor is open; the argument's validity is the
         // caller's guarantee. CAST: ioctl request numbers are `c_ulong` on
         // Linux/glibc; a u32 always fits.
-        let r = unsafe { libc::ioctl(self.file.as_raw_fd(), libc::c_ulong::from(cmd), arg) };
+        let r = unsafe { libc::ioctl(self.file.as_raw_fd(), crate::sys::ioctl_request(cmd), arg) };
         if r < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -604,7 +604,8 @@ impl IntervalTimer {
             return Err(fail(e));
         }
         let ts = libc::timespec {
-            tv_sec: libc::time_t::try_from(period.as_secs()).unwrap_or(libc::time_t::MAX),
+            // time_t is i64 on every target the tools support.
+            tv_sec: period.as_secs().try_into().unwrap_or(i64::MAX),
             tv_nsec: libc::c_long::from(period.subsec_nanos().max(1000)),
         };
         let spec = libc::itimerspec {

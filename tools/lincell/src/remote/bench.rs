@@ -89,16 +89,6 @@ impl Drop for Aligned {
     }
 }
 
-fn device_size(f: &std::fs::File) -> io::Result<u64> {
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes a u64.
-    let rc = unsafe { libc::ioctl(f.as_raw_fd(), 0x8008_1272, &mut size) };
-    if rc == 0 {
-        return Ok(size);
-    }
-    Ok(f.metadata()?.len())
-}
-
 fn worker(args: &BenchArgs, span: u64, seed: u64, stop: &AtomicBool, ops: &AtomicU64) -> io::Result<()> {
     let write = matches!(args.mode, Mode::Write | Mode::Randwrite);
     let f = OpenOptions::new()
@@ -147,7 +137,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         eprintln!("lincell remote bench: --bs must be a positive multiple of 512, --jobs and --seconds positive");
         return ExitCode::from(2);
     }
-    let size = match OpenOptions::new().read(true).open(&args.dev).and_then(|f| device_size(&f)) {
+    let size = match OpenOptions::new().read(true).open(&args.dev).and_then(|f| crate::sys::file_size(&f)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lincell remote bench: {}: {e}", args.dev.display());

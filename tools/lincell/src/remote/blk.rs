@@ -61,25 +61,6 @@ pub(crate) fn default_serial(path: &Path) -> String {
     s
 }
 
-/// Size of an open file or block device.
-fn file_size(file: &File) -> io::Result<u64> {
-    use std::os::unix::fs::FileTypeExt;
-    let meta = file.metadata()?;
-    if meta.file_type().is_block_device() {
-        let mut size = 0u64;
-        // SAFETY: BLKGETSIZE64 writes one u64 to the argument, a live local.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, std::ptr::from_mut(&mut size)) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(size)
-    } else {
-        Ok(meta.len())
-    }
-}
-
-/// `BLKGETSIZE64` = `_IOR(0x12, 114, size_t)`.
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
 impl Blk {
     /// Opens `path` (read-only with `readonly`).
@@ -95,7 +76,7 @@ impl Blk {
             .write(!readonly)
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let size = file_size(&file)
+        let size = crate::sys::file_size(&file)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: size: {e}", path.display())))?;
         let discard = !readonly && file.metadata()?.is_file();
         Ok(Self::from_file(file, path.display().to_string(), size, readonly, discard, serial, queue_size, verbose))
