@@ -22,8 +22,10 @@
 #                         built with the same rustc); skips the cached kernel
 #   LINCELL_CACHE=dir     where downloads and the kernel build live
 #                         (default ~/.cache/lincell)
-#   ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
-#                         with KDIR=: build for the board's architecture
+#   ARCH=arm64            build for arm64: without KDIR= against the cached
+#                         arm64 test kernel (built on first use), with Debian's
+#                         cross GCC (CROSS_COMPILE=aarch64-linux-gnu- unless given);
+#                         with KDIR=, for a board's own kernel
 #   CARGO_BUILD_TARGET=triple
 #                         make dist: the tools' Rust target (for instance
 #                         aarch64-unknown-linux-musl for an arm64 board)
@@ -40,6 +42,14 @@ ifdef KDIR
 KERNEL_DIR := $(KDIR)
 else
 KERNEL_DIR = $$(scripts/kernel.sh)
+endif
+
+# arm64: Debian's cross compiler unless the caller names another; the
+# variables reach scripts/kernel.sh and the kernel's make through the
+# environment.
+ifeq ($(ARCH),arm64)
+CROSS_COMPILE ?= aarch64-linux-gnu-
+export ARCH CROSS_COMPILE
 endif
 
 # Warnings are errors for our code, whatever the kernel's CONFIG_WERROR says.
