@@ -151,11 +151,12 @@ pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
     cases
 }
 
-/// Runs `cargo test` over the workspace and counts its results.
+/// Runs `cargo test` over the workspace and counts its results (every test
+/// binary runs, also after one failed).
 pub fn host_tests(root: &Path, totals: &mut Totals) {
     println!("--- host: cargo test --workspace");
     let out = Command::new("cargo")
-        .args(["test", "--workspace", "--color", "never"])
+        .args(["test", "--workspace", "--no-fail-fast", "--color", "never"])
         .current_dir(root)
         .output();
     let out = match out {

@@ -6,14 +6,20 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-/// Writes `pid` and a newline to `path`.
+/// Writes `pid` and a newline to `path`, atomically (a temporary file
+/// renamed into place): whoever sees the file sees the whole pid.
 pub fn write_pidfile(path: &Path, pid: u32) -> io::Result<()> {
-    fs::write(path, format!("{pid}\n")).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot write pid file {}: {e}", path.display()),
-        )
-    })
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    fs::write(&tmp, format!("{pid}\n"))
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io::Error::new(
+                e.kind(),
+                format!("cannot write pid file {}: {e}", path.display()),
+            )
+        })
 }
 
 /// Removes the pid file when dropped.
