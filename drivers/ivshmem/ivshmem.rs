@@ -10,7 +10,9 @@
 //! (probe/unbind), `device.rs` the state shared with open files and IRQ
 //! handlers, `chardev.rs` `/dev/ivshmemN`, `irq.rs` the MSI-X vectors,
 //! `sections.rs` finds the section layout, `mmio.rs` adapts BAR0 and the
-//! shared memory to the shared traits, `sysfs.rs` the PCI attributes, `kunit.rs` holds the in-kernel tests.
+//! shared memory to the shared traits, `display.rs` lets the kernel print the
+//! shared errors, `sysfs.rs` the PCI attributes, `kunit.rs` holds the
+//! in-kernel tests.
 //! The device-independent logic (identity, register models, doorbells,
 //! section layouts, the v1 header, the simulated v2 device, the user ABI)
 //! lives in `rust/ivshmem/` and is tested on the host too.
@@ -28,22 +30,8 @@ pub mod shared {
     pub mod vendor_cap;
 }
 
-/// Lets the kernel's log macros print the shared errors, which implement
-/// `core::fmt::Display` (the kernel formats through its own `Display`).
-macro_rules! kernel_display {
-    ($($t:ty),*) => {$(
-        impl kernel::fmt::Display for $t {
-            fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
-                core::fmt::Display::fmt(self, f)
-            }
-        }
-    )*};
-}
-kernel_display!(
-    shared::layout::LayoutError,
-    shared::v1layout::V1Error,
-    shared::vendor_cap::CapError
-);
+#[macro_use]
+mod display;
 
 mod chardev;
 mod device;

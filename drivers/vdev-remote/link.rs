@@ -139,7 +139,8 @@ impl_has_delayed_work! {
     impl HasDelayedWork<Self, 2> for Link { self.watchdog }
 }
 
-fn now_ns() -> i64 {
+/// Monotonic time in nanoseconds, for timeouts.
+pub(crate) fn now_ns() -> i64 {
     // SAFETY: `ktime_get` has no preconditions.
     unsafe { bindings::ktime_get() }
 }

@@ -9,6 +9,16 @@ use crate::ffi;
 use crate::shm::{Private, Section};
 use crate::vshared::shadow::{Head, RingAddrs, Shadow, ShadowError};
 
+/// What one kick published.
+pub(crate) struct Published {
+    /// Chains handed to the backend.
+    pub(crate) count: u16,
+    /// The backend had nothing of this queue before.
+    pub(crate) was_idle: bool,
+    /// Output-only chains the backend now holds.
+    pub(crate) readonly_in_flight: u16,
+}
+
 /// A virtqueue of a registered virtio device.
 ///
 /// # Invariants
@@ -79,15 +89,21 @@ impl Queue {
         }))
     }
 
-    /// Copies newly available chains to the shared ring; the number
-    /// published.
-    pub(crate) fn publish(&self, rw: &Section<'_>, rw_len: usize) -> Result<u16, ShadowError> {
+    /// Copies newly available chains to the shared ring, under one
+    /// acquisition of the lock (this is the kick path).
+    pub(crate) fn publish(&self, rw: &Section<'_>, rw_len: usize) -> Result<Published, ShadowError> {
         // Buffers are bounce slots inside the section, never the header.
         let ok = |addr: u64, len: u32| {
             addr >= crate::link::HEADER_AREA as u64
                 && addr.checked_add(u64::from(len)).is_some_and(|end| end <= rw_len as u64)
         };
-        self.shadow.lock().publish(&self.private_ring, &self.private, rw, &self.shared, &ok)
+        let mut shadow = self.shadow.lock();
+        let count = shadow.publish(&self.private_ring, &self.private, rw, &self.shared, &ok)?;
+        Ok(Published {
+            count,
+            was_idle: shadow.in_flight() == count,
+            readonly_in_flight: shadow.readonly_in_flight(),
+        })
     }
 
     /// Copies validated completions back; the number delivered.

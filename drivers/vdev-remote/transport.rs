@@ -18,7 +18,7 @@ use core::sync::atomic::Ordering;
 use kernel::{bindings, prelude::*, sync::Arc};
 
 use crate::ffi;
-use crate::link::{Link, HEADER_AREA, MAX_QUEUES};
+use crate::link::{now_ns, Link, HEADER_AREA, MAX_QUEUES};
 use crate::queue::Queue;
 use crate::shm::Private;
 use crate::vshared::header::{self, feature, off, STATE_READY};
@@ -55,11 +55,6 @@ pub(crate) struct VirtioRemote {
 pub(crate) unsafe fn remote<'a>(vdev: *mut ffi::virtio_device) -> &'a VirtioRemote {
     // SAFETY: by the type invariant `vdev` is at offset 0.
     unsafe { &*vdev.cast::<VirtioRemote>() }
-}
-
-fn now_ns() -> i64 {
-    // SAFETY: no preconditions.
-    unsafe { bindings::ktime_get() }
 }
 
 impl Link {
@@ -399,13 +394,13 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
         return true;
     }
     match queue.publish(&link.section(), link.rw.len()) {
-        Ok(0) => {}
-        Ok(n) => {
-            if queue.in_flight() == n {
+        Ok(p) if p.count == 0 => {}
+        Ok(p) => {
+            if p.was_idle {
                 link.progress();
             }
             link.ring_backend(queue.device_vector);
-            if atomic && queue.readonly_in_flight() > 0 {
+            if atomic && p.readonly_in_flight > 0 {
                 wait_for_readonly(link, queue);
             }
         }

@@ -18,7 +18,7 @@
 //! ops; `queue.rs` the virtqueues and their shadow rings; `bounce.rs` the
 //! `virtio_map_ops` that bounce buffers through shared memory; `shm.rs`
 //! access to the R/W section; `ffi.rs` the bindgen output. The ivshmem
-//! driver's `irq.rs`, `mmio.rs` and `sections.rs` are compiled in as they
+//! driver's `irq.rs`, `mmio.rs`, `sections.rs` and `display.rs` are compiled in as they
 //! are, and the device-independent logic is in `rust/`.
 
 /// Shared logic from `rust/ivshmem/`.
@@ -40,23 +40,10 @@ pub mod vshared {
     pub mod shadow;
 }
 
-/// Lets the kernel's log macros print the shared errors.
-macro_rules! kernel_display {
-    ($($t:ty),*) => {$(
-        impl kernel::fmt::Display for $t {
-            fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
-                core::fmt::Display::fmt(self, f)
-            }
-        }
-    )*};
-}
-kernel_display!(
-    shared::layout::LayoutError,
-    shared::v1layout::V1Error,
-    shared::vendor_cap::CapError,
-    vshared::header::HeaderError,
-    vshared::shadow::ShadowError
-);
+#[macro_use]
+#[path = "../ivshmem/display.rs"]
+mod display;
+kernel_display!(vshared::header::HeaderError, vshared::shadow::ShadowError);
 
 mod bounce;
 mod driver;
