@@ -18,19 +18,9 @@
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-10000}
-kdir=${KDIR:?set KDIR to the kernel build directory}
-vm=${LINCELL_VM:-$root/target/debug/lincell-vm}
-work=$root/target/lincell-vm/bench-ivshmem
-out=$work/out
-lincell=$root/target/release/lincell
-
-echo "==> building lincell (release)"
-cargo build --release --quiet -p lincell --manifest-path "$root/Cargo.toml" || exit 1
-rm -rf "$work"
-mkdir -p "$out"
-sock=$work/ivshmem.sock
-
 . "$root/bench/lib.sh"
+bench_init bench-ivshmem
+
 start_server "$sock" "$work" 1M 2
 
 # QEMU must connect before the host peer: the guest then learns about the

@@ -16,21 +16,11 @@
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-5}
-kdir=${KDIR:?set KDIR to the kernel build directory}
-vm=${LINCELL_VM:-$root/target/debug/lincell-vm}
-work=$root/target/lincell-vm/bench-vdev
-out=$work/out
-lincell=$root/target/release/lincell
-
-echo "==> building lincell (release)"
-cargo build --release --quiet -p lincell --manifest-path "$root/Cargo.toml" || exit 1
-rm -rf "$work"
-mkdir -p "$out"
-sock=$work/ivshmem.sock
+. "$root/bench/lib.sh"
+bench_init bench-vdev
 disk=$work/disk.img
 truncate -s 256M "$disk"
 
-. "$root/bench/lib.sh"
 start_server "$sock" "$work" 32M 4
 "$lincell" remote serve --socket "$sock" --blk "$disk" 2>"$work/backend.log" &
 pids="$pids $!"

@@ -20,7 +20,7 @@ use kernel::{bindings, prelude::*, sync::Arc};
 use crate::ffi;
 use crate::link::{now_ns, Link, HEADER_AREA, MAX_QUEUES};
 use crate::queue::Queue;
-use crate::shm::Private;
+use crate::shm::{Private, Section};
 use crate::vshared::header::{self, feature, off, STATE_READY};
 use crate::vshared::shadow::{split_layout, split_size, RingAddrs, MAX_QUEUE_SIZE};
 use crate::shared::v1layout;
@@ -85,35 +85,38 @@ impl Link {
 
     /// Writes a header field through a `write_transaction`.
     fn reg_write(this: &Arc<Self>, offset: usize, value: u64, width: usize) -> Result {
-        Self::wait_idle(this)?;
-        let rw = this.section();
-        // CAST: each arm stores the low `width` bytes, as the field is wide.
-        match width {
-            1 => rw.store8(offset, value as u8),
-            2 => rw.store16(offset, value as u16),
-            4 => rw.store32(offset, value as u32),
-            _ => rw.store64(offset, value),
-        }
-        rw.release();
-        // CAST: header offsets are below MAX_HEADER_SIZE.
-        rw.store32(off::WRITE_TRANSACTION, offset as u32);
-        rw.release();
-        this.ring_backend(0);
-        Ok(())
+        Self::transaction(this, offset, |rw| {
+            // CAST: each arm stores the low `width` bytes, as the field is wide.
+            match width {
+                1 => rw.store8(offset, value as u8),
+                2 => rw.store16(offset, value as u16),
+                4 => rw.store32(offset, value as u32),
+                _ => rw.store64(offset, value),
+            }
+        })
     }
 
     /// Writes device config bytes through a `write_transaction`, byte by
     /// byte: the config starts at 0x4c, so wider fields are not naturally
     /// aligned in shared memory.
     fn config_write(this: &Arc<Self>, offset: usize, bytes: &[u8]) -> Result {
+        let at = header::CONFIG_OFFSET + offset;
+        Self::transaction(this, at, |rw| {
+            for (i, b) in bytes.iter().enumerate() {
+                rw.store8(at + i, *b);
+            }
+        })
+    }
+
+    /// The handshake around one write: wait for the previous one to be
+    /// taken, `store` the field at `offset`, publish the offset, ring.
+    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&Section<'_>)) -> Result {
         Self::wait_idle(this)?;
         let rw = this.section();
-        for (i, b) in bytes.iter().enumerate() {
-            rw.store8(header::CONFIG_OFFSET + offset + i, *b);
-        }
+        store(&rw);
         rw.release();
         // CAST: header offsets are below MAX_HEADER_SIZE.
-        rw.store32(off::WRITE_TRANSACTION, (header::CONFIG_OFFSET + offset) as u32);
+        rw.store32(off::WRITE_TRANSACTION, offset as u32);
         rw.release();
         this.ring_backend(0);
         Ok(())

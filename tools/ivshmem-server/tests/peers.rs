@@ -207,29 +207,11 @@ fn posix_shm_object_is_created_and_removed() {
 
 /// A lincell v1 layout header seen through a peer's mapping (test use:
 /// single-threaded, so the compare-and-swap need not be atomic).
-struct View<'a>(&'a ivshmem_peer::SharedMemory);
-
-impl lincell_shared::ivshmem::v1layout::HeaderMemory for View<'_> {
-    fn load32(&self, offset: usize) -> u32 {
-        u32::from_le(self.0.read_u32(offset).unwrap())
-    }
-    fn store32(&self, offset: usize, value: u32) {
-        self.0.write_u32(offset, value.to_le()).unwrap();
-    }
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
-        let cur = self.load32(offset);
-        if cur == old {
-            self.store32(offset, new);
-        }
-        cur
-    }
-    fn load64(&self, offset: usize) -> u64 {
-        u64::from(self.load32(offset)) | u64::from(self.load32(offset + 4)) << 32
-    }
-    fn store64(&self, offset: usize, value: u64) {
-        self.store32(offset, value as u32);
-        self.store32(offset + 4, (value >> 32) as u32);
-    }
+fn view(shm: &ivshmem_peer::SharedMemory) -> impl lincell_shared::ivshmem::v1layout::HeaderMemory + '_ {
+    lincell_shared::ivshmem::v1layout::Words(
+        move |o| u32::from_le(shm.read_u32(o).unwrap()),
+        move |o, v: u32| shm.write_u32(o, v.to_le()).unwrap(),
+    )
 }
 
 #[test]
@@ -251,7 +233,7 @@ fn departing_peer_state_is_cleared_in_a_lincell_v1_layout() {
 
     // With one: the dead peer's READY state is cleared and vector 0 rung.
     let h = Header::propose(1 << 20, 4096, 8).unwrap();
-    init_or_join(&View(a.shm()), &h, || false).unwrap();
+    init_or_join(&view(a.shm()), &h, || false).unwrap();
     let c = server.connect();
     let c_id = c.id();
     expect_event(&mut a, PeerEvent::Joined(c_id));
