@@ -92,7 +92,7 @@ while [ ! -S "$sock" ]; do
 	i=$((i + 1)); [ $i -gt 100 ] && fail "ivshmem-server did not start"; sleep 0.1
 done
 timeout 600 qemu-system-aarch64 -M virt,gic-version=3,its=on -cpu cortex-a57 -smp 2 -m 1G \
-	-nographic -no-reboot -kernel "$kdir/arch/arm64/boot/Image" -initrd "$work/initramfs.cpio.gz" \
+	-nographic -no-reboot -nic none -kernel "$kdir/arch/arm64/boot/Image" -initrd "$work/initramfs.cpio.gz" \
 	-append "console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=1" \
 	-chardev socket,path="$sock",id=ivs -device ivshmem-doorbell,chardev=ivs,vectors=2 \
 	</dev/null >"$out/console.txt" 2>&1 &
