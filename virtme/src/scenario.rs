@@ -202,7 +202,7 @@ impl Runner {
                 // anything. That is the launcher, not the test: run the
                 // scenario once more, and say so.
                 println!(
-                    "--- note: {} exited {} after {:.1} s without any output; running the scenario again",
+                    "--- note: {} {} after {:.1} s without any output; running the scenario again",
                     r.name,
                     r.exit.describe(),
                     r.elapsed.as_secs_f64()
