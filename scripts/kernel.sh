@@ -7,9 +7,9 @@
 #   scripts/kernel.sh --path   print the build dir the current inputs map to
 #
 # The build directory is keyed by (Debian package version, arch, config hash):
-# the hash covers kernel/lincell.config, CONFIG_RECIPE below and the
-# virtme-ng version, so editing the fragment gives a new build and switching
-# back reuses the old one.  A build that was interrupted is resumed (make is incremental);
+# the hash covers the arch's fragment, kernel/lincell.config and CONFIG_RECIPE
+# below, so editing a fragment gives a new build and switching back reuses
+# the old one.  A build that was interrupted is resumed (make is incremental);
 # a finished build is marked with a stamp and never touched again.
 #
 # The source is Debian's linux-source-7.3 package, downloaded with apt against
@@ -20,12 +20,25 @@ source "$(dirname "$0")/lib.sh"
 
 ARCH=${ARCH:-x86_64}
 FRAGMENT=$LINCELL_ROOT/kernel/lincell.config
-# arm64 (QEMU's virt board): allnoconfig + this + the lincell fragment,
-# cross-compiled with Debian's GCC.
-ARM64_FRAGMENT=$LINCELL_ROOT/kernel/arm64-virt.config
-ARM64_MAKE=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+# Both test kernels are `allnoconfig` + the arch's fragment + the lincell
+# fragment: x86_64 is a PREEMPT_RT guest for virtme-ng, arm64 a (non-RT)
+# kernel for QEMU's virt board, cross-compiled with Debian's GCC, so both
+# locking flavours stay tested.
+case $ARCH in
+x86_64)
+	ARCH_FRAGMENT=$LINCELL_ROOT/kernel/x86_64-rt.config
+	ARCH_MAKE=(ARCH=x86_64)
+	IMAGE=bzImage
+	;;
+arm64)
+	ARCH_FRAGMENT=$LINCELL_ROOT/kernel/arm64-virt.config
+	ARCH_MAKE=(ARCH=arm64 CROSS_COMPILE=${CROSS_COMPILE:-aarch64-linux-gnu-})
+	IMAGE=Image
+	;;
+*) die "no test kernel for ARCH=$ARCH (x86_64 or arm64)" ;;
+esac
 # Bump when configure() changes in a way that changes the resulting .config.
-CONFIG_RECIPE=1
+CONFIG_RECIPE=2
 
 # --- private apt ------------------------------------------------------------
 apt_private() {
@@ -90,13 +103,12 @@ fetch_source() {
 
 config_hash() {
 	{
-		cat "$FRAGMENT"
-		[ "$ARCH" = arm64 ] && cat "$ARM64_FRAGMENT"
-		echo "recipe=$CONFIG_RECIPE arch=$ARCH virtme-ng=$VIRTME_NG_VERSION"
+		cat "$ARCH_FRAGMENT" "$FRAGMENT"
+		echo "recipe=$CONFIG_RECIPE arch=$ARCH"
 	} | sha256sum | cut -c1-12
 }
 
-# Check that every option of the fragment survived olddefconfig.
+# Check that every option of both fragments survived olddefconfig.
 verify_config() {
 	local cfg=$1 line opt val bad=0
 	while IFS= read -r line; do
@@ -108,40 +120,22 @@ verify_config() {
 			opt=${line#\# } opt=${opt%% *}
 			grep -q "^$opt=" "$cfg" && { echo "  $opt should be off" >&2; bad=1; } ;;
 		esac
-	done <"$FRAGMENT"
-	[ $bad -eq 0 ] || die "kernel config does not match kernel/lincell.config (see above)"
-}
-
-configure_arm64() {
-	local src=$1 out=$2
-	step "Configuring the arm64 kernel (allnoconfig + kernel/arm64-virt.config + kernel/lincell.config)"
-	mkdir -p "$out"
-	{
-		make -C "$src" O="$out" "${ARM64_MAKE[@]}" allnoconfig &&
-			"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$ARM64_FRAGMENT" "$FRAGMENT" &&
-			make -C "$src" O="$out" "${ARM64_MAKE[@]}" olddefconfig
-	} >"$out/.lincell-config.log" 2>&1 || { tail -n 20 "$out/.lincell-config.log"; die "arm64 configuration failed"; }
-	verify_config "$out/.config"
-	make -C "$src" O="$out" "${ARM64_MAKE[@]}" rustavailable >>"$out/.lincell-config.log" 2>&1 ||
-		{ tail -n 20 "$out/.lincell-config.log"; die "the kernel says Rust is not available (run scripts/setup.sh)"; }
-	touch "$out/.lincell-configured"
+	done < <(cat "$ARCH_FRAGMENT" "$FRAGMENT")
+	[ $bad -eq 0 ] || die "kernel config does not match $(basename "$ARCH_FRAGMENT") + lincell.config (see above)"
 }
 
 configure() {
-	local src=$1 out=$2
-	[ "$ARCH" = arm64 ] && { configure_arm64 "$src" "$out"; return; }
-	step "Configuring the kernel (vng --kconfig + kernel/lincell.config, about 20 s)"
+	local src=$1 out=$2 log=$2/.lincell-config.log
+	step "Configuring the $ARCH kernel (allnoconfig + kernel/$(basename "$ARCH_FRAGMENT") + kernel/lincell.config, about 20 s)"
 	mkdir -p "$out"
-	(cd "$src" && vng --kconfig --config "$FRAGMENT" O="$out" >"$out/.lincell-config.log" 2>&1) ||
-		{ tail -n 20 "$out/.lincell-config.log"; die "vng --kconfig failed"; }
-	# vng forces DWARF debug info on; the build is much faster without it.
-	"$src/scripts/config" --file "$out/.config" \
-		-d DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT -d DEBUG_INFO_DWARF4 -d DEBUG_INFO_DWARF5 \
-		-e DEBUG_INFO_NONE
-	make -C "$src" O="$out" olddefconfig >>"$out/.lincell-config.log" 2>&1
+	{
+		make -C "$src" O="$out" "${ARCH_MAKE[@]}" allnoconfig &&
+			"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$ARCH_FRAGMENT" "$FRAGMENT" &&
+			make -C "$src" O="$out" "${ARCH_MAKE[@]}" olddefconfig
+	} >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "$ARCH kernel configuration failed (log: $log)"; }
 	verify_config "$out/.config"
-	make -C "$src" O="$out" rustavailable >>"$out/.lincell-config.log" 2>&1 ||
-		{ tail -n 20 "$out/.lincell-config.log"; die "the kernel says Rust is not available (run scripts/setup.sh)"; }
+	make -C "$src" O="$out" "${ARCH_MAKE[@]}" rustavailable >>"$log" 2>&1 ||
+		{ tail -n 20 "$log" >&2; die "the kernel says Rust is not available (run scripts/setup.sh; log: $log)"; }
 	touch "$out/.lincell-configured"
 }
 
@@ -150,12 +144,8 @@ build() {
 	local jobs
 	jobs=$(nproc)
 	step "Building the test kernel in $out"
-	note "on 2 idle cores this takes about 15 minutes the first time; it is cached afterwards"
-	if [ "$ARCH" = arm64 ]; then
-		run_logged "$out/.lincell-build.log" make -C "$src" O="$out" "${ARM64_MAKE[@]}" -j"$jobs" Image modules
-	else
-		run_logged "$out/.lincell-build.log" make -C "$src" O="$out" -j"$jobs" bzImage modules
-	fi
+	note "on 2 idle cores this takes about 7 minutes the first time; it is cached afterwards"
+	run_logged "$out/.lincell-build.log" make -C "$src" O="$out" "${ARCH_MAKE[@]}" -j"$jobs" "$IMAGE" modules
 	touch "$out/.lincell-built"
 }
 

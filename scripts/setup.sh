@@ -15,6 +15,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+# Everything this script writes (logs, the venv) lives under the cache, which
+# may not exist yet on a new machine (nor may its parent, ~/.cache).
+mkdir -p "$LINCELL_CACHE"
 changed=0
 
 APT_PACKAGES=(
@@ -41,8 +44,8 @@ else
 	[ "$(id -u)" -eq 0 ] || die "need root to install Debian packages: ${missing[*]}"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		"${missing[@]}" >"$LINCELL_CACHE.apt.log" 2>&1 ||
-		{ tail -n 20 "$LINCELL_CACHE.apt.log"; die "apt-get install failed"; }
+		"${missing[@]}" >"$LINCELL_CACHE/apt-install.log" 2>&1 ||
+		{ tail -n 20 "$LINCELL_CACHE/apt-install.log"; die "apt-get install failed"; }
 	changed=1
 fi
 
