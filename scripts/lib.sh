@@ -48,10 +48,13 @@ run_logged() {
 	local log=$1; shift
 	local start=$SECONDS
 	"$@" >"$log" 2>&1 &
-	local pid=$!
+	local pid=$! ticks=0
+	# Poll every second (a quick command costs no fixed wait), say something
+	# every 30.
 	while kill -0 "$pid" 2>/dev/null; do
-		sleep 30
-		kill -0 "$pid" 2>/dev/null &&
+		sleep 1
+		ticks=$((ticks + 1))
+		[ $((ticks % 30)) -eq 0 ] && kill -0 "$pid" 2>/dev/null &&
 			note "... still working ($((SECONDS - start)) s; log: $log)"
 	done
 	if ! wait "$pid"; then
