@@ -1,25 +1,41 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# Runs one guest test inside a lincell test guest (started by lincell-vm).
+# Runs guest tests inside a lincell test guest (started by lincell-vm), one
+# after the other in the same boot.
 #
-#   guest-run.sh SCRIPT OUT GUEST
+#   guest-run.sh GUEST SCRIPT OUT [SCRIPT OUT]...
 #
-# SCRIPT prints TAP on stdout; it is saved to OUT/tap.txt (and shown on the
-# console). The kernel log goes to OUT/dmesg.txt, and OUT/done marks that the
-# script ran to its end: a guest without it hung, crashed or never booted.
-script=$1 out=$2 guest=$3
+# Each SCRIPT prints TAP on stdout; it is saved to its OUT/tap.txt (and shown
+# on the console). The kernel log since the previous script goes to
+# OUT/dmesg.txt (and is then cleared, so each script is judged by its own
+# log), and OUT/done marks that the script ran to its end: a script without
+# it hung, crashed, or the guest never got to it.
+guest=$1
+shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 # Keep the console for test output; the full log is saved below.
 dmesg -n 1 2>/dev/null
 
-{
-	LINCELL_ROOT=$root LINCELL_OUT=$out LINCELL_GUEST=$guest \
-		sh "$script" 2>"$out/stderr.txt"
-	echo $? >"$out/rc"
-} | tee "$out/tap.txt"
-dmesg >"$out/dmesg.txt" 2>&1
-# The marker holds the script's exit code.
-cat "$out/rc" >"$out/done"
+while [ $# -ge 2 ]; do
+	script=$1 out=$2
+	shift 2
+	{
+		LINCELL_ROOT=$root LINCELL_OUT=$out LINCELL_GUEST=$guest \
+			sh "$script" 2>"$out/stderr.txt"
+		echo $? >"$out/rc"
+	} | tee "$out/tap.txt"
+	dmesg >"$out/dmesg.txt" 2>&1
+	dmesg -C 2>/dev/null
+	# The marker holds the script's exit code.
+	cat "$out/rc" >"$out/done"
+	# The next script starts, like a fresh boot, with no lincell module
+	# loaded (a script that could not unload one has failed already).
+	[ $# -ge 2 ] || break
+	for m in vdev_remote cpu_isolate ivshmem; do
+		grep -q "^$m " /proc/modules && rmmod "$m" 2>/dev/null
+	done
+	dmesg -C 2>/dev/null
+done

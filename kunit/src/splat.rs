@@ -94,6 +94,10 @@ fn kind_of(msg: &str) -> Option<&'static str> {
     if msg.contains("rcu") && msg.contains("detected stall") {
         return Some("rcu-stall");
     }
+    // SLUB debugging (`slub_debug`): `BUG <cache> (<taint>): <what>`.
+    if msg.starts_with("BUG ") && msg.contains(" (") && msg.contains("): ") {
+        return Some("slub");
+    }
     let anywhere = ANYWHERE.iter().find(|(p, _)| msg.contains(p));
     let start = || START.iter().find(|(p, _)| msg.starts_with(p));
     anywhere.or_else(start).map(|&(_, kind)| kind)
@@ -167,7 +171,11 @@ rust-panic|rust_kernel: panicked at drivers/ivshmem/lib.rs:12:5:
 list-corruption|list_add corruption. next->prev should be prev (ffff8880), but was 0000.
 list-corruption|list_del corruption, ffff8880->next is LIST_POISON1 (dead000000000100)
 debugobjects|ODEBUG: free active (active state 0) object: 00000000 object type: timer_list
-kmemleak|kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)";
+kmemleak|kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)
+slub|BUG kmalloc-64 (Not tainted): Right Redzone overwritten
+slub|BUG kmalloc-128 (Tainted: G           O       ): Poison overwritten
+bug|BUG: Invalid wait context
+bug|BUG: scheduling while atomic: kworker/0:1/42/0x00000002";
 
     /// Normal boot and test output, including near misses.
     const HARMLESS_LINES: &str = "\
@@ -184,6 +192,7 @@ ODEBUG: selftest passed
 Call Trace:
 ---[ end trace 0000000000000000 ]---
 MDS: Vulnerable: Clear CPU buffers attempted, no microcode
+BUG workaround (erratum 123) enabled
 
 ";
 

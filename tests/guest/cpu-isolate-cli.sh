@@ -5,7 +5,8 @@
 # `noise` prints the sampler's table (also under load), refusals carry the
 # module's reason and errno, `release` removes the partition and the module
 # restores its snapshot.
-# lincell-vm: cpus=4 memory=1G timeout=300
+# lincell-vm: cpus=4 memory=1G timeout=300 boot=isolate
+# lincell-vm: append=nohz_full=2-3 rcu_nocbs=2-3
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 15
 

@@ -6,7 +6,8 @@
 # back, bad requests get their documented errno and change nothing, the
 # sampler measures isolated and housekeeping CPUs, and rmmod with isolation
 # active restores everything.
-# lincell-vm: cpus=4 memory=1G timeout=420
+# lincell-vm: cpus=4 memory=1G timeout=420 boot=isolate
+# lincell-vm: append=nohz_full=2-3 rcu_nocbs=2-3
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 36
 

@@ -4,7 +4,7 @@
 # unbind with a mapping and an open fd, rmmod with an open fd, surprise
 # removal while a reader is blocked in read(2), then rescan and rebind.
 # The harness also fails the run on any kernel splat.
-# lincell-vm: ivshmem-plain=1M cpus=2
+# lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 11
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 # ivshmem.ko binds QEMU's ivshmem-plain, reports it, unbinds on rmmod, rebinds.
-# lincell-vm: ivshmem-plain=1M cpus=2
+# lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 7
 

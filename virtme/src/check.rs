@@ -8,12 +8,12 @@
 //! printed as it is counted, and the run ends with `N passed, N failed`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lincell_ktap::{cargo, ktap, splat};
 
-use crate::scenario::{GuestResult, Runner, DEFAULT_GUEST};
+use crate::scenario::{script_name, GuestResult, Runner, DEFAULT_GUEST};
 
 /// One counted test case.
 #[derive(Debug, PartialEq, Eq)]
@@ -247,25 +247,26 @@ pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &m
     }
 }
 
-/// Runs one guest scenario and counts its cases.
-pub fn guest_test(runner: &Runner, script: &Path, totals: &mut Totals) {
-    let name = script
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    println!("--- guest: {name}");
+/// Runs the guest scripts of one boot (one script, or several sharing a
+/// `boot=`) and counts their cases.
+pub fn guest_boot(runner: &Runner, scripts: &[PathBuf], totals: &mut Totals) {
+    let names: Vec<String> = scripts.iter().map(|s| script_name(s)).collect();
+    let label = names.join(" + ");
+    println!("--- guest: {label}");
     let start = std::time::Instant::now();
-    let outcome = runner.run(script);
-    println!("--- guest: {name}: {:.0} s", start.elapsed().as_secs_f64());
+    let outcome = runner.run_boot(scripts);
+    println!("--- guest: {label}: {:.0} s", start.elapsed().as_secs_f64());
     match outcome {
-        Ok(results) => {
-            for r in &results {
-                for c in evaluate(&name, r) {
-                    totals.record(&c);
+        Ok(per_script) => {
+            for (name, results) in &per_script {
+                for r in results {
+                    for c in evaluate(name, r) {
+                        totals.record(&c);
+                    }
                 }
             }
         }
-        Err(e) => totals.record(&case(format!("guest/{name}"), ktap::Outcome::Fail, e.to_string())),
+        Err(e) => totals.record(&case(format!("guest/{label}"), ktap::Outcome::Fail, e.to_string())),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct GuestSpec {
     pub memory: String,
     /// Extra QEMU arguments (devices).
     pub qemu_opts: Vec<String>,
+    /// Kernel arguments after [`DEFAULT_KERNEL_ARGS`].
+    pub kernel_args: Vec<String>,
     /// Shell command run inside the guest; its exit code is the guest's.
     pub command: String,
     /// Host directories the guest may write (same path inside).
@@ -83,6 +85,11 @@ fn vng_program() -> String {
     }
 }
 
+/// Kernel arguments every guest boots with: SLUB's red zones, poisoning and
+/// sanity checks (`slub_debug=FZP`; CONFIG_SLUB_DEBUG is in the test
+/// kernel), so heap corruption becomes a splat the harness fails on.
+pub const DEFAULT_KERNEL_ARGS: &[&str] = &["slub_debug=FZP"];
+
 /// KVM hangs on the machines this project is developed on, so guests use TCG
 /// unless the user asks for KVM with `LINCELL_KVM=1` and `/dev/kvm` is usable.
 pub fn use_kvm() -> bool {
@@ -116,6 +123,9 @@ pub fn command_line(kdir: &Path, spec: &GuestSpec) -> Vec<String> {
     }
     if !spec.qemu_opts.is_empty() {
         args.push(format!("--qemu-opts={}", spec.qemu_opts.join(" ")));
+    }
+    for a in DEFAULT_KERNEL_ARGS.iter().copied().chain(spec.kernel_args.iter().map(String::as_str)) {
+        args.push(format!("--append={a}"));
     }
     args.push("--exec".into());
     args.push(spec.command.clone());
@@ -253,6 +263,7 @@ mod tests {
             cpus: 2,
             memory: "1G".into(),
             qemu_opts: vec!["-device ivshmem-plain,memdev=hm".into()],
+            kernel_args: vec!["nohz_full=1".into()],
             command: "true".into(),
             rw_dirs: vec![PathBuf::from("/tmp/out")],
             echo: false,
@@ -339,6 +350,8 @@ mod tests {
         }
         assert!(args.contains(&"--rwdir=/tmp/out".to_string()));
         assert!(args.contains(&"--qemu-opts=-device ivshmem-plain,memdev=hm".to_string()));
+        assert!(args.contains(&"--append=slub_debug=FZP".to_string()));
+        assert!(args.contains(&"--append=nohz_full=1".to_string()));
         assert_eq!(args[args.len() - 2..], ["--exec", "true"]);
     }
 }

@@ -151,6 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 cpus,
                 memory,
                 qemu_opts,
+                kernel_args: Vec::new(),
                 command: command.join(" "),
                 rw_dirs,
                 echo: true,
@@ -212,8 +213,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 })
                 .collect();
             scripts.sort();
-            for s in &scripts {
-                check::guest_test(&runner, s, &mut totals);
+            for boot in scenario::group_by_boot(&scripts).map_err(|e| e.to_string())? {
+                check::guest_boot(&runner, &boot, &mut totals);
             }
             for leg in &external {
                 let (name, cmd) = leg

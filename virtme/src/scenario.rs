@@ -23,12 +23,21 @@
 //!   on a private socket and attaches each guest as `-device
 //!   ivshmem-doorbell` (interrupts between guests and host peers);
 //! - `host=COMMAND`: a host-side peer started once the guests boot; its TAP
-//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`).
+//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`);
+//! - `append=ARGS`: extra kernel command-line arguments (the rest of the
+//!   line, e.g. `append=nohz_full=2-3 rcu_nocbs=2-3`), after the ones every
+//!   guest gets ([`guest::DEFAULT_KERNEL_ARGS`]);
+//! - `boot=NAME`: scripts naming the same boot share one boot of their
+//!   guests (a TCG boot costs tens of seconds), run one after the other in
+//!   file-name order, each with its own output, results and kernel log. Their
+//!   other directives must be the same (timeouts add up) and none may have
+//!   a host peer.
 //!
-//! Inside the guest the script runs through `virtme/guest-run.sh`, which
+//! Inside the guest each script runs through `virtme/guest-run.sh`, which
 //! mounts debugfs, runs it with `LINCELL_OUT` pointing to a writable
-//! directory, saves the kernel log, and writes a `done` marker. A guest that
-//! never writes the marker did not finish: it hung, crashed or never booted.
+//! directory, saves (and clears) the kernel log, and writes a `done` marker.
+//! A script that never writes the marker did not finish: it or one before it
+//! in the same boot hung, crashed, or the guest never booted.
 
 use std::fs;
 use std::io;
@@ -58,6 +67,37 @@ pub struct Directives {
     pub ivshmem_doorbell: Option<(u32, u64)>,
     /// Host-side peer command, if any.
     pub host: Option<String>,
+    /// Extra kernel arguments.
+    pub append: Vec<String>,
+    /// Name of the boot this script shares with others, if any.
+    pub boot: Option<String>,
+}
+
+impl Directives {
+    /// The directives of scripts sharing one boot: theirs, which must agree
+    /// (but for timeouts, which add up).
+    pub fn merge(all: &[Directives]) -> Result<Directives, String> {
+        let first = all.first().ok_or("no scripts")?;
+        let mut merged = first.clone();
+        merged.timeout = Duration::ZERO;
+        for d in all {
+            if d.host.is_some() {
+                return Err("a script with a host peer cannot share a boot".into());
+            }
+            let same = Directives {
+                timeout: first.timeout,
+                ..d.clone()
+            };
+            if &same != first {
+                return Err(format!(
+                    "scripts sharing boot `{}` differ in their directives",
+                    first.boot.as_deref().unwrap_or("")
+                ));
+            }
+            merged.timeout += d.timeout;
+        }
+        Ok(merged)
+    }
 }
 
 impl Default for Directives {
@@ -70,6 +110,8 @@ impl Default for Directives {
             ivshmem_plain: None,
             ivshmem_doorbell: None,
             host: None,
+            append: Vec::new(),
+            boot: None,
         }
     }
 }
@@ -103,6 +145,11 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
             d.host = Some(cmd.trim().to_string());
             continue;
         }
+        // So does `append=` (kernel arguments).
+        if let Some(args) = rest.strip_prefix("append=") {
+            d.append.extend(args.split_whitespace().map(str::to_string));
+            continue;
+        }
         for item in rest.split_whitespace() {
             let (key, value) = item
                 .split_once('=')
@@ -118,6 +165,12 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                 "cpus" => d.cpus = u32::try_from(num(value)?).map_err(|_| format!("bad `{item}`"))?,
                 "memory" => d.memory = value.to_string(),
                 "timeout" => d.timeout = Duration::from_secs(num(value)?),
+                "boot" => {
+                    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                        return Err(format!("bad boot name in `{item}`"));
+                    }
+                    d.boot = Some(value.to_string());
+                }
                 "ivshmem-plain" => d.ivshmem_plain = Some(parse_size(value)?),
                 "ivshmem-doorbell" => {
                     let (v, s) = value
@@ -190,12 +243,47 @@ impl Drop for HostProcess {
     }
 }
 
+/// The file name of a script without `.sh`: its scenario name.
+pub fn script_name(script: &Path) -> String {
+    script
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads a script's directives.
+pub fn read_directives(script: &Path) -> io::Result<Directives> {
+    let text = fs::read_to_string(script)?;
+    parse_directives(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", script.display())))
+}
+
+/// Splits sorted `scripts` into boots: a script alone, or every script
+/// naming the same `boot=` together (at the place of the first of them).
+pub fn group_by_boot(scripts: &[PathBuf]) -> io::Result<Vec<Vec<PathBuf>>> {
+    let mut boots: Vec<(Option<String>, Vec<PathBuf>)> = Vec::new();
+    for s in scripts {
+        let key = read_directives(s)?.boot;
+        match boots.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, group)) => group.push(s.clone()),
+            None => boots.push((key, vec![s.clone()])),
+        }
+    }
+    Ok(boots.into_iter().map(|(_, g)| g).collect())
+}
+
 impl Runner {
     /// Runs the scenario in `script`; one result per guest (plus the host
     /// peer, if any).
     pub fn run(&self, script: &Path) -> io::Result<Vec<GuestResult>> {
-        let results = self.run_once(script)?;
-        match results.iter().find(|r| launcher_failed(r)) {
+        let mut all = self.run_boot(&[script.to_path_buf()])?;
+        Ok(all.pop().map(|(_, r)| r).unwrap_or_default())
+    }
+
+    /// Runs `scripts` in one boot of their guests (see `boot=`); for each
+    /// script, its name and one result per guest (plus the host peer).
+    pub fn run_boot(&self, scripts: &[PathBuf]) -> io::Result<Vec<(String, Vec<GuestResult>)>> {
+        let results = self.run_once(scripts)?;
+        match results.iter().flat_map(|(_, r)| r).find(|r| launcher_failed(r)) {
             Some(r) => {
                 // Seen on this machine kind, rarely: virtme-ng exits 255
                 // within seconds, printing nothing, before the guest runs
@@ -207,21 +295,24 @@ impl Runner {
                     r.exit.describe(),
                     r.elapsed.as_secs_f64()
                 );
-                self.run_once(script)
+                self.run_once(scripts)
             }
             None => Ok(results),
         }
     }
 
-    fn run_once(&self, script: &Path) -> io::Result<Vec<GuestResult>> {
-        let text = fs::read_to_string(script)?;
-        let d = parse_directives(&text)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", script.display())))?;
-        let stem = script
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dir = self.work.join(&stem);
+    fn run_once(&self, scripts: &[PathBuf]) -> io::Result<Vec<(String, Vec<GuestResult>)>> {
+        let all = scripts.iter().map(|s| read_directives(s)).collect::<io::Result<Vec<_>>>()?;
+        let d = Directives::merge(&all).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let names: Vec<String> = scripts.iter().map(|s| script_name(s)).collect();
+        // A lone script keeps the simple layout host peers rely on
+        // (`<work>/<script>/<guest>`); a shared boot nests each script's
+        // output under its guest's (`<work>/<boot>/<guest>/<script>`).
+        let shared = scripts.len() > 1;
+        let dir = self.work.join(match (&d.boot, shared) {
+            (Some(b), true) => b.clone(),
+            _ => names[0].clone(),
+        });
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
 
@@ -247,24 +338,28 @@ impl Runner {
         let deadline = Instant::now() + d.timeout;
         let mut running = Vec::new();
         for name in &d.guests {
-            let out = dir.join(name);
-            fs::create_dir_all(&out)?;
+            let gdir = dir.join(name);
+            let outs: Vec<PathBuf> = if shared {
+                names.iter().map(|n| gdir.join(n)).collect()
+            } else {
+                vec![gdir.clone()]
+            };
+            let mut command = format!("sh {}/virtme/guest-run.sh {name}", self.root.display());
+            for (script, out) in scripts.iter().zip(&outs) {
+                fs::create_dir_all(out)?;
+                command.push_str(&format!(" {} {}", script.display(), out.display()));
+            }
             let spec = GuestSpec {
                 name: name.clone(),
                 cpus: d.cpus,
                 memory: d.memory.clone(),
                 qemu_opts: qemu_opts.clone(),
-                command: format!(
-                    "sh {}/virtme/guest-run.sh {} {} {}",
-                    self.root.display(),
-                    script.display(),
-                    out.display(),
-                    name
-                ),
-                rw_dirs: vec![out.clone()],
+                kernel_args: d.append.clone(),
+                command,
+                rw_dirs: vec![gdir.clone()],
                 echo: self.echo,
             };
-            running.push((out, guest::spawn(&self.kdir, &spec)?));
+            running.push((outs, guest::spawn(&self.kdir, &spec)?));
         }
 
         let host = match &d.host {
@@ -272,22 +367,25 @@ impl Runner {
             None => None,
         };
 
-        let mut results = Vec::new();
-        for (out, g) in running {
+        let mut results: Vec<(String, Vec<GuestResult>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        for (outs, g) in running {
             let name = g.name().to_string();
             let o = g.wait(deadline);
-            results.push(GuestResult {
-                name,
-                exit: o.exit,
-                tap: fs::read_to_string(out.join("tap.txt")).unwrap_or_default(),
-                dmesg: fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
-                script_exit: read_marker(&out.join("done")),
-                console: o.console,
-                elapsed: o.elapsed,
-            });
+            for ((_, per_script), out) in results.iter_mut().zip(&outs) {
+                per_script.push(GuestResult {
+                    name: name.clone(),
+                    exit: o.exit.clone(),
+                    tap: fs::read_to_string(out.join("tap.txt")).unwrap_or_default(),
+                    dmesg: fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
+                    script_exit: read_marker(&out.join("done")),
+                    console: o.console.clone(),
+                    elapsed: o.elapsed,
+                });
+            }
         }
         if let Some(h) = host {
-            results.push(self.wait_host(h, &dir, deadline));
+            let r = self.wait_host(h, &dir, deadline);
+            results[0].1.push(r);
         }
         Ok(results)
     }
@@ -409,6 +507,27 @@ mod tests {
     }
 
     #[test]
+    fn append_and_boot() {
+        let d = parse_directives(
+            "# lincell-vm: cpus=4 boot=iso timeout=100\n\
+             # lincell-vm: append=nohz_full=2-3 rcu_nocbs=2-3\n",
+        )
+        .unwrap();
+        assert_eq!(d.append, ["nohz_full=2-3", "rcu_nocbs=2-3"]);
+        assert_eq!(d.boot.as_deref(), Some("iso"));
+        let mut e = d.clone();
+        e.timeout = Duration::from_secs(50);
+        let m = Directives::merge(&[d.clone(), e.clone()]).unwrap();
+        assert_eq!(m.timeout, Duration::from_secs(150));
+        assert_eq!(m.cpus, 4);
+        e.cpus = 2;
+        assert!(Directives::merge(&[d.clone(), e]).is_err(), "different devices cannot share a boot");
+        let mut h = d.clone();
+        h.host = Some("peer".into());
+        assert!(Directives::merge(&[d, h]).is_err(), "host peers cannot share a boot");
+    }
+
+    #[test]
     fn bad_directives_are_errors() {
         for bad in [
             "# lincell-vm: frobnicate=1",
@@ -419,6 +538,8 @@ mod tests {
             "# lincell-vm: ivshmem-doorbell=4M",
             "# lincell-vm: guests=a,,b",
             "# lincell-vm: guests=a;rm",
+            "# lincell-vm: boot=",
+            "# lincell-vm: boot=a/b",
         ] {
             assert!(parse_directives(bad).is_err(), "{bad}");
         }
