@@ -86,7 +86,14 @@ pub(crate) struct IrqSteering {
 impl IrqSteering {
     /// Adds a line to the report of the last reconcile or release.
     fn record(&mut self, irq: u32, state: State, original: Option<CpuSet>) -> Result {
-        self.report.push(Line { irq, state, original }, GFP_KERNEL)?;
+        self.report.push(
+            Line {
+                irq,
+                state,
+                original,
+            },
+            GFP_KERNEL,
+        )?;
         Ok(())
     }
 

@@ -87,7 +87,10 @@ static FOPS: Fops = Fops(bindings::file_operations {
 
 impl Chardev {
     /// Registers `/dev/ivshmemN` for `shared`, child of `parent`.
-    pub(crate) fn new(parent: *mut bindings::device, shared: Arc<Shared>) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(
+        parent: *mut bindings::device,
+        shared: Arc<Shared>,
+    ) -> Result<impl PinInit<Self, Error>> {
         let index = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
         let name = CString::try_from_fmt(fmt!("ivshmem{index}"))?;
         // The CString's buffer is on the heap: the pointer survives the move.
@@ -281,7 +284,10 @@ fn read_events(of: &OpenFile, nonblock: bool, user: UserSlice) -> Result<usize> 
 /// # Safety
 ///
 /// Called by the VFS on one of our open files.
-unsafe extern "C" fn fop_poll(file: *mut bindings::file, wait: *mut bindings::poll_table_struct) -> bindings::__poll_t {
+unsafe extern "C" fn fop_poll(
+    file: *mut bindings::file,
+    wait: *mut bindings::poll_table_struct,
+) -> bindings::__poll_t {
     // SAFETY: an open file of ours.
     let of = unsafe { open_file(file) };
     // SAFETY: `file` is valid for this call.
@@ -378,7 +384,8 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
                 }
             }
             // CAST: user address; `n * 4` is at most 256 KiB.
-            let mut out = UserSlice::new(UserPtr::from_addr(arg.ptr as usize), n as usize * 4).writer();
+            let mut out =
+                UserSlice::new(UserPtr::from_addr(arg.ptr as usize), n as usize * 4).writer();
             for s in states.iter() {
                 out.write(s)?;
             }
@@ -392,7 +399,10 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
 /// # Safety
 ///
 /// Called by the VFS while setting up a new mapping of one of our files.
-unsafe extern "C" fn fop_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+unsafe extern "C" fn fop_mmap(
+    file: *mut bindings::file,
+    vma: *mut bindings::vm_area_struct,
+) -> c_int {
     // SAFETY: an open file of ours.
     let of = unsafe { open_file(file) };
     // SAFETY: `vma` is being set up by mmap for this call.

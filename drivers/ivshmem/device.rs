@@ -121,7 +121,8 @@ impl Shared {
             // ivshmem-plain: no interrupts at all.
             return Err(EOPNOTSUPP);
         }
-        let doorbell = Doorbell::new(peer, vector, self.info.max_peers, self.info.vectors).map_err(|_| EINVAL)?;
+        let doorbell = Doorbell::new(peer, vector, self.info.max_peers, self.info.vectors)
+            .map_err(|_| EINVAL)?;
         let bar = self.regs.try_access().ok_or(ENODEV)?;
         self.model.ring(&Regs(&bar), doorbell);
         Ok(())
@@ -140,7 +141,9 @@ impl Shared {
         let bar = self.regs.try_access().ok_or(ENODEV)?;
         users.state = state;
         match &self.sections {
-            Some(sections) => sections.publish_state(self.model, &Regs(&bar), state, self.info.vectors),
+            Some(sections) => {
+                sections.publish_state(self.model, &Regs(&bar), state, self.info.vectors)
+            }
             // No state table: only ivshmem 2.0's register, if any.
             None => {
                 self.model.set_state(&Regs(&bar), state);

@@ -2,12 +2,7 @@
 
 //! The PCI driver: match, identify, set up interrupts and `/dev/ivshmemN`.
 
-use kernel::{
-    device::Core,
-    pci,
-    prelude::*,
-    sync::Arc,
-};
+use kernel::{device::Core, pci, prelude::*, sync::Arc};
 
 use crate::chardev::Chardev;
 use crate::device::Shared;
@@ -15,9 +10,9 @@ use crate::irq::{raw_pci_dev, Vectors};
 use crate::mmio::Regs;
 use crate::sections::{self, Sections};
 use crate::shared::ident::{self, Identity, Revision};
-use crate::sysfs::SysfsGroup;
 use crate::shared::regs::{self, BAR0_SIZE};
 use crate::shared::uapi::{DeviceInfo, INFO_DOORBELL, INFO_ONESHOT, INFO_SECTIONS, MAX_VECTORS};
+use crate::sysfs::SysfsGroup;
 
 /// BAR holding the shared memory on both revisions (when present).
 const SHMEM_BAR: u32 = 2;
@@ -111,87 +106,102 @@ impl pci::Driver for IvshmemDriver {
         _info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
-        let Identity { revision, protocol } = ident::identify(
-            pdev.vendor_id().as_raw(),
-            pdev.device_id(),
-            pdev.pci_class().as_raw(),
-        )
-        .map_err(|_| ENODEV)?;
-        if protocol.is_virtio() {
-            // virtio-over-ivshmem devices belong to vdev_remote.
-            dev_dbg!(pdev, "protocol {:#06x} is virtio; leaving it to vdev_remote\n", protocol.0);
-            return Err(ENODEV);
-        }
+            let Identity { revision, protocol } = ident::identify(
+                pdev.vendor_id().as_raw(),
+                pdev.device_id(),
+                pdev.pci_class().as_raw(),
+            )
+            .map_err(|_| ENODEV)?;
+            if protocol.is_virtio() {
+                // virtio-over-ivshmem devices belong to vdev_remote.
+                dev_dbg!(
+                    pdev,
+                    "protocol {:#06x} is virtio; leaving it to vdev_remote\n",
+                    protocol.0
+                );
+                return Err(ENODEV);
+            }
 
-        pdev.enable_device_mem()?;
-        pdev.set_master();
-        let bar = pdev
-            .iomap_region_sized::<BAR0_SIZE>(0, c"ivshmem")
-            .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
-        let model = regs::model(revision);
+            pdev.enable_device_mem()?;
+            pdev.set_master();
+            let bar = pdev
+                .iomap_region_sized::<BAR0_SIZE>(0, c"ivshmem")
+                .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
+            let model = regs::model(revision);
 
-        let own_id = model.own_id(&Regs(&bar));
-        let device_max_peers = model.max_peers(&Regs(&bar));
-        // SAFETY: `pdev` is a bound PCI device.
-        let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
-        let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
-        let shmem_size = pdev.resource_len(SHMEM_BAR).unwrap_or(0);
-        let shmem_phys = pdev.resource_start(SHMEM_BAR).unwrap_or(0);
-        if shmem_size == 0 {
-            dev_err!(pdev, "no shared memory in BAR{}\n", SHMEM_BAR);
-            return Err(ENODEV);
-        }
+            let own_id = model.own_id(&Regs(&bar));
+            let device_max_peers = model.max_peers(&Regs(&bar));
+            // SAFETY: `pdev` is a bound PCI device.
+            let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
+            let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
+            let shmem_size = pdev.resource_len(SHMEM_BAR).unwrap_or(0);
+            let shmem_phys = pdev.resource_start(SHMEM_BAR).unwrap_or(0);
+            if shmem_size == 0 {
+                dev_err!(pdev, "no shared memory in BAR{}\n", SHMEM_BAR);
+                return Err(ENODEV);
+            }
 
-        let sections = match device_max_peers {
-            Some(max) => sections::discover_v2(pdev, shmem_phys, shmem_size, own_id, max)?,
-            None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
-        };
-        // QEMU's ivshmem does not say how many peers there are: the lincell
-        // layout does; without one, any 16-bit peer id may exist.
-        let max_peers = device_max_peers
-            .or(sections.as_ref().map(|s| s.layout.max_peers()))
-            .unwrap_or(1 << 16);
+            let sections = match device_max_peers {
+                Some(max) => sections::discover_v2(pdev, shmem_phys, shmem_size, own_id, max)?,
+                None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
+            };
+            // QEMU's ivshmem does not say how many peers there are: the lincell
+            // layout does; without one, any 16-bit peer id may exist.
+            let max_peers = device_max_peers
+                .or(sections.as_ref().map(|s| s.layout.max_peers()))
+                .unwrap_or(1 << 16);
 
-        // ivshmem 2.0 falls back to INTx without MSI-X; QEMU's ivshmem-plain
-        // has no interrupts and its ivshmem-doorbell always has MSI-X.
-        let mut vectors = Vectors::alloc(pdev, wanted, revision == Revision::V2);
-        let nr_vectors = vectors.as_ref().map_or(0, Vectors::len);
-        let info = device_info(revision, protocol.0, own_id, max_peers, nr_vectors, shmem_size, sections.as_ref());
-        if vectors.as_ref().is_some_and(Vectors::is_intx) {
-            model.enable_intx(&Regs(&bar));
-        }
-        model.enable_interrupts(&Regs(&bar));
-        let regs = bar.into_devres()?;
-        let shared = Arc::pin_init(Shared::new(info, model, regs, shmem_phys, sections), GFP_KERNEL)?;
-        if let Some(v) = vectors.as_mut() {
-            v.request(&shared, c"ivshmem")?;
-        }
+            // ivshmem 2.0 falls back to INTx without MSI-X; QEMU's ivshmem-plain
+            // has no interrupts and its ivshmem-doorbell always has MSI-X.
+            let mut vectors = Vectors::alloc(pdev, wanted, revision == Revision::V2);
+            let nr_vectors = vectors.as_ref().map_or(0, Vectors::len);
+            let info = device_info(
+                revision,
+                protocol.0,
+                own_id,
+                max_peers,
+                nr_vectors,
+                shmem_size,
+                sections.as_ref(),
+            );
+            if vectors.as_ref().is_some_and(Vectors::is_intx) {
+                model.enable_intx(&Regs(&bar));
+            }
+            model.enable_interrupts(&Regs(&bar));
+            let regs = bar.into_devres()?;
+            let shared = Arc::pin_init(
+                Shared::new(info, model, regs, shmem_phys, sections),
+                GFP_KERNEL,
+            )?;
+            if let Some(v) = vectors.as_mut() {
+                v.request(&shared, c"ivshmem")?;
+            }
 
-        // SAFETY: `raw_pci_dev` is valid while bound; `dev` is its embedded
-        // `struct device`, the parent of our misc device.
-        let parent = unsafe { &raw mut (*raw_pci_dev(pdev)).dev };
-        let chardev = Chardev::new(parent, shared.clone())?;
-        let layout = if info.flags & INFO_SECTIONS != 0 {
-            "sections"
-        } else {
-            "no sections"
-        };
-        dev_info!(
-            pdev,
-            "ivshmem v{}: peer {} of {}, {} vectors, {} KiB shared memory, {}\n",
-            revision.number(),
-            own_id,
-            max_peers,
-            nr_vectors,
-            shmem_size / 1024,
-            layout
-        );
-        Ok(try_pin_init!(IvshmemDevice {
-            _sysfs: SysfsGroup::new(pdev)?,
-            chardev <- chardev,
-            vectors,
-            shared,
-        }))
+            // SAFETY: `raw_pci_dev` is valid while bound; `dev` is its embedded
+            // `struct device`, the parent of our misc device.
+            let parent = unsafe { &raw mut (*raw_pci_dev(pdev)).dev };
+            let chardev = Chardev::new(parent, shared.clone())?;
+            let layout = if info.flags & INFO_SECTIONS != 0 {
+                "sections"
+            } else {
+                "no sections"
+            };
+            dev_info!(
+                pdev,
+                "ivshmem v{}: peer {} of {}, {} vectors, {} KiB shared memory, {}\n",
+                revision.number(),
+                own_id,
+                max_peers,
+                nr_vectors,
+                shmem_size / 1024,
+                layout
+            );
+            Ok(try_pin_init!(IvshmemDevice {
+                _sysfs: SysfsGroup::new(pdev)?,
+                chardev <- chardev,
+                vectors,
+                shared,
+            }))
         })
     }
 

@@ -55,7 +55,9 @@ enum Delivery {
 /// `repr(transparent)` over `Opaque<bindings::pci_dev>`, so the reference is
 /// the C pointer.
 pub(crate) fn raw_pci_dev(pdev: &pci::Device<Bound>) -> *mut bindings::pci_dev {
-    core::ptr::from_ref(pdev).cast::<bindings::pci_dev>().cast_mut()
+    core::ptr::from_ref(pdev)
+        .cast::<bindings::pci_dev>()
+        .cast_mut()
 }
 
 /// Allocated MSI-X vectors and their registered handlers.
@@ -85,7 +87,10 @@ unsafe impl<H: VectorHandler> Sync for Vectors<H> {}
 ///
 /// Only called by the IRQ core with the `dev_id` registered in
 /// [`Vectors::request`].
-unsafe extern "C" fn handle_irq<H: VectorHandler>(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+unsafe extern "C" fn handle_irq<H: VectorHandler>(
+    _irq: i32,
+    cookie: *mut c_void,
+) -> bindings::irqreturn_t {
     // SAFETY: `cookie` is the `dev_id` we registered: a `Cookie<H>` in a
     // `KBox` that `Vectors` keeps alive until after `free_irq` returns.
     let cookie = unsafe { &*cookie.cast::<Cookie<H>>() };
@@ -98,7 +103,10 @@ unsafe extern "C" fn handle_irq<H: VectorHandler>(_irq: i32, cookie: *mut c_void
 /// # Safety
 ///
 /// As [`handle_irq`].
-unsafe extern "C" fn handle_intx<H: VectorHandler>(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+unsafe extern "C" fn handle_intx<H: VectorHandler>(
+    _irq: i32,
+    cookie: *mut c_void,
+) -> bindings::irqreturn_t {
     // SAFETY: as in `handle_irq`.
     let cookie = unsafe { &*cookie.cast::<Cookie<H>>() };
     if H::intx(&cookie.handler) {
@@ -112,11 +120,16 @@ impl<H: VectorHandler> Vectors<H> {
     /// Allocates up to `wanted` MSI-X vectors, or with `intx_fallback` one
     /// INTx vector when the device has no MSI-X. Returns `None` when there
     /// are no interrupts (e.g. `ivshmem-plain`) or allocation fails (logged).
-    pub(crate) fn alloc(pdev: &pci::Device<Bound>, wanted: u32, intx_fallback: bool) -> Option<Self> {
+    pub(crate) fn alloc(
+        pdev: &pci::Device<Bound>,
+        wanted: u32,
+        intx_fallback: bool,
+    ) -> Option<Self> {
         let raw = raw_pci_dev(pdev);
         let (delivery, n) = if wanted > 0 {
             // SAFETY: `raw` is a bound PCI device (we are in probe).
-            let n = unsafe { bindings::pci_alloc_irq_vectors(raw, 1, wanted, bindings::PCI_IRQ_MSIX) };
+            let n =
+                unsafe { bindings::pci_alloc_irq_vectors(raw, 1, wanted, bindings::PCI_IRQ_MSIX) };
             (Delivery::MsiX, n)
         } else if intx_fallback {
             // SAFETY: as above.
@@ -134,7 +147,11 @@ impl<H: VectorHandler> Vectors<H> {
                 cookies: KVec::new(),
             }),
             _ => {
-                dev_warn!(pdev.as_ref(), "no interrupt vectors ({}); doorbells disabled\n", n);
+                dev_warn!(
+                    pdev.as_ref(),
+                    "no interrupt vectors ({}); doorbells disabled\n",
+                    n
+                );
                 None
             }
         }
@@ -164,13 +181,17 @@ impl<H: VectorHandler> Vectors<H> {
             // SAFETY: `pdev` has `allocated` vectors and `vector < allocated`.
             let irq = unsafe { bindings::pci_irq_vector(self.pdev, vector as u32) };
             let irq = u32::try_from(irq).map_err(|_| EINVAL)?;
-            let dev_id = core::ptr::from_ref::<Cookie<H>>(&cookie).cast_mut().cast::<c_void>();
+            let dev_id = core::ptr::from_ref::<Cookie<H>>(&cookie)
+                .cast_mut()
+                .cast::<c_void>();
             // Reserve the slot first so that a failing push cannot leave a
             // registered handler without its cookie.
             self.cookies.reserve(1, GFP_KERNEL)?;
             let (handler_fn, flags) = match self.delivery {
                 Delivery::MsiX => (handle_irq::<H> as HandlerFn, 0),
-                Delivery::Intx if handler.intx_shareable() => (handle_intx::<H> as HandlerFn, bindings::IRQF_SHARED),
+                Delivery::Intx if handler.intx_shareable() => {
+                    (handle_intx::<H> as HandlerFn, bindings::IRQF_SHARED)
+                }
                 Delivery::Intx => (handle_intx::<H> as HandlerFn, 0),
             };
             // CAST: IRQF_* flags fit an unsigned long.
@@ -191,7 +212,9 @@ impl<H: VectorHandler> Vectors<H> {
 impl<H: VectorHandler> Drop for Vectors<H> {
     fn drop(&mut self) {
         for (vector, cookie) in self.cookies.iter().enumerate() {
-            let dev_id = core::ptr::from_ref::<Cookie<H>>(cookie).cast_mut().cast::<c_void>();
+            let dev_id = core::ptr::from_ref::<Cookie<H>>(cookie)
+                .cast_mut()
+                .cast::<c_void>();
             // SAFETY: by the type invariant vector `vector` is allocated and
             // has our handler registered with `dev_id`; `free_irq` waits for
             // running handlers, so the cookie is unused once it returns.

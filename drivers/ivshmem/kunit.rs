@@ -22,14 +22,20 @@ mod ident_tests {
     fn v2_virtio_frontend_is_left_to_vdev_remote() {
         let id = identify(0x110a, 0x4106, 0xff_80_03).map(|i| i.protocol);
         assert_eq!(id, Ok(Protocol(0x8003)));
-        assert_eq!(Protocol(0x8003).kind(), ProtocolKind::VirtioFrontend { device_id: 3 });
+        assert_eq!(
+            Protocol(0x8003).kind(),
+            ProtocolKind::VirtioFrontend { device_id: 3 }
+        );
         assert!(Protocol(0x8003).is_virtio());
         assert!(!Protocol(0x0001).is_virtio());
     }
 
     #[test]
     fn foreign_devices_are_refused() {
-        assert_eq!(identify(0x110a, 0x4106, 0x02_00_00), Err(IdentError::WrongClass));
+        assert_eq!(
+            identify(0x110a, 0x4106, 0x02_00_00),
+            Err(IdentError::WrongClass)
+        );
         assert_eq!(identify(0x10de, 0x1110, 0), Err(IdentError::UnknownDevice));
     }
 }
@@ -37,8 +43,8 @@ mod ident_tests {
 #[kunit_tests(lincell_ivshmem_layout)]
 mod layout_tests {
     use crate::shared::doorbell::{Doorbell, DoorbellError};
-    use kernel::prelude::*;
     use crate::shared::layout::{Access, Layout, LayoutError, Section, SectionKind, SectionSizes};
+    use kernel::prelude::*;
 
     const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
 
@@ -53,10 +59,34 @@ mod layout_tests {
     #[test]
     fn sections_follow_each_other_page_rounded() -> Result {
         let l = Layout::new(sizes(8, 3 * PAGE, 1), 2, 1, PAGE, 16 * PAGE).map_err(|_| EINVAL)?;
-        assert_eq!(l.state_table(), Section { offset: 0, len: PAGE });
-        assert_eq!(l.rw(), Section { offset: PAGE, len: 3 * PAGE });
-        assert_eq!(l.output(0), Some(Section { offset: 4 * PAGE, len: PAGE }));
-        assert_eq!(l.own_output(), Section { offset: 5 * PAGE, len: PAGE });
+        assert_eq!(
+            l.state_table(),
+            Section {
+                offset: 0,
+                len: PAGE
+            }
+        );
+        assert_eq!(
+            l.rw(),
+            Section {
+                offset: PAGE,
+                len: 3 * PAGE
+            }
+        );
+        assert_eq!(
+            l.output(0),
+            Some(Section {
+                offset: 4 * PAGE,
+                len: PAGE
+            })
+        );
+        assert_eq!(
+            l.own_output(),
+            Section {
+                offset: 5 * PAGE,
+                len: PAGE
+            }
+        );
         assert_eq!(l.total(), 6 * PAGE);
         Ok(())
     }
@@ -64,8 +94,14 @@ mod layout_tests {
     #[test]
     fn own_output_is_the_only_writable_output() -> Result {
         let l = Layout::new(sizes(PAGE, PAGE, PAGE), 3, 2, PAGE, 16 * PAGE).map_err(|_| EINVAL)?;
-        assert_eq!(l.lookup(0, 4), Ok((SectionKind::StateTable, Access::ReadOnly)));
-        assert_eq!(l.lookup(PAGE, PAGE), Ok((SectionKind::ReadWrite, Access::ReadWrite)));
+        assert_eq!(
+            l.lookup(0, 4),
+            Ok((SectionKind::StateTable, Access::ReadOnly))
+        );
+        assert_eq!(
+            l.lookup(PAGE, PAGE),
+            Ok((SectionKind::ReadWrite, Access::ReadWrite))
+        );
         assert_eq!(
             l.lookup(2 * PAGE, PAGE),
             Ok((SectionKind::Output { peer: 0 }, Access::ReadOnly))
@@ -101,7 +137,10 @@ mod layout_tests {
 
     #[test]
     fn doorbell_value_and_bounds() {
-        assert_eq!(Doorbell::new(1, 3, 2, 4).map(|d| d.register_value()), Ok(0x0001_0003));
+        assert_eq!(
+            Doorbell::new(1, 3, 2, 4).map(|d| d.register_value()),
+            Ok(0x0001_0003)
+        );
         assert_eq!(Doorbell::new(2, 0, 2, 4), Err(DoorbellError::NoSuchPeer));
         assert_eq!(Doorbell::new(0, 4, 2, 4), Err(DoorbellError::NoSuchVector));
     }
@@ -158,7 +197,10 @@ mod v2sim_tests {
         assert!(m.set_state(&p2, 1));
         assert!(m.set_state(&p2, 3));
         assert_eq!(f.state_of(2), Some(3));
-        assert_eq!((f.delivered(0, 0), f.delivered(1, 0), f.delivered(3, 0)), (2, 2, 2));
+        assert_eq!(
+            (f.delivered(0, 0), f.delivered(1, 0), f.delivered(3, 0)),
+            (2, 2, 2)
+        );
         assert_eq!(f.delivered(2, 0), 0);
         f.disconnect(2);
         assert_eq!(f.state_of(2), Some(0));
@@ -284,7 +326,12 @@ mod v1layout_tests {
             self.0[o / 4].store(v.to_le(), Ordering::Release);
         }
         fn cas32(&self, o: usize, old: u32, new: u32) -> u32 {
-            match self.0[o / 4].compare_exchange(old.to_le(), new.to_le(), Ordering::AcqRel, Ordering::Acquire) {
+            match self.0[o / 4].compare_exchange(
+                old.to_le(),
+                new.to_le(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(v) | Err(v) => u32::from_le(v),
             }
         }
@@ -316,7 +363,10 @@ mod v1layout_tests {
         let p = Header::propose(1 << 20, 4096, 8).expect("1 MiB fits");
         assert!(init_or_join(&mem, &p, || false).is_ok());
         mem.store32(off::MAX_PEERS, 0xffff_ffff);
-        assert_eq!(init_or_join(&mem, &p, || false), Err(V1Error::BadField("max_peers")));
+        assert_eq!(
+            init_or_join(&mem, &p, || false),
+            Err(V1Error::BadField("max_peers"))
+        );
         mem.store32(off::MAGIC, 0x1234_5678);
         assert_eq!(init_or_join(&mem, &p, || false), Err(V1Error::ForeignData));
     }

@@ -60,7 +60,8 @@ impl ShmemWindow {
         // SAFETY: `memremap` validates its arguments and returns null on
         // failure; the range belongs to our bound device.
         // CAST: the flag constant is a small enum value.
-        let p = unsafe { bindings::memremap(phys, len, bindings::MEMREMAP_WB as kernel::ffi::c_ulong) };
+        let p =
+            unsafe { bindings::memremap(phys, len, bindings::MEMREMAP_WB as kernel::ffi::c_ulong) };
         let ptr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
         // INVARIANT: `ptr` maps `len` bytes.
         Ok(ShmemWindow { ptr, len })
@@ -105,7 +106,8 @@ impl ShmemWindow {
 
 impl HeaderMemory for ShmemWindow {
     fn load32(&self, offset: usize) -> u32 {
-        self.atomic32(offset).map_or(0, |a| u32::from_le(a.load(Ordering::Acquire)))
+        self.atomic32(offset)
+            .map_or(0, |a| u32::from_le(a.load(Ordering::Acquire)))
     }
 
     fn store32(&self, offset: usize, value: u32) {
@@ -116,14 +118,20 @@ impl HeaderMemory for ShmemWindow {
 
     fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
         self.atomic32(offset).map_or(u32::MAX, |a| {
-            match a.compare_exchange(old.to_le(), new.to_le(), Ordering::AcqRel, Ordering::Acquire) {
+            match a.compare_exchange(
+                old.to_le(),
+                new.to_le(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(v) | Err(v) => u32::from_le(v),
             }
         })
     }
 
     fn load64(&self, offset: usize) -> u64 {
-        self.atomic64(offset).map_or(0, |a| u64::from_le(a.load(Ordering::Acquire)))
+        self.atomic64(offset)
+            .map_or(0, |a| u64::from_le(a.load(Ordering::Acquire)))
     }
 
     fn store64(&self, offset: usize, value: u64) {

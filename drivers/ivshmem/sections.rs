@@ -56,7 +56,13 @@ impl Sections {
     /// Publishes the own state: through the State register on ivshmem 2.0;
     /// on QEMU's ivshmem, which has none, by writing the own table entry and
     /// ringing vector 0 on every other peer (`vectors` 0: no doorbells).
-    pub(crate) fn publish_state(&self, model: &dyn RegisterModel, regs: &dyn RegisterBlock, state: u32, vectors: u32) {
+    pub(crate) fn publish_state(
+        &self,
+        model: &dyn RegisterModel,
+        regs: &dyn RegisterBlock,
+        state: u32,
+        vectors: u32,
+    ) {
         if model.set_state(regs, state) {
             return;
         }
@@ -86,7 +92,11 @@ impl Sections {
 }
 
 /// QEMU ivshmem: join or create the lincell header at the start of BAR2.
-pub(crate) fn discover_v1(shmem_phys: u64, shmem_len: u64, own_id: u32) -> Result<Option<Sections>> {
+pub(crate) fn discover_v1(
+    shmem_phys: u64,
+    shmem_len: u64,
+    own_id: u32,
+) -> Result<Option<Sections>> {
     let page = kernel::page::PAGE_SIZE as u64;
     let proposal = match Header::propose(shmem_len, page, v1layout::DEFAULT_MAX_PEERS) {
         Ok(p) => p,
@@ -107,7 +117,10 @@ pub(crate) fn discover_v1(shmem_phys: u64, shmem_len: u64, own_id: u32) -> Resul
     let header = match joined.and_then(|h| h.layout(own_id, shmem_len).map(|l| (h, l))) {
         Ok(h) => h,
         Err(e) => {
-            pr_warn!("ivshmem: shared memory has no usable lincell layout: {}\n", e);
+            pr_warn!(
+                "ivshmem: shared memory has no usable lincell layout: {}\n",
+                e
+            );
             return Ok(None);
         }
     };
@@ -157,7 +170,11 @@ pub(crate) fn discover_v2(
     match Layout::new(cap.sizes, max_peers, own_id, page, shmem_len) {
         Ok(layout) => Sections::map_states(layout, 0, shmem_phys, cap.one_shot).map(Some),
         Err(e) => {
-            dev_warn!(pdev.as_ref(), "sections do not fit the shared memory: {}\n", e);
+            dev_warn!(
+                pdev.as_ref(),
+                "sections do not fit the shared memory: {}\n",
+                e
+            );
             Ok(None)
         }
     }

@@ -188,9 +188,11 @@ unsafe extern "C" fn show(
     // SAFETY: a non-null drvdata of a device bound to this driver is the
     // `Pin<KBox<IvshmemDevice>>` the PCI core stored after probe; it is not
     // dropped before `SysfsGroup` removed this group, which waits for us.
-    let this = unsafe { <Pin<KBox<IvshmemDevice>> as ForeignOwnable>::borrow(data.cast::<c_void>()) };
+    let this =
+        unsafe { <Pin<KBox<IvshmemDevice>> as ForeignOwnable>::borrow(data.cast::<c_void>()) };
     // SAFETY: sysfs hands `show` a zeroed page.
-    let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
+    let page =
+        unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
     let mut out = PageWriter { buf: page, len: 0 };
     match format(this.shared(), field, &mut out) {
         // CAST: at most one page.

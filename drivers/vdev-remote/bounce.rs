@@ -32,11 +32,13 @@ unsafe fn link_of<'a>(map: ffi::virtio_map) -> &'a Link {
 }
 
 fn to_device(dir: bindings::dma_data_direction) -> bool {
-    dir == bindings::dma_data_direction::DMA_TO_DEVICE || dir == bindings::dma_data_direction::DMA_BIDIRECTIONAL
+    dir == bindings::dma_data_direction::DMA_TO_DEVICE
+        || dir == bindings::dma_data_direction::DMA_BIDIRECTIONAL
 }
 
 fn from_device(dir: bindings::dma_data_direction) -> bool {
-    dir == bindings::dma_data_direction::DMA_FROM_DEVICE || dir == bindings::dma_data_direction::DMA_BIDIRECTIONAL
+    dir == bindings::dma_data_direction::DMA_FROM_DEVICE
+        || dir == bindings::dma_data_direction::DMA_BIDIRECTIONAL
 }
 
 const MAPPING_ERROR: bindings::dma_addr_t = !0;
@@ -81,7 +83,10 @@ unsafe extern "C" fn map_page(
             return MAPPING_ERROR;
         };
         let chunk = b.pool.chunk_size();
-        for (i, src) in b.src[slot / chunk..(slot + size).div_ceil(chunk)].iter_mut().enumerate() {
+        for (i, src) in b.src[slot / chunk..(slot + size).div_ceil(chunk)]
+            .iter_mut()
+            .enumerate()
+        {
             *src = va + i * chunk;
         }
         slot
@@ -111,14 +116,22 @@ unsafe extern "C" fn unmap_page(
     // SAFETY: the virtio core passes our device's token.
     let link = unsafe { link_of(map) };
     let Some(va) = source_of(link, handle, size) else {
-        dev_warn!(link.dev(), "unmap of {} bytes at {:#x}: not a live mapping\n", size, handle);
+        dev_warn!(
+            link.dev(),
+            "unmap of {} bytes at {:#x}: not a live mapping\n",
+            size,
+            handle
+        );
         return;
     };
     // CAST: as in `map_page`.
     if from_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
         // SAFETY: `va` is the buffer recorded at map time, still owned by
         // the caller until this unmap returns; the slot is in the section.
-        unsafe { link.section().copy_out(handle as usize, va as *mut u8, size) };
+        unsafe {
+            link.section()
+                .copy_out(handle as usize, va as *mut u8, size)
+        };
     }
     let _ = link.bounce.lock().pool.free(handle as usize, size);
 }
@@ -146,7 +159,12 @@ fn sync(link: &Link, handle: bindings::dma_addr_t, size: usize, to_cpu: bool) {
 ///
 /// Called by the virtio core with the mapping token of one of our devices
 /// and a handle `map_page` returned.
-unsafe extern "C" fn sync_for_cpu(map: ffi::virtio_map, handle: bindings::dma_addr_t, size: usize, _dir: bindings::dma_data_direction) {
+unsafe extern "C" fn sync_for_cpu(
+    map: ffi::virtio_map,
+    handle: bindings::dma_addr_t,
+    size: usize,
+    _dir: bindings::dma_data_direction,
+) {
     // SAFETY: the virtio core passes our device's token.
     sync(unsafe { link_of(map) }, handle, size, true);
 }
@@ -156,7 +174,12 @@ unsafe extern "C" fn sync_for_cpu(map: ffi::virtio_map, handle: bindings::dma_ad
 /// # Safety
 ///
 /// As [`sync_for_cpu`].
-unsafe extern "C" fn sync_for_device(map: ffi::virtio_map, handle: bindings::dma_addr_t, size: usize, _dir: bindings::dma_data_direction) {
+unsafe extern "C" fn sync_for_device(
+    map: ffi::virtio_map,
+    handle: bindings::dma_addr_t,
+    size: usize,
+    _dir: bindings::dma_data_direction,
+) {
     // SAFETY: the virtio core passes our device's token.
     sync(unsafe { link_of(map) }, handle, size, false);
 }
@@ -188,7 +211,13 @@ unsafe extern "C" fn alloc(
 ///
 /// Called by the virtio core with the mapping token of one of our devices
 /// (and, for unmap/sync, a handle `map_page` returned).
-unsafe extern "C" fn free(_map: ffi::virtio_map, size: usize, vaddr: *mut c_void, _handle: bindings::dma_addr_t, _attrs: usize) {
+unsafe extern "C" fn free(
+    _map: ffi::virtio_map,
+    size: usize,
+    vaddr: *mut c_void,
+    _handle: bindings::dma_addr_t,
+    _attrs: usize,
+) {
     // SAFETY: `vaddr` came from `alloc` with this `size`.
     unsafe { bindings::free_pages_exact(vaddr, size) };
 }

@@ -43,7 +43,10 @@ pub(crate) struct VdevRemoteDriver;
 kernel::pci_device_table!(
     PCI_TABLE,
     <VdevRemoteDriver as pci::Driver>::IdInfo,
-    [(pci::DeviceId::from_id(pci::Vendor::SIEMENS, ident::V2_DEVICE as u32), ())]
+    [(
+        pci::DeviceId::from_id(pci::Vendor::SIEMENS, ident::V2_DEVICE as u32),
+        ()
+    )]
 );
 
 impl pci::Driver for VdevRemoteDriver {
@@ -57,16 +60,25 @@ impl pci::Driver for VdevRemoteDriver {
         _info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
-            let Identity { revision, protocol } =
-                ident::identify(pdev.vendor_id().as_raw(), pdev.device_id(), pdev.pci_class().as_raw())
-                    .map_err(|_| ENODEV)?;
+            let Identity { revision, protocol } = ident::identify(
+                pdev.vendor_id().as_raw(),
+                pdev.device_id(),
+                pdev.pci_class().as_raw(),
+            )
+            .map_err(|_| ENODEV)?;
             let v2 = revision == ident::Revision::V2;
             // ivshmem 2.0 says what it carries; QEMU's ivshmem is bound by
             // driver_override and the backend announces the device id.
             let device_id = match protocol.kind() {
-                ProtocolKind::VirtioFrontend { .. } => u32::from(protocol.0 & PROTOCOL_DEVICE_ID_MASK),
+                ProtocolKind::VirtioFrontend { .. } => {
+                    u32::from(protocol.0 & PROTOCOL_DEVICE_ID_MASK)
+                }
                 _ if v2 => {
-                    dev_info!(pdev, "protocol {:#06x} is not a virtio frontend\n", protocol.0);
+                    dev_info!(
+                        pdev,
+                        "protocol {:#06x} is not a virtio frontend\n",
+                        protocol.0
+                    );
                     return Err(ENODEV);
                 }
                 _ => 0,
@@ -90,13 +102,21 @@ impl pci::Driver for VdevRemoteDriver {
                 None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
             };
             let Some(sections) = sections else {
-                dev_err!(pdev, "no section layout: virtio needs a state table and an R/W section\n");
+                dev_err!(
+                    pdev,
+                    "no section layout: virtio needs a state table and an R/W section\n"
+                );
                 return Err(ENODEV);
             };
             let rw = sections.layout.rw();
             let rw_len = usize::try_from(rw.len).map_err(|_| EINVAL)?;
             if rw_len < MIN_RW {
-                dev_err!(pdev, "R/W section of {} bytes is too small (need {})\n", rw_len, MIN_RW);
+                dev_err!(
+                    pdev,
+                    "R/W section of {} bytes is too small (need {})\n",
+                    rw_len,
+                    MIN_RW
+                );
                 return Err(ENODEV);
             }
             let rw_phys = shmem_phys + sections.base + rw.offset;
@@ -111,7 +131,10 @@ impl pci::Driver for VdevRemoteDriver {
             let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
             let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
             let Some(mut vectors) = Vectors::alloc(pdev, wanted, v2) else {
-                dev_err!(pdev, "no interrupt vectors: a virtio transport needs doorbells\n");
+                dev_err!(
+                    pdev,
+                    "no interrupt vectors: a virtio transport needs doorbells\n"
+                );
                 return Err(ENODEV);
             };
             // CAST: at most MAX_VECTORS.
@@ -123,7 +146,17 @@ impl pci::Driver for VdevRemoteDriver {
             let regs = bar.into_devres()?;
             let vendor = u32::from(pdev.subsystem_vendor_id());
             let link = Arc::pin_init(
-                Link::new(raw_pci_dev(pdev), model, regs, sections, rw, v1_header, nr_vectors, device_id, vendor)?,
+                Link::new(
+                    raw_pci_dev(pdev),
+                    model,
+                    regs,
+                    sections,
+                    rw,
+                    v1_header,
+                    nr_vectors,
+                    device_id,
+                    vendor,
+                )?,
                 GFP_KERNEL,
             )?;
             vectors.request(&link, c"vdev_remote")?;
@@ -136,7 +169,10 @@ impl pci::Driver for VdevRemoteDriver {
                 rw_len / 1024
             );
             Link::start(&link);
-            Ok(try_pin_init!(VdevRemoteDevice { _vectors: vectors, link: LinkOwner(link) }))
+            Ok(try_pin_init!(VdevRemoteDevice {
+                _vectors: vectors,
+                link: LinkOwner(link)
+            }))
         })
     }
 

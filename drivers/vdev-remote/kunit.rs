@@ -16,8 +16,14 @@ mod tests {
     #[test]
     fn header_is_validated() -> Result {
         assert_eq!(check_header(1, 0x4c + 0x3c, 4096), Ok(0x3c));
-        assert_eq!(check_header(0, 0x88, 4096), Err(HeaderError::BadRevision(0)));
-        assert_eq!(check_header(1, 0x10000, 4096), Err(HeaderError::BadSize(0x10000)));
+        assert_eq!(
+            check_header(0, 0x88, 4096),
+            Err(HeaderError::BadRevision(0))
+        );
+        assert_eq!(
+            check_header(1, 0x10000, 4096),
+            Err(HeaderError::BadSize(0x10000))
+        );
         assert!(!config_access_ok(0x3b, 2, 0x3c));
         Ok(())
     }

@@ -212,13 +212,15 @@ impl Link {
 
     /// The lowest other peer that is READY: the backend.
     fn find_backend(&self) -> Option<u32> {
-        (0..self.sections.layout.max_peers()).find(|&p| p != self.own_id && self.state_of(p) == STATE_READY)
+        (0..self.sections.layout.max_peers())
+            .find(|&p| p != self.own_id && self.state_of(p) == STATE_READY)
     }
 
     /// Publishes the frontend's own state.
     pub(crate) fn publish_state(&self, state: u32) {
         if let Some(bar) = self.regs.try_access() {
-            self.sections.publish_state(self.model, &Regs(&bar), state, self.vectors);
+            self.sections
+                .publish_state(self.model, &Regs(&bar), state, self.vectors);
         }
     }
 
@@ -228,7 +230,9 @@ impl Link {
         if peer == NO_BACKEND {
             return;
         }
-        let Ok(doorbell) = Doorbell::new(peer, vector, self.sections.layout.max_peers(), self.vectors) else {
+        let Ok(doorbell) =
+            Doorbell::new(peer, vector, self.sections.layout.max_peers(), self.vectors)
+        else {
             return;
         };
         if let Some(bar) = self.regs.try_access() {
@@ -247,7 +251,12 @@ impl Link {
         if this.dead.swap(true, Ordering::AcqRel) {
             return;
         }
-        dev_err!(this.dev(), "backend (peer {}) failed: {}; failing its I/O\n", this.backend.load(Ordering::Relaxed), why);
+        dev_err!(
+            this.dev(),
+            "backend (peer {}) failed: {}; failing its I/O\n",
+            this.backend.load(Ordering::Relaxed),
+            why
+        );
         Self::schedule_fail(this);
         let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
     }
@@ -292,8 +301,14 @@ impl Link {
     /// Vector 0: state changes and config changes.
     fn config_interrupt(this: &Arc<Self>) {
         let backend = this.backend.load(Ordering::Acquire);
-        if backend != NO_BACKEND && this.state_of(backend) != STATE_READY && !this.dead.load(Ordering::Acquire) {
-            Self::fail(this, format_args!("it left READY (state {})", this.state_of(backend)));
+        if backend != NO_BACKEND
+            && this.state_of(backend) != STATE_READY
+            && !this.dead.load(Ordering::Acquire)
+        {
+            Self::fail(
+                this,
+                format_args!("it left READY (state {})", this.state_of(backend)),
+            );
             return;
         }
         if backend == NO_BACKEND {
@@ -344,7 +359,11 @@ impl Link {
         unsafe { crate::ffi::unregister_virtio_device(&raw mut (*dev.as_ptr()).vdev) };
         self.backend.store(NO_BACKEND, Ordering::Release);
         self.dead.store(false, Ordering::Release);
-        dev_info!(self.dev(), "virtio device of backend peer {} removed\n", backend);
+        dev_info!(
+            self.dev(),
+            "virtio device of backend peer {} removed\n",
+            backend
+        );
     }
 
     /// Attaches, tears down or does nothing, whatever the backend's state
@@ -375,7 +394,12 @@ impl Link {
                 st.current = Some(dev);
             }
             Err(e) => {
-                dev_err!(this.dev(), "cannot attach backend peer {}: {:?}\n", backend, e);
+                dev_err!(
+                    this.dev(),
+                    "cannot attach backend peer {}: {:?}\n",
+                    backend,
+                    e
+                );
                 this.backend.store(NO_BACKEND, Ordering::Release);
                 st.wait_restart = Some(backend);
             }
@@ -399,12 +423,22 @@ impl Link {
         let backend = this.backend.load(Ordering::Acquire);
         if backend != NO_BACKEND && !this.dead.load(Ordering::Acquire) {
             if this.state_of(backend) != STATE_READY {
-                Self::fail(this, format_args!("it left READY (state {})", this.state_of(backend)));
+                Self::fail(
+                    this,
+                    format_args!("it left READY (state {})", this.state_of(backend)),
+                );
             } else if timeout_ms > 0 {
-                let busy = this.queue_snapshot().iter().flatten().any(|q| q.in_flight() > 0);
+                let busy = this
+                    .queue_snapshot()
+                    .iter()
+                    .flatten()
+                    .any(|q| q.in_flight() > 0);
                 let idle_ns = now_ns() - this.last_progress.load(Ordering::Relaxed);
                 if busy && idle_ns > i64::from(timeout_ms) * 1_000_000 {
-                    Self::fail(this, format_args!("it completed nothing for {} ms", idle_ns / 1_000_000));
+                    Self::fail(
+                        this,
+                        format_args!("it completed nothing for {} ms", idle_ns / 1_000_000),
+                    );
                 }
             }
         } else if backend == NO_BACKEND && this.find_backend().is_some() {
@@ -418,7 +452,9 @@ impl Link {
     /// device is gone (while an unbind waits for a device's I/O, a hung
     /// backend must still be noticed).
     pub(crate) fn arm_watchdog(this: &Arc<Self>) {
-        if !this.removing.load(Ordering::Acquire) || this.backend.load(Ordering::Acquire) != NO_BACKEND {
+        if !this.removing.load(Ordering::Acquire)
+            || this.backend.load(Ordering::Acquire) != NO_BACKEND
+        {
             let delay = kernel::time::msecs_to_jiffies(WATCHDOG_MS);
             let _ = workqueue::system().enqueue_delayed::<Arc<Link>, 2>(this.clone(), delay);
         }
@@ -493,7 +529,10 @@ impl VectorHandler for Link {
     }
 
     fn intx(this: &Arc<Self>) -> bool {
-        let ours = this.regs.try_access().is_some_and(|bar| this.model.ack_intx(&Regs(&bar)));
+        let ours = this
+            .regs
+            .try_access()
+            .is_some_and(|bar| this.model.ack_intx(&Regs(&bar)));
         if ours {
             Self::vector(this, 0);
         }

@@ -91,11 +91,17 @@ impl Queue {
 
     /// Copies newly available chains to the shared ring, under one
     /// acquisition of the lock (this is the kick path).
-    pub(crate) fn publish(&self, rw: &Section<'_>, rw_len: usize) -> Result<Published, ShadowError> {
+    pub(crate) fn publish(
+        &self,
+        rw: &Section<'_>,
+        rw_len: usize,
+    ) -> Result<Published, ShadowError> {
         // Buffers are bounce slots inside the section, never the header.
         let ok = |addr: u64, len: u32| {
             addr >= crate::link::HEADER_AREA as u64
-                && addr.checked_add(u64::from(len)).is_some_and(|end| end <= rw_len as u64)
+                && addr
+                    .checked_add(u64::from(len))
+                    .is_some_and(|end| end <= rw_len as u64)
         };
         let mut shadow = self.shadow.lock();
         let count = shadow.publish(&self.private_ring, &self.private, rw, &self.shared, &ok)?;
@@ -108,7 +114,9 @@ impl Queue {
 
     /// Copies validated completions back; the number delivered.
     pub(crate) fn collect(&self, rw: &Section<'_>) -> Result<u16, ShadowError> {
-        self.shadow.lock().collect(&self.private_ring, &self.private, rw, &self.shared)
+        self.shadow
+            .lock()
+            .collect(&self.private_ring, &self.private, rw, &self.shared)
     }
 
     /// Chains the backend owns.
@@ -124,11 +132,13 @@ impl Queue {
     /// Completes everything outstanding with errors (`0xff` in every
     /// device-writable buffer); the number completed.
     pub(crate) fn fail_all(&self, rw: &Section<'_>) -> u16 {
-        self.shadow.lock().fail_all(&self.private_ring, &self.private, &mut |addr, len| {
-            if let (Ok(a), Ok(l)) = (usize::try_from(addr), usize::try_from(len)) {
-                rw.fill(a, l, 0xff);
-            }
-        })
+        self.shadow
+            .lock()
+            .fail_all(&self.private_ring, &self.private, &mut |addr, len| {
+                if let (Ok(a), Ok(l)) = (usize::try_from(addr), usize::try_from(len)) {
+                    rw.fill(a, l, 0xff);
+                }
+            })
     }
 
     /// Runs the driver's callback for completed buffers (with local

@@ -19,15 +19,21 @@ macro_rules! volatile_rw {
         fn load16(&self, a: usize) -> u16 {
             // SAFETY: `$lookup` returns a pointer to 2 valid bytes, aligned
             // because every ring field offset is naturally aligned.
-            self.$lookup(a, 2).map_or(0, |p| u16::from_le(unsafe { p.cast::<u16>().read_volatile() }))
+            self.$lookup(a, 2).map_or(0, |p| {
+                u16::from_le(unsafe { p.cast::<u16>().read_volatile() })
+            })
         }
         fn load32(&self, a: usize) -> u32 {
             // SAFETY: as in `load16`, 4 bytes.
-            self.$lookup(a, 4).map_or(0, |p| u32::from_le(unsafe { p.cast::<u32>().read_volatile() }))
+            self.$lookup(a, 4).map_or(0, |p| {
+                u32::from_le(unsafe { p.cast::<u32>().read_volatile() })
+            })
         }
         fn load64(&self, a: usize) -> u64 {
             // SAFETY: as in `load16`, 8 bytes.
-            self.$lookup(a, 8).map_or(0, |p| u64::from_le(unsafe { p.cast::<u64>().read_volatile() }))
+            self.$lookup(a, 8).map_or(0, |p| {
+                u64::from_le(unsafe { p.cast::<u64>().read_volatile() })
+            })
         }
         fn store16(&self, a: usize, v: u16) {
             if let Some(p) = self.$lookup(a, 2) {
@@ -70,7 +76,8 @@ impl Section<'_> {
     /// Loads a byte.
     pub(crate) fn load8(&self, offset: usize) -> u8 {
         // SAFETY: `at` checked that the byte is inside the mapping.
-        self.at(offset, 1).map_or(0, |p| unsafe { p.read_volatile() })
+        self.at(offset, 1)
+            .map_or(0, |p| unsafe { p.read_volatile() })
     }
 
     /// Stores a byte.

@@ -11,19 +11,19 @@
 
 use core::ffi::{c_int, c_uint, c_void};
 
-use kernel::ffi::c_char;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
+use kernel::ffi::c_char;
 
 use kernel::{bindings, prelude::*, sync::Arc};
 
 use crate::ffi;
 use crate::link::{now_ns, Link, HEADER_AREA, MAX_QUEUES};
 use crate::queue::Queue;
+use crate::shared::v1layout;
 use crate::shm::{Private, Section};
 use crate::vshared::header::{self, feature, off, STATE_READY};
 use crate::vshared::shadow::{split_layout, split_size, RingAddrs, MAX_QUEUE_SIZE};
-use crate::shared::v1layout;
 
 /// How long the backend may take to consume a register write.
 const WRITE_TIMEOUT_MS: i64 = 2000;
@@ -76,7 +76,13 @@ impl Link {
                 return Err(ENODEV);
             }
             if now_ns() > deadline {
-                Link::fail(this, format_args!("it did not take a register write for {} ms", WRITE_TIMEOUT_MS));
+                Link::fail(
+                    this,
+                    format_args!(
+                        "it did not take a register write for {} ms",
+                        WRITE_TIMEOUT_MS
+                    ),
+                );
                 return Err(ETIMEDOUT);
             }
             core::hint::spin_loop();
@@ -143,7 +149,9 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
         use crate::shared::v1layout::HeaderMemory;
         let protocol = h.load32(v1layout::off::PROTOCOL);
         let fallback = crate::module_parameters::v1_device_id.value();
-        let id = if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK) == u32::from(header::PROTOCOL_VIRTIO_FRONTEND) {
+        let id = if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK)
+            == u32::from(header::PROTOCOL_VIRTIO_FRONTEND)
+        {
             protocol & u32::from(header::PROTOCOL_DEVICE_ID_MASK)
         } else if protocol == 0 && fallback != 0 {
             fallback
@@ -224,7 +232,12 @@ unsafe extern "C" fn release(dev: *mut bindings::device) {
 /// # Safety
 ///
 /// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn get(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *mut c_void, len: c_uint) {
+unsafe extern "C" fn get(
+    vdev: *mut ffi::virtio_device,
+    offset: c_uint,
+    buf: *mut c_void,
+    len: c_uint,
+) {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
     let (offset, len) = (offset as usize, len as usize);
@@ -233,12 +246,21 @@ unsafe extern "C" fn get(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *mu
     let ok = header::config_access_ok(offset, len, link.config_len.load(Ordering::Acquire));
     for i in 0..len {
         // Raw little-endian bytes, as virtio_cread expects from transports.
-        let b = if ok { rw.load8(header::CONFIG_OFFSET + offset + i) } else { 0 };
+        let b = if ok {
+            rw.load8(header::CONFIG_OFFSET + offset + i)
+        } else {
+            0
+        };
         // SAFETY: the caller's buffer holds `len` bytes.
         unsafe { buf.add(i).write(b) };
     }
     if !ok {
-        dev_warn!(link.dev(), "config read of {} bytes at {} outside the backend's config\n", len, offset);
+        dev_warn!(
+            link.dev(),
+            "config read of {} bytes at {} outside the backend's config\n",
+            len,
+            offset
+        );
     }
 }
 
@@ -247,12 +269,22 @@ unsafe extern "C" fn get(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *mu
 /// # Safety
 ///
 /// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn set(vdev: *mut ffi::virtio_device, offset: c_uint, buf: *const c_void, len: c_uint) {
+unsafe extern "C" fn set(
+    vdev: *mut ffi::virtio_device,
+    offset: c_uint,
+    buf: *const c_void,
+    len: c_uint,
+) {
     // SAFETY: the virtio core passes our device.
     let link = &unsafe { remote(vdev) }.link;
     let (offset, len) = (offset as usize, len as usize);
     if !header::config_access_ok(offset, len, link.config_len.load(Ordering::Acquire)) {
-        dev_warn!(link.dev(), "config write of {} bytes at {} outside the backend's config\n", len, offset);
+        dev_warn!(
+            link.dev(),
+            "config write of {} bytes at {} outside the backend's config\n",
+            len,
+            offset
+        );
         return;
     }
     let mut bytes = [0u8; 8];
@@ -278,7 +310,10 @@ unsafe extern "C" fn generation(vdev: *mut ffi::virtio_device) -> u32 {
             return generation;
         }
         if now_ns() > deadline {
-            Link::fail(link, format_args!("its config stayed in an update for {} ms", WRITE_TIMEOUT_MS));
+            Link::fail(
+                link,
+                format_args!("its config stayed in an update for {} ms", WRITE_TIMEOUT_MS),
+            );
             return generation;
         }
         core::hint::spin_loop();
@@ -352,7 +387,11 @@ unsafe extern "C" fn finalize_features(vdev: *mut ffi::virtio_device) -> c_int {
     // SAFETY: the feature union's first word is the low 64 bits.
     let features = unsafe { *(*vdev).__bindgen_anon_1.features.as_ref() };
     if features & feature::REQUIRED != feature::REQUIRED {
-        dev_err!(link.dev(), "backend lacks VERSION_1 or ACCESS_PLATFORM (features {:#x})\n", features);
+        dev_err!(
+            link.dev(),
+            "backend lacks VERSION_1 or ACCESS_PLATFORM (features {:#x})\n",
+            features
+        );
         return EINVAL.to_errno();
     }
     let r = Link::reg_write(link, off::DRIVER_FEATURES_SEL, 1, 4)
@@ -436,7 +475,13 @@ fn wait_for_readonly(link: &Arc<Link>, queue: &Queue) {
             return;
         }
         if now_ns() > deadline {
-            Link::fail(link, format_args!("it did not take output on queue {} for {} ms", queue.index, WRITE_TIMEOUT_MS));
+            Link::fail(
+                link,
+                format_args!(
+                    "it did not take output on queue {} for {} ms",
+                    queue.index, WRITE_TIMEOUT_MS
+                ),
+            );
             queue.fail_all(&rw);
             return;
         }
@@ -460,11 +505,22 @@ fn setup_vq(
     let offered = rw.load16(off::QUEUE_SIZE);
     let device_vector = u32::from(rw.load16(off::QUEUE_DEVICE_VECTOR));
     if offered == 0 || !offered.is_power_of_two() || offered > MAX_QUEUE_SIZE {
-        dev_err!(link.dev(), "backend offers queue {} with size {}\n", index, offered);
+        dev_err!(
+            link.dev(),
+            "backend offers queue {} with size {}\n",
+            index,
+            offered
+        );
         return Err(ENOENT);
     }
     if device_vector >= link.vectors {
-        dev_err!(link.dev(), "backend wants kicks for queue {} on vector {} of {}\n", index, device_vector, link.vectors);
+        dev_err!(
+            link.dev(),
+            "backend wants kicks for queue {} on vector {} of {}\n",
+            index,
+            device_vector,
+            link.vectors
+        );
         return Err(EINVAL);
     }
     let size = offered.min(QUEUE_SIZE_LIMIT);
@@ -498,21 +554,44 @@ fn setup_vq(
     // SAFETY: as above; the vring is the queue's private ring.
     let vring = unsafe { &*ffi::virtqueue_get_vring(vq) };
     let num = u16::try_from(num).map_err(|_| cleanup(EINVAL))?;
-    let private = RingAddrs { desc: vring.desc as usize, avail: vring.avail as usize, used: vring.used as usize };
+    let private = RingAddrs {
+        desc: vring.desc as usize,
+        avail: vring.avail as usize,
+        used: vring.used as usize,
+    };
     let private_len = private.used + 6 + 8 * usize::from(num) - private.desc;
     let shared_len = split_size(num);
-    let shared_off = link.bounce.lock().pool.alloc(shared_len).ok_or(ENOMEM).map_err(cleanup)?;
+    let shared_off = link
+        .bounce
+        .lock()
+        .pool
+        .alloc(shared_len)
+        .ok_or(ENOMEM)
+        .map_err(cleanup)?;
     let shared = split_layout(shared_off, num);
     link.section().fill(shared_off, shared_len, 0);
     // SAFETY: the private ring is `private_len` bytes at `desc`, allocated
     // with the queue.
     let private_ring = unsafe { Private::new(private.desc, private_len) };
     // SAFETY: `vq` is live with `num` entries and the ring described.
-    let init = unsafe { Queue::new(vq, index, device_vector, num, private_ring, private, shared, (shared_off, shared_len)) };
-    let queue = init.and_then(|i| Arc::pin_init(i, GFP_KERNEL)).map_err(|e| {
-        let _ = link.bounce.lock().pool.free(shared_off, shared_len);
-        cleanup(e)
-    })?;
+    let init = unsafe {
+        Queue::new(
+            vq,
+            index,
+            device_vector,
+            num,
+            private_ring,
+            private,
+            shared,
+            (shared_off, shared_len),
+        )
+    };
+    let queue = init
+        .and_then(|i| Arc::pin_init(i, GFP_KERNEL))
+        .map_err(|e| {
+            let _ = link.bounce.lock().pool.free(shared_off, shared_len);
+            cleanup(e)
+        })?;
     // SAFETY: `vq` is live; `priv_` is ours to use.
     unsafe { (*vq).priv_ = core::ptr::from_ref::<Queue>(&queue).cast_mut().cast() };
     let activate = || -> Result {
@@ -552,7 +631,11 @@ unsafe extern "C" fn del_vqs(vdev: *mut ffi::virtio_device) {
         // SAFETY: the queue is off the list and no handler runs; the driver
         // is done with it (del_vqs).
         unsafe { ffi::vring_del_virtqueue(q.vq) };
-        let _ = link.bounce.lock().pool.free(q.shared_alloc.0, q.shared_alloc.1);
+        let _ = link
+            .bounce
+            .lock()
+            .pool
+            .free(q.shared_alloc.0, q.shared_alloc.1);
     }
 }
 
@@ -576,7 +659,10 @@ unsafe extern "C" fn find_vqs(
             core::slice::from_raw_parts(infos, nvqs as usize),
         )
     };
-    let with_callback = infos.iter().filter(|i| !i.name.is_null() && i.callback.is_some()).count();
+    let with_callback = infos
+        .iter()
+        .filter(|i| !i.name.is_null() && i.callback.is_some())
+        .count();
     if infos.iter().filter(|i| !i.name.is_null()).count() > MAX_QUEUES {
         return E2BIG.to_errno();
     }

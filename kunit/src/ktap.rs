@@ -630,7 +630,10 @@ not ok 1 ivshmem_layout
                     KTAP version 1\n# Subtest: t\n1..2\nok 1 b\nnot ok 2 c\nnot ok 1 t\n\
                     TAP version 13\n1..2\nok 1 - e2e one\nok 2 - e2e two\n";
         let report = parse(text);
-        assert_eq!(summary(&report), "P s.a\nP t.b\nF t.c\nP e2e one\nP e2e two\n");
+        assert_eq!(
+            summary(&report),
+            "P s.a\nP t.b\nF t.c\nP e2e one\nP e2e two\n"
+        );
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 

@@ -40,7 +40,12 @@ impl Doorbell {
     ///
     /// `max_peers` and `vectors` are what the device reports; both fit in 17
     /// bits at most (65536 peers), so any `u32` is accepted and checked.
-    pub fn new(peer: u32, vector: u32, max_peers: u32, vectors: u32) -> Result<Self, DoorbellError> {
+    pub fn new(
+        peer: u32,
+        vector: u32,
+        max_peers: u32,
+        vectors: u32,
+    ) -> Result<Self, DoorbellError> {
         if peer >= max_peers.min(1 << 16) {
             return Err(DoorbellError::NoSuchPeer);
         }

@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(k(0x4000), ProtocolKind::User);
         assert_eq!(k(0x7fff), ProtocolKind::User);
         assert_eq!(k(0x8003), ProtocolKind::VirtioFrontend { device_id: 3 });
-        assert_eq!(k(0xbfff), ProtocolKind::VirtioFrontend { device_id: 0x3fff });
+        assert_eq!(
+            k(0xbfff),
+            ProtocolKind::VirtioFrontend { device_id: 0x3fff }
+        );
         assert_eq!(k(0xc002), ProtocolKind::VirtioBackend { device_id: 2 });
         assert!(!Protocol(0x7fff).is_virtio());
         assert!(Protocol(0xffff).is_virtio());

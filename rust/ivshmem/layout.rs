@@ -177,7 +177,10 @@ impl Layout {
         // INVARIANT: all sections end at or before `total <= region_len`,
         // and `total` itself was computed without overflow.
         Ok(Layout {
-            state_table: Section { offset: 0, len: st_len },
+            state_table: Section {
+                offset: 0,
+                len: st_len,
+            },
             rw: Section {
                 offset: st_len,
                 len: rw_len,
@@ -301,10 +304,34 @@ mod tests {
     fn jailhouse_like_layout() {
         // 2 peers, 4 KiB state table, 64 KiB R/W, 16 KiB per output.
         let l = Layout::new(sizes(0x1000, 0x10000, 0x4000), 2, 1, PAGE, 1 << 20).unwrap();
-        assert_eq!(l.state_table(), Section { offset: 0, len: 0x1000 });
-        assert_eq!(l.rw(), Section { offset: 0x1000, len: 0x10000 });
-        assert_eq!(l.output(0), Some(Section { offset: 0x11000, len: 0x4000 }));
-        assert_eq!(l.output(1), Some(Section { offset: 0x15000, len: 0x4000 }));
+        assert_eq!(
+            l.state_table(),
+            Section {
+                offset: 0,
+                len: 0x1000
+            }
+        );
+        assert_eq!(
+            l.rw(),
+            Section {
+                offset: 0x1000,
+                len: 0x10000
+            }
+        );
+        assert_eq!(
+            l.output(0),
+            Some(Section {
+                offset: 0x11000,
+                len: 0x4000
+            })
+        );
+        assert_eq!(
+            l.output(1),
+            Some(Section {
+                offset: 0x15000,
+                len: 0x4000
+            })
+        );
         assert_eq!(l.output(2), None);
         assert_eq!(l.own_output(), l.output(1).unwrap());
         assert_eq!(l.total(), 0x19000);
@@ -313,7 +340,13 @@ mod tests {
     #[test]
     fn sizes_are_page_rounded() {
         let l = Layout::new(sizes(8, 1, 4097), 2, 0, PAGE, 1 << 20).unwrap();
-        assert_eq!(l.rw(), Section { offset: 4096, len: 4096 });
+        assert_eq!(
+            l.rw(),
+            Section {
+                offset: 4096,
+                len: 4096
+            }
+        );
         assert_eq!(l.output(0).unwrap().len, 8192);
         assert_eq!(l.total(), 4096 * 2 + 8192 * 2);
     }
@@ -321,7 +354,10 @@ mod tests {
     #[test]
     fn permissions() {
         let l = Layout::new(sizes(0x1000, 0x1000, 0x1000), 3, 1, PAGE, 1 << 20).unwrap();
-        assert_eq!(l.lookup(0, 4), Ok((SectionKind::StateTable, Access::ReadOnly)));
+        assert_eq!(
+            l.lookup(0, 4),
+            Ok((SectionKind::StateTable, Access::ReadOnly))
+        );
         assert_eq!(
             l.lookup(0x1000, 0x1000),
             Ok((SectionKind::ReadWrite, Access::ReadWrite))
@@ -363,12 +399,30 @@ mod tests {
     #[test]
     fn untrusted_sizes_are_rejected() {
         let r = |s, peers, id, region| Layout::new(s, peers, id, PAGE, region);
-        assert_eq!(r(sizes(0x1000, 0, 0), 0, 0, 1 << 20), Err(LayoutError::BadMaxPeers));
-        assert_eq!(r(sizes(0x1000, 0, 0), 65537, 0, 1 << 20), Err(LayoutError::BadMaxPeers));
-        assert_eq!(r(sizes(0x1000, 0, 0), 2, 2, 1 << 20), Err(LayoutError::BadOwnId));
-        assert_eq!(r(sizes(4, 0, 0), 2, 0, 1 << 20), Err(LayoutError::StateTableTooSmall));
-        assert_eq!(r(sizes(0, 0, 0), 2, 0, 1 << 20), Err(LayoutError::StateTableTooSmall));
-        assert_eq!(r(sizes(u64::MAX, 0, 0), 2, 0, u64::MAX), Err(LayoutError::Overflow));
+        assert_eq!(
+            r(sizes(0x1000, 0, 0), 0, 0, 1 << 20),
+            Err(LayoutError::BadMaxPeers)
+        );
+        assert_eq!(
+            r(sizes(0x1000, 0, 0), 65537, 0, 1 << 20),
+            Err(LayoutError::BadMaxPeers)
+        );
+        assert_eq!(
+            r(sizes(0x1000, 0, 0), 2, 2, 1 << 20),
+            Err(LayoutError::BadOwnId)
+        );
+        assert_eq!(
+            r(sizes(4, 0, 0), 2, 0, 1 << 20),
+            Err(LayoutError::StateTableTooSmall)
+        );
+        assert_eq!(
+            r(sizes(0, 0, 0), 2, 0, 1 << 20),
+            Err(LayoutError::StateTableTooSmall)
+        );
+        assert_eq!(
+            r(sizes(u64::MAX, 0, 0), 2, 0, u64::MAX),
+            Err(LayoutError::Overflow)
+        );
         assert_eq!(
             r(sizes(0x1000, u64::MAX - 0x1000, 0), 2, 0, u64::MAX),
             Err(LayoutError::Overflow)
@@ -377,7 +431,10 @@ mod tests {
             r(sizes(0x40000, 0, 1 << 60), 65536, 0, u64::MAX),
             Err(LayoutError::Overflow)
         );
-        assert_eq!(r(sizes(0x1000, 0x1000, 0), 2, 0, 0x1fff), Err(LayoutError::TooLarge));
+        assert_eq!(
+            r(sizes(0x1000, 0x1000, 0), 2, 0, 0x1fff),
+            Err(LayoutError::TooLarge)
+        );
         assert_eq!(
             Layout::new(sizes(0x1000, 0, 0), 2, 0, 3000, 1 << 20),
             Err(LayoutError::BadPageSize)
@@ -401,7 +458,8 @@ mod tests {
                 for rw in [0u64, 1, 4096, 9000] {
                     for out in [0u64, 1, 4096, 5000] {
                         for region in [4096u64, 16384, 65536] {
-                            let Ok(l) = Layout::new(sizes(st, rw, out), peers, peers - 1, PAGE, region)
+                            let Ok(l) =
+                                Layout::new(sizes(st, rw, out), peers, peers - 1, PAGE, region)
                             else {
                                 continue;
                             };

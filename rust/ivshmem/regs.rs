@@ -223,7 +223,10 @@ mod tests {
             doorbell: Cell::new(0),
         };
         let m = model(Revision::V1);
-        assert_eq!((m.revision(), m.own_id(&r), m.max_peers(&r)), (Revision::V1, 7, None));
+        assert_eq!(
+            (m.revision(), m.own_id(&r), m.max_peers(&r)),
+            (Revision::V1, 7, None)
+        );
         m.ring(&r, Doorbell::new(3, 1, 8, 2).unwrap());
         assert_eq!(r.doorbell.get(), 0x0003_0001);
         assert!(!m.set_state(&r, 1));

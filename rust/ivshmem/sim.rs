@@ -148,9 +148,9 @@ impl<const N: usize, const V: usize> RegisterBlock for Peer<'_, N, V> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::ident::Revision;
     use super::super::regs::model;
+    use super::*;
 
     #[test]
     fn doorbell_reaches_enabled_target_only() {
@@ -158,13 +158,21 @@ mod tests {
         let m = model(Revision::V2);
         let (a, b) = (f.peer(0).unwrap(), f.peer(1).unwrap());
         m.ring(&a, Doorbell::new(1, 1, 3, 2).unwrap());
-        assert_eq!((f.delivered(1, 1), f.dropped()), (0, 1), "disabled target drops");
+        assert_eq!(
+            (f.delivered(1, 1), f.dropped()),
+            (0, 1),
+            "disabled target drops"
+        );
         m.enable_interrupts(&b);
         m.ring(&a, Doorbell::new(1, 1, 3, 2).unwrap());
         assert_eq!(f.delivered(1, 1), 1);
         f.disconnect(1);
         m.ring(&a, Doorbell::new(1, 1, 3, 2).unwrap());
-        assert_eq!((f.delivered(1, 1), f.dropped()), (1, 2), "absent peer drops");
+        assert_eq!(
+            (f.delivered(1, 1), f.dropped()),
+            (1, 2),
+            "absent peer drops"
+        );
     }
 
     #[test]
@@ -177,7 +185,10 @@ mod tests {
         let a = f.peer(0).unwrap();
         assert!(m.set_state(&a, 1));
         assert_eq!(f.state_of(0), Some(1));
-        assert_eq!((f.delivered(1, 0), f.delivered(2, 0), f.delivered(0, 0)), (1, 1, 0));
+        assert_eq!(
+            (f.delivered(1, 0), f.delivered(2, 0), f.delivered(0, 0)),
+            (1, 1, 0)
+        );
         m.set_state(&a, 1);
         assert_eq!(f.delivered(1, 0), 1, "same value: no interrupt");
     }

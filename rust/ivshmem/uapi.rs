@@ -100,7 +100,10 @@ const IOC_READ: u32 = 2;
 /// The generic Linux `_IOC()` encoding (x86, arm64, riscv, ...).
 const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
     // CAST: every ABI structure is far below the 14-bit size limit.
-    (dir << IOC_DIRSHIFT) | ((size as u32) << IOC_SIZESHIFT) | (IOC_MAGIC << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT)
+    (dir << IOC_DIRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
+        | (IOC_MAGIC << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
 }
 
 /// Fills a [`DeviceInfo`].
@@ -112,7 +115,8 @@ pub const IOCTL_SET_STATE: u32 = ioc(IOC_WRITE, 0x02, core::mem::size_of::<u32>(
 /// Reads the own state (`u32`).
 pub const IOCTL_GET_STATE: u32 = ioc(IOC_READ, 0x03, core::mem::size_of::<u32>());
 /// Reads every peer's state (`u32` each) into an [`ArrayArg`] buffer.
-pub const IOCTL_PEER_STATES: u32 = ioc(IOC_READ | IOC_WRITE, 0x04, core::mem::size_of::<ArrayArg>());
+pub const IOCTL_PEER_STATES: u32 =
+    ioc(IOC_READ | IOC_WRITE, 0x04, core::mem::size_of::<ArrayArg>());
 /// Reads the per-vector interrupt counters (`u64` each) into an
 /// [`ArrayArg`] buffer.
 pub const IOCTL_COUNTERS: u32 = ioc(IOC_READ | IOC_WRITE, 0x05, core::mem::size_of::<ArrayArg>());

@@ -142,7 +142,9 @@ pub enum V1Error {
 impl fmt::Display for V1Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            V1Error::ForeignData => f.write_str("shared memory holds foreign data (no lincell header)"),
+            V1Error::ForeignData => {
+                f.write_str("shared memory holds foreign data (no lincell header)")
+            }
             V1Error::InitTimeout => f.write_str("another peer did not finish writing the header"),
             V1Error::BadVersion(v) => write!(f, "unknown header version {v}"),
             V1Error::BadField(name) => write!(f, "header field {name} out of range"),
@@ -170,7 +172,9 @@ impl Header {
         } else {
             0
         };
-        let outputs = output.checked_mul(u64::from(max_peers)).ok_or(V1Error::TooSmall)?;
+        let outputs = output
+            .checked_mul(u64::from(max_peers))
+            .ok_or(V1Error::TooSmall)?;
         let rw = (region_len - fixed)
             .checked_sub(outputs)
             .ok_or(V1Error::TooSmall)?
@@ -189,8 +193,11 @@ impl Header {
     /// Validates the header and returns the section layout for `own_id` in a
     /// region of `region_len` bytes (sections start `granule` bytes in).
     pub fn layout(&self, own_id: u32, region_len: u64) -> Result<Layout, V1Error> {
-        let avail = region_len.checked_sub(self.granule).ok_or(V1Error::TooSmall)?;
-        Layout::new(self.sizes, self.max_peers, own_id, self.granule, avail).map_err(V1Error::Layout)
+        let avail = region_len
+            .checked_sub(self.granule)
+            .ok_or(V1Error::TooSmall)?;
+        Layout::new(self.sizes, self.max_peers, own_id, self.granule, avail)
+            .map_err(V1Error::Layout)
     }
 
     fn write(&self, mem: &dyn HeaderMemory) {
@@ -303,7 +310,11 @@ mod tests {
         let other = Header::propose(1 << 20, 4096, 2).unwrap();
         let b = init_or_join(&mem, &other, || false).unwrap();
         assert_eq!(a, b);
-        assert_eq!(&mem.0.borrow()[..4], b"LCv1", "magic is little-endian on the wire");
+        assert_eq!(
+            &mem.0.borrow()[..4],
+            b"LCv1",
+            "magic is little-endian on the wire"
+        );
     }
 
     #[test]
@@ -367,18 +378,42 @@ mod tests {
             Header::read(&mem).and_then(|h| h.layout(0, 1 << 20))
         };
         assert_eq!(hostile(off::VERSION, 2, false), Err(V1Error::BadVersion(2)));
-        assert_eq!(hostile(off::MAX_PEERS, 1, false), Err(V1Error::BadField("max_peers")));
-        assert_eq!(hostile(off::MAX_PEERS, 1 << 20, false), Err(V1Error::BadField("max_peers")));
-        assert_eq!(hostile(off::GRANULE, 4097, false), Err(V1Error::BadField("granule")));
-        assert_eq!(hostile(off::GRANULE, 1024, false), Err(V1Error::BadField("granule")));
-        assert!(matches!(hostile(off::RW_SIZE, u64::MAX, true), Err(V1Error::Layout(_))));
-        assert!(matches!(hostile(off::OUTPUT_SIZE, 1 << 40, true), Err(V1Error::Layout(_))));
-        assert!(matches!(hostile(off::STATE_TABLE_SIZE, 0, true), Err(V1Error::Layout(_))));
+        assert_eq!(
+            hostile(off::MAX_PEERS, 1, false),
+            Err(V1Error::BadField("max_peers"))
+        );
+        assert_eq!(
+            hostile(off::MAX_PEERS, 1 << 20, false),
+            Err(V1Error::BadField("max_peers"))
+        );
+        assert_eq!(
+            hostile(off::GRANULE, 4097, false),
+            Err(V1Error::BadField("granule"))
+        );
+        assert_eq!(
+            hostile(off::GRANULE, 1024, false),
+            Err(V1Error::BadField("granule"))
+        );
+        assert!(matches!(
+            hostile(off::RW_SIZE, u64::MAX, true),
+            Err(V1Error::Layout(_))
+        ));
+        assert!(matches!(
+            hostile(off::OUTPUT_SIZE, 1 << 40, true),
+            Err(V1Error::Layout(_))
+        ));
+        assert!(matches!(
+            hostile(off::STATE_TABLE_SIZE, 0, true),
+            Err(V1Error::Layout(_))
+        ));
     }
 
     #[test]
     fn own_id_beyond_max_peers_has_no_layout() {
         let h = Header::propose(1 << 20, 4096, 2).unwrap();
-        assert_eq!(h.layout(2, 1 << 20), Err(V1Error::Layout(LayoutError::BadOwnId)));
+        assert_eq!(
+            h.layout(2, 1 << 20),
+            Err(V1Error::Layout(LayoutError::BadOwnId))
+        );
     }
 }

@@ -75,8 +75,14 @@ pub fn parse(cap: &[u8]) -> Result<V2Capability, CapError> {
             rw: field(le_u64(cap, 0x08))?,
             output: field(le_u64(cap, 0x10))?,
         },
-        base: if len == 0x20 { Some(field(le_u64(cap, 0x18))?) } else { None },
-        one_shot: cap.get(PRIV_CONTROL).is_some_and(|c| c & PRIV_ONE_SHOT != 0),
+        base: if len == 0x20 {
+            Some(field(le_u64(cap, 0x18))?)
+        } else {
+            None
+        },
+        one_shot: cap
+            .get(PRIV_CONTROL)
+            .is_some_and(|c| c & PRIV_ONE_SHOT != 0),
     })
 }
 
@@ -99,7 +105,14 @@ mod tests {
     #[test]
     fn decodes_both_lengths() {
         let c = parse(&cap(0x18)).unwrap();
-        assert_eq!(c.sizes, SectionSizes { state_table: 0x1000, rw: 0x10000, output: 0x4000 });
+        assert_eq!(
+            c.sizes,
+            SectionSizes {
+                state_table: 0x1000,
+                rw: 0x10000,
+                output: 0x4000
+            }
+        );
         assert_eq!((c.base, c.one_shot), (None, true));
         assert_eq!(parse(&cap(0x20)).unwrap().base, Some(0xfe00_0000));
     }

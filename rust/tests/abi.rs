@@ -76,6 +76,9 @@ fn abi_matches_c_header() {
         u64::from(MAX_VECTORS),
         u64::from(INFO_DOORBELL | INFO_ONESHOT << 8 | INFO_SECTIONS << 16),
     ];
-    assert_eq!(values, expected, "C header vs Rust, in the order of the probe:\n{text}");
+    assert_eq!(
+        values, expected,
+        "C header vs Rust, in the order of the probe:\n{text}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

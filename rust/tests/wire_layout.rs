@@ -23,8 +23,8 @@ use lincell_shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
 use lincell_shared::ivshmem::v1layout::{self, Header, HeaderMemory, Words};
 use lincell_shared::vdev::header as vhdr;
 use lincell_shared::vdev::shadow::{
-    split_layout, split_size, Head, RingAddrs, RingMemory, Shadow, ShadowError, DESC_F_NEXT, DESC_F_WRITE,
-    MAX_QUEUE_SIZE,
+    split_layout, split_size, Head, RingAddrs, RingMemory, Shadow, ShadowError, DESC_F_NEXT,
+    DESC_F_WRITE, MAX_QUEUE_SIZE,
 };
 
 /// Shared memory as a peer sees it: bytes. Loads and stores convert to and
@@ -37,7 +37,10 @@ struct Bytes {
 
 impl Bytes {
     fn new(len: usize) -> Self {
-        Bytes { mem: RefCell::new(vec![0; len]), log: RefCell::new(Vec::new()) }
+        Bytes {
+            mem: RefCell::new(vec![0; len]),
+            log: RefCell::new(Vec::new()),
+        }
     }
     fn with(image: &[u8]) -> Self {
         let b = Bytes::new(image.len());
@@ -121,8 +124,15 @@ fn assert_packed_and_aligned(fields: &[(&str, usize, usize)], start: usize, end:
     let mut next = start;
     for &(name, offset, width) in fields {
         assert!(width.is_power_of_two(), "{name}: width {width}");
-        assert_eq!(offset % width, 0, "{name} at {offset:#x} is not aligned to its {width} bytes");
-        assert_eq!(offset, next, "{name} at {offset:#x}: hole or overlap before it (expected {next:#x})");
+        assert_eq!(
+            offset % width,
+            0,
+            "{name} at {offset:#x} is not aligned to its {width} bytes"
+        );
+        assert_eq!(
+            offset, next,
+            "{name} at {offset:#x}: hole or overlap before it (expected {next:#x})"
+        );
         next = offset + width;
     }
     assert_eq!(next, end, "fields end at {next:#x}, expected {end:#x}");
@@ -169,14 +179,20 @@ fn v1_header_fields_are_naturally_aligned_and_where_the_spec_says() {
         [off::MAGIC, off::VERSION, off::MAX_PEERS, off::GRANULE],
         [0x00, 0x04, 0x08, 0x0c]
     );
-    assert_eq!([off::STATE_TABLE_SIZE, off::RW_SIZE, off::OUTPUT_SIZE], [0x10, 0x18, 0x20]);
+    assert_eq!(
+        [off::STATE_TABLE_SIZE, off::RW_SIZE, off::OUTPUT_SIZE],
+        [0x10, 0x18, 0x20]
+    );
     assert_eq!((off::PROTOCOL, off::END), (0x28, 0x2c));
     // ... which a plain C struct reproduces.
     assert_eq!(offset_of!(V1HeaderC, magic), off::MAGIC);
     assert_eq!(offset_of!(V1HeaderC, version), off::VERSION);
     assert_eq!(offset_of!(V1HeaderC, max_peers), off::MAX_PEERS);
     assert_eq!(offset_of!(V1HeaderC, granule), off::GRANULE);
-    assert_eq!(offset_of!(V1HeaderC, state_table_size), off::STATE_TABLE_SIZE);
+    assert_eq!(
+        offset_of!(V1HeaderC, state_table_size),
+        off::STATE_TABLE_SIZE
+    );
     assert_eq!(offset_of!(V1HeaderC, rw_size), off::RW_SIZE);
     assert_eq!(offset_of!(V1HeaderC, output_size), off::OUTPUT_SIZE);
     assert_eq!(offset_of!(V1HeaderC, protocol), off::PROTOCOL);
@@ -184,8 +200,16 @@ fn v1_header_fields_are_naturally_aligned_and_where_the_spec_says() {
 
 #[test]
 fn v1_magic_constants_spell_their_names_in_memory() {
-    assert_eq!(v1layout::MAGIC_READY, 0x3176_434c, "the value the specification gives");
-    assert_eq!(v1layout::MAGIC_INIT, 0x3169_434c, "the value the specification gives");
+    assert_eq!(
+        v1layout::MAGIC_READY,
+        0x3176_434c,
+        "the value the specification gives"
+    );
+    assert_eq!(
+        v1layout::MAGIC_INIT,
+        0x3169_434c,
+        "the value the specification gives"
+    );
     let m = Bytes::new(4);
     HeaderMemory::store32(&m, 0, v1layout::MAGIC_READY);
     assert_eq!(m.bytes(), b"LCv1");
@@ -197,7 +221,8 @@ fn v1_magic_constants_spell_their_names_in_memory() {
 /// driver and the tools do, and adds the protocol field the way a
 /// vdev-remote backend does.
 fn create(mem: &dyn HeaderMemory, proposal: &Header, protocol: u32) {
-    let got = v1layout::init_or_join(mem, proposal, || panic!("blank memory: nobody to wait for")).unwrap();
+    let got = v1layout::init_or_join(mem, proposal, || panic!("blank memory: nobody to wait for"))
+        .unwrap();
     assert_eq!(&got, proposal);
     mem.store32(v1layout::off::PROTOCOL, protocol);
 }
@@ -210,10 +235,22 @@ fn header_1m() -> (Header, [u8; 64]) {
     place(&mut img, 0x04, &[0x01, 0x00, 0x00, 0x00]); // version 1
     place(&mut img, 0x08, &[0x08, 0x00, 0x00, 0x00]); // 8 peers
     place(&mut img, 0x0c, &[0x00, 0x10, 0x00, 0x00]); // granule 0x1000
-    place(&mut img, 0x10, &[0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]); // state table 0x1000
-    // R/W: 1 MiB - 2 pages - 8 * 64 KiB = 0x7e000.
-    place(&mut img, 0x18, &[0x00, 0xe0, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00]);
-    place(&mut img, 0x20, &[0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00]); // output 0x10000
+    place(
+        &mut img,
+        0x10,
+        &[0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
+    ); // state table 0x1000
+       // R/W: 1 MiB - 2 pages - 8 * 64 KiB = 0x7e000.
+    place(
+        &mut img,
+        0x18,
+        &[0x00, 0xe0, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00],
+    );
+    place(
+        &mut img,
+        0x20,
+        &[0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
+    ); // output 0x10000
     place(&mut img, 0x28, &[0x02, 0x80, 0x00, 0x00]); // protocol 0x8002 (virtio-blk frontend)
     (h, img)
 }
@@ -228,10 +265,22 @@ fn header_8g() -> (Header, [u8; 64]) {
     place(&mut img, 0x04, &[0x01, 0x00, 0x00, 0x00]);
     place(&mut img, 0x08, &[0x02, 0x01, 0x00, 0x00]); // 258 = 0x102
     place(&mut img, 0x0c, &[0x00, 0x00, 0x01, 0x00]); // granule 0x10000
-    place(&mut img, 0x10, &[0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00]); // state table 0x10000
-    // R/W: 8 GiB - 2 * 64 KiB - 258 * 64 KiB = 0x1_fefc_0000.
-    place(&mut img, 0x18, &[0x00, 0x00, 0xfc, 0xfe, 0x01, 0x00, 0x00, 0x00]);
-    place(&mut img, 0x20, &[0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00]); // output 0x10000
+    place(
+        &mut img,
+        0x10,
+        &[0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
+    ); // state table 0x10000
+       // R/W: 8 GiB - 2 * 64 KiB - 258 * 64 KiB = 0x1_fefc_0000.
+    place(
+        &mut img,
+        0x18,
+        &[0x00, 0x00, 0xfc, 0xfe, 0x01, 0x00, 0x00, 0x00],
+    );
+    place(
+        &mut img,
+        0x20,
+        &[0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
+    ); // output 0x10000
     place(&mut img, 0x28, &[0x03, 0x80, 0x00, 0x00]); // protocol 0x8003 (virtio-console frontend)
     (h, img)
 }
@@ -278,11 +327,23 @@ fn v1_header_is_claimed_written_then_published() {
     // Claimed with "LCi1" first, published with "LCv1" last of the fields
     // init_or_join writes (the protocol comes afterwards, from the backend).
     assert_eq!(log[0], (0x00, b"LCi1".to_vec()));
-    let published = log.iter().position(|e| *e == (0x00, b"LCv1".to_vec())).unwrap();
-    assert_eq!(published, log.len() - 2, "every field before the magic: {log:?}");
+    let published = log
+        .iter()
+        .position(|e| *e == (0x00, b"LCv1".to_vec()))
+        .unwrap();
+    assert_eq!(
+        published,
+        log.len() - 2,
+        "every field before the magic: {log:?}"
+    );
     assert_eq!(log[log.len() - 1].0, v1layout::off::PROTOCOL);
     for (at, bytes) in log.iter() {
-        assert_eq!(at % bytes.len(), 0, "store of {} bytes at {at:#x} is not naturally aligned", bytes.len());
+        assert_eq!(
+            at % bytes.len(),
+            0,
+            "store of {} bytes at {at:#x} is not naturally aligned",
+            bytes.len()
+        );
     }
 }
 
@@ -292,9 +353,13 @@ fn v1_header_bytes_are_read_back_as_little_endian() {
     for ((expected, img), protocol) in [(header_1m(), 0x8002u32), (header_8g(), 0x8003)] {
         let mem = Bytes::with(&img);
         let other = Header::propose(1 << 20, 4096, 2).unwrap();
-        let got = v1layout::init_or_join(&mem, &other, || panic!("published header: no wait")).unwrap();
+        let got =
+            v1layout::init_or_join(&mem, &other, || panic!("published header: no wait")).unwrap();
         assert_eq!(got, expected);
-        assert_eq!(HeaderMemory::load32(&mem, v1layout::off::PROTOCOL), protocol);
+        assert_eq!(
+            HeaderMemory::load32(&mem, v1layout::off::PROTOCOL),
+            protocol
+        );
         // Joining writes nothing.
         assert!(mem.log.borrow().is_empty());
         assert_eq!(mem.bytes(), img);
@@ -304,7 +369,10 @@ fn v1_header_bytes_are_read_back_as_little_endian() {
     let mut be = img;
     be[0x04..0x08].copy_from_slice(&[0, 0, 0, 1]);
     let mem = Bytes::with(&be);
-    assert_eq!(Header::read(&mem), Err(v1layout::V1Error::BadVersion(0x0100_0000)));
+    assert_eq!(
+        Header::read(&mem),
+        Err(v1layout::V1Error::BadVersion(0x0100_0000))
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -344,29 +412,127 @@ struct VirtioIvshmemHeader {
 fn virtio_header_offsets_are_aligned_and_match_jailhouse() {
     use vhdr::off;
     let fields = [
-        ("revision", off::REVISION, 4, offset_of!(VirtioIvshmemHeader, revision)),
+        (
+            "revision",
+            off::REVISION,
+            4,
+            offset_of!(VirtioIvshmemHeader, revision),
+        ),
         ("size", off::SIZE, 4, offset_of!(VirtioIvshmemHeader, size)),
-        ("write_transaction", off::WRITE_TRANSACTION, 4, offset_of!(VirtioIvshmemHeader, write_transaction)),
-        ("device_features", off::DEVICE_FEATURES, 4, offset_of!(VirtioIvshmemHeader, device_features)),
-        ("device_features_sel", off::DEVICE_FEATURES_SEL, 4, offset_of!(VirtioIvshmemHeader, device_features_sel)),
-        ("driver_features", off::DRIVER_FEATURES, 4, offset_of!(VirtioIvshmemHeader, driver_features)),
-        ("driver_features_sel", off::DRIVER_FEATURES_SEL, 4, offset_of!(VirtioIvshmemHeader, driver_features_sel)),
-        ("queue_sel", off::QUEUE_SEL, 4, offset_of!(VirtioIvshmemHeader, queue_sel)),
-        ("queue_size", off::QUEUE_SIZE, 2, offset_of!(VirtioIvshmemHeader, queue_size)),
-        ("queue_device_vector", off::QUEUE_DEVICE_VECTOR, 2, offset_of!(VirtioIvshmemHeader, queue_device_vector)),
-        ("queue_driver_vector", off::QUEUE_DRIVER_VECTOR, 2, offset_of!(VirtioIvshmemHeader, queue_driver_vector)),
-        ("queue_enable", off::QUEUE_ENABLE, 2, offset_of!(VirtioIvshmemHeader, queue_enable)),
-        ("queue_desc", off::QUEUE_DESC, 8, offset_of!(VirtioIvshmemHeader, queue_desc)),
-        ("queue_driver", off::QUEUE_DRIVER, 8, offset_of!(VirtioIvshmemHeader, queue_driver)),
-        ("queue_device", off::QUEUE_DEVICE, 8, offset_of!(VirtioIvshmemHeader, queue_device)),
-        ("config_event", off::CONFIG_EVENT, 1, offset_of!(VirtioIvshmemHeader, config_event)),
-        ("queue_event", off::QUEUE_EVENT, 1, offset_of!(VirtioIvshmemHeader, queue_event)),
-        ("reserved", off::QUEUE_EVENT + 1, 2, offset_of!(VirtioIvshmemHeader, reserved)),
-        ("device_status", off::DEVICE_STATUS, 4, offset_of!(VirtioIvshmemHeader, device_status)),
-        ("config_generation", off::CONFIG_GENERATION, 4, offset_of!(VirtioIvshmemHeader, config_generation)),
+        (
+            "write_transaction",
+            off::WRITE_TRANSACTION,
+            4,
+            offset_of!(VirtioIvshmemHeader, write_transaction),
+        ),
+        (
+            "device_features",
+            off::DEVICE_FEATURES,
+            4,
+            offset_of!(VirtioIvshmemHeader, device_features),
+        ),
+        (
+            "device_features_sel",
+            off::DEVICE_FEATURES_SEL,
+            4,
+            offset_of!(VirtioIvshmemHeader, device_features_sel),
+        ),
+        (
+            "driver_features",
+            off::DRIVER_FEATURES,
+            4,
+            offset_of!(VirtioIvshmemHeader, driver_features),
+        ),
+        (
+            "driver_features_sel",
+            off::DRIVER_FEATURES_SEL,
+            4,
+            offset_of!(VirtioIvshmemHeader, driver_features_sel),
+        ),
+        (
+            "queue_sel",
+            off::QUEUE_SEL,
+            4,
+            offset_of!(VirtioIvshmemHeader, queue_sel),
+        ),
+        (
+            "queue_size",
+            off::QUEUE_SIZE,
+            2,
+            offset_of!(VirtioIvshmemHeader, queue_size),
+        ),
+        (
+            "queue_device_vector",
+            off::QUEUE_DEVICE_VECTOR,
+            2,
+            offset_of!(VirtioIvshmemHeader, queue_device_vector),
+        ),
+        (
+            "queue_driver_vector",
+            off::QUEUE_DRIVER_VECTOR,
+            2,
+            offset_of!(VirtioIvshmemHeader, queue_driver_vector),
+        ),
+        (
+            "queue_enable",
+            off::QUEUE_ENABLE,
+            2,
+            offset_of!(VirtioIvshmemHeader, queue_enable),
+        ),
+        (
+            "queue_desc",
+            off::QUEUE_DESC,
+            8,
+            offset_of!(VirtioIvshmemHeader, queue_desc),
+        ),
+        (
+            "queue_driver",
+            off::QUEUE_DRIVER,
+            8,
+            offset_of!(VirtioIvshmemHeader, queue_driver),
+        ),
+        (
+            "queue_device",
+            off::QUEUE_DEVICE,
+            8,
+            offset_of!(VirtioIvshmemHeader, queue_device),
+        ),
+        (
+            "config_event",
+            off::CONFIG_EVENT,
+            1,
+            offset_of!(VirtioIvshmemHeader, config_event),
+        ),
+        (
+            "queue_event",
+            off::QUEUE_EVENT,
+            1,
+            offset_of!(VirtioIvshmemHeader, queue_event),
+        ),
+        (
+            "reserved",
+            off::QUEUE_EVENT + 1,
+            2,
+            offset_of!(VirtioIvshmemHeader, reserved),
+        ),
+        (
+            "device_status",
+            off::DEVICE_STATUS,
+            4,
+            offset_of!(VirtioIvshmemHeader, device_status),
+        ),
+        (
+            "config_generation",
+            off::CONFIG_GENERATION,
+            4,
+            offset_of!(VirtioIvshmemHeader, config_generation),
+        ),
     ];
     for &(name, ours, _, theirs) in &fields {
-        assert_eq!(ours, theirs, "{name}: lincell {ours:#x}, Jailhouse struct {theirs:#x}");
+        assert_eq!(
+            ours, theirs,
+            "{name}: lincell {ours:#x}, Jailhouse struct {theirs:#x}"
+        );
     }
     let table: Vec<_> = fields.iter().map(|&(n, o, w, _)| (n, o, w)).collect();
     assert_packed_and_aligned(&table, 0, vhdr::CONFIG_OFFSET);
@@ -394,9 +560,19 @@ fn virtio_header_fields_are_little_endian_in_memory() {
     let b = m.bytes();
     assert_eq!(b[0x00..0x08], [0x01, 0, 0, 0, 0x88, 0, 0, 0]);
     assert_eq!(b[0x20..0x22], [0x00, 0x01]);
-    assert_eq!(b[0x28..0x30], [0x00, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00]);
+    assert_eq!(
+        b[0x28..0x30],
+        [0x00, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00]
+    );
     assert_eq!(b[0x44..0x48], [0x0f, 0, 0, 0]);
-    assert_eq!(vhdr::check_header(RingMemory::load32(&m, off::REVISION), RingMemory::load32(&m, off::SIZE), 1 << 20), Ok(0x3c));
+    assert_eq!(
+        vhdr::check_header(
+            RingMemory::load32(&m, off::REVISION),
+            RingMemory::load32(&m, off::SIZE),
+            1 << 20
+        ),
+        Ok(0x3c)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -416,7 +592,10 @@ fn split_ring_parts_are_aligned_as_virtio_requires() {
             assert_eq!(r.avail, r.desc + 16 * n, "avail follows the table");
             assert_eq!(r.avail % 2, 0);
             assert_eq!(r.used % 4, 0, "num {num}: used at {:#x}", r.used);
-            assert!(r.used >= r.avail + 6 + 2 * n && r.used < r.avail + 6 + 2 * n + 4, "num {num}");
+            assert!(
+                r.used >= r.avail + 6 + 2 * n && r.used < r.avail + 6 + 2 * n + 4,
+                "num {num}"
+            );
             assert_eq!(base + split_size(num), r.used + 6 + 8 * n, "num {num}");
             // Entries: avail ring[k] (u16) at avail + 4 + 2k, used ring[k]
             // (u32 id, u32 len) at used + 4 + 8k.
@@ -429,7 +608,14 @@ fn split_ring_parts_are_aligned_as_virtio_requires() {
         num *= 2;
     }
     // The 4-entry ring used below, spelled out.
-    assert_eq!(split_layout(0x100, 4), RingAddrs { desc: 0x100, avail: 0x140, used: 0x150 });
+    assert_eq!(
+        split_layout(0x100, 4),
+        RingAddrs {
+            desc: 0x100,
+            avail: 0x140,
+            used: 0x150
+        }
+    );
     assert_eq!(split_size(4), 0x76);
 }
 
@@ -498,10 +684,24 @@ fn published_chain_and_collected_used_entry_byte_for_byte() {
     place(&mut want, 0x142, &[0x01, 0x00]); // avail idx 1
     place(&mut want, 0x144, &[0x02, 0x00]); // avail ring[0] = head 2
     assert_eq!(sm.bytes(), want, "shared ring after publish");
-    let idx_store = sm.log.borrow().iter().position(|(a, _)| *a == 0x142).unwrap();
-    assert_eq!(idx_store, sm.log.borrow().len() - 1, "avail idx is stored last");
+    let idx_store = sm
+        .log
+        .borrow()
+        .iter()
+        .position(|(a, _)| *a == 0x142)
+        .unwrap();
+    assert_eq!(
+        idx_store,
+        sm.log.borrow().len() - 1,
+        "avail idx is stored last"
+    );
     for (at, bytes) in sm.log.borrow().iter() {
-        assert_eq!(at % bytes.len(), 0, "unaligned {}-byte store at {at:#x}", bytes.len());
+        assert_eq!(
+            at % bytes.len(),
+            0,
+            "unaligned {}-byte store at {at:#x}",
+            bytes.len()
+        );
     }
 
     // The backend completes head 2 with 0x100 bytes: used idx and entry.
@@ -511,7 +711,10 @@ fn published_chain_and_collected_used_entry_byte_for_byte() {
     assert_eq!(sh.collect(&pm, &pr, &sm, &sr), Ok(1));
     // Copied to the private used ring (at 0x50): idx 1, { id 2, len 0x100 }.
     assert_eq!(pm.slice(0x50, 4), [0x00, 0x00, 0x01, 0x00]);
-    assert_eq!(pm.slice(0x54, 8), [0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00]);
+    assert_eq!(
+        pm.slice(0x54, 8),
+        [0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00]
+    );
     assert_eq!(sh.in_flight(), 0);
 }
 
@@ -527,14 +730,24 @@ fn a_big_endian_used_entry_is_refused() {
     sm.put(0x154, &[0x02, 0x00, 0x00, 0x00]);
     sm.put(0x158, &[0x00, 0x00, 0x01, 0x00]);
     sm.put(0x152, &[0x01, 0x00]);
-    assert_eq!(sh.collect(&pm, &pr, &sm, &sr), Err(ShadowError::UsedLen { id: 2, len: 0x10000, writable: 0x200 }));
+    assert_eq!(
+        sh.collect(&pm, &pr, &sm, &sr),
+        Err(ShadowError::UsedLen {
+            id: 2,
+            len: 0x10000,
+            writable: 0x200
+        })
+    );
     // Head 2 in big-endian reads as 0x02000000: not in flight.
     let mut sh = shadow();
     let sm = Bytes::new(SHARED + split_size(NUM));
     sh.publish(&pm, &pr, &sm, &sr, &|_, _| true).unwrap();
     sm.put(0x154, &[0x00, 0x00, 0x00, 0x02]);
     sm.put(0x152, &[0x01, 0x00]);
-    assert_eq!(sh.collect(&pm, &pr, &sm, &sr), Err(ShadowError::UsedId(0x0200_0000)));
+    assert_eq!(
+        sh.collect(&pm, &pr, &sm, &sr),
+        Err(ShadowError::UsedId(0x0200_0000))
+    );
 }
 
 #[test]

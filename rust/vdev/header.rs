@@ -204,7 +204,15 @@ mod tests {
         assert_eq!(writable_field_width(off::QUEUE_ENABLE), Some(2));
         assert_eq!(writable_field_width(off::DEVICE_STATUS), Some(4));
         // Backend-owned fields and odd offsets are not frontend writes.
-        for o in [off::REVISION, off::SIZE, off::WRITE_TRANSACTION, off::DEVICE_FEATURES, off::QUEUE_DEVICE_VECTOR, 0x29, 0x1000] {
+        for o in [
+            off::REVISION,
+            off::SIZE,
+            off::WRITE_TRANSACTION,
+            off::DEVICE_FEATURES,
+            off::QUEUE_DEVICE_VECTOR,
+            0x29,
+            0x1000,
+        ] {
             assert_eq!(writable_field_width(o), None, "offset {o:#x}");
         }
     }
@@ -212,11 +220,23 @@ mod tests {
     #[test]
     fn header_checks() {
         assert_eq!(check_header(1, 0x4c + 0x3c, 1 << 20), Ok(0x3c));
-        assert_eq!(check_header(0, 0x88, 1 << 20), Err(HeaderError::BadRevision(0)));
-        assert_eq!(check_header(1, 0x40, 1 << 20), Err(HeaderError::BadSize(0x40)));
-        assert_eq!(check_header(1, 0x1000, 1 << 20), Err(HeaderError::BadSize(0x1000)));
+        assert_eq!(
+            check_header(0, 0x88, 1 << 20),
+            Err(HeaderError::BadRevision(0))
+        );
+        assert_eq!(
+            check_header(1, 0x40, 1 << 20),
+            Err(HeaderError::BadSize(0x40))
+        );
+        assert_eq!(
+            check_header(1, 0x1000, 1 << 20),
+            Err(HeaderError::BadSize(0x1000))
+        );
         assert_eq!(check_header(1, 0x88, 0x80), Err(HeaderError::BadSize(0x88)));
-        assert_eq!(check_header(1, u32::MAX, u64::MAX), Err(HeaderError::BadSize(u32::MAX)));
+        assert_eq!(
+            check_header(1, u32::MAX, u64::MAX),
+            Err(HeaderError::BadSize(u32::MAX))
+        );
     }
 
     #[test]

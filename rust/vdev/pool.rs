@@ -43,7 +43,13 @@ impl<B: core::ops::DerefMut<Target = [u64]>> Pool<B> {
             return None;
         }
         bits.iter_mut().for_each(|w| *w = 0);
-        Some(Pool { bits, chunks, shift, rotor: 0, used: 0 })
+        Some(Pool {
+            bits,
+            chunks,
+            shift,
+            rotor: 0,
+            used: 0,
+        })
     }
 
     /// Frees everything.
@@ -125,7 +131,11 @@ impl<B: core::ops::DerefMut<Target = [u64]>> Pool<B> {
             .or_else(|| self.find(0, (self.rotor + n).min(self.chunks), n))?;
         self.set_run(first, n, true);
         self.used += n;
-        self.rotor = if first + n >= self.chunks { 0 } else { first + n };
+        self.rotor = if first + n >= self.chunks {
+            0
+        } else {
+            first + n
+        };
         Some(first << self.shift)
     }
 
@@ -166,7 +176,10 @@ impl<B: core::ops::DerefMut<Target = [u64]>> Pool<B> {
 
     /// Whether `[offset, offset + size)` lies in allocated chunks only.
     pub fn is_allocated(&self, offset: usize, size: usize) -> bool {
-        match self.range(offset - offset % self.chunk_size(), size + offset % self.chunk_size()) {
+        match self.range(
+            offset - offset % self.chunk_size(),
+            size + offset % self.chunk_size(),
+        ) {
             Ok((first, n)) => (first..first + n).all(|i| self.test(i)),
             Err(_) => false,
         }

@@ -84,7 +84,11 @@ pub const fn split_size(num: u16) -> usize {
 pub const fn split_layout(base: usize, num: u16) -> RingAddrs {
     let n = num as usize;
     let avail_end = 16 * n + 6 + 2 * n;
-    RingAddrs { desc: base, avail: base + 16 * n, used: base + ((avail_end + 3) & !3) }
+    RingAddrs {
+        desc: base,
+        avail: base + 16 * n,
+        used: base + ((avail_end + 3) & !3),
+    }
 }
 
 /// Bookkeeping for one head in flight.
@@ -129,7 +133,9 @@ impl core::fmt::Display for ShadowError {
                 f,
                 "backend used index advanced by {claimed} with {in_flight} buffers in flight"
             ),
-            ShadowError::UsedId(id) => write!(f, "backend completed head {id}, which is not in flight"),
+            ShadowError::UsedId(id) => {
+                write!(f, "backend completed head {id}, which is not in flight")
+            }
             ShadowError::UsedLen { id, len, writable } => write!(
                 f,
                 "backend completed head {id} with length {len} > {writable} writable bytes"
@@ -166,7 +172,12 @@ struct Desc {
 
 fn load_desc(m: &dyn RingMemory, table: usize, i: u16) -> Desc {
     let at = table + 16 * i as usize;
-    Desc { addr: m.load64(at), len: m.load32(at + 8), flags: m.load16(at + 12), next: m.load16(at + 14) }
+    Desc {
+        addr: m.load64(at),
+        len: m.load32(at + 8),
+        flags: m.load16(at + 12),
+        next: m.load16(at + 14),
+    }
 }
 
 fn store_desc(m: &dyn RingMemory, table: usize, i: u16, d: Desc) {
@@ -185,7 +196,15 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             return None;
         }
         heads.iter_mut().for_each(|h| *h = Head::default());
-        Some(Shadow { num, heads, next_avail: 0, shared_used: 0, private_used: 0, in_flight: 0, readonly_in_flight: 0 })
+        Some(Shadow {
+            num,
+            heads,
+            next_avail: 0,
+            shared_used: 0,
+            private_used: 0,
+            in_flight: 0,
+            readonly_in_flight: 0,
+        })
     }
 
     /// Entries in the ring.
@@ -224,7 +243,9 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
                 return Err(ShadowError::Private("indirect descriptor"));
             }
             if d.flags & DESC_F_WRITE != 0 {
-                writable = writable.checked_add(d.len).ok_or(ShadowError::Private("chain too long"))?;
+                writable = writable
+                    .checked_add(d.len)
+                    .ok_or(ShadowError::Private("chain too long"))?;
             }
             each(i, d)?;
             if d.flags & DESC_F_NEXT == 0 {
@@ -272,7 +293,10 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
                 store_desc(sm, sr.desc, i, d);
                 Ok(())
             })?;
-            self.heads[head as usize] = Head { in_flight: true, writable };
+            self.heads[head as usize] = Head {
+                in_flight: true,
+                writable,
+            };
             self.in_flight += 1;
             if writable == 0 {
                 self.readonly_in_flight += 1;
@@ -303,7 +327,10 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         sm.acquire();
         let claimed = used_idx.wrapping_sub(self.shared_used);
         if claimed > self.in_flight {
-            return Err(ShadowError::UsedIndex { claimed, in_flight: self.in_flight });
+            return Err(ShadowError::UsedIndex {
+                claimed,
+                in_flight: self.in_flight,
+            });
         }
         let mut delivered = 0;
         let mut result = Ok(());
@@ -319,7 +346,11 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
                 }
             };
             if len > head.writable {
-                result = Err(ShadowError::UsedLen { id, len, writable: head.writable });
+                result = Err(ShadowError::UsedLen {
+                    id,
+                    len,
+                    writable: head.writable,
+                });
                 break;
             }
             self.push_used(pm, pr, id, len);
@@ -353,7 +384,12 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
     /// length 0, after `fill(addr, len)` was called on each device-writable
     /// buffer. Returns the number of chains completed. Used once the
     /// backend is considered dead; it reads only the private ring.
-    pub fn fail_all(&mut self, pm: &dyn RingMemory, pr: &RingAddrs, fill: &mut dyn FnMut(u64, u32)) -> u16 {
+    pub fn fail_all(
+        &mut self,
+        pm: &dyn RingMemory,
+        pr: &RingAddrs,
+        fill: &mut dyn FnMut(u64, u32),
+    ) -> u16 {
         let mut done = 0;
         let mut fail_chain = |s: &mut Self, head: u16| {
             // A broken chain (impossible for a private ring) still gets
@@ -479,7 +515,17 @@ mod tests {
                 if k + 1 < bufs.len() {
                     flags |= DESC_F_NEXT;
                 }
-                store_desc(&self.pm, self.pr.desc, i, Desc { addr, len, flags, next: i + 1 });
+                store_desc(
+                    &self.pm,
+                    self.pr.desc,
+                    i,
+                    Desc {
+                        addr,
+                        len,
+                        flags,
+                        next: i + 1,
+                    },
+                );
             }
             let slot = (self.avail % NUM) as usize;
             self.pm.store16(self.pr.avail + 4 + 2 * slot, first);
@@ -487,7 +533,10 @@ mod tests {
             self.pm.store16(self.pr.avail + 2, self.avail);
         }
         fn publish(&mut self) -> Result<u16, ShadowError> {
-            self.shadow.publish(&self.pm, &self.pr, &self.sm, &self.sr, &|a, l| a >= 0x1000 && a + u64::from(l) <= 0x100000)
+            self.shadow
+                .publish(&self.pm, &self.pr, &self.sm, &self.sr, &|a, l| {
+                    a >= 0x1000 && a + u64::from(l) <= 0x100000
+                })
         }
         fn collect(&mut self) -> Result<u16, ShadowError> {
             self.shadow.collect(&self.pm, &self.pr, &self.sm, &self.sr)
@@ -504,7 +553,10 @@ mod tests {
             (0..n)
                 .map(|i| {
                     let s = (i % NUM) as usize;
-                    (self.pm.load32(self.pr.used + 4 + 8 * s), self.pm.load32(self.pr.used + 8 + 8 * s))
+                    (
+                        self.pm.load32(self.pr.used + 4 + 8 * s),
+                        self.pm.load32(self.pr.used + 8 + 8 * s),
+                    )
                 })
                 .collect()
         }
@@ -521,7 +573,10 @@ mod tests {
     #[test]
     fn publish_then_collect() {
         let mut r = Rig::new();
-        r.add(0, &[(0x1000, 16, false), (0x2000, 512, true), (0x3000, 1, true)]);
+        r.add(
+            0,
+            &[(0x1000, 16, false), (0x2000, 512, true), (0x3000, 1, true)],
+        );
         assert_eq!(r.publish(), Ok(1));
         // The shared ring got the chain and the avail entry.
         assert_eq!(r.sm.load16(r.sr.avail + 2), 1);
@@ -541,12 +596,21 @@ mod tests {
         r.add(0, &[(0x1000, 16, false)]);
         r.add(1, &[(0x2000, 16, true)]);
         r.publish().unwrap();
-        assert_eq!((r.shadow.in_flight(), r.shadow.readonly_in_flight()), (2, 1));
+        assert_eq!(
+            (r.shadow.in_flight(), r.shadow.readonly_in_flight()),
+            (2, 1)
+        );
         r.complete(0, 0, 0);
         r.collect().unwrap();
-        assert_eq!((r.shadow.in_flight(), r.shadow.readonly_in_flight()), (1, 0));
+        assert_eq!(
+            (r.shadow.in_flight(), r.shadow.readonly_in_flight()),
+            (1, 0)
+        );
         r.shadow.fail_all(&r.pm, &r.pr, &mut |_, _| {});
-        assert_eq!((r.shadow.in_flight(), r.shadow.readonly_in_flight()), (0, 0));
+        assert_eq!(
+            (r.shadow.in_flight(), r.shadow.readonly_in_flight()),
+            (0, 0)
+        );
     }
 
     #[test]
@@ -555,7 +619,13 @@ mod tests {
         r.add(0, &[(0x1000, 16, true)]);
         r.publish().unwrap();
         r.sm.store16(r.sr.used + 2, 1000);
-        assert_eq!(r.collect(), Err(ShadowError::UsedIndex { claimed: 1000, in_flight: 1 }));
+        assert_eq!(
+            r.collect(),
+            Err(ShadowError::UsedIndex {
+                claimed: 1000,
+                in_flight: 1
+            })
+        );
         assert!(r.private_used().is_empty());
     }
 
@@ -570,7 +640,14 @@ mod tests {
         r.complete(0, 0xffff_ffff, 0);
         assert_eq!(r.collect(), Err(ShadowError::UsedId(0xffff_ffff)));
         r.complete(0, 1, 1); // read-only chain: 0 writable bytes
-        assert_eq!(r.collect(), Err(ShadowError::UsedLen { id: 1, len: 1, writable: 0 }));
+        assert_eq!(
+            r.collect(),
+            Err(ShadowError::UsedLen {
+                id: 1,
+                len: 1,
+                writable: 0
+            })
+        );
         r.complete(0, 0, 16);
         assert_eq!(r.collect(), Ok(1));
         // Completing the same head twice is refused too.
@@ -583,9 +660,22 @@ mod tests {
     fn private_ring_errors() {
         let mut r = Rig::new();
         r.add(0, &[(0x10, 16, false)]); // outside the pool
-        assert_eq!(r.publish(), Err(ShadowError::Private("buffer outside the bounce pool")));
+        assert_eq!(
+            r.publish(),
+            Err(ShadowError::Private("buffer outside the bounce pool"))
+        );
         let mut r = Rig::new();
-        store_desc(&r.pm, r.pr.desc, 0, Desc { addr: 0x1000, len: 1, flags: DESC_F_NEXT, next: 0 });
+        store_desc(
+            &r.pm,
+            r.pr.desc,
+            0,
+            Desc {
+                addr: 0x1000,
+                len: 1,
+                flags: DESC_F_NEXT,
+                next: 0,
+            },
+        );
         r.pm.store16(r.pr.avail + 4, 0);
         r.pm.store16(r.pr.avail + 2, 1);
         assert_eq!(r.publish(), Err(ShadowError::Private("descriptor loop")));
@@ -602,7 +692,11 @@ mod tests {
         r.publish().unwrap();
         r.add(3, &[(0x4000, 2, true)]); // not published yet
         let mut filled = Vec::new();
-        assert_eq!(r.shadow.fail_all(&r.pm, &r.pr, &mut |a, l| filled.push((a, l))), 3);
+        assert_eq!(
+            r.shadow
+                .fail_all(&r.pm, &r.pr, &mut |a, l| filled.push((a, l))),
+            3
+        );
         filled.sort();
         assert_eq!(filled, vec![(0x2000, 4), (0x3000, 8), (0x4000, 2)]);
         let mut used = r.private_used();

@@ -107,7 +107,11 @@ pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
         cases.push(case(name, c.outcome, c.diagnostics.join("\n")));
     }
     for p in &report.problems {
-        cases.push(case(format!("{prefix}/tap"), ktap::Outcome::Fail, p.clone()));
+        cases.push(case(
+            format!("{prefix}/tap"),
+            ktap::Outcome::Fail,
+            p.clone(),
+        ));
     }
     match r.script_exit {
         None => cases.push(case(
@@ -162,7 +166,11 @@ pub fn host_tests(root: &Path, totals: &mut Totals) {
     let out = match out {
         Ok(o) => o,
         Err(e) => {
-            totals.record(&case("host/cargo".into(), ktap::Outcome::Fail, format!("cannot run cargo: {e}")));
+            totals.record(&case(
+                "host/cargo".into(),
+                ktap::Outcome::Fail,
+                format!("cannot run cargo: {e}"),
+            ));
             return;
         }
     };
@@ -175,9 +183,15 @@ pub fn host_tests(root: &Path, totals: &mut Totals) {
     // One line per passing or ignored test, like the guest layers; failures
     // are recorded (and printed) below.
     for line in text.lines() {
-        if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... ok")) {
+        if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... ok"))
+        {
             println!("ok   host/{name}");
-        } else if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... ignored")) {
+        } else if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... ignored"))
+        {
             println!("skip host/{name}");
         }
     }
@@ -196,7 +210,10 @@ pub fn host_tests(root: &Path, totals: &mut Totals) {
         totals.record(&case(
             "host/cargo".into(),
             ktap::Outcome::Fail,
-            format!("cargo test failed before running tests:\n{}", tail(&text, 30)),
+            format!(
+                "cargo test failed before running tests:\n{}",
+                tail(&text, 30)
+            ),
         ));
     }
 }
@@ -208,7 +225,11 @@ pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &m
     let out = work.join(name);
     let _ = std::fs::remove_dir_all(&out);
     if let Err(e) = std::fs::create_dir_all(&out) {
-        totals.record(&case(format!("guest/{name}"), ktap::Outcome::Fail, e.to_string()));
+        totals.record(&case(
+            format!("guest/{name}"),
+            ktap::Outcome::Fail,
+            e.to_string(),
+        ));
         return;
     }
     let start = std::time::Instant::now();
@@ -224,7 +245,11 @@ pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &m
     let (status, console) = match run {
         Ok(o) => (
             o.status.code(),
-            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
         ),
         Err(e) => (None, format!("cannot run `{cmd}`: {e}")),
     };
@@ -266,7 +291,11 @@ pub fn guest_boot(runner: &Runner, scripts: &[PathBuf], totals: &mut Totals) {
                 }
             }
         }
-        Err(e) => totals.record(&case(format!("guest/{label}"), ktap::Outcome::Fail, e.to_string())),
+        Err(e) => totals.record(&case(
+            format!("guest/{label}"),
+            ktap::Outcome::Fail,
+            e.to_string(),
+        )),
     }
 }
 
@@ -294,14 +323,21 @@ mod tests {
 
     #[test]
     fn passing_guest_counts_cases_and_clean_log() {
-        let r = result("TAP version 13\n1..2\nok 1 - one\nok 2 - two\n", Some(0), "[ 0.1] hello\n");
+        let r = result(
+            "TAP version 13\n1..2\nok 1 - one\nok 2 - two\n",
+            Some(0),
+            "[ 0.1] hello\n",
+        );
         let cases = evaluate("s", &r);
         assert_eq!(
             outcomes(&cases),
             [
                 ("guest/s/a/one".to_string(), ktap::Outcome::Pass),
                 ("guest/s/a/two".to_string(), ktap::Outcome::Pass),
-                ("guest/s/a/kernel-log-clean".to_string(), ktap::Outcome::Pass),
+                (
+                    "guest/s/a/kernel-log-clean".to_string(),
+                    ktap::Outcome::Pass
+                ),
             ]
         );
     }
@@ -313,8 +349,16 @@ mod tests {
         let cases = evaluate("s", &r);
         assert_eq!(cases.len(), 1);
         assert_eq!(cases[0].outcome, ktap::Outcome::Fail);
-        assert!(cases[0].detail.contains("did not finish"), "{}", cases[0].detail);
-        assert!(cases[0].detail.contains("5 s time limit"), "{}", cases[0].detail);
+        assert!(
+            cases[0].detail.contains("did not finish"),
+            "{}",
+            cases[0].detail
+        );
+        assert!(
+            cases[0].detail.contains("5 s time limit"),
+            "{}",
+            cases[0].detail
+        );
         assert!(cases[0].detail.contains("last line"));
     }
 
@@ -326,7 +370,10 @@ mod tests {
             "[ 1.0] WARNING: CPU: 0 PID: 1 at drivers/x.c:1 f+0x1/0x2\n",
         );
         let cases = evaluate("s", &r);
-        let log = cases.iter().find(|c| c.name.ends_with("kernel-log-clean")).unwrap();
+        let log = cases
+            .iter()
+            .find(|c| c.name.ends_with("kernel-log-clean"))
+            .unwrap();
         assert_eq!(log.outcome, ktap::Outcome::Fail);
         assert!(log.detail.contains("WARNING: CPU"));
     }
@@ -334,9 +381,16 @@ mod tests {
     #[test]
     fn no_results_or_bad_exit_fail() {
         let cases = evaluate("s", &result("", Some(0), ""));
-        assert!(cases.iter().any(|c| c.name.ends_with("/results") && c.outcome == ktap::Outcome::Fail));
-        let cases = evaluate("s", &result("TAP version 13\n1..1\nok 1 - x\n", Some(3), ""));
-        assert!(cases.iter().any(|c| c.name.ends_with("/exit-status") && c.outcome == ktap::Outcome::Fail));
+        assert!(cases
+            .iter()
+            .any(|c| c.name.ends_with("/results") && c.outcome == ktap::Outcome::Fail));
+        let cases = evaluate(
+            "s",
+            &result("TAP version 13\n1..1\nok 1 - x\n", Some(3), ""),
+        );
+        assert!(cases
+            .iter()
+            .any(|c| c.name.ends_with("/exit-status") && c.outcome == ktap::Outcome::Fail));
     }
 
     #[test]

@@ -124,7 +124,11 @@ pub fn command_line(kdir: &Path, spec: &GuestSpec) -> Vec<String> {
     if !spec.qemu_opts.is_empty() {
         args.push(format!("--qemu-opts={}", spec.qemu_opts.join(" ")));
     }
-    for a in DEFAULT_KERNEL_ARGS.iter().copied().chain(spec.kernel_args.iter().map(String::as_str)) {
+    for a in DEFAULT_KERNEL_ARGS
+        .iter()
+        .copied()
+        .chain(spec.kernel_args.iter().map(String::as_str))
+    {
         args.push(format!("--append={a}"));
     }
     args.push("--exec".into());
@@ -151,7 +155,10 @@ pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Re
     let mut cmd = Command::new(program);
     // vng runs its helpers (virtme-run, ...) from PATH: put its own
     // directory (the venv's bin) first.
-    if let Some(dir) = Path::new(program).parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = Path::new(program)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![dir.to_path_buf()];
         dirs.extend(std::env::split_paths(&path));
@@ -171,8 +178,14 @@ pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Re
     let console = Arc::new(Mutex::new(String::new()));
     let mut readers = Vec::new();
     let streams: [Option<Box<dyn io::Read + Send>>; 2] = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn io::Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
     ];
     for stream in streams.into_iter().flatten() {
         let console = Arc::clone(&console);
@@ -300,7 +313,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pidfile = dir.join("pid");
         // Like vng -> qemu: the launcher's child keeps running.
-        let script = format!("sleep 600 & echo $! > {}.tmp && mv {0}.tmp {0}; wait", pidfile.display());
+        let script = format!(
+            "sleep 600 & echo $! > {}.tmp && mv {0}.tmp {0}; wait",
+            pidfile.display()
+        );
         let args = ["-c".to_string(), script];
         let running = spawn_program("sh", &args, &spec()).unwrap();
         // Wait (bounded) until the grandchild exists, however loaded the

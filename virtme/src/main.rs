@@ -104,7 +104,10 @@ fn repo_root() -> PathBuf {
 fn require_kdir(kdir: Option<PathBuf>) -> Result<PathBuf, String> {
     let kdir = kdir.ok_or("no kernel: pass --kdir or set LINCELL_KDIR (make does)")?;
     if !kdir.join("arch").exists() {
-        return Err(format!("{} is not a kernel build directory", kdir.display()));
+        return Err(format!(
+            "{} is not a kernel build directory",
+            kdir.display()
+        ));
     }
     Ok(kdir)
 }
@@ -181,7 +184,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     eprintln!("lincell-vm: {} {}", r.name, r.exit.describe());
                 }
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Check {
             no_host,
@@ -207,9 +214,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "sh"))
                 .filter(|p| {
-                    filter
-                        .as_deref()
-                        .is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy().contains(f)))
+                    filter.as_deref().is_none_or(|f| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains(f))
+                    })
                 })
                 .collect();
             scripts.sort();

@@ -154,19 +154,28 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| format!("directive `{item}` is not key=value"))?;
-            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad number in `{item}`"));
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("bad number in `{item}`"))
+            };
             match key {
                 "guests" => {
                     d.guests = value.split(',').map(str::to_string).collect();
-                    if d.guests.iter().any(|g| g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
+                    if d.guests.iter().any(|g| {
+                        g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    }) {
                         return Err(format!("bad guest names in `{item}`"));
                     }
                 }
-                "cpus" => d.cpus = u32::try_from(num(value)?).map_err(|_| format!("bad `{item}`"))?,
+                "cpus" => {
+                    d.cpus = u32::try_from(num(value)?).map_err(|_| format!("bad `{item}`"))?
+                }
                 "memory" => d.memory = value.to_string(),
                 "timeout" => d.timeout = Duration::from_secs(num(value)?),
                 "boot" => {
-                    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    if value.is_empty()
+                        || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    {
                         return Err(format!("bad boot name in `{item}`"));
                     }
                     d.boot = Some(value.to_string());
@@ -254,7 +263,12 @@ pub fn script_name(script: &Path) -> String {
 /// Reads a script's directives.
 pub fn read_directives(script: &Path) -> io::Result<Directives> {
     let text = fs::read_to_string(script)?;
-    parse_directives(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", script.display())))
+    parse_directives(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", script.display()),
+        )
+    })
 }
 
 /// Splits sorted `scripts` into boots: a script alone, or every script
@@ -283,7 +297,11 @@ impl Runner {
     /// script, its name and one result per guest (plus the host peer).
     pub fn run_boot(&self, scripts: &[PathBuf]) -> io::Result<Vec<(String, Vec<GuestResult>)>> {
         let results = self.run_once(scripts)?;
-        match results.iter().flat_map(|(_, r)| r).find(|r| launcher_failed(r)) {
+        match results
+            .iter()
+            .flat_map(|(_, r)| r)
+            .find(|r| launcher_failed(r))
+        {
             Some(r) => {
                 // Seen on this machine kind, rarely: virtme-ng exits 255
                 // within seconds, printing nothing, before the guest runs
@@ -302,8 +320,12 @@ impl Runner {
     }
 
     fn run_once(&self, scripts: &[PathBuf]) -> io::Result<Vec<(String, Vec<GuestResult>)>> {
-        let all = scripts.iter().map(|s| read_directives(s)).collect::<io::Result<Vec<_>>>()?;
-        let d = Directives::merge(&all).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let all = scripts
+            .iter()
+            .map(|s| read_directives(s))
+            .collect::<io::Result<Vec<_>>>()?;
+        let d =
+            Directives::merge(&all).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let names: Vec<String> = scripts.iter().map(|s| script_name(s)).collect();
         // A lone script keeps the simple layout host peers rely on
         // (`<work>/<script>/<guest>`); a shared boot nests each script's
@@ -367,7 +389,8 @@ impl Runner {
             None => None,
         };
 
-        let mut results: Vec<(String, Vec<GuestResult>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+        let mut results: Vec<(String, Vec<GuestResult>)> =
+            names.iter().map(|n| (n.clone(), Vec::new())).collect();
         for (outs, g) in running {
             let name = g.name().to_string();
             let o = g.wait(deadline);
@@ -390,7 +413,13 @@ impl Runner {
         Ok(results)
     }
 
-    fn start_server(&self, dir: &Path, socket: &Path, vectors: u32, size: u64) -> io::Result<HostProcess> {
+    fn start_server(
+        &self,
+        dir: &Path,
+        socket: &Path,
+        vectors: u32,
+        size: u64,
+    ) -> io::Result<HostProcess> {
         let bin = self.root.join("target/debug/ivshmem-server");
         let child = Command::new(&bin)
             .args(["-F", "-S"])
@@ -402,19 +431,29 @@ impl Runner {
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("ivshmem-server.log"))?)
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display())))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display()))
+            })?;
         // QEMU connects at start-up: wait until the socket exists.
         let until = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
             if Instant::now() > until {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "ivshmem-server did not create its socket"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "ivshmem-server did not create its socket",
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(HostProcess(child))
     }
 
-    fn start_host(&self, cmd: &str, dir: &Path, socket: &Path) -> io::Result<(HostProcess, Instant)> {
+    fn start_host(
+        &self,
+        cmd: &str,
+        dir: &Path,
+        socket: &Path,
+    ) -> io::Result<(HostProcess, Instant)> {
         let out = dir.join("host");
         fs::create_dir_all(&out)?;
         let child = Command::new("sh")
@@ -431,7 +470,12 @@ impl Runner {
         Ok((HostProcess(child), Instant::now()))
     }
 
-    fn wait_host(&self, (mut h, start): (HostProcess, Instant), dir: &Path, deadline: Instant) -> GuestResult {
+    fn wait_host(
+        &self,
+        (mut h, start): (HostProcess, Instant),
+        dir: &Path,
+        deadline: Instant,
+    ) -> GuestResult {
         let out = dir.join("host");
         let exit = loop {
             match h.0.try_wait() {
@@ -475,7 +519,12 @@ mod tests {
             elapsed: Duration::from_secs(secs),
         };
         assert!(launcher_failed(&r("", "", 12, None)));
-        assert!(!launcher_failed(&r("", "Kernel panic - not syncing", 12, None)));
+        assert!(!launcher_failed(&r(
+            "",
+            "Kernel panic - not syncing",
+            12,
+            None
+        )));
         assert!(!launcher_failed(&r("ok 1 - x\n", "", 12, None)));
         assert!(!launcher_failed(&r("", "", 300, None)));
         assert!(!launcher_failed(&r("", "", 12, Some(1))));
@@ -486,7 +535,10 @@ mod tests {
 
     #[test]
     fn defaults_without_directives() {
-        assert_eq!(parse_directives("#!/bin/sh\necho hi\n").unwrap(), Directives::default());
+        assert_eq!(
+            parse_directives("#!/bin/sh\necho hi\n").unwrap(),
+            Directives::default()
+        );
     }
 
     #[test]
@@ -521,10 +573,16 @@ mod tests {
         assert_eq!(m.timeout, Duration::from_secs(150));
         assert_eq!(m.cpus, 4);
         e.cpus = 2;
-        assert!(Directives::merge(&[d.clone(), e]).is_err(), "different devices cannot share a boot");
+        assert!(
+            Directives::merge(&[d.clone(), e]).is_err(),
+            "different devices cannot share a boot"
+        );
         let mut h = d.clone();
         h.host = Some("peer".into());
-        assert!(Directives::merge(&[d, h]).is_err(), "host peers cannot share a boot");
+        assert!(
+            Directives::merge(&[d, h]).is_err(),
+            "host peers cannot share a boot"
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -48,7 +50,9 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
 /// `$LINCELL_CACHE`. The toolchain stays reachable: `RUSTUP_HOME` and
 /// `CARGO_HOME` keep pointing at the real ones.
 fn dry_run(home: &Path, cache: Option<&Path>) -> (bool, String) {
-    let real_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    let real_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("scripts/setup.sh"))
         .arg("--dry-run")
@@ -77,15 +81,30 @@ fn dry_run(home: &Path, cache: Option<&Path>) -> (bool, String) {
 fn assert_cold_run(scratch: &Path, home: &Path, cache: Option<&Path>, expected_cache: &Path) {
     assert!(!expected_cache.exists());
     let (ok, text) = dry_run(home, cache);
-    assert!(ok, "setup.sh --dry-run failed on a machine without {}:\n{text}", expected_cache.display());
+    assert!(
+        ok,
+        "setup.sh --dry-run failed on a machine without {}:\n{text}",
+        expected_cache.display()
+    );
     // Every install step ran (as a dry run), the long ones into their logs
     // inside the cache ...
-    for step in ["rustup component add rust-src", "rustup target add", "python3 -m venv", "-m pip install"] {
+    for step in [
+        "rustup component add rust-src",
+        "rustup target add",
+        "python3 -m venv",
+        "-m pip install",
+    ] {
         assert!(text.contains(step), "no `{step}` step:\n{text}");
     }
-    for (log, step) in [("apt-install.log", "apt-get install"), ("bindgen-install.log", "cargo install")] {
+    for (log, step) in [
+        ("apt-install.log", "apt-get install"),
+        ("bindgen-install.log", "cargo install"),
+    ] {
         let logged = fs::read_to_string(expected_cache.join(log)).unwrap_or_default();
-        assert!(logged.contains(&format!("dry run: {step}")), "{log} lacks `{step}`:\n{text}");
+        assert!(
+            logged.contains(&format!("dry run: {step}")),
+            "{log} lacks `{step}`:\n{text}"
+        );
     }
     assert!(text.contains("dry run complete"), "{text}");
     // ... and nothing was written elsewhere.
@@ -93,7 +112,11 @@ fn assert_cold_run(scratch: &Path, home: &Path, cache: Option<&Path>, expected_c
         .into_iter()
         .filter(|p| !p.starts_with(expected_cache))
         .collect();
-    assert!(strays.is_empty(), "setup.sh wrote outside {}: {strays:?}", expected_cache.display());
+    assert!(
+        strays.is_empty(),
+        "setup.sh wrote outside {}: {strays:?}",
+        expected_cache.display()
+    );
 }
 
 #[test]
@@ -121,7 +144,14 @@ fn setup_with_lincell_cache_under_missing_directories() {
 #[test]
 fn no_script_writes_beside_the_cache() {
     let mut scripts = Vec::new();
-    for dir in ["scripts", "bench", "bench/guest", "samples", "tests/host", "virtme"] {
+    for dir in [
+        "scripts",
+        "bench",
+        "bench/guest",
+        "samples",
+        "tests/host",
+        "virtme",
+    ] {
         for e in fs::read_dir(repo().join(dir)).unwrap().flatten() {
             if e.path().extension().is_some_and(|x| x == "sh") {
                 scripts.push(e.path());
@@ -139,12 +169,17 @@ fn no_script_writes_beside_the_cache() {
                     rest = &rest[at + pat.len()..];
                     let next = rest.chars().next();
                     // Allowed after the name: end, `/`, a quote, space, `)`, `;`, `:`, `}`.
-                    if matches!(next, Some(c) if !matches!(c, '/' | '"' | '\'' | ' ' | ')' | ';' | ':' | '}')) {
+                    if matches!(next, Some(c) if !matches!(c, '/' | '"' | '\'' | ' ' | ')' | ';' | ':' | '}'))
+                    {
                         bad.push(format!("{}:{}: {line}", p.display(), i + 1));
                     }
                 }
             }
         }
     }
-    assert!(bad.is_empty(), "paths beside the cache directory:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "paths beside the cache directory:\n{}",
+        bad.join("\n")
+    );
 }

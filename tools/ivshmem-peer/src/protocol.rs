@@ -44,13 +44,19 @@ pub fn protocol_error(msg: impl Into<String>) -> io::Error {
 /// A length for `msghdr::msg_controllen` / `cmsghdr::cmsg_len`, whose
 /// types differ between C libraries (glibc: `size_t`, musl: `socklen_t`).
 /// Control buffers here are a few dozen bytes, so the conversion is exact.
-#[allow(clippy::useless_conversion, reason = "a no-op on glibc, a narrowing on musl")]
+#[allow(
+    clippy::useless_conversion,
+    reason = "a no-op on glibc, a narrowing on musl"
+)]
 fn c_len<T: TryFrom<usize> + Default>(n: usize) -> T {
     T::try_from(n).unwrap_or_default()
 }
 
 /// The inverse of [`c_len`].
-#[allow(clippy::useless_conversion, reason = "a no-op on glibc, a widening on musl")]
+#[allow(
+    clippy::useless_conversion,
+    reason = "a no-op on glibc, a widening on musl"
+)]
 fn rust_len<T: TryInto<usize>>(n: T) -> usize {
     n.try_into().unwrap_or(0)
 }
@@ -123,7 +129,8 @@ fn take_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
         if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN only does arithmetic.
             let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = rust_len(hdr.cmsg_len).saturating_sub(header_len) / mem::size_of::<libc::c_int>();
+            let count =
+                rust_len(hdr.cmsg_len).saturating_sub(header_len) / mem::size_of::<libc::c_int>();
             // SAFETY: the kernel put `count` ints after the header.
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
             for i in 0..count {

@@ -71,7 +71,10 @@ impl Server {
             ));
         }
         if config.size == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "shared memory size is 0"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shared memory size is 0",
+            ));
         }
         let memory = SharedMemoryFile::create(&config.memory, config.size)?;
         // Absolute, so that the file can still be removed after chdir("/").
@@ -346,7 +349,9 @@ impl Server {
             return;
         }
         std::sync::atomic::fence(Ordering::SeqCst);
-        self.log(format_args!("peer {id}: state cleared, vector 0 rung on the others"));
+        self.log(format_args!(
+            "peer {id}: state cleared, vector 0 rung on the others"
+        ));
         for (&other, c) in &self.clients {
             if let Some(fd) = c.vectors.first() {
                 if let Err(e) = eventfd::signal(fd.as_fd()) {

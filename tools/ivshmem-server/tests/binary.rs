@@ -72,7 +72,9 @@ fn foreground_server_serves_and_exits_cleanly_on_sigterm() {
         .unwrap();
     let mut child = Reaper(child);
     // The socket is bound before the pid file is written.
-    eventually("the socket and the pid file", || sock.exists() && pidfile.exists());
+    eventually("the socket and the pid file", || {
+        sock.exists() && pidfile.exists()
+    });
     assert_eq!(read_pid(&pidfile), i32::try_from(child.0.id()).unwrap());
 
     let peer = Peer::connect(&sock).unwrap();

@@ -207,7 +207,9 @@ fn posix_shm_object_is_created_and_removed() {
 
 /// A lincell v1 layout header seen through a peer's mapping (test use:
 /// single-threaded, so the compare-and-swap need not be atomic).
-fn view(shm: &ivshmem_peer::SharedMemory) -> impl lincell_shared::ivshmem::v1layout::HeaderMemory + '_ {
+fn view(
+    shm: &ivshmem_peer::SharedMemory,
+) -> impl lincell_shared::ivshmem::v1layout::HeaderMemory + '_ {
     lincell_shared::ivshmem::v1layout::Words(
         move |o| u32::from_le(shm.read_u32(o).unwrap()),
         move |o, v: u32| shm.write_u32(o, v.to_le()).unwrap(),
@@ -239,7 +241,9 @@ fn departing_peer_state_is_cleared_in_a_lincell_v1_layout() {
     expect_event(&mut a, PeerEvent::Joined(c_id));
     let table = 4096usize; // one-granule header, state table first
     c.shm().write_u32(table + 4 * usize::from(c_id), 1).unwrap();
-    a.shm().write_u32(table + 4 * usize::from(a.id()), 1).unwrap();
+    a.shm()
+        .write_u32(table + 4 * usize::from(a.id()), 1)
+        .unwrap();
     drop(c);
     assert_eq!(a.wait(0, Some(LONG)).unwrap(), 1);
     assert_eq!(a.shm().read_u32(table + 4 * usize::from(c_id)).unwrap(), 0);

@@ -538,7 +538,11 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<(), Fail> {
                 Ok(())
             }
         },
-        Cmd::Ring { operands, socket, count } => {
+        Cmd::Ring {
+            operands,
+            socket,
+            count,
+        } => {
             let (target, rest) = split_operands(&operands, socket.as_deref(), 1..=2)?;
             let peer = parse_u32(&rest[0], "PEER")?;
             let vector = rest
@@ -552,7 +556,11 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<(), Fail> {
                 ep.ring(peer, vector)?;
             }
             if count == 1 {
-                writeln!(out, "rang peer {peer} vector {vector} from {}", ep.describe())?;
+                writeln!(
+                    out,
+                    "rang peer {peer} vector {vector} from {}",
+                    ep.describe()
+                )?;
             } else {
                 let secs = start.elapsed().as_secs_f64();
                 writeln!(
@@ -611,7 +619,11 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<(), Fail> {
             }
             Ok(())
         }
-        Cmd::States { dev, watch, timeout } => {
+        Cmd::States {
+            dev,
+            watch,
+            timeout,
+        } => {
             let d = Device::open(&dev)?;
             match d.peer_states() {
                 Ok(mut states) => {
@@ -993,7 +1005,9 @@ mod tests {
 
     #[test]
     fn ring_operands_with_dev_or_socket() {
-        let Cmd::Ring { operands, socket, .. } = parse(&["ring", "/dev/ivshmem0", "3", "1"]).unwrap()
+        let Cmd::Ring {
+            operands, socket, ..
+        } = parse(&["ring", "/dev/ivshmem0", "3", "1"]).unwrap()
         else {
             panic!()
         };
@@ -1003,7 +1017,9 @@ mod tests {
         assert_eq!(t, Target::Device("/dev/ivshmem0".into()));
         assert_eq!(rest, ["3", "1"]);
 
-        let Cmd::Ring { operands, socket, .. } = parse(&["ring", "--socket", "/s", "3"]).unwrap()
+        let Cmd::Ring {
+            operands, socket, ..
+        } = parse(&["ring", "--socket", "/s", "3"]).unwrap()
         else {
             panic!()
         };
@@ -1013,8 +1029,9 @@ mod tests {
         assert_eq!(t, Target::Socket("/s".into()));
         assert_eq!(rest, ["3"]);
 
-        let Cmd::Ring { operands, socket, .. } =
-            parse(&["ring", "--socket", "/s", "3", "1", "2"]).unwrap()
+        let Cmd::Ring {
+            operands, socket, ..
+        } = parse(&["ring", "--socket", "/s", "3", "1", "2"]).unwrap()
         else {
             panic!()
         };

@@ -81,7 +81,9 @@ fn parse_queue_size(s: &str) -> Result<u16, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number from 2 to 32768"))?;
     if n < 2 || !n.is_power_of_two() {
-        return Err(format!("queue size {n} must be a power of two from 2 to 32768"));
+        return Err(format!(
+            "queue size {n} must be a power of two from 2 to 32768"
+        ));
     }
     Ok(n)
 }
@@ -146,7 +148,12 @@ struct ServeArgs {
     socket: Option<PathBuf>,
     /// Serve virtio-blk backed by FILE (a regular file or block device);
     /// the capacity is its size rounded down to 512 bytes.
-    #[arg(long, value_name = "FILE", required_unless_present = "console", conflicts_with = "console")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "console",
+        conflicts_with = "console"
+    )]
     blk: Option<PathBuf>,
     /// Open the --blk file read-only and offer VIRTIO_BLK_F_RO.
     #[arg(long, requires = "blk")]
@@ -203,7 +210,10 @@ fn serve(a: &ServeArgs) -> ExitCode {
     };
     let r = match (&a.blk, &a.console) {
         (Some(path), _) => {
-            let serial = a.serial.clone().unwrap_or_else(|| blk::default_serial(path));
+            let serial = a
+                .serial
+                .clone()
+                .unwrap_or_else(|| blk::default_serial(path));
             blk::Blk::open(path, a.readonly, &serial, a.queue_size, a.verbose)
                 .map_err(|e| e.to_string())
                 .and_then(|d| start(&target, d, a, Duration::from_millis(100)))
@@ -229,12 +239,7 @@ fn serve(a: &ServeArgs) -> ExitCode {
 }
 
 /// Opens the endpoint (preparing v1 memory on the host) and serves.
-fn start<D: Device>(
-    target: &Target,
-    dev: D,
-    a: &ServeArgs,
-    tick: Duration,
-) -> Result<(), String> {
+fn start<D: Device>(target: &Target, dev: D, a: &ServeArgs, tick: Duration) -> Result<(), String> {
     let ep: Box<dyn Endpoint> = match target {
         Target::Socket(s) => {
             let ep = PeerEndpoint::connect(s).map_err(|e| format!("{}: {e}", s.display()))?;

@@ -38,7 +38,13 @@ pub(crate) fn file_size(file: &std::fs::File) -> io::Result<u64> {
 fn block_device_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut size: u64 = 0;
     // SAFETY: BLKGETSIZE64 writes one u64 to the argument, a live local.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), ioctl_request(BLKGETSIZE64), std::ptr::from_mut(&mut size)) };
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            ioctl_request(BLKGETSIZE64),
+            std::ptr::from_mut(&mut size),
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -353,7 +353,11 @@ impl Endpoint for DeviceEndpoint {
     }
     fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
         let (off, len) = self.rw_section();
-        let (off, len) = if len == 0 { (0, self.map.size) } else { (off, len) };
+        let (off, len) = if len == 0 {
+            (0, self.map.size)
+        } else {
+            (off, len)
+        };
         self.map.rw_mapping_at(off, len).map(|m| (m.as_ptr(), len))
     }
     fn peer_states(&self) -> io::Result<Vec<u32>> {
@@ -506,7 +510,12 @@ impl Endpoint for PeerEndpoint {
     fn peer_states(&self) -> io::Result<Vec<u32>> {
         let (table, max_peers) = v1_state_table(self.peer.shm()).ok_or_else(no_v1_layout)?;
         (0..max_peers)
-            .map(|p| self.peer.shm().read_u32(table + 4 * p as usize).map(u32::from_le))
+            .map(|p| {
+                self.peer
+                    .shm()
+                    .read_u32(table + 4 * p as usize)
+                    .map(u32::from_le)
+            })
             .collect()
     }
     fn set_state(&mut self, state: u32) -> io::Result<()> {

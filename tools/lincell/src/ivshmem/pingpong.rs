@@ -367,7 +367,11 @@ fn after_checks(
         others == 0,
         format!(
             "other vectors' counters moved by {others}, expected 0{}",
-            if state_vector != 0 { " (vector 0, state changes, not counted)" } else { "" }
+            if state_vector != 0 {
+                " (vector 0, state changes, not counted)"
+            } else {
+                ""
+            }
         ),
     ));
     Ok(())

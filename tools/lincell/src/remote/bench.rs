@@ -89,7 +89,13 @@ impl Drop for Aligned {
     }
 }
 
-fn worker(args: &BenchArgs, span: u64, seed: u64, stop: &AtomicBool, ops: &AtomicU64) -> io::Result<()> {
+fn worker(
+    args: &BenchArgs,
+    span: u64,
+    seed: u64,
+    stop: &AtomicBool,
+    ops: &AtomicU64,
+) -> io::Result<()> {
     let write = matches!(args.mode, Mode::Write | Mode::Randwrite);
     let f = OpenOptions::new()
         .read(true)
@@ -137,16 +143,26 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         eprintln!("lincell remote bench: --bs must be a positive multiple of 512, --jobs and --seconds positive");
         return ExitCode::from(2);
     }
-    let size = match OpenOptions::new().read(true).open(&args.dev).and_then(|f| crate::sys::file_size(&f)) {
+    let size = match OpenOptions::new()
+        .read(true)
+        .open(&args.dev)
+        .and_then(|f| crate::sys::file_size(&f))
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lincell remote bench: {}: {e}", args.dev.display());
             return ExitCode::from(1);
         }
     };
-    let span = args.size.unwrap_or(size).min(size.saturating_sub(args.offset));
+    let span = args
+        .size
+        .unwrap_or(size)
+        .min(size.saturating_sub(args.offset));
     if span < args.bs as u64 {
-        eprintln!("lincell remote bench: {} is smaller than one request", args.dev.display());
+        eprintln!(
+            "lincell remote bench: {} is smaller than one request",
+            args.dev.display()
+        );
         return ExitCode::from(2);
     }
     let args = Arc::new(args);
@@ -156,7 +172,15 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     let workers: Vec<_> = (0..args.jobs)
         .map(|j| {
             let (args, stop, ops) = (args.clone(), stop.clone(), ops.clone());
-            std::thread::spawn(move || worker(&args, span, 0x9e37_79b9_7f4a_7c15 ^ ((j as u64 + 1) * 0x1234_5678), &stop, &ops))
+            std::thread::spawn(move || {
+                worker(
+                    &args,
+                    span,
+                    0x9e37_79b9_7f4a_7c15 ^ ((j as u64 + 1) * 0x1234_5678),
+                    &stop,
+                    &ops,
+                )
+            })
         })
         .collect();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));

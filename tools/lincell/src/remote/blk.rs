@@ -61,7 +61,6 @@ pub(crate) fn default_serial(path: &Path) -> String {
     s
 }
 
-
 impl Blk {
     /// Opens `path` (read-only with `readonly`).
     pub(crate) fn open(
@@ -79,7 +78,16 @@ impl Blk {
         let size = crate::sys::file_size(&file)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: size: {e}", path.display())))?;
         let discard = !readonly && file.metadata()?.is_file();
-        Ok(Self::from_file(file, path.display().to_string(), size, readonly, discard, serial, queue_size, verbose))
+        Ok(Self::from_file(
+            file,
+            path.display().to_string(),
+            size,
+            readonly,
+            discard,
+            serial,
+            queue_size,
+            verbose,
+        ))
     }
 
     /// A device over an open `file` of `size` bytes.
@@ -196,7 +204,10 @@ impl Blk {
     fn discard(&mut self, reader: &mut Reader<'_>) -> (u32, usize) {
         let n = reader.available_bytes() / 16;
         if n == 0 || n > MAX_DISCARD_SEG as usize || reader.available_bytes() % 16 != 0 {
-            return self.fail(format!("discard with {} bytes of segments", reader.available_bytes()));
+            return self.fail(format!(
+                "discard with {} bytes of segments",
+                reader.available_bytes()
+            ));
         }
         for _ in 0..n {
             let mut seg = [0u8; 16];
@@ -291,7 +302,9 @@ impl Device for Blk {
         let mut writer = match Writer::new(mem, chain.clone()) {
             Ok(w) => w,
             Err(e) => {
-                log(format_args!("blk: chain {head}: bad writable buffers ({e}); dropped"));
+                log(format_args!(
+                    "blk: chain {head}: bad writable buffers ({e}); dropped"
+                ));
                 return Done::default();
             }
         };
@@ -300,7 +313,10 @@ impl Device for Blk {
         let writable = u32::try_from(writer.available_bytes()).unwrap_or(u32::MAX);
         if writable == 0 {
             log(format_args!("blk: chain {head}: no status byte; dropped"));
-            return Done { written: 0, writable };
+            return Done {
+                written: 0,
+                writable,
+            };
         }
         let data_in = writer.available_bytes() - 1;
         let status_writer = writer.split_at(data_in);
@@ -309,7 +325,9 @@ impl Device for Blk {
             Ok(mut reader) => {
                 let mut hdr = [0u8; 16];
                 if reader.read_exact(&mut hdr).is_err() {
-                    self.fail(format!("chain {head}: request header shorter than 16 bytes"))
+                    self.fail(format!(
+                        "chain {head}: request header shorter than 16 bytes"
+                    ))
                 } else {
                     let kind = u32::from_le_bytes(hdr[..4].try_into().unwrap_or_default());
                     let sector = u64::from_le_bytes(hdr[8..].try_into().unwrap_or_default());
@@ -328,11 +346,19 @@ impl Device for Blk {
         };
         let mut status_writer = match status_writer {
             Ok(w) => w,
-            Err(_) => return Done { written: 0, writable },
+            Err(_) => {
+                return Done {
+                    written: 0,
+                    writable,
+                }
+            }
         };
         // CAST: status values are small.
         if status_writer.write_all(&[status as u8]).is_err() {
-            return Done { written: 0, writable };
+            return Done {
+                written: 0,
+                writable,
+            };
         }
         // The data written plus the status byte; `data <= data_in`.
         let written = u32::try_from(data + 1).unwrap_or(writable).min(writable);

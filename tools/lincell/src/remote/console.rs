@@ -160,7 +160,10 @@ fn serve_socket(listener: &UnixListener, path: &Path, feed: &Input, client: &Mut
         let mut stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) => {
-                log(format_args!("console socket {}: accept: {e}", path.display()));
+                log(format_args!(
+                    "console socket {}: accept: {e}",
+                    path.display()
+                ));
                 thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -176,7 +179,10 @@ fn serve_socket(listener: &UnixListener, path: &Path, feed: &Input, client: &Mut
             let _ = w.write_all(&backlog);
             c.stream = Some(writer);
         }
-        log(format_args!("console client connected on {}", path.display()));
+        log(format_args!(
+            "console client connected on {}",
+            path.display()
+        ));
         let mut buf = [0u8; 4096];
         loop {
             match stream.read(&mut buf) {
@@ -221,7 +227,9 @@ impl Device for Console {
             let mut w = match Writer::new(mem, chain) {
                 Ok(w) => w,
                 Err(e) => {
-                    log(format_args!("console: rx chain {head}: bad buffers ({e}); dropped"));
+                    log(format_args!(
+                        "console: rx chain {head}: bad buffers ({e}); dropped"
+                    ));
                     return Done::default();
                 }
             };
@@ -237,7 +245,9 @@ impl Device for Console {
                 Err(_) => w.bytes_written(),
             };
             if self.verbose {
-                log(format_args!("console: {written} bytes to the guest (chain {head})"));
+                log(format_args!(
+                    "console: {written} bytes to the guest (chain {head})"
+                ));
             }
             return Done {
                 written: u32::try_from(written).unwrap_or(0).min(writable),
@@ -248,7 +258,9 @@ impl Device for Console {
         let mut r = match Reader::new(mem, chain.clone()) {
             Ok(r) => r,
             Err(e) => {
-                log(format_args!("console: tx chain {head}: bad buffers ({e}); dropped"));
+                log(format_args!(
+                    "console: tx chain {head}: bad buffers ({e}); dropped"
+                ));
                 return Done::default();
             }
         };
@@ -257,17 +269,27 @@ impl Device for Console {
             .unwrap_or(0);
         let n = r.available_bytes();
         if n > MAX_TX {
-            log(format_args!("console: tx chain {head} of {n} bytes too large; dropped"));
-            return Done { written: 0, writable };
+            log(format_args!(
+                "console: tx chain {head} of {n} bytes too large; dropped"
+            ));
+            return Done {
+                written: 0,
+                writable,
+            };
         }
         let mut data = vec![0u8; n];
         if r.read_exact(&mut data).is_ok() {
             (self.output)(&data);
         }
         if self.verbose {
-            log(format_args!("console: {n} bytes from the guest (chain {head})"));
+            log(format_args!(
+                "console: {n} bytes from the guest (chain {head})"
+            ));
         }
-        Done { written: 0, writable }
+        Done {
+            written: 0,
+            writable,
+        }
     }
 
     fn summary(&self) -> String {

@@ -140,7 +140,14 @@ impl Vq {
 }
 
 /// Why a queue could not be enabled.
-fn ring_error(what: &str, addr: u64, len: u64, align: u64, section: u64, header: u64) -> Option<String> {
+fn ring_error(
+    what: &str,
+    addr: u64,
+    len: u64,
+    align: u64,
+    section: u64,
+    header: u64,
+) -> Option<String> {
     if addr % align != 0 {
         return Some(format!("{what} at {addr:#x} is not {align}-byte aligned"));
     }
@@ -195,11 +202,17 @@ impl<D: Device> Engine<D> {
             ));
         }
         if !opts.queue_size.is_power_of_two() {
-            return Err(format!("queue size {} is not a power of two", opts.queue_size));
+            return Err(format!(
+                "queue size {} is not a power of two",
+                opts.queue_size
+            ));
         }
         let config = dev.config();
         if config.len() > MAX_CONFIG {
-            return Err(format!("device config of {} bytes is too large", config.len()));
+            return Err(format!(
+                "device config of {} bytes is too large",
+                config.len()
+            ));
         }
         let offered = (dev.features() | feature::REQUIRED | 1 << feature::ORDER_PLATFORM)
             & !feature::UNSUPPORTED;
@@ -274,9 +287,7 @@ impl<D: Device> Engine<D> {
         self.reset_state();
         self.mem.st32(off::REVISION, 0);
         fence(Ordering::SeqCst);
-        let _ = self
-            .mem
-            .write_slice(&[0u8; HEADER_AREA], GuestAddress(0));
+        let _ = self.mem.write_slice(&[0u8; HEADER_AREA], GuestAddress(0));
         let _ = self
             .mem
             .write_slice(&self.config, GuestAddress(CONFIG_OFFSET as u64));
@@ -402,7 +413,9 @@ impl<D: Device> Engine<D> {
         let v32 = v as u32;
         let v16 = v as u16;
         if self.opts.verbose {
-            log(format_args!("frontend wrote {v:#x} to header offset {o:#x}"));
+            log(format_args!(
+                "frontend wrote {v:#x} to header offset {o:#x}"
+            ));
         }
         match o {
             off::DEVICE_FEATURES_SEL => {
@@ -480,8 +493,7 @@ impl<D: Device> Engine<D> {
                 log(format_args!("features negotiated: {f:#x}"));
             }
         }
-        if status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0
-        {
+        if status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0 {
             let enabled = self.queues.iter().filter(|q| q.queue.is_some()).count();
             log(format_args!(
                 "driver ready (status {status:#x}, {enabled} of {} queues enabled)",
@@ -500,7 +512,9 @@ impl<D: Device> Engine<D> {
         let header = self.header_size() as u64;
         let mem = self.mem.clone();
         let Some(q) = self.queues.get_mut(qi) else {
-            log(format_args!("frontend enabled queue {qi}, which does not exist"));
+            log(format_args!(
+                "frontend enabled queue {qi}, which does not exist"
+            ));
             self.mem.st16(off::QUEUE_ENABLE, 0);
             return;
         };
@@ -510,7 +524,10 @@ impl<D: Device> Engine<D> {
         }
         let n = u64::from(q.size);
         let err = if q.size == 0 || !q.size.is_power_of_two() || q.size > q.max {
-            Some(format!("size {} (must be a power of two <= {})", q.size, q.max))
+            Some(format!(
+                "size {} (must be a power of two <= {})",
+                q.size, q.max
+            ))
         } else {
             ring_error("descriptor table", q.desc, 16 * n, 16, section, header)
                 .or_else(|| ring_error("avail ring", q.avail, 6 + 2 * n, 2, section, header))
@@ -655,7 +672,9 @@ impl<D: Device> Engine<D> {
                 .map_err(|e| e.to_string()),
         };
         if let Err(e) = r {
-            log(format_args!("queue {qi}: cannot complete chain {head}: {e}"));
+            log(format_args!(
+                "queue {qi}: cannot complete chain {head}: {e}"
+            ));
         }
         if let Some(f) = fault {
             if self.completed == self.opts.fault_after + 1 {

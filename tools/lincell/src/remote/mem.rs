@@ -106,7 +106,10 @@ impl RawHeader {
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= RAW_HEADER_LEN, "header offset {off:#x}");
+        assert!(
+            off % 4 == 0 && off + 4 <= RAW_HEADER_LEN,
+            "header offset {off:#x}"
+        );
         // SAFETY: in bounds and aligned (asserted; `base` is 8-byte aligned
         // and mapped per `new`'s contract). Shared memory is only accessed
         // atomically through this reference.
@@ -114,7 +117,10 @@ impl RawHeader {
     }
 
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= RAW_HEADER_LEN, "header offset {off:#x}");
+        assert!(
+            off % 8 == 0 && off + 8 <= RAW_HEADER_LEN,
+            "header offset {off:#x}"
+        );
         // SAFETY: as in `u32_at`.
         unsafe { AtomicU64::from_ptr(self.base.add(off).cast::<u64>()) }
     }

@@ -85,7 +85,11 @@ pub(crate) fn find_frontend(states: &[u32], own: u32) -> Option<u32> {
     states
         .iter()
         .enumerate()
-        .filter_map(|(i, &s)| u32::try_from(i).ok().filter(|&p| p != own && s == STATE_READY))
+        .filter_map(|(i, &s)| {
+            u32::try_from(i)
+                .ok()
+                .filter(|&p| p != own && s == STATE_READY)
+        })
         .next()
 }
 
@@ -97,9 +101,12 @@ pub(crate) fn serve<D: Device>(
 ) -> Result<(), String> {
     catch_signals().map_err(|e| format!("signals: {e}"))?;
     let (rw_off, _) = ep.rw_section();
-    let (ptr, len) = ep
-        .rw_ptr()
-        .ok_or_else(|| format!("{}: the R/W section is not mapped read/write", ep.describe()))?;
+    let (ptr, len) = ep.rw_ptr().ok_or_else(|| {
+        format!(
+            "{}: the R/W section is not mapped read/write",
+            ep.describe()
+        )
+    })?;
     // SAFETY: the section stays mapped while `ep` lives; `mem` (and the
     // engine holding it) is dropped before `ep` at the end of this function.
     let mem = unsafe { mem_from_raw(ptr, len)? };
@@ -132,7 +139,9 @@ pub(crate) fn serve<D: Device>(
         engine.offered(),
         opts.queue_size,
         engine.device_vectors(),
-        opts.fault.map(|f| format!("; FAULT {f}")).unwrap_or_default()
+        opts.fault
+            .map(|f| format!("; FAULT {f}"))
+            .unwrap_or_default()
     ));
     match frontend {
         Some(f) => log(format_args!("ready (own id {own}); frontend is peer {f}")),
@@ -145,7 +154,11 @@ pub(crate) fn serve<D: Device>(
         }
         match ep.wait(u64::MAX, opts.tick) {
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => break Err(format!("wait: {e}")),
         }
         let states = match ep.peer_states() {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use lincell_shared::vdev::header::{feature, off, CONFIG_OFFSET, STATE_READY};
 use virtio_bindings::virtio_blk::{
-    VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
-    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
+    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
@@ -148,7 +148,11 @@ impl<L: Link> Front<L> {
         }
         self.m().st32(off::WRITE_TRANSACTION, o as u32);
         self.link.transact();
-        assert_eq!(self.m().ld32(off::WRITE_TRANSACTION), 0, "transaction not cleared");
+        assert_eq!(
+            self.m().ld32(off::WRITE_TRANSACTION),
+            0,
+            "transaction not cleared"
+        );
     }
 
     fn device_features(&mut self) -> u64 {
@@ -166,9 +170,17 @@ impl<L: Link> Front<L> {
         self.write_field(off::DEVICE_STATUS, 4, u64::from(s));
         for sel in 0..2u64 {
             self.write_field(off::DRIVER_FEATURES_SEL, 4, sel);
-            self.write_field(off::DRIVER_FEATURES, 4, features >> (32 * sel) & 0xffff_ffff);
+            self.write_field(
+                off::DRIVER_FEATURES,
+                4,
+                features >> (32 * sel) & 0xffff_ffff,
+            );
         }
-        self.write_field(off::DEVICE_STATUS, 4, u64::from(s | VIRTIO_CONFIG_S_FEATURES_OK));
+        self.write_field(
+            off::DEVICE_STATUS,
+            4,
+            u64::from(s | VIRTIO_CONFIG_S_FEATURES_OK),
+        );
         self.m().ld32(off::DEVICE_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK != 0
     }
 
@@ -176,9 +188,15 @@ impl<L: Link> Front<L> {
     /// the backend enabled it.
     fn setup_queue_at(&mut self, qi: u32, size: u16, desc: u64, avail: u64, used: u64) -> bool {
         // A driver starts from zeroed rings.
-        for (a, l) in [(desc, 16 * u64::from(size)), (avail, 6 + 2 * u64::from(size)), (used, 6 + 8 * u64::from(size))] {
+        for (a, l) in [
+            (desc, 16 * u64::from(size)),
+            (avail, 6 + 2 * u64::from(size)),
+            (used, 6 + 8 * u64::from(size)),
+        ] {
             if a.checked_add(l).is_some_and(|e| e <= SECTION as u64) && a >= 0x1000 {
-                self.m().write_slice(&vec![0u8; l as usize], GuestAddress(a)).unwrap();
+                self.m()
+                    .write_slice(&vec![0u8; l as usize], GuestAddress(a))
+                    .unwrap();
             }
         }
         self.write_field(off::QUEUE_SEL, 4, u64::from(qi));
@@ -241,7 +259,9 @@ impl<L: Link> Front<L> {
     fn submit_ids(&mut self, qi: usize, bufs: &[(u64, u32, bool)]) -> Vec<u16> {
         let mem = self.link.mem().clone();
         let q = &mut self.queues[qi];
-        let ids: Vec<u16> = (0..bufs.len()).map(|_| q.free.pop_front().unwrap()).collect();
+        let ids: Vec<u16> = (0..bufs.len())
+            .map(|_| q.free.pop_front().unwrap())
+            .collect();
         for (i, &(addr, len, w)) in bufs.iter().enumerate() {
             let mut d = [0u8; 16];
             d[..8].copy_from_slice(&addr.to_le_bytes());
@@ -312,8 +332,16 @@ impl<L: Link> Front<L> {
         let ids = self.submit_ids(0, &bufs);
         let head = ids[0];
         let rung = self.link.kick();
-        assert!(rung.contains(&1), "completion rings the queue's driver vector: {rung:?}");
-        assert_eq!(self.m().load::<u8>(GuestAddress(off::QUEUE_EVENT as u64), Ordering::Acquire).unwrap(), 1);
+        assert!(
+            rung.contains(&1),
+            "completion rings the queue's driver vector: {rung:?}"
+        );
+        assert_eq!(
+            self.m()
+                .load::<u8>(GuestAddress(off::QUEUE_EVENT as u64), Ordering::Acquire)
+                .unwrap(),
+            1
+        );
         let used = self.used(0);
         assert_eq!(used.len(), 1, "one completion: {used:?}");
         assert_eq!(used[0].0, u32::from(head));
@@ -336,9 +364,14 @@ fn header_is_published_with_features_config_and_queue_limits() {
     assert_eq!(m.ld32(off::REVISION), 1);
     assert_eq!(m.ld32(off::SIZE) as usize, CONFIG_OFFSET + blk::CONFIG_LEN);
     assert_eq!(m.ld16(off::QUEUE_SIZE), 256);
-    assert_eq!(m.ld16(off::QUEUE_DEVICE_VECTOR), 1, "queue 0 is kicked on vector 1 of 4");
+    assert_eq!(
+        m.ld16(off::QUEUE_DEVICE_VECTOR),
+        1,
+        "queue 0 is kicked on vector 1 of 4"
+    );
     let mut cap = [0u8; 8];
-    m.read_slice(&mut cap, GuestAddress(CONFIG_OFFSET as u64)).unwrap();
+    m.read_slice(&mut cap, GuestAddress(CONFIG_OFFSET as u64))
+        .unwrap();
     assert_eq!(u64::from_le_bytes(cap), 2048, "capacity in sectors");
     assert_eq!(m.ld32(CONFIG_OFFSET + 0x14), 512, "blk_size");
     assert_eq!(m.ld32(CONFIG_OFFSET + 0x0c), 126, "seg_max");
@@ -362,12 +395,22 @@ fn one_vector_kicks_everything_on_vector_zero() {
     let mem = anon_mem();
     let mut o = opts(None);
     o.vectors = 1;
-    let c = Console::new(Arc::new(Input::default()), Box::new(|_: &[u8]| {}), "t".into(), false);
+    let c = Console::new(
+        Arc::new(Input::default()),
+        Box::new(|_: &[u8]| {}),
+        "t".into(),
+        false,
+    );
     let mut e = Engine::new(mem.clone(), c, o).unwrap();
     e.publish_header();
     assert_eq!(e.device_vectors(), [0, 0]);
     o.vectors = 2;
-    let c = Console::new(Arc::new(Input::default()), Box::new(|_: &[u8]| {}), "t".into(), false);
+    let c = Console::new(
+        Arc::new(Input::default()),
+        Box::new(|_: &[u8]| {}),
+        "t".into(),
+        false,
+    );
     assert_eq!(Engine::new(mem, c, o).unwrap().device_vectors(), [1, 0]);
 }
 
@@ -405,7 +448,11 @@ fn blk_bad_requests_fail_without_panic() {
     let mut f = Front::new(direct(blk_dev(&file, false), None));
     f.bring_up(1);
     let (st, len, _) = f.blk(VIRTIO_BLK_T_IN, 2047, &[], 1024);
-    assert_eq!((u32::from(st), len), (VIRTIO_BLK_S_IOERR, 1), "past the end");
+    assert_eq!(
+        (u32::from(st), len),
+        (VIRTIO_BLK_S_IOERR, 1),
+        "past the end"
+    );
     let (st, _, _) = f.blk(VIRTIO_BLK_T_IN, u64::MAX, &[], 512);
     assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR, "sector overflow");
     let (st, _, _) = f.blk(VIRTIO_BLK_T_OUT, 0, &[1, 2, 3], 0);
@@ -416,7 +463,14 @@ fn blk_bad_requests_fail_without_panic() {
     // A data descriptor outside the section: completed with len 0.
     let h = f.alloc(&[0u8; 16]);
     let s = f.alloc(&[0xff]);
-    let head = f.submit(0, &[(h, 16, false), (SECTION as u64 - 8, 512, true), (s, 1, true)]);
+    let head = f.submit(
+        0,
+        &[
+            (h, 16, false),
+            (SECTION as u64 - 8, 512, true),
+            (s, 1, true),
+        ],
+    );
     f.link.kick();
     assert_eq!(f.used(0), [(u32::from(head), 0)]);
     // An address that wraps around.
@@ -437,8 +491,11 @@ fn blk_bad_requests_fail_without_panic() {
     d[14..16].copy_from_slice(&5u16.to_le_bytes());
     m.write_slice(&d, GuestAddress(desc + 16 * 5)).unwrap();
     let i = f.queues[0].avail_idx;
-    m.write_slice(&5u16.to_le_bytes(), GuestAddress(avail + 4 + 2 * u64::from(i % 16)))
-        .unwrap();
+    m.write_slice(
+        &5u16.to_le_bytes(),
+        GuestAddress(avail + 4 + 2 * u64::from(i % 16)),
+    )
+    .unwrap();
     f.queues[0].avail_idx = i.wrapping_add(1);
     m.st16((avail + 2) as usize, i.wrapping_add(1));
     f.link.kick();
@@ -465,14 +522,38 @@ fn unsupported_features_and_bad_queues_are_refused() {
     assert!(!f.negotiate(offered | 1 << feature::INDIRECT_DESC));
     assert!(!f.negotiate(offered & !(1 << feature::VERSION_1)));
     assert!(f.negotiate(offered));
-    assert!(!f.setup_queue_at(0, 12, 0x10000, 0x11000, 0x12000), "size not a power of two");
-    assert!(!f.setup_queue_at(0, 512, 0x10000, 0x11000, 0x12000), "size above the maximum");
-    assert!(!f.setup_queue_at(0, 16, SECTION as u64 - 64, 0x11000, 0x12000), "desc outside");
-    assert!(!f.setup_queue_at(0, 16, 0x10008, 0x11000, 0x12000), "desc misaligned");
-    assert!(!f.setup_queue_at(0, 16, 0x40, 0x11000, 0x12000), "desc over the header");
-    assert!(!f.setup_queue_at(0, 16, 0x10000, 0x11001, 0x12000), "avail misaligned");
-    assert!(!f.setup_queue_at(0, 16, 0x10000, 0x11000, u64::MAX - 8), "used wraps");
-    assert!(!f.setup_queue_at(5, 16, 0x10000, 0x11000, 0x12000), "no queue 5");
+    assert!(
+        !f.setup_queue_at(0, 12, 0x10000, 0x11000, 0x12000),
+        "size not a power of two"
+    );
+    assert!(
+        !f.setup_queue_at(0, 512, 0x10000, 0x11000, 0x12000),
+        "size above the maximum"
+    );
+    assert!(
+        !f.setup_queue_at(0, 16, SECTION as u64 - 64, 0x11000, 0x12000),
+        "desc outside"
+    );
+    assert!(
+        !f.setup_queue_at(0, 16, 0x10008, 0x11000, 0x12000),
+        "desc misaligned"
+    );
+    assert!(
+        !f.setup_queue_at(0, 16, 0x40, 0x11000, 0x12000),
+        "desc over the header"
+    );
+    assert!(
+        !f.setup_queue_at(0, 16, 0x10000, 0x11001, 0x12000),
+        "avail misaligned"
+    );
+    assert!(
+        !f.setup_queue_at(0, 16, 0x10000, 0x11000, u64::MAX - 8),
+        "used wraps"
+    );
+    assert!(
+        !f.setup_queue_at(5, 16, 0x10000, 0x11000, 0x12000),
+        "no queue 5"
+    );
     assert!(f.setup_queue_at(0, 16, 0x10000, 0x11000, 0x12000));
     // Reset: the queue is off again, presented with its maximum size.
     f.write_field(off::DEVICE_STATUS, 4, 0);
@@ -503,7 +584,11 @@ fn console_pair() -> (Console, Arc<Input>, Arc<Mutex<Vec<u8>>>) {
     let sink = Arc::new(Mutex::new(Vec::new()));
     let s2 = Arc::clone(&sink);
     let output: Output = Box::new(move |d: &[u8]| s2.lock().unwrap().extend_from_slice(d));
-    (Console::new(Arc::clone(&input), output, "test".into(), false), input, sink)
+    (
+        Console::new(Arc::clone(&input), output, "test".into(), false),
+        input,
+        sink,
+    )
 }
 
 #[test]
@@ -525,7 +610,11 @@ fn console_moves_bytes_both_ways() {
     let rx2 = f.alloc(&[0u8; 64]);
     let head = f.submit(0, &[(rx2, 64, true)]);
     f.link.kick();
-    assert_eq!(f.used(0), [(u32::from(head), 19)], "used len is exactly what was written");
+    assert_eq!(
+        f.used(0),
+        [(u32::from(head), 19)],
+        "used len is exactly what was written"
+    );
     // transmitq.
     let tx = f.alloc(b"guest says hi\n");
     let head = f.submit(1, &[(tx, 14, false)]);
@@ -617,7 +706,14 @@ fn random_garbage_in_header_and_rings_never_panics() {
                         off::QUEUE_DESC,
                         off::DEVICE_FEATURES_SEL,
                     ][(r >> 20) as usize % 6];
-                    m.st32(off::WRITE_TRANSACTION, if r & 1 == 0 { field as u32 } else { (r >> 32) as u32 });
+                    m.st32(
+                        off::WRITE_TRANSACTION,
+                        if r & 1 == 0 {
+                            field as u32
+                        } else {
+                            (r >> 32) as u32
+                        },
+                    );
                 }
                 while m.ld32(off::WRITE_TRANSACTION) != 0 {
                     f.transact();
@@ -685,7 +781,9 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
     let (rw_off, rw_len) = fe.rw_section();
     assert!(rw_off > 0, "the backend created the v1 layout");
     assert_eq!(
-        fe.shm().load_u32(lincell_shared::ivshmem::v1layout::off::PROTOCOL).unwrap(),
+        fe.shm()
+            .load_u32(lincell_shared::ivshmem::v1layout::off::PROTOCOL)
+            .unwrap(),
         0x8002
     );
     fe.set_state(STATE_READY).unwrap();
@@ -708,7 +806,10 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
             self.ep.ring(self.backend, 0).unwrap();
             let until = Instant::now() + Duration::from_secs(5);
             while self.mem.ld32(off::WRITE_TRANSACTION) != 0 {
-                assert!(Instant::now() < until, "backend did not clear the transaction");
+                assert!(
+                    Instant::now() < until,
+                    "backend did not clear the transaction"
+                );
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
@@ -736,7 +837,10 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
     r.unwrap();
     assert_eq!(id, backend_id);
     let states = f.link.ep.peer_states().unwrap();
-    assert_eq!(states[backend_id as usize], 0, "backend cleared its state on shutdown");
+    assert_eq!(
+        states[backend_id as usize], 0,
+        "backend cleared its state on shutdown"
+    );
     let mut on_disk = [0u8; 1024];
     std::fs::File::open(&file.0)
         .unwrap()
