@@ -218,6 +218,89 @@ pub fn host_tests(root: &Path, totals: &mut Totals) {
     }
 }
 
+/// Every Rust file of the kernel modules and of the shared `no_std` code
+/// (`drivers/`, `rust/`), sorted.
+fn kernel_rust_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![root.join("drivers"), root.join("rust")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// One host gate: `program args` must succeed; counted as one case.
+fn gate(root: &Path, name: &str, program: &str, args: &[String], totals: &mut Totals) {
+    let out = Command::new(program).args(args).current_dir(root).output();
+    let (outcome, detail) = match out {
+        Ok(o) if o.status.success() => (ktap::Outcome::Pass, String::new()),
+        Ok(o) => (
+            ktap::Outcome::Fail,
+            format!(
+                "`{program} {}` failed:\n{}",
+                args.join(" "),
+                tail(
+                    &format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    ),
+                    40
+                )
+            ),
+        ),
+        Err(e) => (ktap::Outcome::Fail, format!("cannot run {program}: {e}")),
+    };
+    totals.record(&case(format!("host/{name}"), outcome, detail));
+}
+
+/// The style gates: Rust formatted with the kernel's settings
+/// (`.rustfmt.toml`) on both sides, `rustfmt --check` over the kernel code
+/// as `make rustfmtcheck` runs it, `cargo fmt --check` over the workspace,
+/// and `cargo clippy` with warnings as errors.
+pub fn style_gates(root: &Path, totals: &mut Totals) {
+    println!("--- host: format and lint gates");
+    let config = root.join(".rustfmt.toml").display().to_string();
+    let mut args = vec![
+        "--check".to_string(),
+        "--edition".into(),
+        "2021".into(),
+        "--config-path".into(),
+        config,
+    ];
+    args.extend(
+        kernel_rust_files(root)
+            .iter()
+            .map(|p| p.display().to_string()),
+    );
+    gate(root, "format/kernel-rustfmt", "rustfmt", &args, totals);
+    gate(
+        root,
+        "format/cargo-fmt",
+        "cargo",
+        &["fmt".into(), "--all".into(), "--check".into()],
+        totals,
+    );
+    let clippy = [
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ];
+    gate(root, "clippy", "cargo", &clippy.map(String::from), totals);
+}
+
 /// Runs an external guest leg (see `lincell-vm check --external`) and
 /// counts its cases like a guest's.
 pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &mut Totals) {

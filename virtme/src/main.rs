@@ -202,6 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut totals = check::Totals::default();
             if !no_host {
                 check::host_tests(&root, &mut totals);
+                check::style_gates(&root, &mut totals);
             }
             let runner = scenario::Runner {
                 kdir,
