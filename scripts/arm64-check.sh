@@ -93,7 +93,7 @@ while [ ! -S "$sock" ]; do
 done
 timeout 600 qemu-system-aarch64 -M virt,gic-version=3,its=on -cpu cortex-a57 -smp 2 -m 1G \
 	-nographic -no-reboot -nic none -kernel "$kdir/arch/arm64/boot/Image" -initrd "$work/initramfs.cpio.gz" \
-	-append "console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=1" \
+	-append "console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=1 slub_debug=FZP kunit.filter_glob=lincell_*" \
 	-chardev socket,path="$sock",id=ivs -device ivshmem-doorbell,chardev=ivs,vectors=2 \
 	</dev/null >"$out/console.txt" 2>&1 &
 qemu=$!
