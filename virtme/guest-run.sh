@@ -22,6 +22,7 @@ dmesg -n 1 2>/dev/null
 while [ $# -ge 2 ]; do
 	script=$1 out=$2
 	shift 2
+	start=$(cut -d' ' -f1 /proc/uptime)
 	{
 		LINCELL_ROOT=$root LINCELL_OUT=$out LINCELL_GUEST=$guest \
 			sh "$script" 2>"$out/stderr.txt"
@@ -29,6 +30,8 @@ while [ $# -ge 2 ]; do
 	} | tee "$out/tap.txt"
 	dmesg >"$out/dmesg.txt" 2>&1
 	dmesg -C 2>/dev/null
+	# Seconds the script took (guest clock), for the harness's report.
+	awk -v s="$start" '{ printf "%.1f\n", $1 - s }' /proc/uptime >"$out/seconds"
 	# The marker holds the script's exit code.
 	cat "$out/rc" >"$out/done"
 	# The next script starts, like a fresh boot, with no lincell module

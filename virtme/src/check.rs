@@ -348,6 +348,7 @@ pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &m
         tap,
         dmesg: std::fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
         console,
+        seconds: None,
         elapsed,
     };
     for c in evaluate(name, &r) {
@@ -367,6 +368,13 @@ pub fn guest_boot(runner: &Runner, scripts: &[PathBuf], totals: &mut Totals) {
     match outcome {
         Ok(per_script) => {
             for (name, results) in &per_script {
+                let times: Vec<String> = results
+                    .iter()
+                    .filter_map(|r| r.seconds.map(|t| format!("{} {t:.0} s", r.name)))
+                    .collect();
+                if !times.is_empty() {
+                    println!("--- guest: {name}: {}", times.join(", "));
+                }
                 for r in results {
                     for c in evaluate(name, r) {
                         totals.record(&c);
@@ -396,6 +404,7 @@ mod tests {
             dmesg: dmesg.into(),
             script_exit: exit,
             console: "booting\nlast line\n".into(),
+            seconds: None,
             elapsed: Duration::from_secs(3),
         }
     }

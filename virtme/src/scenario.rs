@@ -211,6 +211,9 @@ pub struct GuestResult {
     pub script_exit: Option<i32>,
     /// Launcher output, for diagnosing a guest that did not finish.
     pub console: String,
+    /// Seconds the script itself took, by the guest's clock (the boot and
+    /// the other scripts of a shared boot not included), if it finished.
+    pub seconds: Option<f64>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -402,6 +405,9 @@ impl Runner {
                     dmesg: fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
                     script_exit: read_marker(&out.join("done")),
                     console: o.console.clone(),
+                    seconds: fs::read_to_string(out.join("seconds"))
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok()),
                     elapsed: o.elapsed,
                 });
             }
@@ -498,6 +504,7 @@ impl Runner {
             dmesg: String::new(),
             script_exit,
             console: fs::read_to_string(out.join("stderr.txt")).unwrap_or_default(),
+            seconds: None,
             elapsed: start.elapsed(),
         }
     }
@@ -516,6 +523,7 @@ mod tests {
             dmesg: String::new(),
             script_exit: marker,
             console: console.into(),
+            seconds: None,
             elapsed: Duration::from_secs(secs),
         };
         assert!(launcher_failed(&r("", "", 12, None)));
