@@ -46,7 +46,10 @@ If the memory holds lincell's v1 section layout (magic \"LCv1\", see
 Documentation/ivshmem-v1-layout.md) and a departing peer's id is below its
 max_peers, the server also clears that peer's state-table entry (if not
 already 0) and rings vector 0 of every remaining peer, so that they learn a
-peer that died without cleaning up has left.
+peer that died without cleaning up has left. A guest departs when its QEMU
+process closes the connection (exits or is killed); a guest kernel that
+crashes or hangs inside a running QEMU stays connected, and its entry
+stays as it was.
 
 The memory is a POSIX shared memory object (-M, visible in /dev/shm, reused
 if it exists) or an unlinked file in a directory (-m). Its size must be a
