@@ -7,23 +7,23 @@
 # and a mapping (every call must say ENODEV, the mapping must SIGBUS), and
 # a rescan brings it back with its data.
 #
-# The checks are Rust (`lincell ivshmem abi-selftest`, a hidden subcommand)
-# rather than a separate test crate: they need the CLI's device wrapper and
-# raw calls with wrong arguments, and the guest already runs the lincell
-# binary from the host's tree. This script loads the module and hands over;
+# The checks are Rust (`ivshmem-abi-test`, a test binary of the lincell
+# package, built next to `lincell` by cargo): they need the CLI's device
+# wrapper and raw calls with wrong arguments, and the guest runs the binaries
+# from the host's tree. This script loads the module and hands over;
 # the self-test prints the TAP (plan at the end). Its exit status 1 means
 # "some check failed", which the TAP already says; other statuses mean it
 # could not run to its end and are passed on.
 # lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
-lincell=$LINCELL_ROOT/target/debug/lincell
+abi_test=$LINCELL_ROOT/target/debug/ivshmem-abi-test
 
 if ! out=$(insmod "$(module_path ivshmem)" 2>&1) || ! wait_for 10 test -c /dev/ivshmem0; then
 	plan 1
 	not_ok "insmod ivshmem.ko creates /dev/ivshmem0" "$out"
 	exit 1
 fi
-"$lincell" ivshmem abi-selftest /dev/ivshmem0 --remove
+"$abi_test" /dev/ivshmem0 --remove
 rc=$?
 [ $rc = 1 ] && rc=0
 exit $rc

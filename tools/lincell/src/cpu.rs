@@ -14,7 +14,6 @@ mod load;
 mod module;
 mod results;
 
-use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,13 +21,36 @@ use clap::Args;
 use lincell_shared::cpu_isolate::cpulist;
 use lincell_shared::cpu_isolate::cpuset::CpuSet;
 
+use crate::error::{Error, Result};
 use module::Module;
+pub use module::WriteError;
 
-/// Arguments of `lincell isolate`.
+/// Isolate CPUs (cpu_isolate.ko): steer IRQs and kernel threads off them, optionally take them offline.
 #[derive(Args, Debug)]
-pub(crate) struct IsolateArgs {
+#[command(
+    long_about = "\
+Isolate CPUs with cpu_isolate.ko: move every movable interrupt and kernel
+thread off them (kernel-managed and unmovable interrupts and per-CPU threads
+stay, and are counted), then create a cgroup v2 cpuset isolated partition
+lincell-CPUS for them, so that user tasks, load balancing and unbound
+workqueues leave them too. The module snapshots what it moved; `lincell
+release` restores exactly that.
+
+With --offline the CPUs are also taken offline (a hand-off to another OS);
+offline CPUs cannot belong to a partition, so none is created.
+
+A refusal prints the module's reason and errno (e.g. `CPU 2 is already
+isolated (errno 16) [EBUSY]`) and exits with status 1.",
+    after_help = "\
+Examples:
+  lincell isolate 2-3
+  lincell isolate 2-3,6 --no-cpuset
+  lincell isolate 3 --offline"
+)]
+pub struct IsolateArgs {
     /// CPUs to isolate, as a cpulist (`2-3`, `2-3,6`).
-    cpus: String,
+    #[arg(value_parser = parse_cpus)]
+    cpus: CpuSet,
     /// Offline hand-off: also take the CPUs offline (brought back on release).
     #[arg(long)]
     offline: bool,
@@ -37,28 +59,70 @@ pub(crate) struct IsolateArgs {
     no_cpuset: bool,
 }
 
-/// Arguments of `lincell release`.
+/// Release an isolation, restoring exactly what was there before.
 #[derive(Args, Debug)]
-pub(crate) struct ReleaseArgs {
+#[command(
+    long_about = "\
+Release one earlier isolation, named by exactly the CPUs it isolated, or
+every isolation with `all`: the cpuset partition goes first, then the module
+moves interrupts and kernel threads back where they were and brings offline
+CPUs back online (last in, first out). Prints what is still isolated.",
+    after_help = "\
+Examples:
+  lincell release 2-3
+  lincell release all"
+)]
+pub struct ReleaseArgs {
     /// CPUs of one earlier isolation (exactly as isolated), or `all`.
-    cpus: String,
+    #[arg(value_parser = parse_release)]
+    cpus: Release,
 }
 
-/// Arguments of `lincell status`.
+/// Show what cpu_isolate.ko has isolated and moved.
 #[derive(Args, Debug)]
-pub(crate) struct StatusArgs {
+#[command(
+    long_about = "\
+Show what cpu_isolate.ko reports: online, isolated, offline and housekeeping
+CPUs, each isolation, how many interrupts and kernel threads it moved (and
+could not), the cpuset partitions lincell created, the sampler's state and
+the module's last refusal.",
+    after_help = "\
+Examples:
+  lincell status
+  lincell status -v"
+)]
+pub struct StatusArgs {
     /// Also list every interrupt and kernel thread the module moved.
     #[arg(long, short)]
     verbose: bool,
 }
 
-/// Arguments of `lincell noise`.
+/// Measure per-CPU noise with cpu_isolate.ko's sampler (optionally under load).
 #[derive(Args, Debug)]
-pub(crate) struct NoiseArgs {
+#[command(
+    long_about = "\
+Measure how much the CPUs are disturbed: cpu_isolate.ko's sampler runs a
+kernel thread on each measured CPU that reads the clock in a tight loop for
+--duration-ms; a gap of at least --threshold-ns between two reads is noise.
+Prints one line per CPU: noise per second, split into OS noise (time in
+interrupt handlers and other tasks, from the kernel's accounting) and the
+rest (SMIs, or the host in a virtual machine), the largest gap, the number
+of noise gaps, interrupts and softirqs. When isolated and housekeeping CPUs
+were both measured, a last line compares the worst of each.
+
+The module refusing the sampler's parameters (e.g. a duration out of
+1..=60000) exits with status 1.",
+    after_help = "\
+Examples:
+  lincell noise
+  lincell noise --cpus 0,2-3 --duration-ms 5000 --load --hist
+  lincell noise --raw"
+)]
+pub struct NoiseArgs {
     /// CPUs to measure (default: the isolated CPUs and the first
     /// housekeeping CPU; every online CPU if nothing is isolated).
-    #[arg(long)]
-    cpus: Option<String>,
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<CpuSet>,
     /// How long to measure, milliseconds (1..=60000).
     #[arg(long, default_value_t = 1000)]
     duration_ms: u64,
@@ -77,13 +141,27 @@ pub(crate) struct NoiseArgs {
     raw: bool,
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("lincell: {msg}");
-    ExitCode::from(2)
+/// What `lincell release` releases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Release {
+    /// Every isolation.
+    All,
+    /// The isolation of exactly these CPUs.
+    Cpus(CpuSet),
 }
 
-fn parse_cpus(text: &str) -> Result<CpuSet, String> {
-    cpulist::parse(text.as_bytes()).map_err(|e| format!("{text:?}: {e}"))
+/// Parses a cpulist (clap value parser).
+fn parse_cpus(text: &str) -> Result<CpuSet> {
+    cpulist::parse(text.as_bytes()).map_err(|e| Error::Usage(format!("{text:?}: {e}")))
+}
+
+/// Parses `all` or a cpulist (clap value parser).
+fn parse_release(text: &str) -> Result<Release> {
+    if text.trim() == "all" {
+        Ok(Release::All)
+    } else {
+        parse_cpus(text).map(Release::Cpus)
+    }
 }
 
 fn set_of(status: &std::collections::BTreeMap<String, String>, key: &str) -> CpuSet {
@@ -93,21 +171,21 @@ fn set_of(status: &std::collections::BTreeMap<String, String>, key: &str) -> Cpu
         .unwrap_or_default()
 }
 
+/// Writes `text` to the module's `file`; a failure is the module's refusal
+/// of `what`.
+fn request(m: &Module, file: &str, text: &str, what: impl Into<String>) -> Result<()> {
+    m.write(file, text).map_err(|source| Error::Refused {
+        what: what.into(),
+        source,
+    })
+}
+
 /// `lincell isolate`.
-pub(crate) fn isolate(a: IsolateArgs) -> ExitCode {
-    let cpus = match parse_cpus(&a.cpus) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let m = match Module::open() {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
+pub fn isolate(a: IsolateArgs) -> Result<()> {
+    let cpus = a.cpus;
+    let m = Module::open()?;
     let text = format!("{cpus}{}", if a.offline { " offline" } else { "" });
-    if let Err(e) = m.write("isolate", &text) {
-        eprintln!("lincell: isolate {text}: {e}");
-        return ExitCode::from(1);
-    }
+    request(&m, "isolate", &text, format!("isolate {text}"))?;
     let status = m.status().unwrap_or_default();
     let get = |k: &str| status.get(k).cloned().unwrap_or_default();
     println!(
@@ -133,22 +211,15 @@ pub(crate) fn isolate(a: IsolateArgs) -> ExitCode {
             ),
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// `lincell release`.
-pub(crate) fn release(a: ReleaseArgs) -> ExitCode {
-    let m = match Module::open() {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    let (text, which) = if a.cpus.trim() == "all" {
-        ("all".to_string(), None)
-    } else {
-        match parse_cpus(&a.cpus) {
-            Ok(c) => (c.to_string(), Some(c.to_string())),
-            Err(e) => return fail(e),
-        }
+pub fn release(a: ReleaseArgs) -> Result<()> {
+    let m = Module::open()?;
+    let (text, which) = match a.cpus {
+        Release::All => ("all".to_string(), None),
+        Release::Cpus(c) => (c.to_string(), Some(c.to_string())),
     };
     // Last in, first out: the partition was created after the module
     // isolated, so it goes first and the module restores its snapshot.
@@ -160,10 +231,7 @@ pub(crate) fn release(a: ReleaseArgs) -> ExitCode {
         }
         Err(e) => eprintln!("lincell: warning: removing the cpuset partition: {e}"),
     }
-    if let Err(e) = m.write("release", &text) {
-        eprintln!("lincell: release {text}: {e}");
-        return ExitCode::from(1);
-    }
+    request(&m, "release", &text, format!("release {text}"))?;
     let status = m.status().unwrap_or_default();
     println!(
         "released {text}; isolated now: {}",
@@ -172,19 +240,13 @@ pub(crate) fn release(a: ReleaseArgs) -> ExitCode {
             Some(s) => s,
         }
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// `lincell status`.
-pub(crate) fn status(a: StatusArgs) -> ExitCode {
-    let m = match Module::open() {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
-    let status = match m.status() {
-        Ok(s) => s,
-        Err(e) => return fail(format!("reading status: {e}")),
-    };
+pub fn status(a: StatusArgs) -> Result<()> {
+    let m = Module::open()?;
+    let status = m.status().map_err(|e| Error::io("reading status", e))?;
     let get = |k: &str| match status.get(k).map(String::as_str) {
         Some("") | None => "none".to_string(),
         Some(v) => v.to_string(),
@@ -225,24 +287,18 @@ pub(crate) fn status(a: StatusArgs) -> ExitCode {
         print!("{}", m.read("irqs").unwrap_or_default());
         print!("{}", m.read("kthreads").unwrap_or_default());
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// `lincell noise`.
-pub(crate) fn noise(a: NoiseArgs) -> ExitCode {
-    let m = match Module::open() {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
+pub fn noise(a: NoiseArgs) -> Result<()> {
+    let m = Module::open()?;
     let status = m.status().unwrap_or_default();
     let isolated = set_of(&status, "isolated");
     let online = set_of(&status, "online");
     let housekeeping = set_of(&status, "housekeeping");
-    let cpus = match &a.cpus {
-        Some(t) => match parse_cpus(t) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        },
+    let cpus = match a.cpus {
+        Some(c) => c,
         None if isolated.is_empty() => online,
         None => {
             let mut c = isolated.intersection(&online);
@@ -257,27 +313,21 @@ pub(crate) fn noise(a: NoiseArgs) -> ExitCode {
         ("sampler/duration_ms", a.duration_ms.to_string()),
         ("sampler/threshold_ns", a.threshold_ns.to_string()),
     ] {
-        if let Err(e) = m.write(file, &value) {
-            return fail(format!("{file}: {e}"));
-        }
+        request(&m, file, &value, file)?;
     }
     let load = if a.load {
         let hk: Vec<u32> = housekeeping.iter().collect();
         if hk.is_empty() {
-            return fail("--load: no housekeeping CPU to load");
+            return Err(Error::Usage("--load: no housekeeping CPU to load".into()));
         }
-        match load::Load::start(&hk) {
-            Ok(l) => {
-                let n = hk.len();
-                eprintln!(
-                    "load: {n} busy + {n} timer threads and a ping-pong pair on housekeeping CPUs {housekeeping}"
-                );
-                // Let the load settle before measuring.
-                thread::sleep(Duration::from_millis(200));
-                Some(l)
-            }
-            Err(e) => return fail(format!("starting the load: {e}")),
-        }
+        let l = load::Load::start(&hk).map_err(|e| Error::io("starting the load", e))?;
+        let n = hk.len();
+        eprintln!(
+            "load: {n} busy + {n} timer threads and a ping-pong pair on housekeeping CPUs {housekeeping}"
+        );
+        // Let the load settle before measuring.
+        thread::sleep(Duration::from_millis(200));
+        Some(l)
     } else {
         None
     };
@@ -285,9 +335,7 @@ pub(crate) fn noise(a: NoiseArgs) -> ExitCode {
         "measuring CPUs {cpus} for {} ms (threshold {} ns)...",
         a.duration_ms, a.threshold_ns
     );
-    if let Err(e) = m.write("sampler/control", "start") {
-        return fail(format!("starting the sampler: {e}"));
-    }
+    request(&m, "sampler/control", "start", "starting the sampler")?;
     let deadline = Instant::now() + Duration::from_millis(a.duration_ms) + Duration::from_secs(60);
     loop {
         let state = m.read("sampler/control").unwrap_or_default();
@@ -302,18 +350,14 @@ pub(crate) fn noise(a: NoiseArgs) -> ExitCode {
         thread::sleep(Duration::from_millis(50));
     }
     drop(load);
-    let text = match m.read("sampler/results") {
-        Ok(t) => t,
-        Err(e) => return fail(format!("reading results: {e}")),
-    };
+    let text = m
+        .read("sampler/results")
+        .map_err(|e| Error::io("reading results", e))?;
     if a.raw {
         print!("{text}");
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
-    let r = match results::parse(&text) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("results: {e}")),
-    };
+    let r = results::parse(&text)?;
     let role = |c: u32| {
         if isolated.contains(c) {
             "isolated".to_string()
@@ -343,5 +387,5 @@ pub(crate) fn noise(a: NoiseArgs) -> ExitCode {
         );
         println!("(os: time in interrupt handlers and other tasks, from the kernel's accounting; hw: the rest of the noise, i.e. SMI or hypervisor)");
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -2,49 +2,148 @@
 
 //! `lincell`: the command line for lincell's kernel modules.
 //!
-//! One subcommand group per module; each lives in its own file.
+//! One subcommand group per module, each in its own module of the library
+//! (`src/lib.rs`); this file parses, dispatches, and maps errors to exit
+//! statuses, once for all subcommands.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod cpu;
-mod ivshmem;
-mod remote;
-mod sys;
+use lincell::{cpu, ivshmem, remote, Error};
 
 /// Drive lincell's kernel modules from userspace.
 #[derive(Parser, Debug)]
-#[command(name = "lincell", version, about, long_about)]
+#[command(
+    name = "lincell",
+    version,
+    about,
+    long_about = "\
+Drive lincell's kernel modules from userspace:
+
+  ivshmem   ivshmem.ko's /dev/ivshmemN (shared memory, doorbells, peer
+            states), or the same subcommands as a host peer of an
+            ivshmem-server
+  isolate, release, status, noise
+            cpu_isolate.ko: isolate CPUs and restore them, measure noise
+  remote    backends for vdev_remote.ko (virtio-blk, virtio-console over
+            ivshmem), and a block benchmark
+
+`lincell COMMAND --help` describes each command, with examples.
+
+Exit status, the same for every command:
+  0  success (remote serve: stopped by SIGINT or SIGTERM)
+  1  the command ran and the answer is no: a check failed, a wait timed
+     out, cpu_isolate.ko refused the request (its reason and errno are
+     printed), the vdev-remote backend or benchmark failed at run time
+  2  the command could not run: bad arguments, no such device, module not
+     loaded, a failing system call",
+    after_help = "\
+Examples:
+  lincell ivshmem info /dev/ivshmem0
+  lincell ivshmem echo --socket /tmp/ivshmem.sock --tap
+  lincell isolate 2-3 && lincell noise --load && lincell release 2-3
+  lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+// The help of each command comes from its arguments' type: a doc comment
+// on a variant here would replace it.
 #[derive(Subcommand, Debug)]
 enum Command {
-    // Help text (short and long) comes from `ivshmem::Args`: a doc comment
-    // here would replace its long help.
     Ivshmem(ivshmem::Args),
-    /// Isolate CPUs (cpu_isolate.ko): steer IRQs and kernel threads off them, optionally take them offline.
     Isolate(cpu::IsolateArgs),
-    /// Release an isolation, restoring exactly what was there before.
     Release(cpu::ReleaseArgs),
-    /// Show what cpu_isolate.ko has isolated and moved.
     Status(cpu::StatusArgs),
-    /// Measure per-CPU noise with cpu_isolate.ko's sampler (optionally under load).
     Noise(cpu::NoiseArgs),
-    // Help text comes from `remote::Args`, as for `ivshmem`.
     Remote(remote::Args),
 }
 
+/// The exit status for `e` (the table in `lincell --help`).
+fn exit_status(e: &Error) -> u8 {
+    match e {
+        Error::Failed(_) | Error::Reported | Error::Refused { .. } | Error::Remote(_) => 1,
+        Error::Usage(_) | Error::Io(_) => 2,
+    }
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // What error messages start with: `lincell ivshmem: ...`.
+    let prefix = match &command {
+        Command::Ivshmem(_) => "lincell ivshmem",
+        Command::Remote(a) => a.prefix(),
+        Command::Isolate(_) | Command::Release(_) | Command::Status(_) | Command::Noise(_) => {
+            "lincell"
+        }
+    };
+    let result = match command {
         Command::Ivshmem(args) => ivshmem::run(args),
         Command::Isolate(args) => cpu::isolate(args),
         Command::Release(args) => cpu::release(args),
         Command::Status(args) => cpu::status(args),
         Command::Noise(args) => cpu::noise(args),
         Command::Remote(args) => remote::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !matches!(e, Error::Reported) {
+                eprintln!("{prefix}: {e}");
+            }
+            ExitCode::from(exit_status(&e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Checks `cmd` and its visible subcommands, recursively: a summary, a
+    /// long help, and examples where there is something to run.
+    fn check_help(cmd: &mut clap::Command, path: &str) {
+        for sub in cmd.get_subcommands_mut() {
+            let name = format!("{path} {}", sub.get_name());
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let help = sub.render_long_help().to_string();
+            assert!(sub.get_about().is_some(), "{name} has no summary");
+            assert!(sub.get_long_about().is_some(), "{name} has no long help");
+            if sub.has_subcommands() {
+                check_help(sub, &name);
+            } else {
+                assert!(
+                    help.contains("Example"),
+                    "{name} --help has no example:\n{help}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_has_long_help_with_examples() {
+        let mut cli = Cli::command();
+        assert!(cli.render_long_help().to_string().contains("Exit status"));
+        check_help(&mut cli, "lincell");
+    }
+
+    #[test]
+    fn exit_statuses_follow_the_table() {
+        use std::io;
+        assert_eq!(exit_status(&Error::Usage("x".into())), 2);
+        assert_eq!(exit_status(&Error::Io(io::Error::other("x"))), 2);
+        assert_eq!(exit_status(&Error::Failed("x".into())), 1);
+        assert_eq!(exit_status(&Error::Reported), 1);
+        assert_eq!(exit_status(&Error::Remote("x".into())), 1);
     }
 }

@@ -19,11 +19,11 @@ mod runner;
 mod tests;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::error::{Error, Result};
 use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint, Target, WaitMode};
 
 use engine::{log, Device, Fault};
@@ -43,17 +43,44 @@ whose rings and buffers live in the same section. It runs in a guest on a
 /dev/ivshmemN of ivshmem.ko (DEV) or on the host as a peer of an
 ivshmem-server (--socket PATH)."
 )]
-pub(crate) struct Args {
+pub struct Args {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+impl Args {
+    /// What error messages of this subcommand start with.
+    pub fn prefix(&self) -> &'static str {
+        match self.cmd {
+            Cmd::Serve(_) => "lincell remote",
+            Cmd::Bench(_) => "lincell remote bench",
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
     Serve(ServeArgs),
-    /// Measure a block device with direct I/O (sequential or random, read or
-    /// write); prints one parsable line. `make bench` runs it on a vdev-remote
-    /// disk and on a native virtio-blk disk in the same guest.
+    /// Measure a block device with direct I/O; prints one parsable line.
+    #[command(
+        long_about = "\
+Measure a block device (or a file) with direct I/O: sequential or random,
+reads or writes of --bs bytes, --jobs threads with one request in flight
+each, for --seconds, within --size bytes from --offset. `make bench` runs it
+on a vdev-remote disk and on a native virtio-blk disk in the same guest (the
+guests have no fio). Write modes overwrite the data.
+
+Prints one line a script can parse:
+  bench mode=randread bs=4096 jobs=1 seconds=5.00 ops=1234 mb_per_s=0.99 iops=246.8
+
+Exit status: 0 measured; 1 the device failed (open, size or I/O); 2 usage
+error (--bs not a multiple of 512, a range smaller than one request).",
+        after_help = "\
+Examples:
+  lincell remote bench /dev/vdb
+  lincell remote bench /dev/vdb --mode write --bs 65536 --jobs 4 --seconds 10
+  lincell remote bench /dev/vdb --offset 0 --size 134217728 --mode randread"
+    )]
     Bench(bench::BenchArgs),
 }
 
@@ -66,24 +93,28 @@ enum ConsoleSpec {
     Unix(PathBuf),
 }
 
-fn parse_console(s: &str) -> Result<ConsoleSpec, String> {
+/// Parses `--console` (clap value parser).
+fn parse_console(s: &str) -> Result<ConsoleSpec> {
     if s == "stdio" {
         return Ok(ConsoleSpec::Stdio);
     }
     match s.strip_prefix("unix:") {
         Some(p) if !p.is_empty() => Ok(ConsoleSpec::Unix(p.into())),
-        _ => Err(format!("`{s}`: expected `stdio` or `unix:PATH`")),
+        _ => Err(Error::Usage(format!(
+            "`{s}`: expected `stdio` or `unix:PATH`"
+        ))),
     }
 }
 
-fn parse_queue_size(s: &str) -> Result<u16, String> {
+/// Parses `--queue-size` (clap value parser).
+fn parse_queue_size(s: &str) -> Result<u16> {
     let n: u16 = s
         .parse()
-        .map_err(|_| format!("`{s}` is not a number from 2 to 32768"))?;
+        .map_err(|_| Error::Usage(format!("`{s}` is not a number from 2 to 32768")))?;
     if n < 2 || !n.is_power_of_two() {
-        return Err(format!(
+        return Err(Error::Usage(format!(
             "queue size {n} must be a power of two from 2 to 32768"
-        ));
+        )));
     }
     Ok(n)
 }
@@ -187,36 +218,34 @@ struct ServeArgs {
 }
 
 /// Runs `lincell remote`.
-pub(crate) fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> Result<()> {
     match args.cmd {
         Cmd::Serve(a) => serve(&a),
         Cmd::Bench(a) => bench::run(a),
     }
 }
 
-fn serve(a: &ServeArgs) -> ExitCode {
+/// `lincell remote serve`: errors after the arguments were accepted are
+/// [`Error::Remote`] (exit status 1).
+fn serve(a: &ServeArgs) -> Result<()> {
     if let Some(s) = &a.serial {
         if s.len() > 20 {
-            eprintln!("lincell remote: --serial {s:?} is longer than 20 bytes");
-            return ExitCode::from(2);
+            return Err(Error::Usage(format!(
+                "--serial {s:?} is longer than 20 bytes"
+            )));
         }
     }
-    let target = match Target::resolve(a.dev.as_deref(), a.socket.as_deref(), None) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("lincell remote: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let r = match (&a.blk, &a.console) {
+    let target = Target::resolve(a.dev.as_deref(), a.socket.as_deref(), None)?;
+    let remote = |e: std::io::Error| Error::Remote(e.to_string());
+    match (&a.blk, &a.console) {
         (Some(path), _) => {
             let serial = a
                 .serial
                 .clone()
                 .unwrap_or_else(|| blk::default_serial(path));
-            blk::Blk::open(path, a.readonly, &serial, a.queue_size, a.verbose)
-                .map_err(|e| e.to_string())
-                .and_then(|d| start(&target, d, a, Duration::from_millis(100)))
+            let d = blk::Blk::open(path, a.readonly, &serial, a.queue_size, a.verbose)
+                .map_err(remote)?;
+            start(&target, d, a, Duration::from_millis(100))
         }
         (None, Some(ConsoleSpec::Stdio)) => start(
             &target,
@@ -224,30 +253,29 @@ fn serve(a: &ServeArgs) -> ExitCode {
             a,
             Duration::from_millis(10),
         ),
-        (None, Some(ConsoleSpec::Unix(p))) => console::Console::unix(p, a.verbose)
-            .map_err(|e| e.to_string())
-            .and_then(|d| start(&target, d, a, Duration::from_millis(10))),
-        (None, None) => Err("give --blk FILE or --console stdio|unix:PATH".into()),
-    };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log(format_args!("{e}"));
-            ExitCode::from(1)
+        (None, Some(ConsoleSpec::Unix(p))) => {
+            let d = console::Console::unix(p, a.verbose).map_err(remote)?;
+            start(&target, d, a, Duration::from_millis(10))
         }
+        (None, None) => Err(Error::Usage(
+            "give --blk FILE or --console stdio|unix:PATH".into(),
+        )),
     }
 }
 
 /// Opens the endpoint (preparing v1 memory on the host) and serves.
-fn start<D: Device>(target: &Target, dev: D, a: &ServeArgs, tick: Duration) -> Result<(), String> {
+fn start<D: Device>(target: &Target, dev: D, a: &ServeArgs, tick: Duration) -> Result<()> {
     let ep: Box<dyn Endpoint> = match target {
         Target::Socket(s) => {
-            let ep = PeerEndpoint::connect(s).map_err(|e| format!("{}: {e}", s.display()))?;
+            let ep = PeerEndpoint::connect(s)
+                .map_err(|e| Error::Remote(format!("{}: {e}", s.display())))?;
             runner::prepare_v1(&ep, dev.device_id())?;
             Box::new(ep)
         }
         Target::Device(_) => {
-            let ep = target.open(WaitMode::Poll).map_err(|e| e.to_string())?;
+            let ep = target
+                .open(WaitMode::Poll)
+                .map_err(|e| Error::Remote(e.to_string()))?;
             check_device(ep.as_ref(), dev.device_id());
             ep
         }

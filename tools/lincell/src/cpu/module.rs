@@ -9,18 +9,27 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
+
 /// Where the module's directory is.
 pub(crate) const SYSFS_DIR: &str = "/sys/kernel/cpu_isolate";
 
-/// A refused or failed write.
+/// A write to cpu_isolate.ko's sysfs interface that failed, usually
+/// because the module refused it.
 #[derive(Debug)]
-pub(crate) struct WriteError {
+pub struct WriteError {
     /// What was written where.
     pub(crate) what: String,
     /// The OS error.
     pub(crate) err: io::Error,
     /// The module's explanation (`last_error`), if it gave one.
     pub(crate) message: Option<String>,
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.err)
+    }
 }
 
 impl fmt::Display for WriteError {
@@ -56,21 +65,24 @@ pub(crate) struct Module {
 
 impl Module {
     /// Opens the interface, or explains how to load the module.
-    pub(crate) fn open() -> Result<Self, String> {
+    pub(crate) fn open() -> Result<Self> {
         Self::at(Path::new(SYSFS_DIR))
     }
 
     /// Opens the interface at `dir` (tests).
-    pub(crate) fn at(dir: &Path) -> Result<Self, String> {
+    pub(crate) fn at(dir: &Path) -> Result<Self> {
         if dir.join("isolate").exists() {
             Ok(Module {
                 dir: dir.to_path_buf(),
             })
         } else {
-            Err(format!(
-                "{} not found: cpu_isolate.ko is not loaded (insmod drivers/cpu-isolate/cpu_isolate.ko)",
-                dir.display()
-            ))
+            Err(Error::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} not found: cpu_isolate.ko is not loaded (insmod drivers/cpu-isolate/cpu_isolate.ko)",
+                    dir.display()
+                ),
+            )))
         }
     }
 
@@ -147,7 +159,8 @@ mod tests {
     fn missing_module_is_explained() {
         let e = Module::at(Path::new("/nonexistent/cpu_isolate"))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("not loaded"), "{e}");
     }
 }

@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io;
+
+use crate::error::{Error, Result};
 
 /// One CPU's line of the results.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,21 +62,29 @@ pub(crate) struct Results {
     pub(crate) cpus: Vec<CpuNoise>,
 }
 
-fn numbers(s: &str) -> Result<Vec<u64>, String> {
+/// A results file this tool cannot read (`results: WHY`).
+fn bad(why: String) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("results: {why}"),
+    ))
+}
+
+fn numbers(s: &str) -> Result<Vec<u64>> {
     s.split(',')
-        .map(|n| n.parse().map_err(|_| format!("bad number {n:?}")))
+        .map(|n| n.parse().map_err(|_| bad(format!("bad number {n:?}"))))
         .collect()
 }
 
 /// Parses the results text.
-pub(crate) fn parse(text: &str) -> Result<Results, String> {
+pub(crate) fn parse(text: &str) -> Result<Results> {
     let mut r = Results::default();
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("version=") {
             if v != "1" {
-                return Err(format!(
+                return Err(bad(format!(
                     "results format version {v}, this tool reads version 1"
-                ));
+                )));
             }
         } else if let Some(v) = line.strip_prefix("state=") {
             r.state = v.to_string();
@@ -82,14 +93,14 @@ pub(crate) fn parse(text: &str) -> Result<Results, String> {
         } else if line.starts_with("cpu=") {
             let kv: BTreeMap<&str, &str> =
                 line.split(' ').filter_map(|f| f.split_once('=')).collect();
-            let num = |k: &str| -> Result<u64, String> {
+            let num = |k: &str| -> Result<u64> {
                 kv.get(k)
-                    .ok_or(format!("missing {k} in {line:?}"))?
+                    .ok_or_else(|| bad(format!("missing {k} in {line:?}")))?
                     .parse()
-                    .map_err(|_| format!("bad {k} in {line:?}"))
+                    .map_err(|_| bad(format!("bad {k} in {line:?}")))
             };
             r.cpus.push(CpuNoise {
-                cpu: u32::try_from(num("cpu")?).map_err(|_| "bad cpu".to_string())?,
+                cpu: u32::try_from(num("cpu")?).map_err(|_| bad("bad cpu".into()))?,
                 complete: num("complete")? == 1,
                 duration_ns: num("duration_ns")?,
                 loops: num("loops")?,
@@ -103,7 +114,7 @@ pub(crate) fn parse(text: &str) -> Result<Results, String> {
                 // Appended fields: absent from older modules.
                 irq_time_ns: num("irq_time_ns").unwrap_or(0),
                 thread_time_ns: num("thread_time_ns").unwrap_or(0),
-                hist: numbers(kv.get("hist").ok_or("missing hist")?)?,
+                hist: numbers(kv.get("hist").ok_or_else(|| bad("missing hist".into()))?)?,
             });
         }
     }

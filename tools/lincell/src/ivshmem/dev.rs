@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use lincell_shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
 
 /// The name of an errno value (`EINVAL`), for messages and TAP output.
-pub(crate) fn errno_name(errno: i32) -> &'static str {
+pub fn errno_name(errno: i32) -> &'static str {
     match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
@@ -53,7 +53,7 @@ pub(crate) fn errno_name(errno: i32) -> &'static str {
 }
 
 /// `error` described as `EINVAL (Invalid argument)` when it is an OS error.
-pub(crate) fn describe_error(error: &io::Error) -> String {
+pub fn describe_error(error: &io::Error) -> String {
     match error.raw_os_error() {
         Some(n) => format!("{} ({})", errno_name(n), io::Error::from_raw_os_error(n)),
         None => error.to_string(),
@@ -76,7 +76,7 @@ impl std::fmt::Display for Context {
 impl std::error::Error for Context {}
 
 /// The errno behind `e`, also through the context this module adds.
-pub(crate) fn errno_of(e: &io::Error) -> Option<i32> {
+pub fn errno_of(e: &io::Error) -> Option<i32> {
     e.raw_os_error().or_else(|| {
         e.get_ref()
             .and_then(|inner| inner.downcast_ref::<Context>())
@@ -96,9 +96,16 @@ fn context(path: &Path, what: &str, error: io::Error) -> io::Error {
     )
 }
 
+/// The PCI address of misc device `name` (`0000:00:04.0` for `ivshmem0`),
+/// from sysfs.
+pub fn pci_address(name: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/sys/class/misc/{name}/device")).ok()?;
+    link.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
 /// An open `/dev/ivshmemN`.
 #[derive(Debug)]
-pub(crate) struct Device {
+pub struct Device {
     file: File,
     path: PathBuf,
     info: DeviceInfo,
@@ -106,7 +113,7 @@ pub(crate) struct Device {
 
 impl Device {
     /// Opens `path` read/write (close-on-exec) and reads its [`DeviceInfo`].
-    pub(crate) fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
         let file = OpenOptions::new()
             .read(true)
@@ -124,12 +131,12 @@ impl Device {
     }
 
     /// The path the device was opened as.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The [`DeviceInfo`] read when the device was opened.
-    pub(crate) fn info(&self) -> &DeviceInfo {
+    pub fn info(&self) -> &DeviceInfo {
         &self.info
     }
 
@@ -142,7 +149,7 @@ impl Device {
     /// `copy_{from,to}_user`, so bad user pointers give `EFAULT`); any
     /// memory the driver may write must be writable and not aliased by Rust
     /// references.
-    pub(crate) unsafe fn ioctl_raw(&self, cmd: u32, arg: usize) -> io::Result<i32> {
+    pub unsafe fn ioctl_raw(&self, cmd: u32, arg: usize) -> io::Result<i32> {
         // SAFETY: the file descriptor is open; the argument's validity is the
         // caller's guarantee. CAST: ioctl request numbers are `c_ulong` on
         // Linux/glibc; a u32 always fits.
@@ -155,7 +162,7 @@ impl Device {
     }
 
     /// `IVSHMEM_IOCTL_INFO`.
-    pub(crate) fn query_info(&self) -> io::Result<DeviceInfo> {
+    pub fn query_info(&self) -> io::Result<DeviceInfo> {
         let mut info = DeviceInfo::default();
         // SAFETY: INFO writes one `DeviceInfo` to the argument, a live local.
         unsafe { self.ioctl_raw(uapi::IOCTL_INFO, ptr::from_mut(&mut info) as usize) }
@@ -164,7 +171,7 @@ impl Device {
     }
 
     /// `IVSHMEM_IOCTL_RING`: raises `vector` on peer `peer`.
-    pub(crate) fn ring(&self, peer: u32, vector: u32) -> io::Result<()> {
+    pub fn ring(&self, peer: u32, vector: u32) -> io::Result<()> {
         let ring = Ring { peer, vector };
         // SAFETY: RING reads one `Ring` from the argument, a live local.
         unsafe { self.ioctl_raw(uapi::IOCTL_RING, ptr::from_ref(&ring) as usize) }.map_err(
@@ -180,7 +187,7 @@ impl Device {
     }
 
     /// `IVSHMEM_IOCTL_SET_STATE`.
-    pub(crate) fn set_state(&self, state: u32) -> io::Result<()> {
+    pub fn set_state(&self, state: u32) -> io::Result<()> {
         // SAFETY: SET_STATE reads one `u32` from the argument, a live local.
         unsafe { self.ioctl_raw(uapi::IOCTL_SET_STATE, ptr::from_ref(&state) as usize) }
             .map_err(|e| context(&self.path, "ioctl SET_STATE", e))?;
@@ -188,7 +195,7 @@ impl Device {
     }
 
     /// `IVSHMEM_IOCTL_GET_STATE`.
-    pub(crate) fn get_state(&self) -> io::Result<u32> {
+    pub fn get_state(&self) -> io::Result<u32> {
         let mut state = 0u32;
         // SAFETY: GET_STATE writes one `u32` to the argument, a live local.
         unsafe { self.ioctl_raw(uapi::IOCTL_GET_STATE, ptr::from_mut(&mut state) as usize) }
@@ -222,17 +229,17 @@ impl Device {
     }
 
     /// `IVSHMEM_IOCTL_PEER_STATES`: every peer's state.
-    pub(crate) fn peer_states(&self) -> io::Result<Vec<u32>> {
+    pub fn peer_states(&self) -> io::Result<Vec<u32>> {
         self.array(uapi::IOCTL_PEER_STATES, "PEER_STATES")
     }
 
     /// `IVSHMEM_IOCTL_COUNTERS`: interrupts delivered per vector since probe.
-    pub(crate) fn counters(&self) -> io::Result<Vec<u64>> {
+    pub fn counters(&self) -> io::Result<Vec<u64>> {
         self.array(uapi::IOCTL_COUNTERS, "COUNTERS")
     }
 
     /// `read(2)` into `buf` as is: the byte count or the OS error.
-    pub(crate) fn read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes.
         let r = unsafe { libc::read(self.file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         usize::try_from(r).map_err(|_| io::Error::last_os_error())
@@ -240,7 +247,7 @@ impl Device {
 
     /// One `read(2)` of the fired-vector mask; blocks unless the file is
     /// non-blocking. `EINTR` is returned as an error.
-    pub(crate) fn read_mask(&self) -> io::Result<u64> {
+    pub fn read_mask(&self) -> io::Result<u64> {
         let mut buf = [0u8; uapi::READ_SIZE];
         let n = self.read_raw(&mut buf)?;
         if n != uapi::READ_SIZE {
@@ -262,7 +269,7 @@ impl Device {
     /// A blocking read only returns early on a signal: without an
     /// [`IntervalTimer`] running (or another source of signals) this waits
     /// for as long as no interrupt arrives, whatever the deadline.
-    pub(crate) fn read_events(&self, deadline: Instant) -> io::Result<u64> {
+    pub fn read_events(&self, deadline: Instant) -> io::Result<u64> {
         loop {
             match self.read_mask() {
                 Ok(mask) => return Ok(mask),
@@ -284,7 +291,7 @@ impl Device {
 
     /// `poll(2)` for `POLLIN` for at most `timeout`; returns `revents`
     /// (0 when the time ran out).
-    pub(crate) fn poll(&self, timeout: Duration) -> io::Result<i16> {
+    pub fn poll(&self, timeout: Duration) -> io::Result<i16> {
         let mut pfd = libc::pollfd {
             fd: self.file.as_raw_fd(),
             events: libc::POLLIN,
@@ -306,7 +313,7 @@ impl Device {
 
     /// Waits with `poll(2)` until an interrupt is pending (or `deadline`),
     /// then reads the mask. The device being gone is an error.
-    pub(crate) fn poll_events(&self, deadline: Instant) -> io::Result<u64> {
+    pub fn poll_events(&self, deadline: Instant) -> io::Result<u64> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let revents = self.poll(left)?;
@@ -339,7 +346,7 @@ impl Device {
 
     /// Non-blocking check: the pending mask, or `None` if `read` would
     /// block (`EAGAIN`).
-    pub(crate) fn try_read_events(&self) -> io::Result<Option<u64>> {
+    pub fn try_read_events(&self) -> io::Result<Option<u64>> {
         self.set_nonblocking(true)?;
         let r = self.read_mask();
         self.set_nonblocking(false)?;
@@ -351,7 +358,7 @@ impl Device {
     }
 
     /// Sets or clears `O_NONBLOCK` on the open file.
-    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         let fd = self.file.as_raw_fd();
         // SAFETY: F_GETFL on an open descriptor has no memory effects.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -380,13 +387,7 @@ impl Device {
 
     /// `mmap(2)` of `len` bytes at byte `offset` of the shared memory with
     /// `prot` and `flags` as given; the raw result for the ABI self-test.
-    pub(crate) fn mmap_raw(
-        &self,
-        offset: u64,
-        len: usize,
-        prot: i32,
-        flags: i32,
-    ) -> io::Result<Mapping> {
+    pub fn mmap_raw(&self, offset: u64, len: usize, prot: i32, flags: i32) -> io::Result<Mapping> {
         let off = libc::off_t::try_from(offset).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -415,7 +416,7 @@ impl Device {
 
     /// Maps `len` bytes at byte `offset` of the shared memory, shared and
     /// read/write.
-    pub(crate) fn map(&self, offset: u64, len: usize) -> io::Result<Mapping> {
+    pub fn map(&self, offset: u64, len: usize) -> io::Result<Mapping> {
         self.mmap_raw(
             offset,
             len,
@@ -432,7 +433,7 @@ impl Device {
     }
 
     /// Maps the whole shared memory.
-    pub(crate) fn map_all(&self) -> io::Result<Mapping> {
+    pub fn map_all(&self) -> io::Result<Mapping> {
         let len = usize::try_from(self.info.shmem_size).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -455,7 +456,7 @@ impl AsFd for Device {
 /// is ever handed out: accessors copy, and the 32/64-bit ones are single
 /// volatile accesses, suitable for flags and sequence counters.
 #[derive(Debug)]
-pub(crate) struct Mapping {
+pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -468,13 +469,18 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Length of the mapping in bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the mapping is empty (never: the driver refuses length 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Start address, for tests that deliberately touch the mapping raw
     /// (e.g. expecting `SIGBUS` after device removal).
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
+    pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
@@ -500,14 +506,14 @@ impl Mapping {
     }
 
     /// Volatile 32-bit load at a 4-byte aligned `offset`.
-    pub(crate) fn read_u32(&self, offset: usize) -> io::Result<u32> {
+    pub fn read_u32(&self, offset: usize) -> io::Result<u32> {
         self.check(offset, 4, 4)?;
         // SAFETY: in bounds and aligned (checked; the mapping is page aligned).
         Ok(unsafe { ptr::read_volatile(self.as_ptr().add(offset).cast::<u32>()) })
     }
 
     /// Volatile 32-bit store at a 4-byte aligned `offset`.
-    pub(crate) fn write_u32(&self, offset: usize, value: u32) -> io::Result<()> {
+    pub fn write_u32(&self, offset: usize, value: u32) -> io::Result<()> {
         self.check(offset, 4, 4)?;
         // SAFETY: in bounds and aligned (checked; the mapping is page aligned).
         unsafe { ptr::write_volatile(self.as_ptr().add(offset).cast::<u32>(), value) };
@@ -515,7 +521,7 @@ impl Mapping {
     }
 
     /// Copies bytes out of the mapping, one volatile byte load each.
-    pub(crate) fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
         self.check(offset, buf.len(), 1)?;
         for (i, b) in buf.iter_mut().enumerate() {
             // SAFETY: `offset + i < offset + buf.len() <= len` (checked).
@@ -525,7 +531,7 @@ impl Mapping {
     }
 
     /// Copies bytes into the mapping, one volatile byte store each.
-    pub(crate) fn write_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
         self.check(offset, data.len(), 1)?;
         for (i, b) in data.iter().enumerate() {
             // SAFETY: `offset + i < offset + data.len() <= len` (checked).
@@ -553,7 +559,7 @@ impl Drop for Mapping {
 /// thread only (`SIGEV_THREAD_ID`), so other threads are not disturbed. At
 /// most one exists at a time (the handler is process-wide state); dropping
 /// it deletes the timer and restores the previous handler.
-pub(crate) struct IntervalTimer {
+pub struct IntervalTimer {
     old: libc::sigaction,
     timer: libc::timer_t,
 }
@@ -564,7 +570,7 @@ extern "C" fn on_alarm(_sig: libc::c_int) {}
 
 impl IntervalTimer {
     /// Starts a `SIGALRM` to the calling thread every `period`.
-    pub(crate) fn start(period: Duration) -> io::Result<Self> {
+    pub fn start(period: Duration) -> io::Result<Self> {
         if TIMER_ACTIVE.swap(true, Ordering::SeqCst) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,

@@ -599,8 +599,9 @@ pub(crate) fn v1_rw_section(shm: &dyn Shm) -> (usize, usize) {
 }
 
 /// An offset in the shared memory: absolute, or relative to the R/W
-/// section (written `rw` or `rw+OFFSET`), which is where peers may write
-/// when the memory has a section layout.
+/// section (written `rw` or `rw+OFFSET` on the command line, see
+/// `cli::shm_offset`), which is where peers may write when the memory has a
+/// section layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ShmOffset {
     /// Bytes from the start of the region.
@@ -610,23 +611,6 @@ pub(crate) enum ShmOffset {
 }
 
 impl ShmOffset {
-    /// Parses `OFFSET`, `rw` or `rw+OFFSET`; `num` parses a number.
-    pub(crate) fn parse(
-        s: &str,
-        num: impl Fn(&str) -> Result<u64, String>,
-    ) -> Result<Self, String> {
-        let to_usize = |v: &str| {
-            num(v).and_then(|n| usize::try_from(n).map_err(|_| format!("`{v}` is too large")))
-        };
-        if s == "rw" {
-            return Ok(ShmOffset::Rw(0));
-        }
-        match s.strip_prefix("rw+") {
-            Some(rest) => Ok(ShmOffset::Rw(to_usize(rest)?)),
-            None => Ok(ShmOffset::Abs(to_usize(s)?)),
-        }
-    }
-
     /// The absolute offset on `ep`.
     pub(crate) fn resolve(self, ep: &dyn Endpoint) -> usize {
         match self {

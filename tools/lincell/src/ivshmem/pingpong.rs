@@ -151,9 +151,9 @@ pub(crate) fn pingpong(ep: &mut dyn Endpoint, o: &PingOptions) -> io::Result<Pin
             return Ok(rep);
         }
         rep.responder = h.load(off::RESPONDER)?;
-        match h.check_payload(Role::Responder, nonce)? {
-            Ok(()) => rep.data_verified = true,
-            Err(e) => rep.failure = Some(format!("responder's data is wrong: {e}")),
+        match h.payload_mismatch(Role::Responder, nonce)? {
+            None => rep.data_verified = true,
+            Some(e) => rep.failure = Some(format!("responder's data is wrong: {e}")),
         }
     }
     let peer = o.peer.unwrap_or(rep.responder);
@@ -618,7 +618,7 @@ fn serve(
         iterations: req.iterations,
         ..Session::default()
     };
-    if let Err(e) = Header::new(ep.shm(), base)?.check_payload(Role::Initiator, req.nonce)? {
+    if let Some(e) = Header::new(ep.shm(), base)?.payload_mismatch(Role::Initiator, req.nonce)? {
         s.failure = Some(format!("initiator's data is wrong: {e}"));
     }
     if req.mode != Mode::Spin && req.vector >= ep.vectors() {

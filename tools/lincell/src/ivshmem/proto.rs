@@ -233,8 +233,9 @@ impl<'a> Header<'a> {
         self.shm.store_bytes(self.base + at, &payload(role, nonce))
     }
 
-    /// Checks `role`'s payload for `nonce`; the error says where it differs.
-    pub(crate) fn check_payload(&self, role: Role, nonce: u32) -> io::Result<Result<(), String>> {
+    /// Compares `role`'s payload with the one for `nonce`: `None` if they
+    /// are equal, else where they differ.
+    pub(crate) fn payload_mismatch(&self, role: Role, nonce: u32) -> io::Result<Option<String>> {
         let at = match role {
             Role::Initiator => off::INITIATOR_PAYLOAD,
             Role::Responder => off::RESPONDER_PAYLOAD,
@@ -242,16 +243,17 @@ impl<'a> Header<'a> {
         let mut got = [0u8; PAYLOAD_SIZE];
         self.shm.load_bytes(self.base + at, &mut got)?;
         let want = payload(role, nonce);
-        Ok(
-            match got.iter().zip(want.iter()).position(|(a, b)| a != b) {
-                None => Ok(()),
-                Some(i) => Err(format!(
+        Ok(got
+            .iter()
+            .zip(want.iter())
+            .position(|(a, b)| a != b)
+            .map(|i| {
+                format!(
                     "{role:?} payload differs at byte {i}: got {:02x?}, expected {:02x?}",
                     &got[i..(i + 8).min(PAYLOAD_SIZE)],
                     &want[i..(i + 8).min(PAYLOAD_SIZE)]
-                )),
-            },
-        )
+                )
+            }))
     }
 
     /// Initiator: publishes a session request.
@@ -424,14 +426,17 @@ pub(crate) mod tests {
         assert_eq!(m.0.borrow()[4096..4100], *b"LCIV");
         assert_eq!(h.pending_request(0).unwrap(), Some(r));
         assert_eq!(h.pending_request(0xabcd).unwrap(), None, "already served");
-        assert_eq!(h.check_payload(Role::Initiator, 0xabcd).unwrap(), Ok(()));
-        assert!(h.check_payload(Role::Initiator, 0xabce).unwrap().is_err());
+        assert_eq!(h.payload_mismatch(Role::Initiator, 0xabcd).unwrap(), None);
+        assert!(h
+            .payload_mismatch(Role::Initiator, 0xabce)
+            .unwrap()
+            .is_some());
         assert!(!h.accepted(0xabcd).unwrap());
         h.accept(0xabcd, 7).unwrap();
         assert!(h.accepted(0xabcd).unwrap());
         assert!(!h.accepted(0xabce).unwrap());
         assert_eq!(h.load(off::RESPONDER).unwrap(), 7);
-        assert_eq!(h.check_payload(Role::Responder, 0xabcd).unwrap(), Ok(()));
+        assert_eq!(h.payload_mismatch(Role::Responder, 0xabcd).unwrap(), None);
         assert_eq!(
             h.pending_request(0).unwrap(),
             None,
@@ -450,7 +455,7 @@ pub(crate) mod tests {
         let h = Header::new(&m, 0).unwrap();
         h.write_payload(Role::Responder, 42).unwrap();
         m.0.borrow_mut()[off::RESPONDER_PAYLOAD + 50] ^= 1;
-        let e = h.check_payload(Role::Responder, 42).unwrap().unwrap_err();
+        let e = h.payload_mismatch(Role::Responder, 42).unwrap().unwrap();
         assert!(e.contains("byte 50"), "{e}");
     }
 

@@ -17,16 +17,17 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
+use crate::error::{Error, Result};
+
 /// Access pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Mode {
+enum Mode {
     /// Sequential reads.
     Read,
     /// Sequential writes.
@@ -137,33 +138,28 @@ fn worker(
     Ok(())
 }
 
-/// Runs `lincell remote bench`.
-pub(crate) fn run(args: BenchArgs) -> ExitCode {
+/// Runs `lincell remote bench`: failing I/O on the device is an
+/// [`Error::Remote`] (exit status 1).
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if args.bs == 0 || args.bs % 512 != 0 || args.jobs == 0 || args.seconds <= 0.0 {
-        eprintln!("lincell remote bench: --bs must be a positive multiple of 512, --jobs and --seconds positive");
-        return ExitCode::from(2);
+        return Err(Error::Usage(
+            "--bs must be a positive multiple of 512, --jobs and --seconds positive".into(),
+        ));
     }
-    let size = match OpenOptions::new()
+    let size = OpenOptions::new()
         .read(true)
         .open(&args.dev)
         .and_then(|f| crate::sys::file_size(&f))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("lincell remote bench: {}: {e}", args.dev.display());
-            return ExitCode::from(1);
-        }
-    };
+        .map_err(|e| Error::Remote(format!("{}: {e}", args.dev.display())))?;
     let span = args
         .size
         .unwrap_or(size)
         .min(size.saturating_sub(args.offset));
     if span < args.bs as u64 {
-        eprintln!(
-            "lincell remote bench: {} is smaller than one request",
+        return Err(Error::Usage(format!(
+            "{} is smaller than one request",
             args.dev.display()
-        );
-        return ExitCode::from(2);
+        )));
     }
     let args = Arc::new(args);
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,8 +189,7 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     }
     let secs = start.elapsed().as_secs_f64();
     if let Some(e) = failed {
-        eprintln!("lincell remote bench: {}: {e}", args.dev.display());
-        return ExitCode::from(1);
+        return Err(Error::Remote(format!("{}: {e}", args.dev.display())));
     }
     let n = ops.load(Ordering::Relaxed);
     // CAST: counts far below 2^52 convert exactly.
@@ -209,5 +204,5 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
         nf * bsf / secs / 1e6,
         nf / secs
     );
-    ExitCode::SUCCESS
+    Ok(())
 }

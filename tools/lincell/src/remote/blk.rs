@@ -19,6 +19,7 @@ use virtio_queue::{Reader, Writer};
 
 use super::engine::{log, Chain, Device, Done};
 use super::mem::Mem;
+use crate::error::{Error, Result};
 
 /// Sector size of the virtio-blk protocol.
 pub(crate) const SECTOR: u64 = 512;
@@ -144,7 +145,7 @@ impl Blk {
             },
             VIRTIO_BLK_T_OUT => {
                 if self.readonly {
-                    return self.fail("write to a read-only device".into());
+                    return self.fail("write to a read-only device");
                 }
                 let len = reader.available_bytes();
                 match self.range(sector, len) {
@@ -184,20 +185,24 @@ impl Blk {
     }
 
     /// Byte offset of `len` bytes at `sector`, if the range is valid.
-    fn range(&self, sector: u64, len: usize) -> Result<u64, String> {
+    fn range(&self, sector: u64, len: usize) -> Result<u64> {
         let sectors = len as u64 / SECTOR;
         if len as u64 % SECTOR != 0 {
-            return Err(format!("data length {len} is not a multiple of {SECTOR}"));
+            return Err(Error::Remote(format!(
+                "data length {len} is not a multiple of {SECTOR}"
+            )));
         }
         if len > MAX_DATA {
-            return Err(format!("data length {len} exceeds {MAX_DATA}"));
+            return Err(Error::Remote(format!(
+                "data length {len} exceeds {MAX_DATA}"
+            )));
         }
         match sector.checked_add(sectors) {
             Some(end) if end <= self.capacity => Ok(sector * SECTOR),
-            _ => Err(format!(
+            _ => Err(Error::Remote(format!(
                 "sectors {sector}+{sectors} beyond the capacity of {} sectors",
                 self.capacity
-            )),
+            ))),
         }
     }
 
@@ -212,7 +217,7 @@ impl Blk {
         for _ in 0..n {
             let mut seg = [0u8; 16];
             if reader.read_exact(&mut seg).is_err() {
-                return self.fail("discard segment unreadable".into());
+                return self.fail("discard segment unreadable");
             }
             let sector = u64::from_le_bytes(seg[..8].try_into().unwrap_or_default());
             let count = u32::from_le_bytes(seg[8..12].try_into().unwrap_or_default());
@@ -229,7 +234,7 @@ impl Blk {
             };
             let len = u64::from(count) * SECTOR;
             let (Ok(o), Ok(l)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
-                return self.fail("discard range too large".into());
+                return self.fail("discard range too large");
             };
             // SAFETY: fallocate takes no pointers.
             let r = unsafe {
@@ -251,7 +256,7 @@ impl Blk {
         (VIRTIO_BLK_S_OK, 0)
     }
 
-    fn fail(&self, why: String) -> (u32, usize) {
+    fn fail(&self, why: impl std::fmt::Display) -> (u32, usize) {
         log(format_args!("blk: request failed: {why}"));
         (VIRTIO_BLK_S_IOERR, 0)
     }

@@ -19,6 +19,7 @@ use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::mem::{HeaderAccess, Mem};
+use crate::error::{Error, Result};
 
 /// Bytes of the section the backend clears and owns at start-up.
 pub(crate) const HEADER_AREA: usize = 4096;
@@ -193,26 +194,26 @@ pub(crate) fn log(msg: fmt::Arguments<'_>) {
 
 impl<D: Device> Engine<D> {
     /// An engine over `mem` (the whole R/W section) for `dev`.
-    pub(crate) fn new(mem: Mem, dev: D, opts: Options) -> Result<Self, String> {
+    pub(crate) fn new(mem: Mem, dev: D, opts: Options) -> Result<Self> {
         use vm_memory::GuestMemoryBackend;
         let section = mem.last_addr().0.saturating_add(1);
         if section < HEADER_AREA as u64 {
-            return Err(format!(
+            return Err(Error::Remote(format!(
                 "the R/W section has {section} bytes; the virtio header needs at least {HEADER_AREA}"
-            ));
+            )));
         }
         if !opts.queue_size.is_power_of_two() {
-            return Err(format!(
+            return Err(Error::Remote(format!(
                 "queue size {} is not a power of two",
                 opts.queue_size
-            ));
+            )));
         }
         let config = dev.config();
         if config.len() > MAX_CONFIG {
-            return Err(format!(
+            return Err(Error::Remote(format!(
                 "device config of {} bytes is too large",
                 config.len()
-            ));
+            )));
         }
         let offered = (dev.features() | feature::REQUIRED | 1 << feature::ORDER_PLATFORM)
             & !feature::UNSUPPORTED;
@@ -534,7 +535,7 @@ impl<D: Device> Engine<D> {
                 .or_else(|| ring_error("used ring", q.used, 6 + 8 * n, 4, section, header))
         };
         let queue = match err {
-            Some(e) => Err(e),
+            Some(e) => Err(Error::Remote(e)),
             None => Self::make_queue(q, &mem),
         };
         match queue {
@@ -555,21 +556,21 @@ impl<D: Device> Engine<D> {
         }
     }
 
-    fn make_queue(q: &Vq, mem: &Mem) -> Result<Queue, String> {
-        let mut queue = Queue::new(q.max).map_err(|e| e.to_string())?;
-        queue.try_set_size(q.size).map_err(|e| e.to_string())?;
+    fn make_queue(q: &Vq, mem: &Mem) -> Result<Queue> {
+        let mut queue = Queue::new(q.max).map_err(remote)?;
+        queue.try_set_size(q.size).map_err(remote)?;
         queue
             .try_set_desc_table_address(GuestAddress(q.desc))
-            .map_err(|e| e.to_string())?;
+            .map_err(remote)?;
         queue
             .try_set_avail_ring_address(GuestAddress(q.avail))
-            .map_err(|e| e.to_string())?;
+            .map_err(remote)?;
         queue
             .try_set_used_ring_address(GuestAddress(q.used))
-            .map_err(|e| e.to_string())?;
+            .map_err(remote)?;
         queue.set_ready(true);
         if !queue.is_valid(mem) {
-            return Err("rings are not accessible".into());
+            return Err(Error::Remote("rings are not accessible".into()));
         }
         Ok(queue)
     }
@@ -658,7 +659,7 @@ impl<D: Device> Engine<D> {
             }
             Some(Fault::BadUsedIndex) => queue
                 .add_used(mem, head, done.written)
-                .map_err(|e| e.to_string())
+                .map_err(remote)
                 .map(|()| {
                     let idx = queue.next_used().wrapping_add(1000);
                     let _ = mem.store(
@@ -667,9 +668,7 @@ impl<D: Device> Engine<D> {
                         Ordering::Release,
                     );
                 }),
-            _ => queue
-                .add_used(mem, head, done.written)
-                .map_err(|e| e.to_string()),
+            _ => queue.add_used(mem, head, done.written).map_err(remote),
         };
         if let Err(e) = r {
             log(format_args!(
@@ -684,8 +683,13 @@ impl<D: Device> Engine<D> {
     }
 }
 
+/// An error of the virtqueue or memory crates as an [`Error::Remote`].
+fn remote(e: impl fmt::Display) -> Error {
+    Error::Remote(e.to_string())
+}
+
 /// Writes a used element without the checks of `add_used` (fault modes).
-fn raw_used(queue: &mut Queue, mem: &Mem, id: u32, len: u32) -> Result<(), String> {
+fn raw_used(queue: &mut Queue, mem: &Mem, id: u32, len: u32) -> Result<()> {
     let size = queue.size();
     let slot = u64::from(queue.next_used() % size);
     let base = queue.used_ring();
@@ -693,12 +697,12 @@ fn raw_used(queue: &mut Queue, mem: &Mem, id: u32, len: u32) -> Result<(), Strin
     elem[..4].copy_from_slice(&id.to_le_bytes());
     elem[4..].copy_from_slice(&len.to_le_bytes());
     mem.write_slice(&elem, GuestAddress(base + 4 + 8 * slot))
-        .map_err(|e| e.to_string())?;
+        .map_err(remote)?;
     let next = queue.next_used().wrapping_add(1);
     queue.set_next_used(next);
     fence(Ordering::Release);
     mem.store(next.to_le(), GuestAddress(base + 2), Ordering::Release)
-        .map_err(|e| e.to_string())
+        .map_err(remote)
 }
 
 /// Largest header a device may need; checked at compile time against the

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use lincell_shared::ivshmem::v1layout::HeaderMemory;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
+use crate::error::{Error, Result};
+
 /// The section, addressed from 0.
 pub(crate) type Mem = GuestMemoryMmap;
 
@@ -19,7 +21,7 @@ pub(crate) type Mem = GuestMemoryMmap;
 ///
 /// `ptr` must be page aligned and `len` bytes there must stay mapped shared
 /// read/write for as long as the returned value (and its clones) live.
-pub(crate) unsafe fn mem_from_raw(ptr: *mut u8, len: usize) -> Result<Mem, String> {
+pub(crate) unsafe fn mem_from_raw(ptr: *mut u8, len: usize) -> Result<Mem> {
     // SAFETY: the caller guarantees the mapping outlives the region; the
     // region does not own (unmap) it.
     let region = unsafe {
@@ -30,10 +32,11 @@ pub(crate) unsafe fn mem_from_raw(ptr: *mut u8, len: usize) -> Result<Mem, Strin
             libc::MAP_SHARED,
         )
     }
-    .map_err(|e| format!("cannot use the R/W section as guest memory: {e}"))?;
+    .map_err(|e| Error::Remote(format!("cannot use the R/W section as guest memory: {e}")))?;
     let region = GuestRegionMmap::new(region, GuestAddress(0))
-        .ok_or_else(|| "R/W section too large".to_string())?;
-    GuestMemoryMmap::from_regions(vec![region]).map_err(|e| format!("guest memory: {e}"))
+        .ok_or_else(|| Error::Remote("R/W section too large".into()))?;
+    GuestMemoryMmap::from_regions(vec![region])
+        .map_err(|e| Error::Remote(format!("guest memory: {e}")))
 }
 
 /// Little-endian, atomic accessors for aligned header fields. Failures

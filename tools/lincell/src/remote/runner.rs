@@ -10,6 +10,7 @@ use std::time::Duration;
 use lincell_shared::ivshmem::v1layout::{self, HeaderMemory};
 use lincell_shared::vdev::header::{PROTOCOL_VIRTIO_FRONTEND, STATE_READY};
 
+use crate::error::{Error, Result};
 use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint};
 
 use super::engine::{log, Device, Engine, Options};
@@ -38,30 +39,32 @@ fn catch_signals() -> io::Result<()> {
 
 /// Creates or joins lincell's v1 layout in a host peer's memory and writes
 /// the protocol field.
-pub(crate) fn prepare_v1(ep: &PeerEndpoint, device_id: u16) -> Result<(), String> {
+pub(crate) fn prepare_v1(ep: &PeerEndpoint, device_id: u16) -> Result<()> {
     let shm = ep.peer().shm();
     let size = shm.len() as u64;
     if shm.len() < 2 * 4096 {
-        return Err(format!("shared memory of {size} bytes is too small"));
+        return Err(Error::Remote(format!(
+            "shared memory of {size} bytes is too small"
+        )));
     }
     // SAFETY: the mapping is page aligned, larger than 64 bytes, and lives
     // as long as `ep`, which outlives `header`.
     let header = unsafe { RawHeader::new(shm.as_ptr()) };
     let proposal = v1layout::Header::propose(size, 4096, v1layout::DEFAULT_MAX_PEERS)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Remote(e.to_string()))?;
     let mut polls = 0;
     let h = v1layout::init_or_join(&header, &proposal, || {
         polls += 1;
         std::thread::sleep(Duration::from_millis(10));
         polls < 100
     })
-    .map_err(|e| format!("lincell v1 layout: {e}"))?;
+    .map_err(|e| Error::Remote(format!("lincell v1 layout: {e}")))?;
     let own = u32::from(ep.peer().id());
     h.layout(own, size).map_err(|e| {
-        format!(
+        Error::Remote(format!(
             "lincell v1 layout ({} peers) has no place for own peer id {own}: {e}",
             h.max_peers
-        )
+        ))
     })?;
     header.store32(
         v1layout::off::PROTOCOL,
@@ -94,18 +97,14 @@ pub(crate) fn find_frontend(states: &[u32], own: u32) -> Option<u32> {
 }
 
 /// Serves `dev` over `ep` until a signal; `Err` is a runtime error.
-pub(crate) fn serve<D: Device>(
-    mut ep: Box<dyn Endpoint>,
-    dev: D,
-    opts: &RunOptions,
-) -> Result<(), String> {
-    catch_signals().map_err(|e| format!("signals: {e}"))?;
+pub(crate) fn serve<D: Device>(mut ep: Box<dyn Endpoint>, dev: D, opts: &RunOptions) -> Result<()> {
+    catch_signals().map_err(|e| Error::Remote(format!("signals: {e}")))?;
     let (rw_off, _) = ep.rw_section();
     let (ptr, len) = ep.rw_ptr().ok_or_else(|| {
-        format!(
+        Error::Remote(format!(
             "{}: the R/W section is not mapped read/write",
             ep.describe()
-        )
+        ))
     })?;
     // SAFETY: the section stays mapped while `ep` lives; `mem` (and the
     // engine holding it) is dropped before `ep` at the end of this function.
@@ -123,7 +122,7 @@ pub(crate) fn serve<D: Device>(
     )?;
     engine.publish_header();
     ep.set_state(STATE_READY)
-        .map_err(|e| format!("cannot set own state READY: {e}"))?;
+        .map_err(|e| Error::Remote(format!("cannot set own state READY: {e}")))?;
     let own = ep.id();
     let states = ep.peer_states().unwrap_or_default();
     let mut frontend = find_frontend(&states, own);
@@ -159,11 +158,11 @@ pub(crate) fn serve<D: Device>(
                     e.kind(),
                     io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) => {}
-            Err(e) => break Err(format!("wait: {e}")),
+            Err(e) => break Err(Error::Remote(format!("wait: {e}"))),
         }
         let states = match ep.peer_states() {
             Ok(s) => s,
-            Err(e) => break Err(format!("peer states: {e}")),
+            Err(e) => break Err(Error::Remote(format!("peer states: {e}"))),
         };
         let now = find_frontend(&states, own);
         if now != frontend {

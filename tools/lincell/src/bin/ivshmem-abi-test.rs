@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `lincell ivshmem abi-selftest`: every error path of the `/dev/ivshmemN`
-//! ABI, as TAP.
+//! `ivshmem-abi-test`: every error path of the `/dev/ivshmemN` ABI, as TAP.
 //!
-//! This lives in the `lincell` binary (hidden subcommand) rather than in a
-//! separate test crate: it needs exactly the device wrapper of [`super::dev`]
-//! plus raw calls with wrong arguments, and the guests already run this
-//! binary from the host's read-only tree, so there is nothing else to build
-//! or ship. Each check names the call and the errno it must return; a
-//! mismatch prints what came back instead.
+//! A tool of the test suite (`tests/guest/ivshmem-abi.sh`), kept out of the
+//! `lincell` binary: it drives the device through the CLI's wrapper
+//! ([`lincell::ivshmem::dev`]) plus raw calls with wrong arguments, and the
+//! guests run it from the host's tree like `lincell` itself. Each check
+//! names the call and the errno it must return; a mismatch prints what came
+//! back instead.
 //!
 //! Expected behaviour (the contract of `drivers/ivshmem/chardev.rs` and
 //! `include/uapi/lincell/ivshmem.h`): RING without vectors → `EOPNOTSUPP`;
@@ -22,12 +21,67 @@
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::ptr;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use lincell::ivshmem::dev::{errno_name, errno_of, pci_address, Device, IntervalTimer};
+use lincell::Error;
 use lincell_shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
 
-use super::dev::{errno_name, errno_of, Device, IntervalTimer};
+/// Check the /dev/ivshmemN ABI with good and bad input (prints TAP).
+#[derive(Parser, Debug)]
+#[command(
+    name = "ivshmem-abi-test",
+    version,
+    long_about = "\
+Exercise the /dev/ivshmemN ABI of ivshmem.ko with good and bad input and
+print TAP (the plan at the end): every ioctl with wrong numbers, sizes,
+pointers and values, short and non-blocking reads, poll, mmap with bad
+offsets, lengths, flags and section permissions. With --remove, also remove
+the PCI device (sysfs `remove`) while a file and a mapping are open, check
+what every call returns afterwards (ENODEV; the mapping must SIGBUS), and
+rescan to bring the device back with its data.
+
+Run by tests/guest/ivshmem-abi.sh (and, as `lincell ivshmem abi-selftest`,
+by tests/guest/ivshmem-host-peer.sh) as root in a guest, on a device nobody
+else has open: the state checks need the last close.
+
+Exit status: 0 every check passed; 1 a check failed (the TAP says which);
+2 the test could not run to its end.",
+    after_help = "\
+Examples:
+  ivshmem-abi-test /dev/ivshmem0
+  ivshmem-abi-test /dev/ivshmem0 --remove"
+)]
+struct Cli {
+    /// The device.
+    dev: PathBuf,
+    /// Also remove the PCI device and check the file afterwards.
+    #[arg(long)]
+    remove: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match selftest(&cli.dev, cli.remove, &mut io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ivshmem-abi-test: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The outcome of one check: `Err` says why it failed.
+type Check<T = ()> = Result<T, Error>;
+
+/// A failed check.
+fn fail(why: String) -> Error {
+    Error::Failed(why)
+}
 
 /// Page size assumed by the mmap checks (x86-64, arm64 4K kernels).
 fn page_size() -> usize {
@@ -52,13 +106,13 @@ struct Tap<'a> {
 }
 
 impl Tap<'_> {
-    fn result(&mut self, name: &str, r: Result<(), String>) -> io::Result<bool> {
+    fn result(&mut self, name: &str, r: Check) -> io::Result<bool> {
         self.n += 1;
         match r {
             Ok(()) => writeln!(self.out, "ok {} - {name}", self.n)?,
             Err(why) => {
                 self.failed += 1;
-                for l in why.lines() {
+                for l in why.to_string().lines() {
                     writeln!(self.out, "# {l}")?;
                 }
                 writeln!(self.out, "not ok {} - {name}", self.n)?;
@@ -75,26 +129,27 @@ impl Tap<'_> {
 }
 
 /// `Ok` if `r` failed with `errno`, else a description of what happened.
-fn expect_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32) -> Result<(), String> {
+fn expect_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32) -> Check {
     match r {
         Err(e) if errno_of(&e) == Some(errno) => Ok(()),
-        Err(e) => Err(format!(
+        Err(e) => Err(fail(format!(
             "expected {}, got {} ({e})",
             errno_name(errno),
             errno_of(&e).map_or("no errno", errno_name)
-        )),
-        Ok(v) => Err(format!(
+        ))),
+        Ok(v) => Err(fail(format!(
             "expected {}, but the call succeeded ({v:?})",
             errno_name(errno)
-        )),
+        ))),
     }
 }
 
-fn ok_if(cond: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+/// `Ok` if `cond`, else a failure that says `why`.
+fn ok_if(cond: bool, why: impl FnOnce() -> String) -> Check {
     if cond {
         Ok(())
     } else {
-        Err(why())
+        Err(fail(why()))
     }
 }
 
@@ -119,7 +174,7 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Runs every check on `path` and prints TAP; true if all passed.
-pub(crate) fn selftest(path: &Path, remove: bool, out: &mut dyn Write) -> io::Result<bool> {
+fn selftest(path: &Path, remove: bool, out: &mut dyn Write) -> io::Result<bool> {
     writeln!(out, "TAP version 13")?;
     let mut t = Tap {
         out,
@@ -134,7 +189,7 @@ pub(crate) fn selftest(path: &Path, remove: bool, out: &mut dyn Write) -> io::Re
     let dev = match Device::open(path) {
         Ok(d) => d,
         Err(e) => {
-            t.result("open the device", Err(e.to_string()))?;
+            t.result("open the device", Err(e.into()))?;
             writeln!(t.out, "1..{}", t.n)?;
             return Ok(false);
         }
@@ -159,7 +214,7 @@ pub(crate) fn selftest(path: &Path, remove: bool, out: &mut dyn Write) -> io::Re
     Ok(t.failed == 0)
 }
 
-fn info_sane(i: &DeviceInfo) -> Result<(), String> {
+fn info_sane(i: &DeviceInfo) -> Check {
     let mut why = Vec::new();
     if !(1..=2).contains(&i.revision) {
         why.push(format!("revision {} is neither 1 nor 2", i.revision));
@@ -209,21 +264,21 @@ fn info_sane(i: &DeviceInfo) -> Result<(), String> {
     if why.is_empty() {
         Ok(())
     } else {
-        Err(why.join("\n"))
+        Err(fail(why.join("\n")))
     }
 }
 
 fn state_checks(t: &mut Tap<'_>, path: &Path) -> io::Result<()> {
-    let r = (|| -> Result<(), String> {
-        let a = Device::open(path).map_err(|e| e.to_string())?;
-        let b = Device::open(path).map_err(|e| e.to_string())?;
-        a.set_state(0x1234).map_err(|e| e.to_string())?;
-        let got = b.get_state().map_err(|e| e.to_string())?;
+    let r = (|| -> Check {
+        let a = Device::open(path)?;
+        let b = Device::open(path)?;
+        a.set_state(0x1234)?;
+        let got = b.get_state()?;
         ok_if(got == 0x1234, || {
             format!("set 0x1234 through one file, another file reads {got:#x}")
         })?;
         if a.info().flags & uapi::INFO_SECTIONS != 0 {
-            let states = b.peer_states().map_err(|e| e.to_string())?;
+            let states = b.peer_states()?;
             let own = a.info().own_id as usize;
             ok_if(states.len() == a.info().max_peers as usize, || {
                 format!(
@@ -240,8 +295,8 @@ fn state_checks(t: &mut Tap<'_>, path: &Path) -> io::Result<()> {
             })?;
         }
         drop((a, b));
-        let c = Device::open(path).map_err(|e| e.to_string())?;
-        let got = c.get_state().map_err(|e| e.to_string())?;
+        let c = Device::open(path)?;
+        let got = c.get_state()?;
         ok_if(got == 0, || {
             format!("after the last close the state is {got:#x}, expected 0")
         })
@@ -266,16 +321,15 @@ fn mmap_checks(
     let rw_len = usize::try_from(info.rw_size).unwrap_or(0);
     let sections = info.flags & uapi::INFO_SECTIONS != 0;
     // Data through two mappings of two files.
-    let r = (|| -> Result<(), String> {
-        let m1 = dev.map(rw_off, rw_len).map_err(|e| e.to_string())?;
-        let other = Device::open(path).map_err(|e| e.to_string())?;
-        let m2 = other.map(rw_off, rw_len).map_err(|e| e.to_string())?;
+    let r = (|| -> Check {
+        let m1 = dev.map(rw_off, rw_len)?;
+        let other = Device::open(path)?;
+        let m2 = other.map(rw_off, rw_len)?;
         let pat = pattern(page);
-        m1.write_bytes(0, &pat).map_err(|e| e.to_string())?;
-        m1.write_bytes(rw_len - 8, b"lastpage")
-            .map_err(|e| e.to_string())?;
+        m1.write_bytes(0, &pat)?;
+        m1.write_bytes(rw_len - 8, b"lastpage")?;
         let mut got = vec![0u8; page];
-        m2.read_bytes(0, &mut got).map_err(|e| e.to_string())?;
+        m2.read_bytes(0, &mut got)?;
         ok_if(got == pat, || {
             "a second mapping (second file) does not see the bytes written".into()
         })
@@ -285,13 +339,10 @@ fn mmap_checks(
         r,
     )?;
 
-    let r = (|| -> Result<(), String> {
-        let m = dev
-            .map(rw_off + (rw_len - page) as u64, page)
-            .map_err(|e| e.to_string())?;
+    let r = (|| -> Check {
+        let m = dev.map(rw_off + (rw_len - page) as u64, page)?;
         let mut got = [0u8; 8];
-        m.read_bytes(page - 8, &mut got)
-            .map_err(|e| e.to_string())?;
+        m.read_bytes(page - 8, &mut got)?;
         ok_if(&got == b"lastpage", || {
             format!("last page mapped at its offset reads {got:?}")
         })
@@ -341,11 +392,9 @@ fn mmap_checks(
 
     // MAP_PRIVATE: the driver does not document it. Whatever it does, a
     // private mapping must never write through to the shared memory.
-    let r = (|| -> Result<String, String> {
-        let shared_map = dev.map(rw_off, page).map_err(|e| e.to_string())?;
-        shared_map
-            .write_u32(64, 0x1111_1111)
-            .map_err(|e| e.to_string())?;
+    let r = (|| -> Check<String> {
+        let shared_map = dev.map(rw_off, page)?;
+        shared_map.write_u32(64, 0x1111_1111)?;
         match dev.mmap_raw(
             rw_off,
             page,
@@ -353,25 +402,25 @@ fn mmap_checks(
             libc::MAP_PRIVATE,
         ) {
             Err(e) if errno_of(&e) == Some(libc::EINVAL) => Ok("refused with EINVAL".into()),
-            Err(e) => Err(format!(
+            Err(e) => Err(fail(format!(
                 "refused with {} (expected EINVAL or a private mapping)",
                 e
-            )),
+            ))),
             Ok(p) => {
-                let before = p.read_u32(64).map_err(|e| e.to_string())?;
-                p.write_u32(64, 0x2222_2222).map_err(|e| e.to_string())?;
-                let through = shared_map.read_u32(64).map_err(|e| e.to_string())?;
-                let mine = p.read_u32(64).map_err(|e| e.to_string())?;
+                let before = p.read_u32(64)?;
+                p.write_u32(64, 0x2222_2222)?;
+                let through = shared_map.read_u32(64)?;
+                let mine = p.read_u32(64)?;
                 if before != 0x1111_1111 {
-                    Err(format!(
+                    Err(fail(format!(
                         "private mapping read {before:#x}, the shared memory holds 0x11111111"
-                    ))
+                    )))
                 } else if through != 0x1111_1111 {
-                    Err(format!("a write to the MAP_PRIVATE mapping reached the shared memory ({through:#x})"))
+                    Err(fail(format!("a write to the MAP_PRIVATE mapping reached the shared memory ({through:#x})")))
                 } else if mine != 0x2222_2222 {
-                    Err(format!(
+                    Err(fail(format!(
                         "the private copy reads {mine:#x} after writing 0x22222222"
-                    ))
+                    )))
                 } else {
                     Ok("allowed, copy-on-write: reads the shared data, writes stay private".into())
                 }
@@ -384,8 +433,8 @@ fn mmap_checks(
     };
 
     // VM_DONTEXPAND: a mapping cannot be grown with mremap.
-    let r = (|| -> Result<(), String> {
-        let m = dev.map(rw_off, page).map_err(|e| e.to_string())?;
+    let r = (|| -> Check {
+        let m = dev.map(rw_off, page)?;
         // SAFETY: mremap of our own live mapping; on success (a failure of
         // the check) the new mapping is unmapped right away and `m` is
         // forgotten, since its range was moved.
@@ -397,7 +446,7 @@ fn mmap_checks(
         // SAFETY: the mapping mremap just returned.
         unsafe { libc::munmap(p, 2 * page) };
         std::mem::forget(m);
-        Err("mremap grew the mapping".into())
+        Err(fail("mremap grew the mapping".into()))
     })();
     t.result("mremap cannot grow a mapping (VM_DONTEXPAND) -> EFAULT", r)?;
     Ok(())
@@ -418,10 +467,10 @@ fn section_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo, page: usize)
         )?;
         let r = dev
             .mmap_raw(0, page, ro, sh)
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
             .and_then(|m| {
                 let mut magic = [0u8; 4];
-                m.read_bytes(0, &mut magic).map_err(|e| e.to_string())?;
+                m.read_bytes(0, &mut magic)?;
                 ok_if(info.revision != 1 || &magic == b"LCv1", || {
                     format!("header starts with {magic:?}, expected LCv1")
                 })
@@ -447,10 +496,8 @@ fn section_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo, page: usize)
         "mmap of the state table writable -> EACCES",
         expect_errno(map(st, st_len, rw), libc::EACCES),
     )?;
-    let r = (|| -> Result<(), String> {
-        let m = dev
-            .mmap_raw(st, st_len, ro, sh)
-            .map_err(|e| e.to_string())?;
+    let r = (|| -> Check {
+        let m = dev.mmap_raw(st, st_len, ro, sh)?;
         // SAFETY: mprotect on our own live mapping.
         let rc = unsafe { libc::mprotect(m.as_ptr().cast(), st_len, rw) };
         let r = if rc < 0 {
@@ -476,7 +523,7 @@ fn section_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo, page: usize)
         let out_len = usize::try_from(info.output_size).unwrap_or(page);
         t.result(
             "mmap of the own output section writable works",
-            map(own, out_len, rw).map_err(|e| e.to_string()),
+            map(own, out_len, rw).map_err(Error::from),
         )?;
         let other = (info.own_id + 1) % info.max_peers.max(1);
         let other_off = info.output_offset + u64::from(other) * info.output_size;
@@ -486,7 +533,7 @@ fn section_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo, page: usize)
         )?;
         t.result(
             &format!("mmap of peer {other}'s output section read-only works"),
-            map(other_off, out_len, ro).map_err(|e| e.to_string()),
+            map(other_off, out_len, ro).map_err(Error::from),
         )?;
         t.result(
             "mmap across the R/W section and the first output section -> EINVAL",
@@ -600,7 +647,7 @@ fn ioctl_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<
     } else {
         let r = dev
             .peer_states()
-            .map_err(|e| e.to_string())
+            .map_err(Error::from)
             .and_then(|s| ok_if(!s.is_empty(), || "PEER_STATES returned no peers".into()));
         t.result(
             "PEER_STATES with a section layout returns the state table",
@@ -635,7 +682,7 @@ fn ioctl_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<
         reserved: 0,
     };
     let r = ioctl(dev, uapi::IOCTL_COUNTERS, ptr::from_mut(&mut arg) as usize)
-        .map_err(|e| e.to_string())
+        .map_err(Error::from)
         .and_then(|_| {
             ok_if(arg.count == info.vectors, || {
                 format!(
@@ -695,7 +742,7 @@ fn read_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<(
     dev.set_nonblocking(false)?;
     let r = dev
         .poll(Duration::ZERO)
-        .map_err(|e| e.to_string())
+        .map_err(Error::from)
         .and_then(|rev| {
             ok_if(rev == 0, || {
                 format!("poll reports {rev:#x} with nothing pending")
@@ -716,9 +763,8 @@ fn read_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<(
 
     if info.vectors == 0 {
         // Nothing can ever arrive: a blocking read blocks until a signal.
-        let r = (|| -> Result<(), String> {
-            let _timer =
-                IntervalTimer::start(Duration::from_millis(200)).map_err(|e| e.to_string())?;
+        let r = (|| -> Check {
+            let _timer = IntervalTimer::start(Duration::from_millis(200))?;
             let start = Instant::now();
             let mut b = [0u8; 8];
             let r = dev.read_raw(&mut b);
@@ -735,16 +781,14 @@ fn read_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<(
     } else {
         // Ring ourselves: poll and read must see exactly that vector.
         let v = info.vectors - 1;
-        let r = (|| -> Result<(), String> {
-            dev.ring(info.own_id, v).map_err(|e| e.to_string())?;
-            let rev = dev
-                .poll(Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
+        let r = (|| -> Check {
+            dev.ring(info.own_id, v)?;
+            let rev = dev.poll(Duration::from_secs(5))?;
             ok_if(rev & libc::POLLIN != 0, || {
                 format!("poll revents {rev:#x} within 5 s, expected POLLIN")
             })?;
             let mut b = [0u8; 16];
-            let n = dev.read_raw(&mut b).map_err(|e| e.to_string())?;
+            let n = dev.read_raw(&mut b)?;
             ok_if(n == 8, || {
                 format!("read of 16 bytes returned {n}, expected 8")
             })?;
@@ -752,9 +796,9 @@ fn read_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<(
             ok_if(mask == 1 << v, || {
                 format!("mask {mask:#x}, expected {:#x}", 1u64 << v)
             })?;
-            dev.set_nonblocking(true).map_err(|e| e.to_string())?;
+            dev.set_nonblocking(true)?;
             let again = dev.read_raw(&mut b);
-            dev.set_nonblocking(false).map_err(|e| e.to_string())?;
+            dev.set_nonblocking(false)?;
             expect_errno(again, libc::EAGAIN)
         })();
         t.result(
@@ -787,7 +831,7 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
     let Ok(pci) = std::fs::canonicalize(format!("/sys/class/misc/{name}/device")) else {
         t.result(
             "find the PCI device of the character device",
-            Err(format!("/sys/class/misc/{name}/device missing")),
+            Err(fail(format!("/sys/class/misc/{name}/device missing"))),
         )?;
         return Ok(());
     };
@@ -813,7 +857,7 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
     };
 
     let r = std::fs::write(pci.join("remove"), "1")
-        .map_err(|e| format!("{}: {e}", pci.join("remove").display()));
+        .map_err(|e| Error::io(pci.join("remove").display(), e));
     let removed = r.is_ok();
     t.result(
         &format!("remove PCI device {pci_name} while a file and a mapping are open"),
@@ -853,7 +897,7 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
     )?;
     let r = dev
         .poll(Duration::from_secs(1))
-        .map_err(|e| e.to_string())
+        .map_err(Error::from)
         .and_then(|rev| {
             let want = libc::POLLHUP | libc::POLLERR;
             ok_if(rev & want == want, || {
@@ -916,7 +960,7 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
         }
     }
     let r = if pid < 0 {
-        Err(format!("fork: {}", io::Error::last_os_error()))
+        Err(Error::io("fork", io::Error::last_os_error()))
     } else {
         let mut status = 0;
         // SAFETY: waiting for our own child.
@@ -924,15 +968,15 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
         if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS {
             Ok(())
         } else if libc::WIFSIGNALED(status) {
-            Err(format!(
+            Err(fail(format!(
                 "the child died of signal {}, expected SIGBUS",
                 libc::WTERMSIG(status)
-            ))
+            )))
         } else {
-            Err(format!(
+            Err(fail(format!(
                 "the child read the old mapping without a fault (exit {})",
                 libc::WEXITSTATUS(status)
-            ))
+            )))
         }
     };
     t.result("touching a mapping made before removal -> SIGBUS", r)?;
@@ -940,16 +984,16 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
     drop(dev);
 
     // Rescan: the device comes back as a new /dev/ivshmemN with its data.
-    let r = (|| -> Result<(), String> {
+    let r = (|| -> Check {
         std::fs::write("/sys/bus/pci/rescan", "1")
-            .map_err(|e| format!("/sys/bus/pci/rescan: {e}"))?;
+            .map_err(|e| Error::io("/sys/bus/pci/rescan", e))?;
         let mut found = None;
         let back = wait_until(Duration::from_secs(10), || {
             found = std::fs::read_dir("/sys/class/misc").ok().and_then(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .filter(|n| n.starts_with("ivshmem"))
-                    .find(|n| super::pci_address(n).as_deref() == Some(pci_name.as_str()))
+                    .find(|n| pci_address(n).as_deref() == Some(pci_name.as_str()))
             });
             found
                 .as_ref()
@@ -957,11 +1001,11 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
         });
         let n = found
             .filter(|_| back)
-            .ok_or("no ivshmem device for the PCI address within 10 s")?;
-        let d = Device::open(Path::new("/dev").join(&n)).map_err(|e| e.to_string())?;
-        let m = d.map(rw_off, page).map_err(|e| e.to_string())?;
+            .ok_or_else(|| fail("no ivshmem device for the PCI address within 10 s".into()))?;
+        let d = Device::open(Path::new("/dev").join(&n))?;
+        let m = d.map(rw_off, page)?;
         let mut after = vec![0u8; 64];
-        m.read_bytes(0, &mut after).map_err(|e| e.to_string())?;
+        m.read_bytes(0, &mut after)?;
         ok_if(after == before, || {
             format!("/dev/{n}: the shared memory lost its contents")
         })
