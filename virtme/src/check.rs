@@ -301,19 +301,85 @@ pub fn style_gates(root: &Path, totals: &mut Totals) {
     gate(root, "clippy", "cargo", &clippy.map(String::from), totals);
 }
 
+/// What one guest job (a boot, or an external leg) produced: progress lines
+/// to print and the cases to count, in order. Jobs run concurrently (see
+/// [`run_jobs`]); their reports are printed whole, one after the other.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Progress lines (`--- guest: ...`).
+    pub lines: Vec<String>,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+impl Report {
+    /// Prints the lines and counts the cases.
+    pub fn emit(&self, totals: &mut Totals) {
+        for l in &self.lines {
+            println!("{l}");
+        }
+        for c in &self.cases {
+            totals.record(c);
+        }
+    }
+}
+
+/// One unit of guest work for [`run_jobs`].
+#[derive(Clone, Debug)]
+pub enum Job {
+    /// Guest scripts sharing one boot (often just one script).
+    Boot(Vec<PathBuf>),
+    /// An external leg: name and command (`--external NAME=COMMAND`).
+    External(String, String),
+}
+
+/// Runs `jobs`, at most `parallel` at a time, and hands each report to
+/// `done` (on the calling thread) as it completes. Guests are CPU-bound
+/// under TCG, one host core each at most of the time, so `parallel` is best
+/// the number of host cores.
+pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl FnMut(Report)) {
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.max(1) {
+            let tx = tx.clone();
+            let queue = &queue;
+            scope.spawn(move || {
+                // The queue's lock is held only to take the next job.
+                let next = || queue.lock().ok().and_then(|mut q| q.next());
+                while let Some(job) = next() {
+                    let report = match &job {
+                        Job::Boot(scripts) => guest_boot(runner, scripts),
+                        Job::External(name, cmd) => {
+                            external_test(&runner.root, &runner.work, name, cmd)
+                        }
+                    };
+                    if tx.send(report).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for report in rx {
+            done(report);
+        }
+    });
+}
+
 /// Runs an external guest leg (see `lincell-vm check --external`) and
-/// counts its cases like a guest's.
-pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &mut Totals) {
-    println!("--- guest: {name}");
+/// reports its cases like a guest's.
+pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str) -> Report {
+    let mut report = Report::default();
     let out = work.join(name);
     let _ = std::fs::remove_dir_all(&out);
     if let Err(e) = std::fs::create_dir_all(&out) {
-        totals.record(&case(
+        report.cases.push(case(
             format!("guest/{name}"),
             ktap::Outcome::Fail,
             e.to_string(),
         ));
-        return;
+        return report;
     }
     let start = std::time::Instant::now();
     let run = Command::new("sh")
@@ -324,7 +390,9 @@ pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &m
         .env("LINCELL_OUT", &out)
         .output();
     let elapsed = start.elapsed();
-    println!("--- guest: {name}: {:.0} s", elapsed.as_secs_f64());
+    report
+        .lines
+        .push(format!("--- guest: {name}: {:.0} s", elapsed.as_secs_f64()));
     let (status, console) = match run {
         Ok(o) => (
             o.status.code(),
@@ -351,20 +419,22 @@ pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str, totals: &m
         seconds: None,
         elapsed,
     };
-    for c in evaluate(name, &r) {
-        totals.record(&c);
-    }
+    report.cases = evaluate(name, &r);
+    report
 }
 
 /// Runs the guest scripts of one boot (one script, or several sharing a
-/// `boot=`) and counts their cases.
-pub fn guest_boot(runner: &Runner, scripts: &[PathBuf], totals: &mut Totals) {
+/// `boot=`) and reports their cases.
+pub fn guest_boot(runner: &Runner, scripts: &[PathBuf]) -> Report {
+    let mut report = Report::default();
     let names: Vec<String> = scripts.iter().map(|s| script_name(s)).collect();
     let label = names.join(" + ");
-    println!("--- guest: {label}");
     let start = std::time::Instant::now();
     let outcome = runner.run_boot(scripts);
-    println!("--- guest: {label}: {:.0} s", start.elapsed().as_secs_f64());
+    report.lines.push(format!(
+        "--- guest: {label}: {:.0} s",
+        start.elapsed().as_secs_f64()
+    ));
     match outcome {
         Ok(per_script) => {
             for (name, results) in &per_script {
@@ -373,21 +443,22 @@ pub fn guest_boot(runner: &Runner, scripts: &[PathBuf], totals: &mut Totals) {
                     .filter_map(|r| r.seconds.map(|t| format!("{} {t:.0} s", r.name)))
                     .collect();
                 if !times.is_empty() {
-                    println!("--- guest: {name}: {}", times.join(", "));
+                    report
+                        .lines
+                        .push(format!("--- guest: {name}: {}", times.join(", ")));
                 }
                 for r in results {
-                    for c in evaluate(name, r) {
-                        totals.record(&c);
-                    }
+                    report.cases.extend(evaluate(name, r));
                 }
             }
         }
-        Err(e) => totals.record(&case(
+        Err(e) => report.cases.push(case(
             format!("guest/{label}"),
             ktap::Outcome::Fail,
             e.to_string(),
         )),
     }
+    report
 }
 
 #[cfg(test)]

@@ -89,6 +89,10 @@ enum Cmd {
         /// guest test named NAME (`make check` runs the arm64 leg this way).
         #[arg(long, value_name = "NAME=COMMAND")]
         external: Vec<String>,
+        /// Guest boots (and external legs) run at once. Each TCG guest keeps
+        /// about one host core busy; the default is the number of host CPUs.
+        #[arg(long, short, env = "LINCELL_JOBS")]
+        jobs: Option<usize>,
     },
 }
 
@@ -196,6 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             verbose,
             work,
             external,
+            jobs,
         } => {
             let kdir = require_kdir(cli.kdir)?;
             let work = work.unwrap_or_else(|| root.join("target/lincell-vm"));
@@ -222,15 +227,30 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 })
                 .collect();
             scripts.sort();
-            for boot in scenario::group_by_boot(&scripts).map_err(|e| e.to_string())? {
-                check::guest_boot(&runner, &boot, &mut totals);
-            }
+            // External legs first: they build before they boot (the arm64
+            // leg cross-compiles), so they are the longest jobs.
+            let mut work_items = Vec::new();
             for leg in &external {
                 let (name, cmd) = leg
                     .split_once('=')
                     .ok_or_else(|| format!("--external {leg:?}: expected NAME=COMMAND"))?;
-                check::external_test(&root, &runner.work, name, cmd, &mut totals);
+                work_items.push(check::Job::External(name.into(), cmd.into()));
             }
+            work_items.extend(
+                scenario::group_by_boot(&scripts)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(check::Job::Boot),
+            );
+            let parallel =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            println!(
+                "--- guest: {} boots and legs, {parallel} at a time",
+                work_items.len()
+            );
+            check::run_jobs(&runner, work_items, parallel, |report| {
+                report.emit(&mut totals)
+            });
             if !totals.failures.is_empty() {
                 println!("--- failed:");
                 for f in &totals.failures {
