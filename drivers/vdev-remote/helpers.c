@@ -4,6 +4,7 @@
  * irqs_disabled() are macros or static inlines depending on the
  * configuration.
  */
+#include <linux/bottom_half.h>
 #include <linux/irqflags.h>
 #include <linux/mm.h>
 #include <linux/virtio_ring.h>
@@ -20,13 +21,25 @@ bool vdev_remote_irqs_disabled(void)
 }
 
 /*
- * Runs a virtqueue's callback as a device interrupt would: with local
- * interrupts off, also when called from the fail work in process context.
+ * Runs a virtqueue's callback in the context a device interrupt handler
+ * runs in, also when called from the fail work in process context:
+ *
+ * - without PREEMPT_RT, hard interrupt context: local interrupts off;
+ * - with PREEMPT_RT, a force-threaded handler (irq_forced_thread_fn):
+ *   preemptible, bottom halves off, interrupts on. spinlock_t sleeps there,
+ *   so turning interrupts off would make every virtio driver callback that
+ *   takes its queue lock (virtblk_done, ...) sleep in atomic context.
  */
 void vdev_remote_vring_interrupt(struct virtqueue *vq)
 {
 	unsigned long flags;
 
+	if (IS_ENABLED(CONFIG_PREEMPT_RT)) {
+		local_bh_disable();
+		vring_interrupt(0, vq);
+		local_bh_enable();
+		return;
+	}
 	local_irq_save(flags);
 	vring_interrupt(0, vq);
 	local_irq_restore(flags);
