@@ -15,9 +15,19 @@ void *vdev_remote_page_address(struct page *page)
 	return page_address(page);
 }
 
+/*
+ * Whether the caller of a kick may spin for its buffers to come back
+ * (virtio_console's __send_to_port does, holding its port's locks) so the
+ * transport must collect them itself rather than leave it to the interrupt.
+ * Without PREEMPT_RT that caller has interrupts off. With PREEMPT_RT its
+ * spinlock_t does not turn them off and nothing tells its context apart,
+ * while the interrupt thread that would collect the used entries can block
+ * on the very lock the spinner holds (hvc_poll takes the hvc lock that
+ * hvc_write holds around put_chars), so every kick counts as such a caller.
+ */
 bool vdev_remote_irqs_disabled(void)
 {
-	return irqs_disabled();
+	return IS_ENABLED(CONFIG_PREEMPT_RT) || irqs_disabled();
 }
 
 /*
