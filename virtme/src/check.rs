@@ -271,6 +271,8 @@ pub fn style_gates(root: &Path, totals: &mut Totals) {
     let config = root.join(".rustfmt.toml").display().to_string();
     let mut args = vec![
         "--check".to_string(),
+        "--color".into(),
+        "never".into(),
         "--edition".into(),
         "2021".into(),
         "--config-path".into(),
@@ -286,7 +288,14 @@ pub fn style_gates(root: &Path, totals: &mut Totals) {
         root,
         "format/cargo-fmt",
         "cargo",
-        &["fmt".into(), "--all".into(), "--check".into()],
+        &[
+            "fmt".into(),
+            "--all".into(),
+            "--check".into(),
+            "--".into(),
+            "--color".into(),
+            "never".into(),
+        ],
         totals,
     );
     let clippy = [

@@ -95,11 +95,8 @@ fn vng_program() -> String {
 ///   interrupts, which it does not on PREEMPT_RT, so it WARNs at every boot
 ///   of the RT test kernel. The filter applies to module suites too, so
 ///   every lincell suite still runs when its module loads.
-pub const DEFAULT_KERNEL_ARGS: &[&str] = &[
-    "slub_debug=FZP",
-    "kunit.filter_glob=lincell_*",
-    ROOT_FLAGS,
-];
+pub const DEFAULT_KERNEL_ARGS: &[&str] =
+    &["slub_debug=FZP", "kunit.filter_glob=lincell_*", ROOT_FLAGS];
 
 /// The 9p root filesystem's mount options: virtme-ng 1.42's own plus
 /// `cache=loose` (the kernel takes the last `rootflags=`). Without a cache
@@ -108,7 +105,8 @@ pub const DEFAULT_KERNEL_ARGS: &[&str] = &[
 /// such calls and took 17 s. The root is the host's, read-only, and does not
 /// change under a test; the directories guests write (`--rwdir`) are
 /// separate 9p mounts and stay uncached.
-const ROOT_FLAGS: &str = "rootflags=version=9p2000.L,trans=virtio,access=any,msize=524288,cache=loose";
+const ROOT_FLAGS: &str =
+    "rootflags=version=9p2000.L,trans=virtio,access=any,msize=524288,cache=loose";
 
 /// KVM hangs on the machines this project is developed on, so guests use TCG
 /// unless the user asks for KVM with `LINCELL_KVM=1` and `/dev/kvm` is usable.
