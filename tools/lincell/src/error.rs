@@ -9,7 +9,7 @@
 //! | status | variants | meaning |
 //! |---|---|---|
 //! | 0 | (none) | success; `remote serve`: stopped by SIGINT/SIGTERM |
-//! | 1 | [`Error::Failed`], [`Error::Reported`], [`Error::Refused`], [`Error::Remote`] | the command ran and the answer is no: a check failed, a wait timed out, cpu_isolate.ko refused the request, the vdev-remote backend stopped on an error |
+//! | 1 | [`Error::Failed`], [`Error::Reported`], [`Error::Refused`], [`Error::Remote`] | the command ran and the answer is no: a check failed, a wait timed out, cpu_isolate.ko refused the request, the vdev-remote backend or benchmark failed at run time |
 //! | 2 | [`Error::Usage`], [`Error::Io`] | the command could not run: bad arguments, a missing device or module, a failing system call |
 //!
 //! Command-line syntax errors never get here: clap reports them and exits
@@ -47,17 +47,16 @@ pub enum Error {
     /// printed (exit status 1).
     #[error("failed (see the output)")]
     Reported,
-    /// An error of the vdev-remote backend: its device, shared memory or
-    /// backing file, or what the frontend wrote. When serving, the backend
-    /// logs the frontend's errors and goes on; the others stop it (exit
-    /// status 1).
+    /// A run-time error of `lincell remote`: the backend's device, shared
+    /// memory or backing file, or what the frontend wrote (which the
+    /// backend logs and survives); the benchmark's device (exit status 1).
     #[error("{0}")]
     Remote(String),
 }
 
 impl Error {
-    /// An [`Error::Io`] whose message is `context: error`, keeping the
-    /// error's kind and errno name in the text.
+    /// An [`Error::Io`] whose message is `context: error`, with the
+    /// error's kind.
     pub fn io(context: impl std::fmt::Display, error: io::Error) -> Self {
         Error::Io(io::Error::new(error.kind(), format!("{context}: {error}")))
     }

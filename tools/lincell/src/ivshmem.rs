@@ -131,6 +131,36 @@ mod tests {
             text.contains("r/w section: offset 0x0, 1048576 bytes"),
             "{text}"
         );
+        let (r, text) = run_cmd(&["info", &sock, "--json"]);
+        assert!(r.is_ok());
+        let keys = [
+            "socket",
+            "own_id",
+            "vectors",
+            "shmem_size",
+            "rw_offset",
+            "rw_size",
+            "peers",
+        ];
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj.len(), keys.len());
+        assert!(
+            text.starts_with("{\"socket\":") && text.ends_with("]}\n"),
+            "{text}"
+        );
+        assert_eq!(v["vectors"], 2);
+        assert_eq!(v["shmem_size"], 1 << 20);
+        assert_eq!(
+            v["peers"],
+            serde_json::json!([endpoint::Endpoint::id(&other)])
+        );
+        let mut at = 0;
+        for k in keys {
+            let i = text.find(&format!("\"{k}\":")).unwrap();
+            assert!(i >= at, "{k} out of order in {text}");
+            at = i;
+        }
         let (r, text) = run_cmd(&["ring", "--socket", &sock, "0", "1"]);
         assert!(r.is_ok());
         assert!(
@@ -145,6 +175,11 @@ mod tests {
         assert!(
             matches!(r, Err(Error::Failed(_))) && text.is_empty(),
             "nothing arrives: exit 1"
+        );
+        let (r, _) = run_cmd(&["wait", "--socket", &sock, "--nonblock"]);
+        assert!(
+            matches!(r, Err(Error::Failed(ref m)) if m.starts_with("EAGAIN")),
+            "nothing pending: exit 1"
         );
     }
 }
