@@ -3,7 +3,8 @@
 //! lincell's shared logic, host build.
 //!
 //! Everything under `rust/` is plain `no_std` Rust with no dependencies: the
-//! kernel modules include the same files with `#[path]` modules (see
+//! kernel modules include the same files with `#[path]` modules, as
+//! `crate::shared` with this crate's module tree (see
 //! `drivers/ivshmem/ivshmem.rs`), and this crate compiles them for the host so
 //! the logic is unit-tested and fuzzed with `cargo test`, and shared with the
 //! userspace tools.

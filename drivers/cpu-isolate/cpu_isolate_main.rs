@@ -12,14 +12,19 @@
 //! The pure logic (cpulists, CPU sets, the ledger of isolations, noise
 //! statistics) lives in `rust/cpu_isolate/` and is shared with the host.
 
-/// Shared logic from `rust/cpu_isolate/`, the same files the host crate tests.
-#[path = "../../rust/cpu_isolate"]
+/// Shared logic from `rust/`, the same files the host crate tests, under the
+/// same paths (`shared::cpu_isolate::cpulist` is
+/// `lincell_shared::cpu_isolate::cpulist`).
+#[path = "../../rust"]
 pub mod shared {
-    pub mod cpulist;
-    pub mod cpuset;
-    pub mod histogram;
-    pub mod ledger;
-    pub mod request;
+    /// cpulists, CPU sets, the isolation state machine, noise statistics.
+    pub mod cpu_isolate {
+        pub mod cpulist;
+        pub mod cpuset;
+        pub mod histogram;
+        pub mod ledger;
+        pub mod request;
+    }
 }
 
 mod irq;
@@ -37,7 +42,7 @@ use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
 
-use crate::shared::cpuset::MAX_CPUS;
+use crate::shared::cpu_isolate::cpuset::MAX_CPUS;
 use crate::state::State;
 use crate::sysfs::SysfsDir;
 

@@ -20,8 +20,8 @@
 
 use kernel::prelude::*;
 
-use crate::shared::cpuset::CpuSet;
-use crate::shared::ledger::steered;
+use crate::shared::cpu_isolate::cpuset::CpuSet;
+use crate::shared::cpu_isolate::ledger::steered;
 use crate::shim::{self, irq_flags, IrqScratch};
 
 /// One interrupt this module moved.

@@ -15,9 +15,9 @@ use kernel::prelude::*;
 use crate::irq::IrqSteering;
 use crate::kthreads::KthreadSteering;
 use crate::offline::{self, Offlined};
-use crate::shared::cpuset::CpuSet;
-use crate::shared::ledger::{Ledger, Refusal, Region};
-use crate::shared::request::{IsolateRequest, Mode, ReleaseRequest};
+use crate::shared::cpu_isolate::cpuset::CpuSet;
+use crate::shared::cpu_isolate::ledger::{Ledger, Refusal, Region};
+use crate::shared::cpu_isolate::request::{IsolateRequest, Mode, ReleaseRequest};
 use crate::shim;
 
 /// Why an isolate or release request did not happen.

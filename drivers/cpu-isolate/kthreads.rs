@@ -21,8 +21,8 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::task::Task;
 
-use crate::shared::cpuset::CpuSet;
-use crate::shared::ledger::steered;
+use crate::shared::cpu_isolate::cpuset::CpuSet;
+use crate::shared::cpu_isolate::ledger::steered;
 use crate::shim;
 
 /// A kernel thread this module moved.

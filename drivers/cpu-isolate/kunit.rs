@@ -11,8 +11,8 @@ use kernel::prelude::*;
 
 #[kunit_tests(lincell_cpu_isolate_cpulist)]
 mod cpulist_tests {
-    use crate::shared::cpulist::{parse, ParseError};
-    use crate::shared::cpuset::{CpuSet, MAX_CPUS};
+    use crate::shared::cpu_isolate::cpulist::{parse, ParseError};
+    use crate::shared::cpu_isolate::cpuset::{CpuSet, MAX_CPUS};
     use core::fmt::Write;
 
     /// Formats a set into a stack buffer.
@@ -85,9 +85,9 @@ mod cpulist_tests {
 
 #[kunit_tests(lincell_cpu_isolate_mask)]
 mod mask_tests {
-    use crate::shared::cpulist::parse;
-    use crate::shared::cpuset::CpuSet;
-    use crate::shared::ledger::steered;
+    use crate::shared::cpu_isolate::cpulist::parse;
+    use crate::shared::cpu_isolate::cpuset::CpuSet;
+    use crate::shared::cpu_isolate::ledger::steered;
 
     fn c(s: &[u8]) -> CpuSet {
         parse(s).unwrap_or_default()
@@ -118,7 +118,7 @@ mod mask_tests {
 
 #[kunit_tests(lincell_cpu_isolate_histogram)]
 mod histogram_tests {
-    use crate::shared::histogram::{
+    use crate::shared::cpu_isolate::histogram::{
         bucket_floor_us, bucket_of, per_second, thread_time, NoiseStats, BUCKETS,
     };
 
@@ -159,10 +159,12 @@ mod histogram_tests {
 mod ledger_tests {
     use kernel::prelude::*;
 
-    use crate::shared::cpulist::parse;
-    use crate::shared::cpuset::CpuSet;
-    use crate::shared::ledger::{errno, Ledger, Refusal, Region, Topology};
-    use crate::shared::request::{parse_isolate, IsolateRequest, Mode, ReleaseRequest};
+    use crate::shared::cpu_isolate::cpulist::parse;
+    use crate::shared::cpu_isolate::cpuset::CpuSet;
+    use crate::shared::cpu_isolate::ledger::{errno, Ledger, Refusal, Region, Topology};
+    use crate::shared::cpu_isolate::request::{
+        parse_isolate, IsolateRequest, Mode, ReleaseRequest,
+    };
 
     fn c(s: &[u8]) -> CpuSet {
         parse(s).unwrap_or_default()

@@ -12,7 +12,7 @@ use kernel::bindings;
 use kernel::error::to_result;
 use kernel::prelude::*;
 
-use crate::shared::cpuset::CpuSet;
+use crate::shared::cpu_isolate::cpuset::CpuSet;
 
 /// CPUs this module took offline and will bring back unless told to keep
 /// them offline ([`Offlined::keep`]): a failed isolation rolls back on drop.

@@ -22,8 +22,8 @@ use kernel::sync::{Arc, Mutex};
 use kernel::time::{Instant, Monotonic};
 
 use crate::kthread::{self, Kthread};
-use crate::shared::cpuset::CpuSet;
-use crate::shared::histogram::{thread_time, NoiseStats};
+use crate::shared::cpu_isolate::cpuset::CpuSet;
+use crate::shared::cpu_isolate::histogram::{thread_time, NoiseStats};
 use crate::shim;
 
 /// Default run length.

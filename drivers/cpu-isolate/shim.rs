@@ -14,8 +14,8 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::task::Task;
 
-use crate::shared::cpuset::{CpuSet, MAX_CPUS};
-use crate::shared::ledger::Topology;
+use crate::shared::cpu_isolate::cpuset::{CpuSet, MAX_CPUS};
+use crate::shared::cpu_isolate::ledger::Topology;
 
 /// `struct cpu_isolate_sysfs_ops`.
 #[repr(C)]

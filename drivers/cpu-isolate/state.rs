@@ -10,7 +10,7 @@ use kernel::prelude::*;
 
 use crate::isolation::{Failure, Isolator};
 use crate::sampler::Sampler;
-use crate::shared::request::{IsolateRequest, ReleaseRequest};
+use crate::shared::cpu_isolate::request::{IsolateRequest, ReleaseRequest};
 use crate::shim;
 
 /// Length of the `last_error` message buffer.
@@ -104,7 +104,9 @@ impl State {
     /// Isolates, or records why not.
     pub(crate) fn isolate(&mut self, req: &IsolateRequest) -> Result {
         let busy = self.sampler.busy_cpus();
-        if req.mode == crate::shared::request::Mode::Offline && busy.intersects(&req.cpus) {
+        if req.mode == crate::shared::cpu_isolate::request::Mode::Offline
+            && busy.intersects(&req.cpus)
+        {
             return Err(self.refuse(
                 format_args!("isolate {} {}", req.cpus, req.mode.name()),
                 format_args!(

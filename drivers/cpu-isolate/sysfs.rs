@@ -22,9 +22,9 @@ use kernel::sync::Mutex;
 
 use crate::irq;
 use crate::sampler::{self, Settings};
-use crate::shared::cpulist;
-use crate::shared::histogram::{bucket_floor_us, BUCKETS};
-use crate::shared::request::{self, CommandError, SamplerCommand};
+use crate::shared::cpu_isolate::cpulist;
+use crate::shared::cpu_isolate::histogram::{bucket_floor_us, BUCKETS};
+use crate::shared::cpu_isolate::request::{self, CommandError, SamplerCommand};
 use crate::shim::{self, irq_flags, IrqScratch, SysfsOps};
 use crate::state::State;
 

@@ -4,8 +4,9 @@
 //!
 //! The 7.3 `MiscDevice` trait has no `poll` and no parent device, so this
 //! file registers a raw `struct miscdevice` with its own `file_operations`
-//! (as binder does). The ABI is `shared::uapi` / `include/uapi/lincell/
-//! ivshmem.h`, documented in `Documentation/ivshmem-abi.md`.
+//! (as binder does). The ABI is `shared::ivshmem::uapi` /
+//! `include/uapi/lincell/ivshmem.h`, documented in
+//! `Documentation/ivshmem-abi.md`.
 //!
 //! Every open file holds an `Arc<Shared>`, so files outlive unbinding
 //! safely: once the device is going away, every call returns `ENODEV`,
@@ -28,10 +29,10 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+use crate::common::mmio::Regs;
 use crate::device::{Shared, NR_COUNTERS};
-use crate::mmio::Regs;
-use crate::shared::layout::Access;
-use crate::shared::uapi::{self, ArrayArg, DeviceInfo, Ring};
+use crate::shared::ivshmem::layout::Access;
+use crate::shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
 
 // SAFETY: plain `repr(C)` integers without padding (checked by the host ABI
 // test), so every byte is initialized.

@@ -15,12 +15,12 @@ use kernel::{
     sync::{poll::PollCondVar, Arc, Mutex, SpinLockIrq},
 };
 
-use crate::irq::VectorHandler;
-use crate::mmio::Regs;
-use crate::sections::Sections;
-use crate::shared::doorbell::Doorbell;
-use crate::shared::regs::{RegisterModel, BAR0_SIZE};
-use crate::shared::uapi::{DeviceInfo, MAX_VECTORS};
+use crate::common::irq::VectorHandler;
+use crate::common::mmio::Regs;
+use crate::common::sections::DeviceSections;
+use crate::shared::ivshmem::doorbell::Doorbell;
+use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
+use crate::shared::ivshmem::uapi::{DeviceInfo, MAX_VECTORS};
 
 /// Number of vectors counted, as an array length.
 pub(crate) const NR_COUNTERS: usize = MAX_VECTORS as usize;
@@ -64,7 +64,7 @@ pub(crate) struct Shared {
     /// Bus address of the shared memory (BAR2).
     pub(crate) shmem_phys: u64,
     /// Sections and the mapped state table, when the device has them.
-    pub(crate) sections: Option<Sections>,
+    pub(crate) sections: Option<DeviceSections>,
     /// Interrupt counters.
     #[pin]
     pub(crate) events: SpinLockIrq<Events>,
@@ -83,7 +83,7 @@ impl Shared {
         model: &'static dyn RegisterModel,
         regs: DevresBar<BAR0_SIZE>,
         shmem_phys: u64,
-        sections: Option<Sections>,
+        sections: Option<DeviceSections>,
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             info,

@@ -5,17 +5,23 @@
 use kernel::{device::Core, pci, prelude::*, sync::Arc};
 
 use crate::chardev::Chardev;
+use crate::common::irq::{raw_pci_dev, Vectors};
+use crate::common::probe::{self, ProbeParams, Probed};
+use crate::common::sections::DeviceSections;
 use crate::device::Shared;
-use crate::irq::{raw_pci_dev, Vectors};
-use crate::mmio::Regs;
-use crate::sections::{self, Sections};
-use crate::shared::ident::{self, Identity, Revision};
-use crate::shared::regs::{self, BAR0_SIZE};
-use crate::shared::uapi::{DeviceInfo, INFO_DOORBELL, INFO_ONESHOT, INFO_SECTIONS, MAX_VECTORS};
+use crate::shared::ivshmem::ident::{self, Identity, Revision};
+use crate::shared::ivshmem::uapi::{
+    DeviceInfo, INFO_DOORBELL, INFO_ONESHOT, INFO_SECTIONS, MAX_VECTORS,
+};
 use crate::sysfs::SysfsGroup;
 
-/// BAR holding the shared memory on both revisions (when present).
-const SHMEM_BAR: u32 = 2;
+/// The start of probe: doorbells are optional (QEMU's `ivshmem-plain` has
+/// none).
+const PROBE: ProbeParams = ProbeParams {
+    name: c"ivshmem",
+    max_vectors: MAX_VECTORS,
+    require_vectors: None,
+};
 
 /// Per-device state, alive while the driver is bound.
 ///
@@ -65,7 +71,7 @@ fn device_info(
     max_peers: u32,
     vectors: usize,
     shmem_size: u64,
-    sections: Option<&Sections>,
+    sections: Option<&DeviceSections>,
 ) -> DeviceInfo {
     let mut info = DeviceInfo {
         revision: revision.number(),
@@ -122,38 +128,21 @@ impl pci::Driver for IvshmemDriver {
                 return Err(ENODEV);
             }
 
-            pdev.enable_device_mem()?;
-            pdev.set_master();
-            let bar = pdev
-                .iomap_region_sized::<BAR0_SIZE>(0, c"ivshmem")
-                .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
-            let model = regs::model(revision);
-
-            let own_id = model.own_id(&Regs(&bar));
-            let device_max_peers = model.max_peers(&Regs(&bar));
-            // SAFETY: `pdev` is a bound PCI device.
-            let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
-            let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
-            let shmem_size = pdev.resource_len(SHMEM_BAR).unwrap_or(0);
-            let shmem_phys = pdev.resource_start(SHMEM_BAR).unwrap_or(0);
-            if shmem_size == 0 {
-                dev_err!(pdev, "no shared memory in BAR{}\n", SHMEM_BAR);
-                return Err(ENODEV);
-            }
-
-            let sections = match device_max_peers {
-                Some(max) => sections::discover_v2(pdev, shmem_phys, shmem_size, own_id, max)?,
-                None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
-            };
-            // QEMU's ivshmem does not say how many peers there are: the lincell
-            // layout does; without one, any 16-bit peer id may exist.
-            let max_peers = device_max_peers
-                .or(sections.as_ref().map(|s| s.layout.max_peers()))
-                .unwrap_or(1 << 16);
-
-            // ivshmem 2.0 falls back to INTx without MSI-X; QEMU's ivshmem-plain
-            // has no interrupts and its ivshmem-doorbell always has MSI-X.
-            let mut vectors = Vectors::alloc(pdev, wanted, revision == Revision::V2);
+            let Probed {
+                model,
+                regs,
+                own_id,
+                memory: (sections, shmem, max_peers),
+                mut vectors,
+            } = probe::probe_device(pdev, revision, &PROBE, |sections, shmem, device_max| {
+                // QEMU's ivshmem does not say how many peers there are: the
+                // lincell layout does; without one, any 16-bit peer id may
+                // exist.
+                let max_peers = device_max
+                    .or(sections.as_ref().map(|s| s.layout.max_peers()))
+                    .unwrap_or(1 << 16);
+                Ok((sections, shmem, max_peers))
+            })?;
             let nr_vectors = vectors.as_ref().map_or(0, Vectors::len);
             let info = device_info(
                 revision,
@@ -161,16 +150,11 @@ impl pci::Driver for IvshmemDriver {
                 own_id,
                 max_peers,
                 nr_vectors,
-                shmem_size,
+                shmem.size,
                 sections.as_ref(),
             );
-            if vectors.as_ref().is_some_and(Vectors::is_intx) {
-                model.enable_intx(&Regs(&bar));
-            }
-            model.enable_interrupts(&Regs(&bar));
-            let regs = bar.into_devres()?;
             let shared = Arc::pin_init(
-                Shared::new(info, model, regs, shmem_phys, sections),
+                Shared::new(info, model, regs, shmem.phys, sections),
                 GFP_KERNEL,
             )?;
             if let Some(v) = vectors.as_mut() {
@@ -193,7 +177,7 @@ impl pci::Driver for IvshmemDriver {
                 own_id,
                 max_peers,
                 nr_vectors,
-                shmem_size / 1024,
+                shmem.size / 1024,
                 layout
             );
             Ok(try_pin_init!(IvshmemDevice {

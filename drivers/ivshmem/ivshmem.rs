@@ -8,38 +8,43 @@
 //!
 //! Layout: this file is the crate root. `driver.rs` is the PCI driver
 //! (probe/unbind), `device.rs` the state shared with open files and IRQ
-//! handlers, `chardev.rs` `/dev/ivshmemN`, `irq.rs` the MSI-X vectors,
-//! `sections.rs` finds the section layout, `mmio.rs` adapts BAR0 and the
-//! shared memory to the shared traits, `display.rs` lets the kernel print the
-//! shared errors, `sysfs.rs` the PCI attributes, `kunit.rs` holds the
-//! in-kernel tests.
-//! The device-independent logic (identity, register models, doorbells,
+//! handlers, `chardev.rs` `/dev/ivshmemN`, `sysfs.rs` the PCI attributes,
+//! `kunit.rs` holds the in-kernel tests.
+//! The kernel code shared with `vdev_remote.ko` (the start of probe, MSI-X
+//! vectors, section discovery, MMIO adapters) is in `drivers/common/`, and
+//! the device-independent logic (identity, register models, doorbells,
 //! section layouts, the v1 header, the simulated v2 device, the user ABI)
 //! lives in `rust/ivshmem/` and is tested on the host too.
 
-/// Shared logic from `rust/ivshmem/`, the same files the host crate tests.
-#[path = "../../rust/ivshmem"]
+/// Shared logic from `rust/`, the same files the host crate tests, under the
+/// same paths (`shared::ivshmem::regs` is `lincell_shared::ivshmem::regs`).
+#[path = "../../rust"]
 pub mod shared {
-    pub mod doorbell;
-    pub mod ident;
-    pub mod layout;
-    pub mod regs;
-    pub mod sim;
-    pub mod uapi;
-    pub mod v1layout;
-    pub mod vendor_cap;
+    /// ivshmem (v1 and v2): device identity, doorbells, sections.
+    pub mod ivshmem {
+        pub mod doorbell;
+        pub mod ident;
+        pub mod layout;
+        pub mod regs;
+        // The simulated device only serves the KUnit suites, which exist
+        // only with `CONFIG_KUNIT=y` (see `kunit_tests`).
+        #[cfg(CONFIG_KUNIT = "y")]
+        pub mod sim;
+        pub mod uapi;
+        pub mod v1layout;
+        pub mod vendor_cap;
+    }
 }
 
+/// Kernel code shared with `vdev_remote.ko`, from `drivers/common/`.
 #[macro_use]
-mod display;
+#[path = "../common/common.rs"]
+mod common;
 
 mod chardev;
 mod device;
 mod driver;
-mod irq;
 mod kunit;
-mod mmio;
-mod sections;
 mod sysfs;
 
 kernel::module_pci_driver! {

@@ -10,7 +10,7 @@ use kernel::prelude::*;
 
 #[kunit_tests(lincell_ivshmem_ident)]
 mod ident_tests {
-    use crate::shared::ident::{identify, IdentError, Protocol, ProtocolKind, Revision};
+    use crate::shared::ivshmem::ident::{identify, IdentError, Protocol, ProtocolKind, Revision};
 
     #[test]
     fn qemu_device_is_v1() {
@@ -42,8 +42,10 @@ mod ident_tests {
 
 #[kunit_tests(lincell_ivshmem_layout)]
 mod layout_tests {
-    use crate::shared::doorbell::{Doorbell, DoorbellError};
-    use crate::shared::layout::{Access, Layout, LayoutError, Section, SectionKind, SectionSizes};
+    use crate::shared::ivshmem::doorbell::{Doorbell, DoorbellError};
+    use crate::shared::ivshmem::layout::{
+        Access, Layout, LayoutError, Section, SectionKind, SectionSizes,
+    };
     use kernel::prelude::*;
 
     const PAGE: u64 = kernel::page::PAGE_SIZE as u64;
@@ -150,10 +152,10 @@ mod layout_tests {
 /// the paths QEMU cannot exercise, with the same code the driver runs.
 #[kunit_tests(lincell_ivshmem_v2sim)]
 mod v2sim_tests {
-    use crate::shared::doorbell::Doorbell;
-    use crate::shared::ident::Revision;
-    use crate::shared::regs::{model, v2, RegisterBlock};
-    use crate::shared::sim::Fabric;
+    use crate::shared::ivshmem::doorbell::Doorbell;
+    use crate::shared::ivshmem::ident::Revision;
+    use crate::shared::ivshmem::regs::{model, v2, RegisterBlock};
+    use crate::shared::ivshmem::sim::Fabric;
 
     #[test]
     fn identity_registers() {
@@ -231,9 +233,9 @@ mod v2sim_tests {
 mod v1regs_tests {
     use core::cell::Cell;
 
-    use crate::shared::doorbell::Doorbell;
-    use crate::shared::ident::Revision;
-    use crate::shared::regs::{model, v1, RegisterBlock};
+    use crate::shared::ivshmem::doorbell::Doorbell;
+    use crate::shared::ivshmem::ident::Revision;
+    use crate::shared::ivshmem::regs::{model, v1, RegisterBlock};
 
     struct Qemu {
         position: u32,
@@ -307,7 +309,9 @@ mod v1regs_tests {
 mod v1layout_tests {
     use core::sync::atomic::{AtomicU32, Ordering};
 
-    use crate::shared::v1layout::{init_or_join, off, Header, HeaderMemory, V1Error, MAGIC_READY};
+    use crate::shared::ivshmem::v1layout::{
+        init_or_join, off, Header, HeaderMemory, V1Error, MAGIC_READY,
+    };
 
     /// Sixteen little-endian words of "shared memory".
     struct Words([AtomicU32; 16]);

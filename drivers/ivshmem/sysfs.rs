@@ -15,9 +15,9 @@ use core::ptr::{addr_of, null};
 
 use kernel::{bindings, device::Bound, ffi::c_char, pci, prelude::*, types::ForeignOwnable};
 
+use crate::common::irq::raw_pci_dev;
 use crate::device::Shared;
 use crate::driver::IvshmemDevice;
-use crate::irq::raw_pci_dev;
 
 /// Most peer states `peer_states` prints (one page of output).
 const MAX_PRINTED_STATES: u32 = 256;

@@ -5,20 +5,35 @@
 
 use kernel::{device::Core, pci, prelude::*, sync::Arc};
 
-use crate::irq::{raw_pci_dev, Vectors};
+use crate::common::irq::{raw_pci_dev, Vectors};
+use crate::common::mmio::ShmemWindow;
+use crate::common::probe::{self, ProbeParams, Probed};
+use crate::common::sections::DeviceSections;
 use crate::link::{Link, HEADER_AREA};
-use crate::mmio::{Regs, ShmemWindow};
-use crate::sections;
-use crate::shared::ident::{self, Identity, ProtocolKind};
-use crate::shared::regs::{self, BAR0_SIZE};
-use crate::vshared::header::PROTOCOL_DEVICE_ID_MASK;
+use crate::shared::ivshmem::ident::{self, Identity, ProtocolKind};
+use crate::shared::vdev::header::PROTOCOL_DEVICE_ID_MASK;
 
-/// BAR of the shared memory.
-const SHMEM_BAR: u32 = 2;
 /// Most interrupt vectors used (one for config + one per queue).
 const MAX_VECTORS: u32 = 1 + crate::link::MAX_QUEUES as u32;
+/// The start of probe: a virtio transport cannot work without doorbells.
+const PROBE: ProbeParams = ProbeParams {
+    name: c"vdev_remote",
+    max_vectors: MAX_VECTORS,
+    require_vectors: Some("a virtio transport needs doorbells"),
+};
 /// Smallest R/W section: the header page plus room for rings and buffers.
 const MIN_RW: usize = HEADER_AREA + (64 << 10);
+
+/// What the link needs of the shared memory, checked before interrupts are
+/// set up.
+struct Memory {
+    /// The sections, which a virtio transport cannot do without.
+    sections: DeviceSections,
+    /// The R/W section, mapped.
+    rw: ShmemWindow,
+    /// The lincell v1 layout header, mapped (QEMU's ivshmem only).
+    v1_header: Option<ShmemWindow>,
+}
 
 /// Stops the link's work once the interrupt handlers are gone.
 struct LinkOwner(Arc<Link>);
@@ -84,66 +99,56 @@ impl pci::Driver for VdevRemoteDriver {
                 _ => 0,
             };
 
-            pdev.enable_device_mem()?;
-            pdev.set_master();
-            let bar = pdev
-                .iomap_region_sized::<BAR0_SIZE>(0, c"vdev_remote")
-                .inspect_err(|e| dev_err!(pdev, "cannot map the registers: {:?}\n", e))?;
-            let model = regs::model(revision);
-            let own_id = model.own_id(&Regs(&bar));
-            let shmem_size = pdev.resource_len(SHMEM_BAR).unwrap_or(0);
-            let shmem_phys = pdev.resource_start(SHMEM_BAR).unwrap_or(0);
-            if shmem_size == 0 {
-                dev_err!(pdev, "no shared memory in BAR{}\n", SHMEM_BAR);
-                return Err(ENODEV);
-            }
-            let sections = match model.max_peers(&Regs(&bar)) {
-                Some(max) => sections::discover_v2(pdev, shmem_phys, shmem_size, own_id, max)?,
-                None => sections::discover_v1(shmem_phys, shmem_size, own_id)?,
-            };
-            let Some(sections) = sections else {
-                dev_err!(
-                    pdev,
-                    "no section layout: virtio needs a state table and an R/W section\n"
-                );
-                return Err(ENODEV);
-            };
-            let rw = sections.layout.rw();
-            let rw_len = usize::try_from(rw.len).map_err(|_| EINVAL)?;
-            if rw_len < MIN_RW {
-                dev_err!(
-                    pdev,
-                    "R/W section of {} bytes is too small (need {})\n",
-                    rw_len,
-                    MIN_RW
-                );
-                return Err(ENODEV);
-            }
-            let rw_phys = shmem_phys + sections.base + rw.offset;
-            let rw = ShmemWindow::new(rw_phys, rw_len)?;
-            let v1_header = if v2 {
-                None
-            } else {
-                Some(ShmemWindow::new(shmem_phys, kernel::page::PAGE_SIZE)?)
-            };
-
-            // SAFETY: `pdev` is a bound PCI device.
-            let msix = unsafe { kernel::bindings::pci_msix_vec_count(raw_pci_dev(pdev)) };
-            let wanted = u32::try_from(msix).unwrap_or(0).min(MAX_VECTORS);
-            let Some(mut vectors) = Vectors::alloc(pdev, wanted, v2) else {
-                dev_err!(
-                    pdev,
-                    "no interrupt vectors: a virtio transport needs doorbells\n"
-                );
+            let Probed {
+                model,
+                regs,
+                own_id,
+                memory:
+                    Memory {
+                        sections,
+                        rw,
+                        v1_header,
+                    },
+                vectors,
+            } = probe::probe_device(pdev, revision, &PROBE, |sections, shmem, _| {
+                let Some(sections) = sections else {
+                    dev_err!(
+                        pdev,
+                        "no section layout: virtio needs a state table and an R/W section\n"
+                    );
+                    return Err(ENODEV);
+                };
+                let rw = sections.layout.rw();
+                let rw_len = usize::try_from(rw.len).map_err(|_| EINVAL)?;
+                if rw_len < MIN_RW {
+                    dev_err!(
+                        pdev,
+                        "R/W section of {} bytes is too small (need {})\n",
+                        rw_len,
+                        MIN_RW
+                    );
+                    return Err(ENODEV);
+                }
+                let rw_phys = shmem.phys + sections.base + rw.offset;
+                let rw = ShmemWindow::new(rw_phys, rw_len)?;
+                let v1_header = if v2 {
+                    None
+                } else {
+                    Some(ShmemWindow::new(shmem.phys, kernel::page::PAGE_SIZE)?)
+                };
+                Ok(Memory {
+                    sections,
+                    rw,
+                    v1_header,
+                })
+            })?;
+            // `probe_device` fails without vectors (`require_vectors`).
+            let Some(mut vectors) = vectors else {
                 return Err(ENODEV);
             };
             // CAST: at most MAX_VECTORS.
             let nr_vectors = vectors.len() as u32;
-            if vectors.is_intx() {
-                model.enable_intx(&Regs(&bar));
-            }
-            model.enable_interrupts(&Regs(&bar));
-            let regs = bar.into_devres()?;
+            let rw_len = rw.len();
             let vendor = u32::from(pdev.subsystem_vendor_id());
             let link = Arc::pin_init(
                 Link::new(

@@ -8,9 +8,9 @@ use kernel::prelude::*;
 
 #[kunit_tests(lincell_vdev_remote)]
 mod tests {
-    use crate::vshared::header::{check_header, config_access_ok, HeaderError};
-    use crate::vshared::pool::{words_for, Pool};
-    use crate::vshared::shadow::{split_layout, split_size};
+    use crate::shared::vdev::header::{check_header, config_access_ok, HeaderError};
+    use crate::shared::vdev::pool::{words_for, Pool};
+    use crate::shared::vdev::shadow::{split_layout, split_size};
     use kernel::prelude::*;
 
     #[test]

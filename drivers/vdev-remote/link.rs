@@ -30,16 +30,16 @@ use kernel::{
     workqueue::{self, DelayedWork, Work, WorkItem},
 };
 
-use crate::irq::VectorHandler;
-use crate::mmio::{Regs, ShmemWindow};
+use crate::common::irq::VectorHandler;
+use crate::common::mmio::{Regs, ShmemWindow};
+use crate::common::sections::DeviceSections;
 use crate::queue::Queue;
-use crate::sections::Sections;
-use crate::shared::doorbell::Doorbell;
-use crate::shared::regs::{RegisterModel, BAR0_SIZE};
-use crate::shm::Section;
+use crate::shared::ivshmem::doorbell::Doorbell;
+use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
+use crate::shared::vdev::header::{off, STATE_READY};
+use crate::shared::vdev::pool::{words_for, Pool};
+use crate::shm::RwSection;
 use crate::transport::{self, VirtioRemote};
-use crate::vshared::header::{off, STATE_READY};
-use crate::vshared::pool::{words_for, Pool};
 
 /// Bytes at the start of the R/W section kept for the header (never bounce
 /// buffers or rings).
@@ -85,7 +85,7 @@ pub(crate) struct Link {
     pub(crate) model: &'static dyn RegisterModel,
     /// BAR0, revoked on unbind.
     pub(crate) regs: DevresBar<BAR0_SIZE>,
-    pub(crate) sections: Sections,
+    pub(crate) sections: DeviceSections,
     /// The R/W section, mapped.
     pub(crate) rw: ShmemWindow,
     /// The v1 layout header page, where a v1 backend announces its device id.
@@ -152,7 +152,7 @@ impl Link {
         pdev: *mut bindings::pci_dev,
         model: &'static dyn RegisterModel,
         regs: DevresBar<BAR0_SIZE>,
-        sections: Sections,
+        sections: DeviceSections,
         rw: ShmemWindow,
         v1_header: Option<ShmemWindow>,
         vectors: u32,
@@ -194,8 +194,8 @@ impl Link {
     }
 
     /// The R/W section.
-    pub(crate) fn section(&self) -> Section<'_> {
-        Section(&self.rw)
+    pub(crate) fn section(&self) -> RwSection<'_> {
+        RwSection(&self.rw)
     }
 
     /// The PCI device's `struct device`, for logging.

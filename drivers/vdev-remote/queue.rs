@@ -6,8 +6,8 @@
 use kernel::{new_spinlock_irq, prelude::*, sync::SpinLockIrq};
 
 use crate::ffi;
-use crate::shm::{Private, Section};
-use crate::vshared::shadow::{Head, RingAddrs, Shadow, ShadowError};
+use crate::shared::vdev::shadow::{Head, RingAddrs, Shadow, ShadowError};
+use crate::shm::{Private, RwSection};
 
 /// What one kick published.
 pub(crate) struct Published {
@@ -93,7 +93,7 @@ impl Queue {
     /// acquisition of the lock (this is the kick path).
     pub(crate) fn publish(
         &self,
-        rw: &Section<'_>,
+        rw: &RwSection<'_>,
         rw_len: usize,
     ) -> Result<Published, ShadowError> {
         // Buffers are bounce slots inside the section, never the header.
@@ -113,7 +113,7 @@ impl Queue {
     }
 
     /// Copies validated completions back; the number delivered.
-    pub(crate) fn collect(&self, rw: &Section<'_>) -> Result<u16, ShadowError> {
+    pub(crate) fn collect(&self, rw: &RwSection<'_>) -> Result<u16, ShadowError> {
         self.shadow
             .lock()
             .collect(&self.private_ring, &self.private, rw, &self.shared)
@@ -131,7 +131,7 @@ impl Queue {
 
     /// Completes everything outstanding with errors (`0xff` in every
     /// device-writable buffer); the number completed.
-    pub(crate) fn fail_all(&self, rw: &Section<'_>) -> u16 {
+    pub(crate) fn fail_all(&self, rw: &RwSection<'_>) -> u16 {
         self.shadow
             .lock()
             .fail_all(&self.private_ring, &self.private, &mut |addr, len| {
@@ -141,8 +141,9 @@ impl Queue {
             })
     }
 
-    /// Runs the driver's callback for completed buffers (with local
-    /// interrupts off, as from a device interrupt).
+    /// Runs the driver's callback for completed buffers, in the context of
+    /// a device interrupt handler (local interrupts off; on PREEMPT_RT, a
+    /// threaded handler's: bottom halves off).
     pub(crate) fn interrupt(&self) {
         // SAFETY: `vq` is live (type invariant).
         unsafe { ffi::vdev_remote_vring_interrupt(self.vq) };

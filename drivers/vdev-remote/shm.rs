@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Access to ring memory for the shadow-ring engine (`vshared::shadow`).
+//! Access to ring memory for the shadow-ring engine (`shared::vdev::shadow`).
 //!
-//! [`Section`] is the ivshmem R/W section, addressed by offset: the backend
+//! [`RwSection`] is the ivshmem R/W section, addressed by offset: the backend
 //! writes it, so every access is bounds-checked and single-width, and the
 //! values are validated by the engine. [`Private`] is a vring in kernel
 //! memory that only this kernel writes, addressed by kernel virtual address
@@ -10,28 +10,29 @@
 
 use core::sync::atomic::{fence, Ordering};
 
-use crate::mmio::ShmemWindow;
-use crate::vshared::shadow::RingMemory;
+use crate::common::mmio::ShmemWindow;
+use crate::shared::vdev::shadow::RingMemory;
 
 /// Volatile little-endian loads and stores through a checked pointer.
 macro_rules! volatile_rw {
     ($lookup:ident) => {
         fn load16(&self, a: usize) -> u16 {
-            // SAFETY: `$lookup` returns a pointer to 2 valid bytes, aligned
-            // because every ring field offset is naturally aligned.
             self.$lookup(a, 2).map_or(0, |p| {
+                // SAFETY: `$lookup` returns a pointer to 2 valid bytes,
+                // aligned because every ring field offset is naturally
+                // aligned.
                 u16::from_le(unsafe { p.cast::<u16>().read_volatile() })
             })
         }
         fn load32(&self, a: usize) -> u32 {
-            // SAFETY: as in `load16`, 4 bytes.
             self.$lookup(a, 4).map_or(0, |p| {
+                // SAFETY: as in `load16`, 4 bytes.
                 u32::from_le(unsafe { p.cast::<u32>().read_volatile() })
             })
         }
         fn load64(&self, a: usize) -> u64 {
-            // SAFETY: as in `load16`, 8 bytes.
             self.$lookup(a, 8).map_or(0, |p| {
+                // SAFETY: as in `load16`, 8 bytes.
                 u64::from_le(unsafe { p.cast::<u64>().read_volatile() })
             })
         }
@@ -63,9 +64,9 @@ macro_rules! volatile_rw {
 }
 
 /// The R/W section, addressed by offset.
-pub(crate) struct Section<'a>(pub(crate) &'a ShmemWindow);
+pub(crate) struct RwSection<'a>(pub(crate) &'a ShmemWindow);
 
-impl Section<'_> {
+impl RwSection<'_> {
     fn at(&self, offset: usize, len: usize) -> Option<*mut u8> {
         if offset % len != 0 {
             return None;
@@ -135,7 +136,7 @@ impl Section<'_> {
     }
 }
 
-impl RingMemory for Section<'_> {
+impl RingMemory for RwSection<'_> {
     volatile_rw!(at);
 }
 

@@ -20,10 +20,10 @@ use kernel::{bindings, prelude::*, sync::Arc};
 use crate::ffi;
 use crate::link::{now_ns, Link, HEADER_AREA, MAX_QUEUES};
 use crate::queue::Queue;
-use crate::shared::v1layout;
-use crate::shm::{Private, Section};
-use crate::vshared::header::{self, feature, off, STATE_READY};
-use crate::vshared::shadow::{split_layout, split_size, RingAddrs, MAX_QUEUE_SIZE};
+use crate::shared::ivshmem::v1layout;
+use crate::shared::vdev::header::{self, feature, off, STATE_READY};
+use crate::shared::vdev::shadow::{split_layout, split_size, RingAddrs, MAX_QUEUE_SIZE};
+use crate::shm::{Private, RwSection};
 
 /// How long the backend may take to consume a register write.
 const WRITE_TIMEOUT_MS: i64 = 2000;
@@ -116,7 +116,7 @@ impl Link {
 
     /// The handshake around one write: wait for the previous one to be
     /// taken, `store` the field at `offset`, publish the offset, ring.
-    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&Section<'_>)) -> Result {
+    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&RwSection<'_>)) -> Result {
         Self::wait_idle(this)?;
         let rw = this.section();
         store(&rw);
@@ -134,7 +134,7 @@ impl Link {
     }
 }
 
-use crate::vshared::shadow::RingMemory;
+use crate::shared::vdev::shadow::RingMemory;
 
 /// Attaches a virtio device for the backend `backend`.
 pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRemote>> {
@@ -146,7 +146,7 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
         .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
         .map_err(|_| EPROTO)?;
     if let Some(h) = &link.v1_header {
-        use crate::shared::v1layout::HeaderMemory;
+        use crate::shared::ivshmem::v1layout::HeaderMemory;
         let protocol = h.load32(v1layout::off::PROTOCOL);
         let fallback = crate::module_parameters::v1_device_id.value();
         let id = if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK)

@@ -17,46 +17,49 @@
 //! cycle and recovery); `transport.rs` the virtio device and its config
 //! ops; `queue.rs` the virtqueues and their shadow rings; `bounce.rs` the
 //! `virtio_map_ops` that bounce buffers through shared memory; `shm.rs`
-//! access to the R/W section; `ffi.rs` the bindgen output. The ivshmem
-//! driver's `irq.rs`, `mmio.rs`, `sections.rs` and `display.rs` are compiled in as they
-//! are, and the device-independent logic is in `rust/`.
+//! access to the R/W section; `ffi.rs` the bindgen output. The kernel code
+//! shared with `ivshmem.ko` (the start of probe, MSI-X vectors, section
+//! discovery, MMIO adapters) is in `drivers/common/`, and the
+//! device-independent logic is in `rust/`.
 
-/// Shared logic from `rust/ivshmem/`.
-#[path = "../../rust/ivshmem"]
+/// Shared logic from `rust/`, the same files the host crate tests, under the
+/// same paths (`shared::vdev::header` is `lincell_shared::vdev::header`).
+#[path = "../../rust"]
 pub mod shared {
-    pub mod doorbell;
-    pub mod ident;
-    pub mod layout;
-    pub mod regs;
-    pub mod v1layout;
-    pub mod vendor_cap;
+    /// ivshmem (v1 and v2): device identity, doorbells, sections.
+    pub mod ivshmem {
+        pub mod doorbell;
+        pub mod ident;
+        pub mod layout;
+        pub mod regs;
+        pub mod v1layout;
+        pub mod vendor_cap;
+    }
+
+    /// vdev-remote: the virtio-over-ivshmem header, the shared-memory pool
+    /// and the shadow split rings of the frontend.
+    pub mod vdev {
+        pub mod header;
+        pub mod pool;
+        pub mod shadow;
+    }
 }
 
-/// Shared logic from `rust/vdev/`.
-#[path = "../../rust/vdev"]
-pub mod vshared {
-    pub mod header;
-    pub mod pool;
-    pub mod shadow;
-}
-
+/// Kernel code shared with `ivshmem.ko`, from `drivers/common/`.
 #[macro_use]
-#[path = "../ivshmem/display.rs"]
-mod display;
-kernel_display!(vshared::header::HeaderError, vshared::shadow::ShadowError);
+#[path = "../common/common.rs"]
+mod common;
+kernel_display!(
+    shared::vdev::header::HeaderError,
+    shared::vdev::shadow::ShadowError
+);
 
 mod bounce;
 mod driver;
 mod ffi;
-#[path = "../ivshmem/irq.rs"]
-mod irq;
 mod kunit;
 mod link;
-#[path = "../ivshmem/mmio.rs"]
-mod mmio;
 mod queue;
-#[path = "../ivshmem/sections.rs"]
-mod sections;
 mod shm;
 mod transport;
 

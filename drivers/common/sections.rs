@@ -4,7 +4,7 @@
 //!
 //! ivshmem 2.0 describes its sections in the vendor capability; QEMU's
 //! ivshmem has none, so lincell peers agree on a header in the shared memory
-//! (`shared::v1layout`). Either way the result is a validated `Layout` plus a
+//! (`shared::ivshmem::v1layout`). Either way the result is a validated `Layout` plus a
 //! kernel mapping of the state table. A device whose layout cannot be
 //! established still works, as one flat R/W region without states.
 
@@ -16,16 +16,16 @@ use kernel::{
     time::{delay::fsleep, Delta},
 };
 
-use crate::irq::raw_pci_dev;
-use crate::mmio::ShmemWindow;
-use crate::shared::doorbell::Doorbell;
-use crate::shared::layout::Layout;
-use crate::shared::regs::{RegisterBlock, RegisterModel};
-use crate::shared::v1layout::{self, Header, HeaderMemory};
-use crate::shared::vendor_cap;
+use super::irq::raw_pci_dev;
+use super::mmio::ShmemWindow;
+use crate::shared::ivshmem::doorbell::Doorbell;
+use crate::shared::ivshmem::layout::Layout;
+use crate::shared::ivshmem::regs::{RegisterBlock, RegisterModel};
+use crate::shared::ivshmem::v1layout::{self, Header, HeaderMemory};
+use crate::shared::ivshmem::vendor_cap;
 
-/// A device's sections.
-pub(crate) struct Sections {
+/// A device's sections: the validated layout and the mapped state table.
+pub(crate) struct DeviceSections {
     /// The validated layout (offsets relative to `base`).
     pub(crate) layout: Layout,
     /// Offset of the layout in the shared memory (v1: after the header).
@@ -37,7 +37,7 @@ pub(crate) struct Sections {
     pub(crate) one_shot: bool,
 }
 
-impl Sections {
+impl DeviceSections {
     /// The state table entry of `peer`, read from shared memory.
     pub(crate) fn state_of(&self, peer: u32) -> Option<u32> {
         let off = self.layout.state_offset(peer)?;
@@ -82,7 +82,7 @@ impl Sections {
         let st = layout.state_table();
         let len = usize::try_from(st.len).map_err(|_| EINVAL)?;
         let phys = shmem_phys.checked_add(base + st.offset).ok_or(EINVAL)?;
-        Ok(Sections {
+        Ok(DeviceSections {
             layout,
             base,
             states: ShmemWindow::new(phys, len)?,
@@ -96,7 +96,7 @@ pub(crate) fn discover_v1(
     shmem_phys: u64,
     shmem_len: u64,
     own_id: u32,
-) -> Result<Option<Sections>> {
+) -> Result<Option<DeviceSections>> {
     let page = kernel::page::PAGE_SIZE as u64;
     let proposal = match Header::propose(shmem_len, page, v1layout::DEFAULT_MAX_PEERS) {
         Ok(p) => p,
@@ -125,7 +125,7 @@ pub(crate) fn discover_v1(
         }
     };
     let (header, layout) = header;
-    Sections::map_states(layout, header.granule, shmem_phys, false).map(Some)
+    DeviceSections::map_states(layout, header.granule, shmem_phys, false).map(Some)
 }
 
 /// Reads the vendor capability bytes of an ivshmem 2.0 function.
@@ -154,7 +154,7 @@ pub(crate) fn discover_v2(
     shmem_len: u64,
     own_id: u32,
     max_peers: u32,
-) -> Result<Option<Sections>> {
+) -> Result<Option<DeviceSections>> {
     let Some(bytes) = read_vendor_cap(pdev) else {
         dev_warn!(pdev.as_ref(), "no vendor capability; no sections\n");
         return Ok(None);
@@ -168,7 +168,7 @@ pub(crate) fn discover_v2(
     };
     let page = kernel::page::PAGE_SIZE as u64;
     match Layout::new(cap.sizes, max_peers, own_id, page, shmem_len) {
-        Ok(layout) => Sections::map_states(layout, 0, shmem_phys, cap.one_shot).map(Some),
+        Ok(layout) => DeviceSections::map_states(layout, 0, shmem_phys, cap.one_shot).map(Some),
         Err(e) => {
             dev_warn!(
                 pdev.as_ref(),

@@ -2,8 +2,8 @@
 
 //! Lets the kernel's log macros print the errors of the shared logic, which
 //! implement `core::fmt::Display` (the kernel formats through its own
-//! `Display`). `vdev_remote.ko` includes this file too (`#[macro_use]`) and
-//! adds its own error types with the same macro.
+//! `Display`). A crate adds its own error types with the same macro after
+//! `mod common` (which is `#[macro_use]`).
 
 /// Implements `kernel::fmt::Display` through `core::fmt::Display`.
 macro_rules! kernel_display {
@@ -18,7 +18,7 @@ macro_rules! kernel_display {
 
 // The errors `sections.rs` logs, in both modules.
 kernel_display!(
-    crate::shared::layout::LayoutError,
-    crate::shared::v1layout::V1Error,
-    crate::shared::vendor_cap::CapError
+    crate::shared::ivshmem::layout::LayoutError,
+    crate::shared::ivshmem::v1layout::V1Error,
+    crate::shared::ivshmem::vendor_cap::CapError
 );

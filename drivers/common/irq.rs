@@ -13,7 +13,7 @@
 //! What a vector does is the device's business ([`VectorHandler`]): ivshmem
 //! has no interrupt status to read or acknowledge with MSI-X, so the MSI-X
 //! handlers just call it; the INTx handler lets it ask the register model
-//! whether the interrupt was ours. `vdev_remote.ko` includes this file too.
+//! whether the interrupt was ours.
 
 use core::ffi::c_void;
 
@@ -25,7 +25,7 @@ type HandlerFn = unsafe extern "C" fn(i32, *mut c_void) -> bindings::irqreturn_t
 /// What a device does with its interrupts (hard-IRQ context).
 ///
 /// `ivshmem.ko` counts them and wakes readers; `vdev_remote.ko` moves
-/// completions from the shared rings. Both share this file.
+/// completions from the shared rings.
 pub(crate) trait VectorHandler: Send + Sync + 'static {
     /// MSI-X vector `vector` fired.
     fn vector(this: &Arc<Self>, vector: usize);

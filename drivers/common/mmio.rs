@@ -2,8 +2,8 @@
 
 //! Thin adapters from kernel I/O to the shared register and memory traits.
 //!
-//! The register models (`shared::regs`) and the v1 header logic
-//! (`shared::v1layout`) are written against small traits so that KUnit and
+//! The register models (`shared::ivshmem::regs`) and the v1 header logic
+//! (`shared::ivshmem::v1layout`) are written against small traits so that KUnit and
 //! host tests can run them on a simulated device. This file implements those
 //! traits for the real thing: BAR0 through the kernel's `Io` accessors, and
 //! the shared memory through a `memremap` window.
@@ -13,8 +13,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use kernel::{bindings, io::Io, pci, prelude::*};
 
-use crate::shared::regs::{RegisterBlock, BAR0_SIZE};
-use crate::shared::v1layout::HeaderMemory;
+use crate::shared::ivshmem::regs::{RegisterBlock, BAR0_SIZE};
+use crate::shared::ivshmem::v1layout::HeaderMemory;
 
 /// BAR0: the register block.
 pub(crate) type Bar0<'bound> = pci::Bar<'bound, BAR0_SIZE>;
@@ -68,7 +68,6 @@ impl ShmemWindow {
     }
 
     /// Length of the window in bytes.
-    #[allow(dead_code, reason = "used by vdev_remote, which includes this file")]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -76,9 +75,8 @@ impl ShmemWindow {
     /// Pointer to `len` bytes at `offset`, if they lie inside the window.
     /// What the memory holds is written by peers: callers copy it out and
     /// validate it before use.
-    #[allow(dead_code, reason = "used by vdev_remote, which includes this file")]
     pub(crate) fn ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
-        if offset.checked_add(len)? > self.len {
+        if offset.checked_add(len)? > self.len() {
             return None;
         }
         // SAFETY: `offset + len <= self.len`, inside the mapping.
@@ -86,21 +84,23 @@ impl ShmemWindow {
     }
 
     fn atomic32(&self, offset: usize) -> Option<&AtomicU32> {
-        if offset % 4 != 0 || offset.checked_add(4)? > self.len {
+        if offset % 4 != 0 {
             return None;
         }
-        // SAFETY: in bounds and 4-byte aligned (the mapping is page
-        // aligned); the memory lives as long as `self` and is only accessed
-        // atomically by us.
-        Some(unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(offset).cast()) })
+        let p = self.ptr(offset, 4)?;
+        // SAFETY: `ptr` checked that the 4 bytes are inside the mapping, and
+        // they are 4-byte aligned (the mapping is page aligned); the memory
+        // lives as long as `self` and is only accessed atomically by us.
+        Some(unsafe { AtomicU32::from_ptr(p.cast()) })
     }
 
     fn atomic64(&self, offset: usize) -> Option<&AtomicU64> {
-        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+        if offset % 8 != 0 {
             return None;
         }
-        // SAFETY: as in `atomic32`, with 8-byte alignment.
-        Some(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast()) })
+        let p = self.ptr(offset, 8)?;
+        // SAFETY: as in `atomic32`, with 8 bytes and 8-byte alignment.
+        Some(unsafe { AtomicU64::from_ptr(p.cast()) })
     }
 }
 
