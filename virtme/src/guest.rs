@@ -164,9 +164,27 @@ pub struct Running {
 }
 
 /// Boots a guest; returns at once.
+///
+/// Launches are spaced [`LAUNCH_SPACING`] apart, also across the threads of
+/// a parallel check: virtme-ng prepares shared state in the kernel's build
+/// directory (`.virtme_mods`) at every start, and in the first parallel run
+/// one launcher died at once without a word (cause not proven; the retry in
+/// `scenario` covers it, the spacing makes two starts in one instant
+/// impossible).
 pub fn spawn(kdir: &Path, spec: &GuestSpec) -> io::Result<Running> {
+    static LAST_LAUNCH: Mutex<Option<Instant>> = Mutex::new(None);
+    {
+        let mut last = LAST_LAUNCH.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wait) = last.map(|t| LAUNCH_SPACING.saturating_sub(t.elapsed())) {
+            thread::sleep(wait);
+        }
+        *last = Some(Instant::now());
+    }
     spawn_program(&vng_program(), &command_line(kdir, spec), spec)
 }
+
+/// Time between two guest launches (see [`spawn`]).
+const LAUNCH_SPACING: Duration = Duration::from_secs(2);
 
 /// Starts `program` with `args` as the launcher of the guest `spec`.
 pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Result<Running> {

@@ -412,7 +412,11 @@ impl Runner {
                 });
             }
         }
-        if let Some(h) = host {
+        // A guest whose launcher died at once will be run again (see
+        // `run_boot`): its host peer would only wait out the deadline for
+        // it, so it is stopped now (dropping it kills it).
+        let relaunch = results.iter().flat_map(|(_, r)| r).any(launcher_failed);
+        if let Some(h) = host.filter(|_| !relaunch) {
             let r = self.wait_host(h, &dir, deadline);
             results[0].1.push(r);
         }
