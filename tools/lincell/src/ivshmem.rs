@@ -10,7 +10,7 @@
 //! - [`endpoint`]: one trait over a device and a host peer;
 //! - [`proto`]: the ping-pong session header in shared memory;
 //! - [`pingpong`]: the `pingpong` initiator and the `echo` responder;
-//! - [`bench`]: latency statistics.
+//! - [`bench`](mod@bench): latency statistics.
 //!
 //! The ABI self-test that the guest tests run is a binary of its own,
 //! `ivshmem-abi-test` (`src/bin/ivshmem-abi-test.rs`), over [`dev`].

@@ -7,7 +7,7 @@
 //! - [`engine`]: the header protocol, virtqueues, completions, faults;
 //! - [`blk`], [`console`]: the device models;
 //! - [`runner`]: the daemon loop over an ivshmem endpoint;
-//! - [`bench`]: a direct-I/O block benchmark for `make bench`.
+//! - [`bench`](mod@bench): a direct-I/O block benchmark for `make bench`.
 
 mod bench;
 mod blk;
