@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for what Rust cannot call directly: page_address() and
- * irqs_disabled() are macros or static inlines depending on the
- * configuration.
+ * C helpers for what Rust cannot call directly: page_address(),
+ * irqs_disabled(), local_irq_save() and local_bh_disable() are macros or
+ * static inlines depending on the configuration (PREEMPT_RT among them).
  */
 #include <linux/bottom_half.h>
 #include <linux/irqflags.h>
@@ -25,7 +25,7 @@ void *vdev_remote_page_address(struct page *page)
  * on the very lock the spinner holds (hvc_poll takes the hvc lock that
  * hvc_write holds around put_chars), so every kick counts as such a caller.
  */
-bool vdev_remote_irqs_disabled(void)
+bool vdev_remote_kick_may_spin(void)
 {
 	return IS_ENABLED(CONFIG_PREEMPT_RT) || irqs_disabled();
 }

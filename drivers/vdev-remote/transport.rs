@@ -425,9 +425,9 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
     // until `del_vqs`, and `vdev` our device.
     let (queue, link) = unsafe { (&*(*vq).priv_.cast::<Queue>(), &remote((*vq).vdev).link) };
     // SAFETY: no preconditions.
-    let atomic = unsafe { ffi::vdev_remote_irqs_disabled() };
+    let may_spin = unsafe { ffi::vdev_remote_kick_may_spin() };
     if link.dead.load(Ordering::Acquire) {
-        if atomic {
+        if may_spin {
             // The caller may spin for its buffer with interrupts off; the
             // fail work might be queued on this very CPU.
             queue.fail_all(&link.section());
@@ -442,7 +442,7 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
                 link.progress();
             }
             link.ring_backend(queue.device_vector);
-            if atomic && p.readonly_in_flight > 0 {
+            if may_spin && p.readonly_in_flight > 0 {
                 wait_for_readonly(link, queue);
             }
         }

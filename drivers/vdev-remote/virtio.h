@@ -9,5 +9,5 @@
 #include <linux/virtio_ring.h>
 
 void *vdev_remote_page_address(struct page *page);
-bool vdev_remote_irqs_disabled(void);
+bool vdev_remote_kick_may_spin(void);
 void vdev_remote_vring_interrupt(struct virtqueue *vq);
