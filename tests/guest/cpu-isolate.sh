@@ -9,7 +9,7 @@
 # lincell-vm: cpus=4 memory=1G timeout=420 boot=isolate
 # lincell-vm: append=nohz_full=2-3 rcu_nocbs=2-3
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
-plan 36
+plan 38
 
 D=/sys/kernel/cpu_isolate
 OUT=$LINCELL_OUT
@@ -102,6 +102,11 @@ activity() {
 	sleep 1
 }
 
+# The boot this test asks for (append= above): a PREEMPT_RT kernel with the
+# tick and RCU callbacks off the CPUs it isolates.
+check "the kernel is PREEMPT_RT" sh -c "uname -v | grep -q PREEMPT_RT"
+check "booted with nohz_full=2-3 and rcu_nocbs=2-3" sh -c \
+	"test \"\$(cat /sys/devices/system/cpu/nohz_full)\" = 2-3 && grep -qw rcu_nocbs=2-3 /proc/cmdline"
 check "insmod cpu_isolate.ko" insmod "$(module_path cpu-isolate)"
 check "sysfs interface is there" test -w $D/isolate -a -w $D/release -a -r $D/status -a -r $D/sampler/results
 snapshot >"$OUT/before"
