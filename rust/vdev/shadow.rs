@@ -35,6 +35,93 @@ pub const USED_F_NO_NOTIFY: u16 = 1;
 /// Largest queue this code handles (virtio's split-ring maximum).
 pub const MAX_QUEUE_SIZE: u16 = 32768;
 
+// The virtio 1.x split-ring layout (virtio 1.2, section 2.7), every field
+// little-endian:
+//
+// - descriptor table: `num` x `struct virtq_desc { le64 addr; le32 len;
+//   le16 flags; le16 next; }`, 16-byte aligned;
+// - driver area: `struct virtq_avail { le16 flags; le16 idx; le16
+//   ring[num]; le16 used_event; }`, 2-byte aligned;
+// - device area: `struct virtq_used { le16 flags; le16 idx; struct
+//   virtq_used_elem { le32 id; le32 len; } ring[num]; le16 avail_event; }`,
+//   4-byte aligned.
+
+/// Size of one descriptor (`struct virtq_desc`).
+pub const VIRTQ_DESCRIPTOR_SIZE: usize = 16;
+/// Offset of `addr` (le64) in a descriptor.
+pub const VIRTQ_DESC_ADDR_OFFSET: usize = 0;
+/// Offset of `len` (le32) in a descriptor.
+pub const VIRTQ_DESC_LEN_OFFSET: usize = 8;
+/// Offset of `flags` (le16) in a descriptor.
+pub const VIRTQ_DESC_FLAGS_OFFSET: usize = 12;
+/// Offset of `next` (le16) in a descriptor.
+pub const VIRTQ_DESC_NEXT_OFFSET: usize = 14;
+/// Alignment of the descriptor table.
+pub const VIRTQ_DESC_ALIGN: usize = 16;
+
+/// Offset of `idx` (le16) in both the avail and the used ring (after the
+/// le16 `flags`).
+pub const VIRTQ_RING_IDX_OFFSET: usize = 2;
+
+/// Size of the avail ring's `flags` and `idx`, before `ring[]`.
+pub const VIRTQ_AVAIL_RING_HEADER_SIZE: usize = 4;
+/// Size of one avail ring entry (a le16 head index).
+pub const VIRTQ_AVAIL_ELEMENT_SIZE: usize = 2;
+/// Size of the avail ring without its entries: the header and the trailing
+/// le16 `used_event`.
+pub const VIRTQ_AVAIL_RING_META_SIZE: usize = VIRTQ_AVAIL_RING_HEADER_SIZE + 2;
+/// Alignment of the avail ring.
+pub const VIRTQ_AVAIL_ALIGN: usize = 2;
+
+/// Size of the used ring's `flags` and `idx`, before `ring[]`.
+pub const VIRTQ_USED_RING_HEADER_SIZE: usize = 4;
+/// Size of one used ring entry (`struct virtq_used_elem`).
+pub const VIRTQ_USED_ELEMENT_SIZE: usize = 8;
+/// Offset of `id` (le32) in a used ring entry.
+pub const VIRTQ_USED_ELEM_ID_OFFSET: usize = 0;
+/// Offset of `len` (le32) in a used ring entry.
+pub const VIRTQ_USED_ELEM_LEN_OFFSET: usize = 4;
+/// Size of the used ring without its entries: the header and the trailing
+/// le16 `avail_event`.
+pub const VIRTQ_USED_RING_META_SIZE: usize = VIRTQ_USED_RING_HEADER_SIZE + 2;
+/// Alignment of the used ring.
+pub const VIRTQ_USED_ALIGN: usize = 4;
+
+/// Bytes of the descriptor table of a ring of `num` entries.
+pub const fn desc_table_size(num: u16) -> usize {
+    VIRTQ_DESCRIPTOR_SIZE * num as usize
+}
+
+/// Bytes of the avail ring of a ring of `num` entries.
+pub const fn avail_ring_size(num: u16) -> usize {
+    VIRTQ_AVAIL_RING_META_SIZE + VIRTQ_AVAIL_ELEMENT_SIZE * num as usize
+}
+
+/// Bytes of the used ring of a ring of `num` entries.
+pub const fn used_ring_size(num: u16) -> usize {
+    VIRTQ_USED_RING_META_SIZE + VIRTQ_USED_ELEMENT_SIZE * num as usize
+}
+
+/// Address of descriptor `i` of the table at `table`.
+pub const fn desc_entry(table: usize, i: u16) -> usize {
+    table + VIRTQ_DESCRIPTOR_SIZE * i as usize
+}
+
+/// Address of entry `slot` of the avail ring at `avail`.
+pub const fn avail_entry(avail: usize, slot: usize) -> usize {
+    avail + VIRTQ_AVAIL_RING_HEADER_SIZE + VIRTQ_AVAIL_ELEMENT_SIZE * slot
+}
+
+/// Address of entry `slot` of the used ring at `used`.
+pub const fn used_entry(used: usize, slot: usize) -> usize {
+    used + VIRTQ_USED_RING_HEADER_SIZE + VIRTQ_USED_ELEMENT_SIZE * slot
+}
+
+/// `x` rounded up to `align` (a power of two).
+const fn align_up(x: usize, align: usize) -> usize {
+    (x + align - 1) & !(align - 1)
+}
+
 /// Memory holding one ring. Addresses are whatever the implementation
 /// chooses (kernel pointers for the private ring, section offsets for the
 /// shared one); loads and stores are single accesses of the given width in
@@ -73,21 +160,17 @@ pub struct RingAddrs {
 /// Sizes of a split ring of `num` entries laid out contiguously by
 /// [`split_layout`].
 pub const fn split_size(num: u16) -> usize {
-    let n = num as usize;
-    let avail_end = 16 * n + 6 + 2 * n;
-    let used = (avail_end + 3) & !3;
-    used + 6 + 8 * n
+    split_layout(0, num).used + used_ring_size(num)
 }
 
 /// The contiguous layout of a split ring of `num` entries at `base` (desc
 /// table, avail ring, then the used ring 4-byte aligned).
 pub const fn split_layout(base: usize, num: u16) -> RingAddrs {
-    let n = num as usize;
-    let avail_end = 16 * n + 6 + 2 * n;
+    let avail_end = desc_table_size(num) + avail_ring_size(num);
     RingAddrs {
         desc: base,
-        avail: base + 16 * n,
-        used: base + ((avail_end + 3) & !3),
+        avail: base + desc_table_size(num),
+        used: base + align_up(avail_end, VIRTQ_USED_ALIGN),
     }
 }
 
@@ -171,21 +254,21 @@ struct Desc {
 }
 
 fn load_desc(m: &dyn RingMemory, table: usize, i: u16) -> Desc {
-    let at = table + 16 * i as usize;
+    let at = desc_entry(table, i);
     Desc {
-        addr: m.load64(at),
-        len: m.load32(at + 8),
-        flags: m.load16(at + 12),
-        next: m.load16(at + 14),
+        addr: m.load64(at + VIRTQ_DESC_ADDR_OFFSET),
+        len: m.load32(at + VIRTQ_DESC_LEN_OFFSET),
+        flags: m.load16(at + VIRTQ_DESC_FLAGS_OFFSET),
+        next: m.load16(at + VIRTQ_DESC_NEXT_OFFSET),
     }
 }
 
 fn store_desc(m: &dyn RingMemory, table: usize, i: u16, d: Desc) {
-    let at = table + 16 * i as usize;
-    m.store64(at, d.addr);
-    m.store32(at + 8, d.len);
-    m.store16(at + 12, d.flags);
-    m.store16(at + 14, d.next);
+    let at = desc_entry(table, i);
+    m.store64(at + VIRTQ_DESC_ADDR_OFFSET, d.addr);
+    m.store32(at + VIRTQ_DESC_LEN_OFFSET, d.len);
+    m.store16(at + VIRTQ_DESC_FLAGS_OFFSET, d.flags);
+    m.store16(at + VIRTQ_DESC_NEXT_OFFSET, d.next);
 }
 
 impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
@@ -272,7 +355,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         sr: &RingAddrs,
         buffer_ok: &dyn Fn(u64, u32) -> bool,
     ) -> Result<u16, ShadowError> {
-        let avail_idx = pm.load16(pr.avail + 2);
+        let avail_idx = pm.load16(pr.avail + VIRTQ_RING_IDX_OFFSET);
         pm.acquire();
         let n = avail_idx.wrapping_sub(self.next_avail);
         if n > self.num - self.in_flight {
@@ -282,7 +365,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         for k in 0..n {
             let idx = start.wrapping_add(k);
             let slot = self.slot(idx);
-            let head = pm.load16(pr.avail + 4 + 2 * slot);
+            let head = pm.load16(avail_entry(pr.avail, slot));
             if head >= self.num || self.heads[head as usize].in_flight {
                 return Err(ShadowError::Private("bad head in avail ring"));
             }
@@ -301,14 +384,14 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             if writable == 0 {
                 self.readonly_in_flight += 1;
             }
-            sm.store16(sr.avail + 4 + 2 * slot, head);
+            sm.store16(avail_entry(sr.avail, slot), head);
             // Published one by one so an error later leaves a consistent
             // shared ring.
             self.next_avail = idx.wrapping_add(1);
         }
         if n > 0 {
             sm.release();
-            sm.store16(sr.avail + 2, self.next_avail);
+            sm.store16(sr.avail + VIRTQ_RING_IDX_OFFSET, self.next_avail);
         }
         Ok(n)
     }
@@ -323,7 +406,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         sm: &dyn RingMemory,
         sr: &RingAddrs,
     ) -> Result<u16, ShadowError> {
-        let used_idx = sm.load16(sr.used + 2);
+        let used_idx = sm.load16(sr.used + VIRTQ_RING_IDX_OFFSET);
         sm.acquire();
         let claimed = used_idx.wrapping_sub(self.shared_used);
         if claimed > self.in_flight {
@@ -336,8 +419,8 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         let mut result = Ok(());
         for _ in 0..claimed {
             let slot = self.slot(self.shared_used);
-            let id = sm.load32(sr.used + 4 + 8 * slot);
-            let len = sm.load32(sr.used + 8 + 8 * slot);
+            let id = sm.load32(used_entry(sr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET);
+            let len = sm.load32(used_entry(sr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET);
             let head = match self.heads.get(id as usize) {
                 Some(h) if id < u32::from(self.num) && h.in_flight => *h,
                 _ => {
@@ -359,15 +442,15 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         }
         if delivered > 0 {
             pm.release();
-            pm.store16(pr.used + 2, self.private_used);
+            pm.store16(pr.used + VIRTQ_RING_IDX_OFFSET, self.private_used);
         }
         result.map(|()| delivered)
     }
 
     fn push_used(&mut self, pm: &dyn RingMemory, pr: &RingAddrs, id: u32, len: u32) {
         let slot = self.slot(self.private_used);
-        pm.store32(pr.used + 4 + 8 * slot, id);
-        pm.store32(pr.used + 8 + 8 * slot, len);
+        pm.store32(used_entry(pr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET, id);
+        pm.store32(used_entry(pr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET, len);
         self.private_used = self.private_used.wrapping_add(1);
         if let Some(h) = self.heads.get_mut(id as usize) {
             if h.in_flight {
@@ -408,12 +491,12 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
                 done += 1;
             }
         }
-        let avail_idx = pm.load16(pr.avail + 2);
+        let avail_idx = pm.load16(pr.avail + VIRTQ_RING_IDX_OFFSET);
         pm.acquire();
         let n = avail_idx.wrapping_sub(self.next_avail).min(self.num);
         for k in 0..n {
             let slot = self.slot(self.next_avail.wrapping_add(k));
-            let head = pm.load16(pr.avail + 4 + 2 * slot);
+            let head = pm.load16(avail_entry(pr.avail, slot));
             if head < self.num {
                 fail_chain(self, head);
                 done += 1;
@@ -424,7 +507,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         self.shared_used = 0;
         if done > 0 {
             pm.release();
-            pm.store16(pr.used + 2, self.private_used);
+            pm.store16(pr.used + VIRTQ_RING_IDX_OFFSET, self.private_used);
         }
         done
     }
@@ -528,9 +611,10 @@ mod tests {
                 );
             }
             let slot = (self.avail % NUM) as usize;
-            self.pm.store16(self.pr.avail + 4 + 2 * slot, first);
+            self.pm.store16(avail_entry(self.pr.avail, slot), first);
             self.avail = self.avail.wrapping_add(1);
-            self.pm.store16(self.pr.avail + 2, self.avail);
+            self.pm
+                .store16(self.pr.avail + VIRTQ_RING_IDX_OFFSET, self.avail);
         }
         fn publish(&mut self) -> Result<u16, ShadowError> {
             self.shadow
@@ -544,18 +628,27 @@ mod tests {
         /// The backend completes `id` with `len` at shared used slot `idx`.
         fn complete(&self, idx: u16, id: u32, len: u32) {
             let slot = (idx % NUM) as usize;
-            self.sm.store32(self.sr.used + 4 + 8 * slot, id);
-            self.sm.store32(self.sr.used + 8 + 8 * slot, len);
-            self.sm.store16(self.sr.used + 2, idx.wrapping_add(1));
+            self.sm.store32(
+                used_entry(self.sr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET,
+                id,
+            );
+            self.sm.store32(
+                used_entry(self.sr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET,
+                len,
+            );
+            self.sm
+                .store16(self.sr.used + VIRTQ_RING_IDX_OFFSET, idx.wrapping_add(1));
         }
         fn private_used(&self) -> Vec<(u32, u32)> {
-            let n = self.pm.load16(self.pr.used + 2);
+            let n = self.pm.load16(self.pr.used + VIRTQ_RING_IDX_OFFSET);
             (0..n)
                 .map(|i| {
                     let s = (i % NUM) as usize;
                     (
-                        self.pm.load32(self.pr.used + 4 + 8 * s),
-                        self.pm.load32(self.pr.used + 8 + 8 * s),
+                        self.pm
+                            .load32(used_entry(self.pr.used, s) + VIRTQ_USED_ELEM_ID_OFFSET),
+                        self.pm
+                            .load32(used_entry(self.pr.used, s) + VIRTQ_USED_ELEM_LEN_OFFSET),
                     )
                 })
                 .collect()
@@ -571,6 +664,24 @@ mod tests {
     }
 
     #[test]
+    fn ring_parts_match_virtio() {
+        // Sizes of the three parts from the virtio 1.x spec (2.7.5-2.7.8).
+        assert_eq!(desc_table_size(256), 16 * 256);
+        assert_eq!(avail_ring_size(256), 6 + 2 * 256);
+        assert_eq!(used_ring_size(256), 6 + 8 * 256);
+        assert_eq!(avail_entry(0x100, 3), 0x100 + 4 + 2 * 3);
+        assert_eq!(
+            used_entry(0x100, 3) + VIRTQ_USED_ELEM_LEN_OFFSET,
+            0x100 + 8 + 8 * 3
+        );
+        assert_eq!(
+            desc_entry(0x100, 3) + VIRTQ_DESC_NEXT_OFFSET,
+            0x100 + 16 * 3 + 14
+        );
+        assert_eq!(split_layout(0, 256).used % VIRTQ_USED_ALIGN, 0);
+    }
+
+    #[test]
     fn publish_then_collect() {
         let mut r = Rig::new();
         r.add(
@@ -579,8 +690,8 @@ mod tests {
         );
         assert_eq!(r.publish(), Ok(1));
         // The shared ring got the chain and the avail entry.
-        assert_eq!(r.sm.load16(r.sr.avail + 2), 1);
-        assert_eq!(r.sm.load16(r.sr.avail + 4), 0);
+        assert_eq!(r.sm.load16(r.sr.avail + VIRTQ_RING_IDX_OFFSET), 1);
+        assert_eq!(r.sm.load16(avail_entry(r.sr.avail, 0)), 0);
         assert_eq!(load_desc(&r.sm, r.sr.desc, 1).addr, 0x2000);
         assert_eq!(r.shadow.in_flight(), 1);
         assert_eq!(r.collect(), Ok(0));
@@ -618,7 +729,7 @@ mod tests {
         let mut r = Rig::new();
         r.add(0, &[(0x1000, 16, true)]);
         r.publish().unwrap();
-        r.sm.store16(r.sr.used + 2, 1000);
+        r.sm.store16(r.sr.used + VIRTQ_RING_IDX_OFFSET, 1000);
         assert_eq!(
             r.collect(),
             Err(ShadowError::UsedIndex {
@@ -676,11 +787,11 @@ mod tests {
                 next: 0,
             },
         );
-        r.pm.store16(r.pr.avail + 4, 0);
-        r.pm.store16(r.pr.avail + 2, 1);
+        r.pm.store16(avail_entry(r.pr.avail, 0), 0);
+        r.pm.store16(r.pr.avail + VIRTQ_RING_IDX_OFFSET, 1);
         assert_eq!(r.publish(), Err(ShadowError::Private("descriptor loop")));
         let mut r = Rig::new();
-        r.pm.store16(r.pr.avail + 2, NUM + 1);
+        r.pm.store16(r.pr.avail + VIRTQ_RING_IDX_OFFSET, NUM + 1);
         assert!(r.publish().is_err());
     }
 
@@ -735,7 +846,7 @@ mod tests {
             }
             r.publish().unwrap();
             // The backend scribbles over the whole used area.
-            for off in (0..6 + 8 * NUM as usize).step_by(2) {
+            for off in (0..used_ring_size(NUM)).step_by(2) {
                 // CAST: random 16-bit words.
                 r.sm.store16(r.sr.used + off, next() as u16);
             }

@@ -12,6 +12,11 @@ use std::sync::atomic::{fence, Ordering};
 use lincell_shared::vdev::header::{
     self, feature, off, CONFIG_OFFSET, MAX_CONFIG, MAX_HEADER_SIZE, REVISION,
 };
+use lincell_shared::vdev::shadow::{
+    avail_ring_size, desc_table_size, used_entry, used_ring_size, VIRTQ_AVAIL_ALIGN,
+    VIRTQ_DESC_ALIGN, VIRTQ_RING_IDX_OFFSET, VIRTQ_USED_ALIGN, VIRTQ_USED_ELEMENT_SIZE,
+    VIRTQ_USED_ELEM_ID_OFFSET, VIRTQ_USED_ELEM_LEN_OFFSET,
+};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK,
 };
@@ -23,6 +28,9 @@ use crate::error::{Error, Result};
 
 /// Bytes of the section the backend clears and owns at start-up.
 pub(crate) const HEADER_AREA: usize = 4096;
+/// Offset of `idx` in the avail and used rings, as a guest address offset.
+// CAST: usize to u64 is lossless on the hosts lincell supports.
+const RING_IDX_OFFSET: u64 = VIRTQ_RING_IDX_OFFSET as u64;
 /// Completions before a `--fault` mode starts misbehaving, by default.
 pub(crate) const FAULT_AFTER: u64 = 8;
 
@@ -523,16 +531,36 @@ impl<D: Device> Engine<D> {
             q.queue = None;
             return;
         }
-        let n = u64::from(q.size);
         let err = if q.size == 0 || !q.size.is_power_of_two() || q.size > q.max {
             Some(format!(
                 "size {} (must be a power of two <= {})",
                 q.size, q.max
             ))
         } else {
-            ring_error("descriptor table", q.desc, 16 * n, 16, section, header)
-                .or_else(|| ring_error("avail ring", q.avail, 6 + 2 * n, 2, section, header))
-                .or_else(|| ring_error("used ring", q.used, 6 + 8 * n, 4, section, header))
+            let parts = [
+                (
+                    "descriptor table",
+                    q.desc,
+                    desc_table_size(q.size),
+                    VIRTQ_DESC_ALIGN,
+                ),
+                (
+                    "avail ring",
+                    q.avail,
+                    avail_ring_size(q.size),
+                    VIRTQ_AVAIL_ALIGN,
+                ),
+                (
+                    "used ring",
+                    q.used,
+                    used_ring_size(q.size),
+                    VIRTQ_USED_ALIGN,
+                ),
+            ];
+            parts.into_iter().find_map(|(what, addr, len, align)| {
+                // CAST: usize to u64 is lossless on the hosts lincell supports.
+                ring_error(what, addr, len as u64, align as u64, section, header)
+            })
         };
         let queue = match err {
             Some(e) => Err(Error::Remote(e)),
@@ -664,7 +692,7 @@ impl<D: Device> Engine<D> {
                     let idx = queue.next_used().wrapping_add(1000);
                     let _ = mem.store(
                         idx.to_le(),
-                        GuestAddress(queue.used_ring() + 2),
+                        GuestAddress(queue.used_ring() + RING_IDX_OFFSET),
                         Ordering::Release,
                     );
                 }),
@@ -691,18 +719,23 @@ fn remote(e: impl fmt::Display) -> Error {
 /// Writes a used element without the checks of `add_used` (fault modes).
 fn raw_used(queue: &mut Queue, mem: &Mem, id: u32, len: u32) -> Result<()> {
     let size = queue.size();
-    let slot = u64::from(queue.next_used() % size);
+    let slot = usize::from(queue.next_used() % size);
     let base = queue.used_ring();
-    let mut elem = [0u8; 8];
-    elem[..4].copy_from_slice(&id.to_le_bytes());
-    elem[4..].copy_from_slice(&len.to_le_bytes());
-    mem.write_slice(&elem, GuestAddress(base + 4 + 8 * slot))
-        .map_err(remote)?;
+    let mut elem = [0u8; VIRTQ_USED_ELEMENT_SIZE];
+    elem[VIRTQ_USED_ELEM_ID_OFFSET..][..4].copy_from_slice(&id.to_le_bytes());
+    elem[VIRTQ_USED_ELEM_LEN_OFFSET..][..4].copy_from_slice(&len.to_le_bytes());
+    // CAST: usize to u64 is lossless on the hosts lincell supports.
+    let at = base + used_entry(0, slot) as u64;
+    mem.write_slice(&elem, GuestAddress(at)).map_err(remote)?;
     let next = queue.next_used().wrapping_add(1);
     queue.set_next_used(next);
     fence(Ordering::Release);
-    mem.store(next.to_le(), GuestAddress(base + 2), Ordering::Release)
-        .map_err(remote)
+    mem.store(
+        next.to_le(),
+        GuestAddress(base + RING_IDX_OFFSET),
+        Ordering::Release,
+    )
+    .map_err(remote)
 }
 
 /// Largest header a device may need; checked at compile time against the

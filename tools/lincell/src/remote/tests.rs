@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lincell_shared::vdev::header::{feature, off, CONFIG_OFFSET, STATE_READY};
+use lincell_shared::vdev::shadow::{
+    avail_entry, avail_ring_size, desc_entry, desc_table_size, used_entry, used_ring_size,
+    VIRTQ_DESCRIPTOR_SIZE, VIRTQ_DESC_ADDR_OFFSET, VIRTQ_DESC_FLAGS_OFFSET, VIRTQ_DESC_LEN_OFFSET,
+    VIRTQ_DESC_NEXT_OFFSET, VIRTQ_RING_IDX_OFFSET, VIRTQ_USED_ELEMENT_SIZE,
+    VIRTQ_USED_ELEM_ID_OFFSET, VIRTQ_USED_ELEM_LEN_OFFSET,
+};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
     VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
@@ -29,6 +35,11 @@ use super::engine::{Device, Engine, Fault, Options, FAULT_AFTER};
 use super::mem::{HeaderAccess, Mem};
 
 const SECTION: usize = 1 << 20;
+/// A ring offset or size from the shared layout as a section offset.
+fn off64(x: usize) -> u64 {
+    u64::try_from(x).unwrap()
+}
+
 const F_WRITE: u16 = 2;
 const F_NEXT: u16 = 1;
 
@@ -189,9 +200,9 @@ impl<L: Link> Front<L> {
     fn setup_queue_at(&mut self, qi: u32, size: u16, desc: u64, avail: u64, used: u64) -> bool {
         // A driver starts from zeroed rings.
         for (a, l) in [
-            (desc, 16 * u64::from(size)),
-            (avail, 6 + 2 * u64::from(size)),
-            (used, 6 + 8 * u64::from(size)),
+            (desc, off64(desc_table_size(size))),
+            (avail, off64(avail_ring_size(size))),
+            (used, off64(used_ring_size(size))),
         ] {
             if a.checked_add(l).is_some_and(|e| e <= SECTION as u64) && a >= 0x1000 {
                 self.m()
@@ -263,26 +274,29 @@ impl<L: Link> Front<L> {
             .map(|_| q.free.pop_front().unwrap())
             .collect();
         for (i, &(addr, len, w)) in bufs.iter().enumerate() {
-            let mut d = [0u8; 16];
-            d[..8].copy_from_slice(&addr.to_le_bytes());
-            d[8..12].copy_from_slice(&len.to_le_bytes());
+            let mut d = [0u8; VIRTQ_DESCRIPTOR_SIZE];
+            d[VIRTQ_DESC_ADDR_OFFSET..][..8].copy_from_slice(&addr.to_le_bytes());
+            d[VIRTQ_DESC_LEN_OFFSET..][..4].copy_from_slice(&len.to_le_bytes());
             let mut flags = if w { F_WRITE } else { 0 };
             let next = ids.get(i + 1).copied().unwrap_or(0);
             if i + 1 < bufs.len() {
                 flags |= F_NEXT;
             }
-            d[12..14].copy_from_slice(&flags.to_le_bytes());
-            d[14..16].copy_from_slice(&next.to_le_bytes());
-            mem.write_slice(&d, GuestAddress(q.desc + 16 * u64::from(ids[i])))
+            d[VIRTQ_DESC_FLAGS_OFFSET..][..2].copy_from_slice(&flags.to_le_bytes());
+            d[VIRTQ_DESC_NEXT_OFFSET..][..2].copy_from_slice(&next.to_le_bytes());
+            mem.write_slice(&d, GuestAddress(q.desc + off64(desc_entry(0, ids[i]))))
                 .unwrap();
         }
-        let slot = u64::from(q.avail_idx % q.size);
-        mem.write_slice(&ids[0].to_le_bytes(), GuestAddress(q.avail + 4 + 2 * slot))
-            .unwrap();
+        let slot = usize::from(q.avail_idx % q.size);
+        mem.write_slice(
+            &ids[0].to_le_bytes(),
+            GuestAddress(q.avail + off64(avail_entry(0, slot))),
+        )
+        .unwrap();
         q.avail_idx = q.avail_idx.wrapping_add(1);
         std::sync::atomic::fence(Ordering::SeqCst);
         // CAST: offsets in a 1 MiB section.
-        mem.st16((q.avail + 2) as usize, q.avail_idx);
+        mem.st16(q.avail as usize + VIRTQ_RING_IDX_OFFSET, q.avail_idx);
         ids
     }
 
@@ -291,15 +305,15 @@ impl<L: Link> Front<L> {
         let mem = self.link.mem().clone();
         let q = &mut self.queues[qi];
         // CAST: offsets in a 1 MiB section.
-        let idx = mem.ld16((q.used + 2) as usize);
+        let idx = mem.ld16(q.used as usize + VIRTQ_RING_IDX_OFFSET);
         let mut out = Vec::new();
         while q.last_used != idx {
-            let slot = u64::from(q.last_used % q.size);
-            let mut e = [0u8; 8];
-            mem.read_slice(&mut e, GuestAddress(q.used + 4 + 8 * slot))
+            let slot = usize::from(q.last_used % q.size);
+            let mut e = [0u8; VIRTQ_USED_ELEMENT_SIZE];
+            mem.read_slice(&mut e, GuestAddress(q.used + off64(used_entry(0, slot))))
                 .unwrap();
-            let id = u32::from_le_bytes(e[..4].try_into().unwrap());
-            let len = u32::from_le_bytes(e[4..].try_into().unwrap());
+            let id = u32::from_le_bytes(e[VIRTQ_USED_ELEM_ID_OFFSET..][..4].try_into().unwrap());
+            let len = u32::from_le_bytes(e[VIRTQ_USED_ELEM_LEN_OFFSET..][..4].try_into().unwrap());
             out.push((id, len));
             q.last_used = q.last_used.wrapping_add(1);
             if out.len() > 1000 {
@@ -484,20 +498,22 @@ fn blk_bad_requests_fail_without_panic() {
     let q = &f.queues[0];
     let (desc, avail) = (q.desc, q.avail);
     let m = f.m().clone();
-    let mut d = [0u8; 16];
-    d[..8].copy_from_slice(&h.to_le_bytes());
-    d[8..12].copy_from_slice(&16u32.to_le_bytes());
-    d[12..14].copy_from_slice(&F_NEXT.to_le_bytes());
-    d[14..16].copy_from_slice(&5u16.to_le_bytes());
-    m.write_slice(&d, GuestAddress(desc + 16 * 5)).unwrap();
+    let mut d = [0u8; VIRTQ_DESCRIPTOR_SIZE];
+    d[VIRTQ_DESC_ADDR_OFFSET..][..8].copy_from_slice(&h.to_le_bytes());
+    d[VIRTQ_DESC_LEN_OFFSET..][..4].copy_from_slice(&16u32.to_le_bytes());
+    d[VIRTQ_DESC_FLAGS_OFFSET..][..2].copy_from_slice(&F_NEXT.to_le_bytes());
+    d[VIRTQ_DESC_NEXT_OFFSET..][..2].copy_from_slice(&5u16.to_le_bytes());
+    m.write_slice(&d, GuestAddress(desc + off64(desc_entry(0, 5))))
+        .unwrap();
     let i = f.queues[0].avail_idx;
     m.write_slice(
         &5u16.to_le_bytes(),
-        GuestAddress(avail + 4 + 2 * u64::from(i % 16)),
+        GuestAddress(avail + off64(avail_entry(0, usize::from(i % 16)))),
     )
     .unwrap();
     f.queues[0].avail_idx = i.wrapping_add(1);
-    m.st16((avail + 2) as usize, i.wrapping_add(1));
+    // CAST: offsets in a 1 MiB section.
+    m.st16(avail as usize + VIRTQ_RING_IDX_OFFSET, i.wrapping_add(1));
     f.link.kick();
     assert_eq!(f.used(0), [(5, 0)]);
 }
@@ -640,7 +656,8 @@ fn run_fault(fault: Fault) -> (Vec<(u32, u32)>, u16, u16) {
     f.submit(0, &[(h, 16, false), (s, 1, true)]);
     f.link.kick();
     let q = &f.queues[0];
-    let idx = f.m().ld16((q.used + 2) as usize);
+    // CAST: offsets in a 1 MiB section.
+    let idx = f.m().ld16(q.used as usize + VIRTQ_RING_IDX_OFFSET);
     let expected = q.last_used.wrapping_add(1);
     let used = f.used(0);
     (used.into_iter().take(1).collect(), idx, expected)
