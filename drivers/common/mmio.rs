@@ -11,7 +11,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use kernel::{bindings, io::Io, pci, prelude::*};
+use kernel::{bindings, io::Io, pci, pr_warn_once, prelude::*};
 
 use crate::shared::ivshmem::regs::{RegisterBlock, BAR0_SIZE};
 use crate::shared::ivshmem::v1layout::HeaderMemory;
@@ -25,12 +25,22 @@ pub(crate) struct Regs<'a, 'b>(pub(crate) &'a Bar0<'b>);
 impl RegisterBlock for Regs<'_, '_> {
     fn read32(&self, offset: usize) -> u32 {
         // The models only use offsets below BAR0_SIZE, which the BAR covers
-        // (checked when it was mapped); a failure cannot happen, reads 0.
-        self.0.try_read32(offset).unwrap_or(0)
+        // (checked when it was mapped), so this cannot fail. The trait has
+        // no error path: should it fail anyway, say so once and read 0.
+        self.0
+            .try_read32(offset)
+            .inspect_err(|e| {
+                pr_warn_once!("BAR0 read at {offset:#x} failed ({e:?}); reading 0\n");
+            })
+            .unwrap_or(0)
     }
 
     fn write32(&self, offset: usize, value: u32) {
-        let _ = self.0.try_write32(value, offset);
+        // As in `read32`: cannot fail; if it does, say so once and drop the
+        // write.
+        if let Err(e) = self.0.try_write32(value, offset) {
+            pr_warn_once!("BAR0 write at {offset:#x} failed ({e:?}); write dropped\n");
+        }
     }
 }
 
@@ -84,10 +94,10 @@ impl ShmemWindow {
     }
 
     fn atomic32(&self, offset: usize) -> Option<&AtomicU32> {
-        if offset % 4 != 0 {
+        let Some(p) = self.ptr(offset, 4).filter(|_| offset % 4 == 0) else {
+            self.bad_access(offset, 4);
             return None;
-        }
-        let p = self.ptr(offset, 4)?;
+        };
         // SAFETY: `ptr` checked that the 4 bytes are inside the mapping, and
         // they are 4-byte aligned (the mapping is page aligned); the memory
         // lives as long as `self` and is only accessed atomically by us.
@@ -95,12 +105,26 @@ impl ShmemWindow {
     }
 
     fn atomic64(&self, offset: usize) -> Option<&AtomicU64> {
-        if offset % 8 != 0 {
+        let Some(p) = self.ptr(offset, 8).filter(|_| offset % 8 == 0) else {
+            self.bad_access(offset, 8);
             return None;
-        }
-        let p = self.ptr(offset, 8)?;
+        };
         // SAFETY: as in `atomic32`, with 8 bytes and 8-byte alignment.
         Some(unsafe { AtomicU64::from_ptr(p.cast()) })
+    }
+}
+
+impl ShmemWindow {
+    /// Reports, once, an access of `width` bytes at `offset` that is
+    /// misaligned or outside the window. The [`HeaderMemory`] methods have
+    /// no error path, so such a load reads 0 (`u32::MAX` for `cas32`) and
+    /// such a store is dropped; the shared logic only uses fixed, aligned
+    /// offsets inside the window, so this points at a bug, not at a peer.
+    fn bad_access(&self, offset: usize, width: usize) {
+        pr_warn_once!(
+            "shared memory access of {width} bytes at {offset:#x} is misaligned or outside the {:#x}-byte window; ignored\n",
+            self.len
+        );
     }
 }
 
