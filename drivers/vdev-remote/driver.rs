@@ -9,9 +9,9 @@ use crate::common::irq::{raw_pci_dev, Vectors};
 use crate::common::mmio::ShmemWindow;
 use crate::common::probe::{self, ProbeParams, Probed};
 use crate::common::sections::DeviceSections;
-use crate::link::{Link, HEADER_AREA};
+use crate::link::Link;
 use crate::shared::ivshmem::ident::{self, Identity, ProtocolKind};
-use crate::shared::vdev::header::PROTOCOL_DEVICE_ID_MASK;
+use crate::shared::vdev::header::{HEADER_AREA, PROTOCOL_DEVICE_ID_MASK};
 
 /// Most interrupt vectors used (one for config + one per queue).
 const MAX_VECTORS: u32 = 1 + crate::link::MAX_QUEUES as u32;

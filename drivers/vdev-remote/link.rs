@@ -36,14 +36,13 @@ use crate::common::sections::DeviceSections;
 use crate::queue::Queue;
 use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
+// `HEADER_AREA` is re-exported for `transport.rs`.
+pub(crate) use crate::shared::vdev::header::HEADER_AREA;
 use crate::shared::vdev::header::{off, STATE_READY};
 use crate::shared::vdev::pool::{words_for, Pool};
 use crate::shm::RwSection;
 use crate::transport::{self, VirtioRemote};
 
-/// Bytes at the start of the R/W section kept for the header (never bounce
-/// buffers or rings).
-pub(crate) const HEADER_AREA: usize = 4096;
 /// Most virtqueues per device (virtio-net with one queue pair and a control
 /// queue needs 3, virtio-console without multiport 2, virtio-blk 1).
 pub(crate) const MAX_QUEUES: usize = 8;

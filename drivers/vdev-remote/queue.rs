@@ -6,6 +6,7 @@
 use kernel::{new_spinlock_irq, prelude::*, sync::SpinLockIrq};
 
 use crate::ffi;
+use crate::shared::vdev::header::HEADER_AREA;
 use crate::shared::vdev::shadow::{Head, RingAddrs, Shadow, ShadowError};
 use crate::shm::{Private, RwSection};
 
@@ -98,7 +99,7 @@ impl Queue {
     ) -> Result<Published, ShadowError> {
         // Buffers are bounce slots inside the section, never the header.
         let ok = |addr: u64, len: u32| {
-            addr >= crate::link::HEADER_AREA as u64
+            addr >= HEADER_AREA as u64
                 && addr
                     .checked_add(u64::from(len))
                     .is_some_and(|end| end <= rw_len as u64)

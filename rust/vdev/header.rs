@@ -50,6 +50,11 @@ pub const CONFIG_OFFSET: usize = 0x4c;
 pub const MAX_CONFIG: usize = 0x100;
 /// Largest header (`size`) a frontend accepts.
 pub const MAX_HEADER_SIZE: usize = CONFIG_OFFSET + MAX_CONFIG;
+/// Bytes at the start of the R/W section that belong to the header: the
+/// backend clears and owns them at start-up, and the frontend never places
+/// bounce buffers or rings there.
+pub const HEADER_AREA: usize = 4096;
+const _: () = assert!(MAX_HEADER_SIZE <= HEADER_AREA);
 /// ivshmem 2.0 protocol range of a virtio frontend: `0x8000 | device id`.
 pub const PROTOCOL_VIRTIO_FRONTEND: u16 = 0x8000;
 /// ivshmem 2.0 protocol range of a virtio backend: `0xc000 | device id`.

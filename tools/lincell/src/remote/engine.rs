@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::atomic::{fence, Ordering};
 
 use lincell_shared::vdev::header::{
-    self, feature, off, CONFIG_OFFSET, MAX_CONFIG, MAX_HEADER_SIZE, REVISION,
+    self, feature, off, CONFIG_OFFSET, HEADER_AREA, MAX_CONFIG, REVISION,
 };
 use lincell_shared::vdev::shadow::{
     avail_ring_size, desc_table_size, used_entry, used_ring_size, VIRTQ_AVAIL_ALIGN,
@@ -26,8 +26,6 @@ use vm_memory::{Bytes, GuestAddress};
 use super::mem::{HeaderAccess, Mem};
 use crate::error::{Error, Result};
 
-/// Bytes of the section the backend clears and owns at start-up.
-pub(crate) const HEADER_AREA: usize = 4096;
 /// Offset of `idx` in the avail and used rings, as a guest address offset.
 // CAST: usize to u64 is lossless on the hosts lincell supports.
 const RING_IDX_OFFSET: u64 = VIRTQ_RING_IDX_OFFSET as u64;
@@ -737,7 +735,3 @@ fn raw_used(queue: &mut Queue, mem: &Mem, id: u32, len: u32) -> Result<()> {
     )
     .map_err(remote)
 }
-
-/// Largest header a device may need; checked at compile time against the
-/// header area the backend clears.
-const _: () = assert!(MAX_HEADER_SIZE <= HEADER_AREA);
