@@ -9,7 +9,7 @@ use crate::common::irq::{raw_pci_dev, Vectors};
 use crate::common::mmio::ShmemWindow;
 use crate::common::probe::{self, ProbeParams, Probed};
 use crate::common::sections::DeviceSections;
-use crate::link::Link;
+use crate::link::{Link, LinkParts};
 use crate::shared::ivshmem::ident::{self, Identity, ProtocolKind};
 use crate::shared::vdev::header::{HEADER_AREA, PROTOCOL_DEVICE_ID_MASK};
 
@@ -151,17 +151,17 @@ impl pci::Driver for VdevRemoteDriver {
             let rw_len = rw.len();
             let vendor = u32::from(pdev.subsystem_vendor_id());
             let link = Arc::pin_init(
-                Link::new(
-                    raw_pci_dev(pdev),
+                Link::new(LinkParts {
+                    pdev: raw_pci_dev(pdev),
                     model,
                     regs,
                     sections,
                     rw,
                     v1_header,
-                    nr_vectors,
+                    vectors: nr_vectors,
                     device_id,
-                    vendor,
-                )?,
+                    vendor_id: vendor,
+                })?,
                 GFP_KERNEL,
             )?;
             vectors.request(&link, c"vdev_remote")?;

@@ -144,20 +144,42 @@ pub(crate) fn now_ns() -> i64 {
     unsafe { bindings::ktime_get() }
 }
 
+/// What probe hands to [`Link::new`]: the bound device and its resources.
+pub(crate) struct LinkParts {
+    /// The PCI device (see [`Link::pdev`]).
+    pub(crate) pdev: *mut bindings::pci_dev,
+    /// The device's register model.
+    pub(crate) model: &'static dyn RegisterModel,
+    /// BAR0.
+    pub(crate) regs: DevresBar<BAR0_SIZE>,
+    /// The shared-memory sections.
+    pub(crate) sections: DeviceSections,
+    /// The R/W section, mapped.
+    pub(crate) rw: ShmemWindow,
+    /// The v1 layout header page (ivshmem v1 only).
+    pub(crate) v1_header: Option<ShmemWindow>,
+    /// Interrupt vectors of this device.
+    pub(crate) vectors: u32,
+    /// virtio device id (v2: from the protocol; v1: 0 until attach).
+    pub(crate) device_id: u32,
+    /// PCI subsystem vendor id, reported as the virtio vendor id.
+    pub(crate) vendor_id: u32,
+}
+
 impl Link {
     /// Initializer.
-    #[expect(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        pdev: *mut bindings::pci_dev,
-        model: &'static dyn RegisterModel,
-        regs: DevresBar<BAR0_SIZE>,
-        sections: DeviceSections,
-        rw: ShmemWindow,
-        v1_header: Option<ShmemWindow>,
-        vectors: u32,
-        device_id: u32,
-        vendor_id: u32,
-    ) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(parts: LinkParts) -> Result<impl PinInit<Self, Error>> {
+        let LinkParts {
+            pdev,
+            model,
+            regs,
+            sections,
+            rw,
+            v1_header,
+            vectors,
+            device_id,
+            vendor_id,
+        } = parts;
         let chunks = rw.len() >> CHUNK_SHIFT;
         let mut words = KVec::with_capacity(words_for(chunks), GFP_KERNEL)?;
         words.resize(words_for(chunks), 0, GFP_KERNEL)?;

@@ -54,24 +54,45 @@ unsafe impl Send for Queue {}
 // SAFETY: as above.
 unsafe impl Sync for Queue {}
 
+/// What [`Queue::new`] builds a queue from.
+pub(crate) struct QueueParts {
+    /// The C virtqueue.
+    pub(crate) vq: *mut ffi::virtqueue,
+    /// Queue index in the header's `queue_sel` numbering.
+    pub(crate) index: u32,
+    /// The vector the backend wants to be rung on for this queue.
+    pub(crate) device_vector: u32,
+    /// Entries in the ring.
+    pub(crate) num: u16,
+    /// The private ring (kernel memory).
+    pub(crate) private_ring: Private,
+    /// Its parts.
+    pub(crate) private: RingAddrs,
+    /// The shared ring's parts (section offsets).
+    pub(crate) shared: RingAddrs,
+    /// The shared ring's allocation in the bounce pool (offset, length).
+    pub(crate) shared_alloc: (usize, usize),
+}
+
 impl Queue {
-    /// A queue for `vq` with `num` entries.
+    /// A queue for `parts.vq` with `parts.num` entries.
     ///
     /// # Safety
     ///
-    /// `vq` must be a live virtqueue of `num` entries whose ring memory is
-    /// described by `private_ring`/`private`; see the type invariant.
-    #[expect(clippy::too_many_arguments)]
-    pub(crate) unsafe fn new(
-        vq: *mut ffi::virtqueue,
-        index: u32,
-        device_vector: u32,
-        num: u16,
-        private_ring: Private,
-        private: RingAddrs,
-        shared: RingAddrs,
-        shared_alloc: (usize, usize),
-    ) -> Result<impl PinInit<Self>> {
+    /// `parts.vq` must be a live virtqueue of `parts.num` entries whose ring
+    /// memory is described by `parts.private_ring`/`parts.private`; see the
+    /// type invariant.
+    pub(crate) unsafe fn new(parts: QueueParts) -> Result<impl PinInit<Self>> {
+        let QueueParts {
+            vq,
+            index,
+            device_vector,
+            num,
+            private_ring,
+            private,
+            shared,
+            shared_alloc,
+        } = parts;
         let mut heads = KVec::with_capacity(usize::from(num), GFP_KERNEL)?;
         for _ in 0..num {
             heads.push(Head::default(), GFP_KERNEL)?;

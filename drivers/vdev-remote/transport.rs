@@ -575,7 +575,7 @@ fn setup_vq(
     let private_ring = unsafe { Private::new(private.desc, private_len) };
     // SAFETY: `vq` is live with `num` entries and the ring described.
     let init = unsafe {
-        Queue::new(
+        Queue::new(crate::queue::QueueParts {
             vq,
             index,
             device_vector,
@@ -583,8 +583,8 @@ fn setup_vq(
             private_ring,
             private,
             shared,
-            (shared_off, shared_len),
-        )
+            shared_alloc: (shared_off, shared_len),
+        })
     };
     let queue = init
         .and_then(|i| Arc::pin_init(i, GFP_KERNEL))
