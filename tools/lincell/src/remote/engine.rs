@@ -26,11 +26,12 @@ use vm_memory::{Bytes, GuestAddress};
 use super::mem::{HeaderAccess, Mem};
 use crate::error::{Error, Result};
 
+mod fault;
+pub(crate) use fault::{Fault, Faulty, FAULT_AFTER};
+
 /// Offset of `idx` in the avail and used rings, as a guest address offset.
 // CAST: usize to u64 is lossless on the hosts lincell supports.
 const RING_IDX_OFFSET: u64 = VIRTQ_RING_IDX_OFFSET as u64;
-/// Completions before a `--fault` mode starts misbehaving, by default.
-pub(crate) const FAULT_AFTER: u64 = 8;
 
 /// One descriptor chain of a queue, as handed to a device.
 pub(crate) type Chain<'a> = DescriptorChain<&'a Mem>;
@@ -44,6 +45,36 @@ pub(crate) struct Done {
     /// Total length of the chain's device-writable buffers (0 if the chain
     /// could not be parsed).
     pub(crate) writable: u32,
+}
+
+/// The used entry the engine publishes for a chain a [`Device`] handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Used {
+    /// Head `head` with length `len`, through the queue's checks.
+    Checked {
+        /// The chain's head.
+        head: u16,
+        /// Bytes written.
+        len: u32,
+    },
+    /// An entry written as is, without the queue's checks (fault
+    /// injection).
+    Raw {
+        /// The id published.
+        id: u32,
+        /// The length published.
+        len: u32,
+    },
+    /// As [`Used::Checked`], then the used index published `skew` entries
+    /// ahead of the truth (fault injection).
+    SkewedIndex {
+        /// The chain's head.
+        head: u16,
+        /// Bytes written.
+        len: u32,
+        /// Entries the published index runs ahead.
+        skew: u16,
+    },
 }
 
 /// A virtio device model behind the transport.
@@ -64,6 +95,15 @@ pub(crate) trait Device {
     /// Handles one chain of queue `q`. Must never panic, whatever the
     /// chain holds.
     fn handle(&mut self, q: usize, chain: Chain<'_>, mem: &Mem) -> Done;
+    /// The used entry for chain `head` of queue `q` (of `size` entries),
+    /// which [`Device::handle`] completed with `done`. Only fault injection
+    /// ([`Faulty`]) publishes anything but the head and the bytes written.
+    fn used(&mut self, _q: usize, head: u16, _size: u16, done: Done) -> Used {
+        Used::Checked {
+            head,
+            len: done.written,
+        }
+    }
     /// The driver reset the device.
     fn reset(&mut self) {}
     /// Makes completed writes durable (shutdown).
@@ -74,30 +114,6 @@ pub(crate) trait Device {
     fn summary(&self) -> String;
 }
 
-/// Deliberate misbehaviour, to test the frontend's validation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Fault {
-    /// After 8 completions, publish a used index 1000 entries ahead.
-    BadUsedIndex,
-    /// After 8 completions, complete with an id >= the queue size.
-    BadUsedId,
-    /// After 8 completions, report a used length larger than the buffers.
-    BadUsedLen,
-    /// After 8 completions, stop completing anything (but stay ready).
-    Stall,
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Fault::BadUsedIndex => "bad-used-index",
-            Fault::BadUsedId => "bad-used-id",
-            Fault::BadUsedLen => "bad-used-len",
-            Fault::Stall => "stall",
-        })
-    }
-}
-
 /// Engine options.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Options {
@@ -105,10 +121,6 @@ pub(crate) struct Options {
     pub(crate) queue_size: u16,
     /// Interrupt vectors of the backend (decides `queue_device_vector`).
     pub(crate) vectors: u32,
-    /// Fault injection.
-    pub(crate) fault: Option<Fault>,
-    /// Completions before the fault starts.
-    pub(crate) fault_after: u64,
     /// Per-request tracing.
     pub(crate) verbose: bool,
 }
@@ -188,7 +200,6 @@ pub(crate) struct Engine<D: Device> {
     status: u32,
     queues: Vec<Vq>,
     opts: Options,
-    completed: u64,
     /// Requests completed since start (for the log).
     pub(crate) requests: u64,
 }
@@ -248,7 +259,6 @@ impl<D: Device> Engine<D> {
             status: 0,
             queues,
             opts,
-            completed: 0,
             requests: 0,
         })
     }
@@ -601,11 +611,6 @@ impl<D: Device> Engine<D> {
         Ok(queue)
     }
 
-    /// Whether a stall fault stopped completions.
-    fn stalled(&self) -> bool {
-        self.opts.fault == Some(Fault::Stall) && self.completed >= self.opts.fault_after
-    }
-
     /// Processes every enabled queue; returns the frontend vectors to ring
     /// (after `queue_event` was set), without duplicates.
     pub(crate) fn process_queues(&mut self) -> Vec<u16> {
@@ -636,7 +641,7 @@ impl<D: Device> Engine<D> {
         // the rest (or spin on a hostile avail index).
         let budget = self.queues[qi].queue.as_ref().map_or(0, |q| q.size());
         for _ in 0..budget {
-            if self.stalled() || !self.dev.can_take(qi) {
+            if !self.dev.can_take(qi) {
                 break;
             }
             let Some(queue) = self.queues[qi].queue.as_mut() else {
@@ -663,48 +668,30 @@ impl<D: Device> Engine<D> {
         added
     }
 
-    /// Puts one used entry (faults applied).
+    /// Puts the used entry the device asks for.
     fn complete(&mut self, qi: usize, head: u16, done: Done, mem: &Mem) {
-        let fault = if self.completed >= self.opts.fault_after {
-            self.opts.fault
-        } else {
-            None
-        };
-        self.completed += 1;
         self.requests += 1;
         let Some(queue) = self.queues[qi].queue.as_mut() else {
             return;
         };
-        let r = match fault {
-            Some(Fault::BadUsedId) => {
-                let bad = u32::from(queue.size()) + u32::from(head);
-                raw_used(queue, mem, bad, done.written)
-            }
-            Some(Fault::BadUsedLen) => {
-                raw_used(queue, mem, u32::from(head), done.writable.saturating_add(1))
-            }
-            Some(Fault::BadUsedIndex) => queue
-                .add_used(mem, head, done.written)
-                .map_err(remote)
-                .map(|()| {
-                    let idx = queue.next_used().wrapping_add(1000);
+        let r = match self.dev.used(qi, head, queue.size(), done) {
+            Used::Checked { head, len } => queue.add_used(mem, head, len).map_err(remote),
+            Used::Raw { id, len } => raw_used(queue, mem, id, len),
+            Used::SkewedIndex { head, len, skew } => {
+                queue.add_used(mem, head, len).map_err(remote).map(|()| {
+                    let idx = queue.next_used().wrapping_add(skew);
                     let _ = mem.store(
                         idx.to_le(),
                         GuestAddress(queue.used_ring() + RING_IDX_OFFSET),
                         Ordering::Release,
                     );
-                }),
-            _ => queue.add_used(mem, head, done.written).map_err(remote),
+                })
+            }
         };
         if let Err(e) = r {
             log(format_args!(
                 "queue {qi}: cannot complete chain {head}: {e}"
             ));
-        }
-        if let Some(f) = fault {
-            if self.completed == self.opts.fault_after + 1 {
-                log(format_args!("fault {f} injected from now on"));
-            }
         }
     }
 }
@@ -714,7 +701,7 @@ fn remote(e: impl fmt::Display) -> Error {
     Error::Remote(e.to_string())
 }
 
-/// Writes a used element without the checks of `add_used` (fault modes).
+/// Writes a used element without the checks of `add_used` ([`Used::Raw`]).
 fn raw_used(queue: &mut Queue, mem: &Mem, id: u32, len: u32) -> Result<()> {
     let size = queue.size();
     let slot = usize::from(queue.next_used() % size);

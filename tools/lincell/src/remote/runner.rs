@@ -13,7 +13,7 @@ use lincell_shared::vdev::header::{PROTOCOL_VIRTIO_FRONTEND, STATE_READY};
 use crate::error::{Error, Result};
 use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint};
 
-use super::engine::{log, Device, Engine, Options};
+use super::engine::{log, Device, Engine, Faulty, Options};
 use super::mem::{mem_from_raw, RawHeader};
 
 /// Set by SIGINT/SIGTERM.
@@ -109,14 +109,15 @@ pub(crate) fn serve<D: Device>(mut ep: Box<dyn Endpoint>, dev: D, opts: &RunOpti
     // SAFETY: the section stays mapped while `ep` lives; `mem` (and the
     // engine holding it) is dropped before `ep` at the end of this function.
     let mem = unsafe { mem_from_raw(ptr, len)? };
+    // Fault injection (`--fault`) wraps the device; without it the wrapper
+    // is transparent.
+    let dev = Faulty::new(dev, opts.fault, opts.fault_after);
     let mut engine = Engine::new(
         mem,
         dev,
         Options {
             queue_size: opts.queue_size,
             vectors: ep.vectors(),
-            fault: opts.fault,
-            fault_after: opts.fault_after,
             verbose: opts.verbose,
         },
     )?;

@@ -31,7 +31,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::blk::{self, Blk};
 use super::console::{Console, Input, Output};
-use super::engine::{Device, Engine, Fault, Options, FAULT_AFTER};
+use super::engine::{Device, Engine, Fault, Faulty, Options, FAULT_AFTER};
 use super::mem::{HeaderAccess, Mem};
 
 const SECTION: usize = 1 << 20;
@@ -47,12 +47,10 @@ fn anon_mem() -> Mem {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), SECTION)]).unwrap()
 }
 
-fn opts(fault: Option<Fault>) -> Options {
+fn opts() -> Options {
     Options {
         queue_size: 256,
         vectors: 4,
-        fault,
-        fault_after: FAULT_AFTER,
         verbose: false,
     }
 }
@@ -110,9 +108,10 @@ impl<D: Device> Link for Direct<D> {
     }
 }
 
-fn direct<D: Device>(dev: D, fault: Option<Fault>) -> Direct<D> {
+fn direct<D: Device>(dev: D, fault: Option<Fault>) -> Direct<Faulty<D>> {
     let mem = anon_mem();
-    let mut e = Engine::new(mem.clone(), dev, opts(fault)).unwrap();
+    let dev = Faulty::new(dev, fault, FAULT_AFTER);
+    let mut e = Engine::new(mem.clone(), dev, opts()).unwrap();
     e.publish_header();
     Direct(e, mem)
 }
@@ -407,7 +406,7 @@ fn header_is_published_with_features_config_and_queue_limits() {
 #[test]
 fn one_vector_kicks_everything_on_vector_zero() {
     let mem = anon_mem();
-    let mut o = opts(None);
+    let mut o = opts();
     o.vectors = 1;
     let c = Console::new(
         Arc::new(Input::default()),
