@@ -44,7 +44,9 @@ check "write 4 MiB of random data at 32 MiB (O_DIRECT)" \
 	dd if=/tmp/data of="$(disk)" bs=64k seek=$((DATA_OFF / 65536)) oflag=direct conv=fsync,nocreat
 read_back /tmp/back
 check "read it back (O_DIRECT): identical" cmp /tmp/data /tmp/back
-echo "$(sha256sum /tmp/data | cut -d' ' -f1) $DATA_OFF $LEN" > "$out/data.sha"
+# Written whole, then renamed: the host reads it as soon as it exists.
+echo "$(sha256sum /tmp/data | cut -d' ' -f1) $DATA_OFF $LEN" > "$out/data.sha.tmp"
+mv "$out/data.sha.tmp" "$out/data.sha"
 
 if command -v mkfs.ext4 >/dev/null; then
 	mkdir -p /tmp/mnt
