@@ -108,7 +108,7 @@ step "Python venv (virtme-ng, libclang)"
 present [ -x "$LINCELL_VENV/bin/python" ] || { act python3 -m venv "$LINCELL_VENV"; changed=1; }
 want=("virtme-ng==$VIRTME_NG_VERSION" "libclang==$LIBCLANG_WHEEL_VERSION")
 installed=$("$LINCELL_VENV/bin/python" -m pip list --format=freeze 2>/dev/null || true)
-if present true && grep -qxF "virtme-ng==$VIRTME_NG_VERSION" <<<"$installed" &&
+if present grep -qxF "virtme-ng==$VIRTME_NG_VERSION" <<<"$installed" &&
 	grep -qxF "libclang==$LIBCLANG_WHEEL_VERSION" <<<"$installed"; then
 	note "virtme-ng $VIRTME_NG_VERSION and libclang $LIBCLANG_WHEEL_VERSION present"
 else
