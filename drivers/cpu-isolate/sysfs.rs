@@ -10,9 +10,9 @@
 //! in the C shim (sysfs has no Rust abstraction); every `show`/`store`
 //! lands here, with the module's state locked.
 
-use core::ffi::{c_char, c_uint, c_void};
 use core::fmt::{self, Write};
 use core::ptr::NonNull;
+use kernel::ffi::{c_char, c_uint, c_void};
 
 use kernel::bindings;
 use kernel::error::from_err_ptr;
@@ -28,22 +28,24 @@ use crate::shared::cpu_isolate::request::{self, CommandError, SamplerCommand};
 use crate::shim::{self, irq_flags, IrqScratch, SysfsOps};
 use crate::state::State;
 
-/// Attribute ids, as in `enum cpu_isolate_attr` (`shim.h`).
+/// Attribute ids: `enum cpu_isolate_attr` (`shim.h`), under short names.
 mod attr {
-    pub(super) const ISOLATE: u32 = 0;
-    pub(super) const RELEASE: u32 = 1;
-    pub(super) const STATUS: u32 = 2;
-    pub(super) const IRQS: u32 = 3;
-    pub(super) const KTHREADS: u32 = 4;
-    pub(super) const LAST_ERROR: u32 = 5;
-    pub(super) const SAMPLER_CPUS: u32 = 6;
-    pub(super) const SAMPLER_DURATION_MS: u32 = 7;
-    pub(super) const SAMPLER_THRESHOLD_NS: u32 = 8;
-    pub(super) const SAMPLER_CONTROL: u32 = 9;
-    pub(super) const SAMPLER_RESULTS: u32 = 10;
+    pub(super) use crate::shim::ffi::{
+        CPU_ISOLATE_ATTR_IRQS as IRQS, CPU_ISOLATE_ATTR_ISOLATE as ISOLATE,
+        CPU_ISOLATE_ATTR_KTHREADS as KTHREADS, CPU_ISOLATE_ATTR_LAST_ERROR as LAST_ERROR,
+        CPU_ISOLATE_ATTR_RELEASE as RELEASE, CPU_ISOLATE_ATTR_SAMPLER_CONTROL as SAMPLER_CONTROL,
+        CPU_ISOLATE_ATTR_SAMPLER_CPUS as SAMPLER_CPUS,
+        CPU_ISOLATE_ATTR_SAMPLER_DURATION_MS as SAMPLER_DURATION_MS,
+        CPU_ISOLATE_ATTR_SAMPLER_RESULTS as SAMPLER_RESULTS,
+        CPU_ISOLATE_ATTR_SAMPLER_THRESHOLD_NS as SAMPLER_THRESHOLD_NS,
+        CPU_ISOLATE_ATTR_STATUS as STATUS,
+    };
 }
 
-static OPS: SysfsOps = SysfsOps { show, store };
+static OPS: SysfsOps = SysfsOps {
+    show: Some(show),
+    store: Some(store),
+};
 
 /// `/sys/kernel/cpu_isolate/`, removed on drop.
 ///
