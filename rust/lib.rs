@@ -34,6 +34,8 @@ pub mod ivshmem {
 /// vdev-remote: the virtio-over-ivshmem header, the shared-memory pool and
 /// the shadow split rings of the frontend.
 pub mod vdev {
+    pub mod device_id;
+    pub mod generation;
     pub mod header;
     pub mod pool;
     pub mod shadow;

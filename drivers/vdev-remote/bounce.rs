@@ -15,7 +15,7 @@ use kernel::{bindings, prelude::*};
 
 use crate::ffi;
 use crate::link::{Link, MAX_MAPPING};
-use crate::transport::remote;
+use crate::transport::VirtioRemote;
 
 /// The link behind a mapping token: `vmap.dma_dev` is our `virtio_device`'s
 /// own `dev` (set in `attach`).
@@ -27,7 +27,7 @@ unsafe fn link_of<'a>(map: ffi::virtio_map) -> &'a Link {
     // SAFETY: per the contract `dma_dev` is `&vdev.dev` of our device.
     unsafe {
         let vdev = kernel::container_of!(map.dma_dev, ffi::virtio_device, dev);
-        &remote(vdev).link
+        &VirtioRemote::from_raw(vdev).link
     }
 }
 
@@ -43,16 +43,97 @@ fn from_device(dir: bindings::dma_data_direction) -> bool {
 
 const MAPPING_ERROR: bindings::dma_addr_t = !0;
 
-/// Kernel address whose bytes section offset `handle` carries, if `handle`
-/// is inside a live mapping.
-fn source_of(link: &Link, handle: bindings::dma_addr_t, size: usize) -> Option<usize> {
+/// Where a mapped buffer's bytes are: `offset` bytes into the physically
+/// contiguous pages that start at `page` (what `map_page` is given; a
+/// buffer may span pages). Kept as integers so the bounce pool holding
+/// them is `Send`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BufferRef {
+    page: usize,
+    offset: usize,
+}
+
+impl BufferRef {
+    /// The same buffer `n` bytes further.
+    fn advanced(self, n: usize) -> Self {
+        BufferRef {
+            page: self.page,
+            offset: self.offset + n,
+        }
+    }
+
+    /// Calls `f(kernel_address, position, length)` for each piece of the
+    /// first `size` bytes that lies in one page, with that page mapped by
+    /// `kmap_local_page` for the call (no assumption that the buffer has a
+    /// permanent kernel mapping, as highmem pages do not).
+    ///
+    /// # Safety
+    ///
+    /// The `size` bytes must belong to a live buffer that the caller's
+    /// mapping contract lets us access; `f` must not keep the address.
+    unsafe fn for_each_page(self, size: usize, mut f: impl FnMut(*mut u8, usize, usize)) {
+        let page_size = kernel::page::PAGE_SIZE;
+        let mut done = 0;
+        while done < size {
+            let at = self.offset + done;
+            // The pages of one DMA segment are contiguous, and so are their
+            // `struct page`s (the kernel requires it since nth_page went).
+            let page = (self.page as *mut bindings::page).wrapping_add(at / page_size);
+            let in_page = at % page_size;
+            let len = (page_size - in_page).min(size - done);
+            // SAFETY: `page` is a live page of the buffer (this function's
+            // contract); the mapping is undone below, in order.
+            let va = unsafe { bindings::kmap_local_page(page) };
+            // SAFETY: `in_page < PAGE_SIZE`, inside the mapped page.
+            f(unsafe { va.cast::<u8>().add(in_page) }, done, len);
+            // SAFETY: the most recent `kmap_local_page` of this context.
+            unsafe { bindings::kunmap_local(va) };
+            done += len;
+        }
+    }
+
+    /// Copies the buffer's first `size` bytes into the section at `slot`.
+    ///
+    /// # Safety
+    ///
+    /// As [`BufferRef::for_each_page`].
+    unsafe fn copy_to_section(self, link: &Link, slot: usize, size: usize) {
+        let rw = link.section();
+        // SAFETY: per this function's contract; each piece is readable
+        // while `for_each_page` has it mapped.
+        unsafe {
+            self.for_each_page(size, |va, pos, len| {
+                rw.copy_in(slot + pos, va, len);
+            })
+        };
+    }
+
+    /// Copies `size` bytes from the section at `slot` into the buffer.
+    ///
+    /// # Safety
+    ///
+    /// As [`BufferRef::for_each_page`].
+    unsafe fn copy_from_section(self, link: &Link, slot: usize, size: usize) {
+        let rw = link.section();
+        // SAFETY: as in `copy_to_section`, writable.
+        unsafe {
+            self.for_each_page(size, |va, pos, len| {
+                rw.copy_out(slot + pos, va, len);
+            })
+        };
+    }
+}
+
+/// The buffer whose bytes section offset `handle` carries, if `handle` is
+/// inside a live mapping.
+fn source_of(link: &Link, handle: bindings::dma_addr_t, size: usize) -> Option<BufferRef> {
     let offset = usize::try_from(handle).ok()?;
     let b = link.bounce.lock();
     if !b.pool.is_allocated(offset, size) {
         return None;
     }
     let chunk = b.pool.chunk_size();
-    Some(b.src[offset / chunk] + offset % chunk)
+    Some(b.src[offset / chunk].advanced(offset % chunk))
 }
 
 /// `virtio_map_ops` callback.
@@ -74,9 +155,10 @@ unsafe extern "C" fn map_page(
     if size == 0 || size > MAX_MAPPING {
         return MAPPING_ERROR;
     }
-    // SAFETY: `page` is a live page of the buffer being mapped; lincell
-    // supports only kernels without highmem, where this is its linear map.
-    let va = unsafe { ffi::vdev_remote_page_address(page.cast()) } as usize + offset;
+    let buffer = BufferRef {
+        page: page as usize,
+        offset,
+    };
     let slot = {
         let mut b = link.bounce.lock();
         let Some(slot) = b.pool.alloc(size) else {
@@ -87,15 +169,21 @@ unsafe extern "C" fn map_page(
             .iter_mut()
             .enumerate()
         {
-            *src = va + i * chunk;
+            *src = buffer.advanced(i * chunk);
         }
         slot
     };
     // CAST: DMA_ATTR_* are small flag bits.
     if to_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
-        // SAFETY: the buffer at `va` is `size` readable bytes (the caller's
-        // mapping contract); the slot is inside the section.
-        unsafe { link.section().copy_in(slot, va as *const u8, size) };
+        // SAFETY: the buffer is `size` readable bytes (the caller's mapping
+        // contract); the slot is inside the section.
+        unsafe { buffer.copy_to_section(link, slot, size) };
+    } else {
+        // The slot still holds whatever its last user's I/O left there, and
+        // unmap copies the whole slot back: a backend that writes less than
+        // the buffer must not hand the driver someone else's data (the
+        // swiotlb info leak, CVE-2022-0854). Bytes it does not write read 0.
+        link.section().fill(slot, size, 0);
     }
     slot as bindings::dma_addr_t
 }
@@ -115,7 +203,7 @@ unsafe extern "C" fn unmap_page(
 ) {
     // SAFETY: the virtio core passes our device's token.
     let link = unsafe { link_of(map) };
-    let Some(va) = source_of(link, handle, size) else {
+    let Some(buffer) = source_of(link, handle, size) else {
         dev_warn!(
             link.dev(),
             "unmap of {} bytes at {:#x}: not a live mapping\n",
@@ -126,29 +214,25 @@ unsafe extern "C" fn unmap_page(
     };
     // CAST: as in `map_page`.
     if from_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
-        // SAFETY: `va` is the buffer recorded at map time, still owned by
-        // the caller until this unmap returns; the slot is in the section.
-        unsafe {
-            link.section()
-                .copy_out(handle as usize, va as *mut u8, size)
-        };
+        // SAFETY: the buffer recorded at map time, still owned by the
+        // caller until this unmap returns; the slot is in the section.
+        unsafe { buffer.copy_from_section(link, handle as usize, size) };
     }
     let _ = link.bounce.lock().pool.free(handle as usize, size);
 }
 
 /// Copies a live mapping's bytes towards the CPU (`to_cpu`) or the device.
 fn sync(link: &Link, handle: bindings::dma_addr_t, size: usize, to_cpu: bool) {
-    let Some(va) = source_of(link, handle, size) else {
+    let Some(buffer) = source_of(link, handle, size) else {
         return;
     };
-    let rw = link.section();
-    // SAFETY: `va` is the buffer recorded when it was mapped, owned by the
-    // caller while the mapping lives; the slot is inside the section.
+    // SAFETY: the buffer recorded when it was mapped, owned by the caller
+    // while the mapping lives; the slot is inside the section.
     unsafe {
         if to_cpu {
-            rw.copy_out(handle as usize, va as *mut u8, size);
+            buffer.copy_from_section(link, handle as usize, size);
         } else {
-            rw.copy_in(handle as usize, va as *const u8, size);
+            buffer.copy_to_section(link, handle as usize, size);
         }
     }
 }

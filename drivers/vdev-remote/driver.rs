@@ -11,6 +11,7 @@ use crate::common::probe::{self, ProbeParams, Probed};
 use crate::common::sections::DeviceSections;
 use crate::link::{Link, LinkParts};
 use crate::shared::ivshmem::ident::{self, Identity, ProtocolKind};
+use crate::shared::vdev::device_id;
 use crate::shared::vdev::header::{HEADER_AREA, PROTOCOL_DEVICE_ID_MASK};
 
 /// Most interrupt vectors used (one for config + one per queue).
@@ -40,7 +41,7 @@ struct LinkOwner(Arc<Link>);
 
 impl Drop for LinkOwner {
     fn drop(&mut self) {
-        self.0.flush_work();
+        self.0.stop_work();
     }
 }
 
@@ -86,7 +87,11 @@ impl pci::Driver for VdevRemoteDriver {
             // driver_override and the backend announces the device id.
             let device_id = match protocol.kind() {
                 ProtocolKind::VirtioFrontend { .. } => {
-                    u32::from(protocol.0 & PROTOCOL_DEVICE_ID_MASK)
+                    let id = u32::from(protocol.0 & PROTOCOL_DEVICE_ID_MASK);
+                    device_id::check(id, 0).map_err(|e| {
+                        dev_err!(pdev, "protocol {:#06x}: {}\n", protocol.0, e);
+                        ENODEV
+                    })?
                 }
                 _ if v2 => {
                     dev_info!(
@@ -164,7 +169,13 @@ impl pci::Driver for VdevRemoteDriver {
                 })?,
                 GFP_KERNEL,
             )?;
-            vectors.request(&link, c"vdev_remote")?;
+            if let Err(e) = vectors.request(&link, c"vdev_remote") {
+                // The handlers that were requested may have queued work:
+                // free them, then stop the work, before failing the probe.
+                drop(vectors);
+                link.stop_work();
+                return Err(e);
+            }
             dev_info!(
                 pdev,
                 "virtio-over-ivshmem frontend: ivshmem v{}, peer {}, {} vectors, {} KiB R/W section; waiting for a backend\n",

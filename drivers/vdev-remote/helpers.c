@@ -1,19 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for what Rust cannot call directly: page_address(),
- * irqs_disabled(), local_irq_save() and local_bh_disable() are macros or
- * static inlines depending on the configuration (PREEMPT_RT among them).
+ * C helpers for what Rust cannot call directly: irqs_disabled(),
+ * local_irq_save() and local_bh_disable() are macros or static inlines
+ * whose meaning depends on the configuration (PREEMPT_RT among them), and
+ * the kernel crate has no binding that keeps that meaning: its
+ * local_interrupt_disable() turns interrupts off on PREEMPT_RT too, which
+ * is exactly what vdev_remote_vring_interrupt() must not do there.
  */
 #include <linux/bottom_half.h>
 #include <linux/irqflags.h>
-#include <linux/mm.h>
 #include <linux/virtio_ring.h>
 #include "virtio.h"
-
-void *vdev_remote_page_address(struct page *page)
-{
-	return page_address(page);
-}
 
 /*
  * Whether the caller of a kick may spin for its buffers to come back

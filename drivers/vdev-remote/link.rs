@@ -11,6 +11,13 @@
 //! backend that misbehaved while staying READY is not re-attached until its
 //! state has left READY once (it restarted).
 //!
+//! Register writes to the backend follow the Jailhouse handshake
+//! ([`Link::reg_write`]): wait until the backend has consumed the previous
+//! write (`write_transaction == 0`), store the field, publish its offset in
+//! `write_transaction`, ring the backend's vector 0. A backend that is not
+//! READY, failed, or does not consume a write within [`WRITE_TIMEOUT_MS`]
+//! makes the write fail and the device fail.
+//!
 //! Context: the interrupt handlers run in hard-IRQ context and only move
 //! completions and queue work; attaching and tearing down run in the
 //! `reconcile` work item under `attach`; failing outstanding buffers runs in
@@ -30,6 +37,7 @@ use kernel::{
     workqueue::{self, DelayedWork, Work, WorkItem},
 };
 
+use crate::bounce::BufferRef;
 use crate::common::irq::VectorHandler;
 use crate::common::mmio::{Regs, ShmemWindow};
 use crate::common::sections::DeviceSections;
@@ -38,8 +46,9 @@ use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
 // `HEADER_AREA` is re-exported for `transport.rs`.
 pub(crate) use crate::shared::vdev::header::HEADER_AREA;
-use crate::shared::vdev::header::{off, STATE_READY};
+use crate::shared::vdev::header::{self, off, STATE_READY};
 use crate::shared::vdev::pool::{words_for, Pool};
+use crate::shared::vdev::shadow::RingMemory;
 use crate::shm::RwSection;
 use crate::transport::{self, VirtioRemote};
 
@@ -50,16 +59,19 @@ pub(crate) const MAX_QUEUES: usize = 8;
 const CHUNK_SHIFT: u32 = 10;
 /// Largest buffer one mapping may bounce.
 pub(crate) const MAX_MAPPING: usize = 256 << 10;
+/// How long the backend may take to consume a register write (and any other
+/// wait for the backend inside a driver callback).
+pub(crate) const WRITE_TIMEOUT_MS: i64 = 2000;
 /// Watchdog period.
 const WATCHDOG_MS: u32 = 1000;
 /// No backend attached.
 const NO_BACKEND: u32 = u32::MAX;
 
-/// Bounce pool: which chunks are taken, and for each taken chunk the kernel
-/// address its bytes come from / go back to.
+/// Bounce pool: which chunks are taken, and for each taken chunk the
+/// buffer its bytes come from / go back to.
 pub(crate) struct Bounce {
     pub(crate) pool: Pool<KVec<u64>>,
-    pub(crate) src: KVec<usize>,
+    pub(crate) src: KVec<BufferRef>,
 }
 
 /// What is attached.
@@ -144,6 +156,48 @@ pub(crate) fn now_ns() -> i64 {
     unsafe { bindings::ktime_get() }
 }
 
+/// How long a wait for the backend spins before it sleeps between looks.
+const WAIT_SPIN_NS: i64 = 20_000;
+/// The sleep between looks after that.
+const WAIT_SLEEP_US: i64 = 50;
+
+/// A wait for the backend inside a driver callback (process context): it
+/// spins for the first [`WAIT_SPIN_NS`] (a backend on another CPU answers
+/// within microseconds), then sleeps [`WAIT_SLEEP_US`] between looks, so a
+/// slow or hostile backend costs this CPU nothing and keeps nothing from
+/// running; it ends after `timeout_ms`.
+pub(crate) struct BackendWait {
+    start: i64,
+    deadline: i64,
+}
+
+impl BackendWait {
+    /// A wait of at most `timeout_ms` from now.
+    pub(crate) fn new(timeout_ms: i64) -> Self {
+        let start = now_ns();
+        BackendWait {
+            start,
+            deadline: start + timeout_ms * 1_000_000,
+        }
+    }
+
+    /// Waits a little before the next look; `false` once the time is up.
+    pub(crate) fn pause(&self) -> bool {
+        let now = now_ns();
+        if now > self.deadline {
+            return false;
+        }
+        if now - self.start < WAIT_SPIN_NS {
+            core::hint::spin_loop();
+        } else {
+            // Also a debug check that no caller is atomic.
+            kernel::task::might_sleep();
+            kernel::time::delay::fsleep(kernel::time::Delta::from_micros(WAIT_SLEEP_US));
+        }
+        true
+    }
+}
+
 /// What probe hands to [`Link::new`]: the bound device and its resources.
 pub(crate) struct LinkParts {
     /// The PCI device (see [`Link::pdev`]).
@@ -184,7 +238,7 @@ impl Link {
         let mut words = KVec::with_capacity(words_for(chunks), GFP_KERNEL)?;
         words.resize(words_for(chunks), 0, GFP_KERNEL)?;
         let mut src = KVec::with_capacity(chunks, GFP_KERNEL)?;
-        src.resize(chunks, 0, GFP_KERNEL)?;
+        src.resize(chunks, BufferRef::default(), GFP_KERNEL)?;
         let pool = Pool::new(words, chunks, CHUNK_SHIFT).ok_or(EINVAL)?;
         let own_id = sections.layout.own_id();
         Ok(try_pin_init!(Link {
@@ -279,13 +333,22 @@ impl Link {
             why
         );
         Self::schedule_fail(this);
-        let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+        Self::schedule_reconcile(this);
     }
 
     /// Runs the fail work (again): buffers queued after a failure get their
     /// errors from it too.
     pub(crate) fn schedule_fail(this: &Arc<Self>) {
         let _ = workqueue::system().enqueue::<Arc<Link>, 1>(this.clone());
+    }
+
+    /// Queues the reconcile work, unless the driver is going away: every
+    /// path that queues it goes through here, so once [`Link::stop_work`]
+    /// set `removing` nothing can queue it behind the final flush.
+    fn schedule_reconcile(this: &Arc<Self>) {
+        if !this.removing.load(Ordering::Acquire) {
+            let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+        }
     }
 
     /// A snapshot of the queues, taken without allocating (IRQ context).
@@ -334,7 +397,7 @@ impl Link {
         }
         if backend == NO_BACKEND {
             // Maybe a backend became READY.
-            let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+            Self::schedule_reconcile(this);
             return;
         }
         let rw = this.section();
@@ -345,7 +408,7 @@ impl Link {
                 // SAFETY: `vdev` is registered until `teardown` clears the
                 // pointer and synchronizes with this handler before
                 // unregistering it.
-                unsafe { crate::ffi::virtio_config_changed(&raw mut (*vdev).vdev) };
+                unsafe { crate::ffi::virtio_config_changed((*vdev).as_raw()) };
             }
         }
     }
@@ -377,7 +440,7 @@ impl Link {
         // the driver's remove runs here and ends with `del_vqs`. The dead
         // flag stays set until it returns, so requests still in flight are
         // completed with errors by the fail work meanwhile.
-        unsafe { crate::ffi::unregister_virtio_device(&raw mut (*dev.as_ptr()).vdev) };
+        unsafe { crate::ffi::unregister_virtio_device((*dev.as_ptr()).as_raw()) };
         self.backend.store(NO_BACKEND, Ordering::Release);
         self.dead.store(false, Ordering::Release);
         dev_info!(
@@ -431,6 +494,13 @@ impl Link {
     /// callbacks (also for chains a kick completed inline).
     fn fail_outstanding(this: &Arc<Self>) {
         let _guard = this.vq_lock.lock();
+        // Queued for a device that has since been torn down (and maybe
+        // replaced by a healthy one): its queues are not this work's.
+        // `dead` only goes back to false after the failed device's queues
+        // were deleted under `vq_lock`, or at the next attach.
+        if !this.dead.load(Ordering::Acquire) {
+            return;
+        }
         let rw = this.section();
         for q in this.queue_snapshot().iter().flatten() {
             q.fail_all(&rw);
@@ -464,7 +534,7 @@ impl Link {
             }
         } else if backend == NO_BACKEND && this.find_backend().is_some() {
             // A READY backend whose doorbell we missed.
-            let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+            Self::schedule_reconcile(this);
         }
         Self::arm_watchdog(this);
     }
@@ -484,7 +554,7 @@ impl Link {
     /// Starts the link: READY, then attach if a backend waits.
     pub(crate) fn start(this: &Arc<Self>) {
         this.publish_state(STATE_READY);
-        let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+        Self::schedule_reconcile(this);
         Self::arm_watchdog(this);
     }
 
@@ -497,18 +567,217 @@ impl Link {
         self.publish_state(0);
     }
 
-    /// Waits for every work item; called after the interrupt handlers are
-    /// gone, so nothing queues new work.
-    pub(crate) fn flush_work(&self) {
+    /// Stops every work item for good; called after the interrupt handlers
+    /// are gone. The watchdog is cancelled first, synchronously (running it
+    /// could queue reconcile), then `removing` keeps anything from being
+    /// queued again, then what is queued or running is waited for. Also the
+    /// end of a probe that failed after [`Link::start`].
+    pub(crate) fn stop_work(&self) {
+        self.removing.store(true, Ordering::Release);
         // SAFETY: the work items are initialized fields of `self`, which is
-        // alive; `flush_*` wait for a queued or running item to finish (it
-        // sees `removing` and does nothing; the watchdog does not re-arm).
+        // alive. `cancel_delayed_work_sync` waits for a running watchdog and
+        // leaves it unqueued; it cannot re-arm (it sees `removing` and no
+        // backend once `shutdown` ran, and the handlers that could attach
+        // one are gone). Then `flush_work` waits for a queued or running
+        // reconcile or fail item, which sees `removing` and does nothing
+        // new; neither queues the other or itself once `removing` is set.
         unsafe {
-            bindings::flush_work(Work::raw_get(&raw const self.reconcile_work));
-            bindings::flush_work(Work::raw_get(&raw const self.fail_work));
             let work = Work::raw_get(DelayedWork::raw_as_work(&raw const self.watchdog));
             let delayed = kernel::container_of!(work, bindings::delayed_work, work);
-            bindings::flush_delayed_work(delayed);
+            bindings::cancel_delayed_work_sync(delayed);
+            bindings::flush_work(Work::raw_get(&raw const self.reconcile_work));
+            bindings::flush_work(Work::raw_get(&raw const self.fail_work));
+            bindings::cancel_delayed_work_sync(delayed);
+        }
+        self.check_idle();
+    }
+
+    /// After [`Link::stop_work`]: no work item may be queued or running,
+    /// or it would run after the link (or the module) is gone. Loud, since
+    /// the tests catch kernel warnings.
+    fn check_idle(&self) {
+        // SAFETY: pointers to initialized work items of `self`, which is
+        // alive; nothing is dereferenced here.
+        let items = unsafe {
+            [
+                ("reconcile", Work::raw_get(&raw const self.reconcile_work)),
+                ("fail", Work::raw_get(&raw const self.fail_work)),
+                (
+                    "watchdog",
+                    Work::raw_get(DelayedWork::raw_as_work(&raw const self.watchdog)),
+                ),
+            ]
+        };
+        for (name, work) in items {
+            // SAFETY: `work` is an initialized work item of `self`;
+            // `work_busy` only reads its state.
+            let busy = unsafe { bindings::work_busy(work) };
+            if busy != 0 {
+                dev_err!(
+                    self.dev(),
+                    "{} work still busy ({:#x}) after the link stopped\n",
+                    name,
+                    busy
+                );
+                kernel::warn_on!(true);
+            }
+        }
+    }
+}
+
+/// The register-write protocol (see the module documentation).
+impl Link {
+    /// Waits until the backend consumed the previous register write.
+    fn wait_idle(this: &Arc<Self>) -> Result {
+        let rw = this.section();
+        let wait = BackendWait::new(WRITE_TIMEOUT_MS);
+        loop {
+            if this.dead.load(Ordering::Acquire) {
+                return Err(ENODEV);
+            }
+            if rw.load32(off::WRITE_TRANSACTION) == 0 {
+                rw.acquire();
+                return Ok(());
+            }
+            let backend = this.backend.load(Ordering::Acquire);
+            if this.state_of(backend) != STATE_READY {
+                Link::fail(this, format_args!("it left READY during a register write"));
+                return Err(ENODEV);
+            }
+            if !wait.pause() {
+                Link::fail(
+                    this,
+                    format_args!(
+                        "it did not take a register write for {} ms",
+                        WRITE_TIMEOUT_MS
+                    ),
+                );
+                return Err(ETIMEDOUT);
+            }
+        }
+    }
+
+    /// Writes the low `width` bytes of `value` to the header field at
+    /// `offset` through a `write_transaction`.
+    pub(crate) fn reg_write(this: &Arc<Self>, offset: usize, value: u64, width: usize) -> Result {
+        Self::transaction(this, offset, |rw| {
+            // CAST: each arm stores the low `width` bytes, as the field is wide.
+            match width {
+                1 => rw.store8(offset, value as u8),
+                2 => rw.store16(offset, value as u16),
+                4 => rw.store32(offset, value as u32),
+                _ => rw.store64(offset, value),
+            }
+        })
+    }
+
+    /// [`Link::reg_write`], then waits until the backend took the write.
+    pub(crate) fn reg_write_sync(
+        this: &Arc<Self>,
+        offset: usize,
+        value: u64,
+        width: usize,
+    ) -> Result {
+        Self::reg_write(this, offset, value, width)?;
+        Self::wait_idle(this)
+    }
+
+    /// Writes device config bytes at config offset `offset` through a
+    /// `write_transaction`, byte by byte: the config starts at 0x4c, so
+    /// wider fields are not naturally aligned in shared memory.
+    pub(crate) fn config_write(this: &Arc<Self>, offset: usize, bytes: &[u8]) -> Result {
+        let at = header::CONFIG_OFFSET + offset;
+        Self::transaction(this, at, |rw| {
+            for (i, b) in bytes.iter().enumerate() {
+                rw.store8(at + i, *b);
+            }
+        })
+    }
+
+    /// The handshake around one write: wait for the previous one to be
+    /// taken, `store` the field at `offset`, publish the offset, ring.
+    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&RwSection<'_>)) -> Result {
+        Self::wait_idle(this)?;
+        let rw = this.section();
+        store(&rw);
+        rw.release();
+        // CAST: header offsets are below MAX_HEADER_SIZE.
+        rw.store32(off::WRITE_TRANSACTION, offset as u32);
+        rw.release();
+        this.ring_backend(0);
+        Ok(())
+    }
+}
+
+/// The data path from the driver side: kicks.
+impl Link {
+    /// A kick on `queue`: publishes new chains to the shared ring and rings
+    /// the backend. Always `true` (the virtqueue stays usable; a failed
+    /// backend's buffers complete with errors through the fail work).
+    pub(crate) fn kick(this: &Arc<Self>, queue: &Queue) -> bool {
+        // SAFETY: no preconditions.
+        let may_spin = unsafe { crate::ffi::vdev_remote_kick_may_spin() };
+        if this.dead.load(Ordering::Acquire) {
+            if may_spin {
+                // The caller may spin for its buffer with interrupts off;
+                // the fail work might be queued on this very CPU.
+                queue.fail_all(&this.section());
+            }
+            Self::schedule_fail(this);
+            return true;
+        }
+        match queue.publish(&this.section(), this.rw.len()) {
+            Ok(p) if p.count == 0 => {}
+            Ok(p) => {
+                if p.was_idle {
+                    this.progress();
+                }
+                this.ring_backend(queue.device_vector);
+                if may_spin && p.readonly_in_flight > 0 {
+                    Self::wait_for_readonly(this, queue);
+                }
+            }
+            Err(e) => Self::fail(this, format_args!("queue {}: {}", queue.index, e)),
+        }
+        true
+    }
+
+    /// Some drivers (virtio_console's hvc output) kick with interrupts off
+    /// and then spin until the device returns their buffer. With shadow
+    /// rings the buffer only comes back through `collect`, normally run by
+    /// our interrupt, which may be due on this very CPU: so poll here, for
+    /// output-only chains queued with interrupts off, until the backend
+    /// took them (bounded; a backend that does not answer is failed and the
+    /// chains completed).
+    fn wait_for_readonly(this: &Arc<Self>, queue: &Queue) {
+        let rw = this.section();
+        let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
+        while queue.readonly_in_flight() > 0 {
+            match queue.collect(&rw) {
+                Ok(0) => {}
+                Ok(_) => this.progress(),
+                Err(e) => {
+                    Self::fail(this, format_args!("queue {}: {}", queue.index, e));
+                    queue.fail_all(&rw);
+                    return;
+                }
+            }
+            if this.dead.load(Ordering::Acquire) {
+                queue.fail_all(&rw);
+                return;
+            }
+            if now_ns() > deadline {
+                Self::fail(
+                    this,
+                    format_args!(
+                        "it did not take output on queue {} for {} ms",
+                        queue.index, WRITE_TIMEOUT_MS
+                    ),
+                );
+                queue.fail_all(&rw);
+                return;
+            }
+            core::hint::spin_loop();
         }
     }
 }

@@ -1,32 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The virtio device and its `virtio_config_ops`: the header protocol.
+//! The virtio device: what each `virtio_config_ops` callback does, as safe
+//! methods of [`VirtioRemote`] (the C trampolines are in `vops.rs`).
 //!
-//! Every register write follows the Jailhouse handshake: wait until the
-//! backend has consumed the previous write (`write_transaction == 0`),
-//! store the field, publish its offset in `write_transaction`, ring the
-//! backend's vector 0. A backend that is not READY, failed, or does not
-//! consume a write within [`WRITE_TIMEOUT_MS`] makes the write fail and the
-//! device fail. Everything read from the header is validated.
-
-use core::ffi::{c_int, c_uint, c_void};
+//! Register writes go through the backend's `write_transaction` handshake
+//! (`Link::reg_write`, in `link.rs`); everything read from the header is
+//! validated. Queue set-up pairs each virtqueue the virtio core creates
+//! (private kernel memory) with a shared copy in the R/W section.
 
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
-use kernel::ffi::c_char;
+use core::sync::atomic::{AtomicU8, Ordering};
 
-use kernel::{bindings, prelude::*, sync::Arc};
+use kernel::{
+    bindings, new_spinlock,
+    prelude::*,
+    sync::{Arc, SpinLock},
+    types::Opaque,
+};
 
 use crate::ffi;
-use crate::link::{now_ns, Link, HEADER_AREA, MAX_QUEUES};
-use crate::queue::Queue;
-use crate::shared::ivshmem::v1layout;
-use crate::shared::vdev::header::{self, feature, off, STATE_READY};
-use crate::shared::vdev::shadow::{split_layout, split_size, RingAddrs, MAX_QUEUE_SIZE};
-use crate::shm::{Private, RwSection};
+use crate::link::{now_ns, BackendWait, Link, HEADER_AREA, MAX_QUEUES, WRITE_TIMEOUT_MS};
+use crate::queue::{Queue, QueueParts};
+use crate::shared::ivshmem::v1layout::{self, HeaderMemory};
+use crate::shared::vdev::device_id;
+use crate::shared::vdev::generation::{GenerationWatch, Verdict};
+use crate::shared::vdev::header::{self, feature, off};
+use crate::shared::vdev::shadow::{
+    split_layout, split_size, used_ring_size, RingAddrs, RingMemory, MAX_QUEUE_SIZE,
+};
+use crate::shm::Private;
+use crate::vops;
 
-/// How long the backend may take to consume a register write.
-const WRITE_TIMEOUT_MS: i64 = 2000;
 /// Largest queue the frontend sets up (the backend may offer more).
 const QUEUE_SIZE_LIMIT: u16 = 1024;
 
@@ -34,107 +38,460 @@ const QUEUE_SIZE_LIMIT: u16 = 1024;
 ///
 /// # Invariants
 ///
-/// `vdev` is the first field (the C callbacks cast a `virtio_device`
-/// pointer to `VirtioRemote`); the value lives in a `KBox` handed to the
-/// driver core by `attach` and freed by [`release`].
+/// `vdev` is the first field (`from_raw` casts a `virtio_device` pointer
+/// to `VirtioRemote`); the value is pinned in a `KBox` leaked by
+/// [`attach`], and freed by the device's `release` (`vops.rs`) once the
+/// driver core drops the last reference.
+#[pin_data]
 #[repr(C)]
 pub(crate) struct VirtioRemote {
-    pub(crate) vdev: ffi::virtio_device,
+    #[pin]
+    vdev: Opaque<ffi::virtio_device>,
     pub(crate) link: Arc<Link>,
     /// The status the driver set. `get_status` reports this, not the
     /// header's copy: a failed backend cannot acknowledge a reset, and the
     /// virtio core insists on reading 0 after one.
-    status: core::sync::atomic::AtomicU8,
+    status: AtomicU8,
+    /// The config generations reported to the virtio core: a backend that
+    /// never holds its generation still must not keep the core's
+    /// config-read loop going.
+    #[pin]
+    generation: SpinLock<GenerationWatch>,
 }
 
-/// The `VirtioRemote` of a device passed to a callback.
-///
-/// # Safety
-///
-/// `vdev` must be the `vdev` field of a live `VirtioRemote`.
-pub(crate) unsafe fn remote<'a>(vdev: *mut ffi::virtio_device) -> &'a VirtioRemote {
-    // SAFETY: by the type invariant `vdev` is at offset 0.
-    unsafe { &*vdev.cast::<VirtioRemote>() }
+/// Offers and limits of the virtqueue being set up.
+struct Offer {
+    size: u16,
+    device_vector: u32,
 }
 
-impl Link {
-    /// Waits until the backend consumed the previous register write.
-    fn wait_idle(this: &Arc<Self>) -> Result {
-        let rw = this.section();
-        let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
-        loop {
-            if this.dead.load(Ordering::Acquire) {
-                return Err(ENODEV);
-            }
-            if rw.load32(off::WRITE_TRANSACTION) == 0 {
-                core::sync::atomic::fence(Ordering::Acquire);
-                return Ok(());
-            }
-            let backend = this.backend.load(Ordering::Acquire);
-            if this.state_of(backend) != STATE_READY {
-                Link::fail(this, format_args!("it left READY during a register write"));
-                return Err(ENODEV);
-            }
-            if now_ns() > deadline {
-                Link::fail(
-                    this,
-                    format_args!(
-                        "it did not take a register write for {} ms",
-                        WRITE_TIMEOUT_MS
-                    ),
-                );
-                return Err(ETIMEDOUT);
-            }
-            core::hint::spin_loop();
+impl VirtioRemote {
+    /// A device for `link`'s backend, child of the PCI device.
+    fn new(link: Arc<Link>) -> impl PinInit<Self, Error> {
+        let parent = link.pdev;
+        let device = link.device_id.load(Ordering::Acquire);
+        let vendor = link.vendor_id;
+        try_pin_init!(Self {
+            vdev <- Opaque::try_ffi_init(move |slot: *mut ffi::virtio_device| {
+                // SAFETY: `slot` is valid for writes; zero is a valid
+                // `virtio_device` before registration (the C transports
+                // kzalloc theirs), then the fields a transport owns are set.
+                unsafe {
+                    core::ptr::write_bytes(slot, 0, 1);
+                    (*slot).dev.parent = &raw mut (*parent).dev;
+                    (*slot).dev.release = Some(vops::release);
+                    (*slot).config = &vops::CONFIG_OPS;
+                    (*slot).map = &crate::bounce::MAP_OPS;
+                    (*slot).vmap.dma_dev = &raw mut (*slot).dev;
+                    (*slot).id.device = device;
+                    (*slot).id.vendor = vendor;
+                }
+                Ok::<(), Error>(())
+            }),
+            link,
+            status: AtomicU8::new(0),
+            generation <- new_spinlock!(GenerationWatch::new(), "vdev_remote::VirtioRemote::generation"),
+        }? Error)
+    }
+
+    /// The `VirtioRemote` of a device the virtio core passes.
+    ///
+    /// # Safety
+    ///
+    /// `vdev` must be the `vdev` field of a live `VirtioRemote`.
+    pub(crate) unsafe fn from_raw<'a>(vdev: *mut ffi::virtio_device) -> &'a Self {
+        // SAFETY: by the type invariant `vdev` is at offset 0 of a live value.
+        unsafe { &*vdev.cast::<Self>() }
+    }
+
+    /// The C device.
+    pub(crate) fn as_raw(&self) -> *mut ffi::virtio_device {
+        self.vdev.get()
+    }
+
+    /// Reads `buf.len()` bytes of device config at `offset`: raw
+    /// little-endian bytes, as `virtio_cread` expects from a transport.
+    /// Outside the backend's config the bytes read 0.
+    pub(crate) fn get_config(&self, offset: usize, buf: &mut [u8]) {
+        let link = &self.link;
+        let config_len = link.config_len.load(Ordering::Acquire);
+        if !header::config_access_ok(offset, buf.len(), config_len) {
+            buf.fill(0);
+            dev_warn!(
+                link.dev(),
+                "config read of {} bytes at {} outside the backend's config\n",
+                buf.len(),
+                offset
+            );
+            return;
+        }
+        let rw = link.section();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = rw.load8(header::CONFIG_OFFSET + offset + i);
         }
     }
 
-    /// Writes a header field through a `write_transaction`.
-    fn reg_write(this: &Arc<Self>, offset: usize, value: u64, width: usize) -> Result {
-        Self::transaction(this, offset, |rw| {
-            // CAST: each arm stores the low `width` bytes, as the field is wide.
-            match width {
-                1 => rw.store8(offset, value as u8),
-                2 => rw.store16(offset, value as u16),
-                4 => rw.store32(offset, value as u32),
-                _ => rw.store64(offset, value),
-            }
-        })
+    /// Writes device config bytes at `offset` (at most 8, as the virtio
+    /// core writes one field at a time).
+    pub(crate) fn set_config(&self, offset: usize, bytes: &[u8]) {
+        let link = &self.link;
+        if !header::config_access_ok(offset, bytes.len(), link.config_len.load(Ordering::Acquire)) {
+            dev_warn!(
+                link.dev(),
+                "config write of {} bytes at {} outside the backend's config\n",
+                bytes.len(),
+                offset
+            );
+            return;
+        }
+        // A failed write failed the device; the driver sees it there.
+        let _ = Link::config_write(link, offset, bytes);
     }
 
-    /// Writes device config bytes through a `write_transaction`, byte by
-    /// byte: the config starts at 0x4c, so wider fields are not naturally
-    /// aligned in shared memory.
-    fn config_write(this: &Arc<Self>, offset: usize, bytes: &[u8]) -> Result {
-        let at = header::CONFIG_OFFSET + offset;
-        Self::transaction(this, at, |rw| {
-            for (i, b) in bytes.iter().enumerate() {
-                rw.store8(at + i, *b);
+    /// The config generation. The virtio core reads config in a loop until
+    /// two generations agree, so whatever the backend does this must
+    /// settle: an odd (update in progress) generation is waited out for
+    /// [`WRITE_TIMEOUT_MS`], a generation that changes at every read for
+    /// as long fails the backend, and a failed backend's generation is a
+    /// constant.
+    pub(crate) fn generation(&self) -> u32 {
+        let link = &self.link;
+        if link.dead.load(Ordering::Acquire) {
+            let mut watch = self.generation.lock();
+            watch.freeze();
+            return watch.constant();
+        }
+        let rw = link.section();
+        let wait = BackendWait::new(WRITE_TIMEOUT_MS);
+        let generation = loop {
+            let generation = rw.load32(off::CONFIG_GENERATION);
+            rw.acquire();
+            if generation & 1 == 0 {
+                break generation;
             }
-        })
+            if !wait.pause() {
+                Link::fail(
+                    link,
+                    format_args!("its config stayed in an update for {} ms", WRITE_TIMEOUT_MS),
+                );
+            }
+            if link.dead.load(Ordering::Acquire) {
+                let mut watch = self.generation.lock();
+                watch.freeze();
+                return watch.constant();
+            }
+        };
+        let verdict =
+            self.generation
+                .lock()
+                .observe(generation, now_ns(), WRITE_TIMEOUT_MS * 1_000_000);
+        match verdict {
+            Verdict::Report(g) => g,
+            Verdict::Fail(g) => {
+                Link::fail(
+                    link,
+                    format_args!(
+                        "its config generation changed at every read for {} ms",
+                        WRITE_TIMEOUT_MS
+                    ),
+                );
+                g
+            }
+        }
     }
 
-    /// The handshake around one write: wait for the previous one to be
-    /// taken, `store` the field at `offset`, publish the offset, ring.
-    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&RwSection<'_>)) -> Result {
-        Self::wait_idle(this)?;
-        let rw = this.section();
-        store(&rw);
-        rw.release();
-        // CAST: header offsets are below MAX_HEADER_SIZE.
-        rw.store32(off::WRITE_TRANSACTION, offset as u32);
-        rw.release();
-        this.ring_backend(0);
+    /// The status the driver last set.
+    pub(crate) fn status(&self) -> u8 {
+        self.status.load(Ordering::Acquire)
+    }
+
+    /// Sets the device status.
+    pub(crate) fn set_status(&self, status: u8) {
+        self.status.store(status, Ordering::Release);
+        let _ = Link::reg_write(&self.link, off::DEVICE_STATUS, u64::from(status), 4);
+    }
+
+    /// Resets the device (waits until the backend took the reset).
+    pub(crate) fn reset(&self) {
+        self.status.store(0, Ordering::Release);
+        // A failed backend cannot reset; its queues are abandoned anyway.
+        let _ = Link::reg_write_sync(&self.link, off::DEVICE_STATUS, 0, 4);
+    }
+
+    /// The features the backend offers that the frontend supports (0 if
+    /// the backend does not answer).
+    pub(crate) fn features(&self) -> u64 {
+        let link = &self.link;
+        let window = |sel: u64| -> Result<u64> {
+            Link::reg_write_sync(link, off::DEVICE_FEATURES_SEL, sel, 4)?;
+            Ok(u64::from(link.section().load32(off::DEVICE_FEATURES)))
+        };
+        match (window(1), window(0)) {
+            (Ok(hi), Ok(lo)) => (hi << 32 | lo) & !feature::UNSUPPORTED,
+            _ => 0,
+        }
+    }
+
+    /// Tells the backend the features the driver accepted.
+    pub(crate) fn finalize_features(&self, features: u64) -> Result {
+        let link = &self.link;
+        if features & feature::REQUIRED != feature::REQUIRED {
+            dev_err!(
+                link.dev(),
+                "backend lacks VERSION_1 or ACCESS_PLATFORM (features {:#x})\n",
+                features
+            );
+            return Err(EINVAL);
+        }
+        Link::reg_write(link, off::DRIVER_FEATURES_SEL, 1, 4)?;
+        Link::reg_write(link, off::DRIVER_FEATURES, features >> 32, 4)?;
+        Link::reg_write(link, off::DRIVER_FEATURES_SEL, 0, 4)?;
+        Link::reg_write(link, off::DRIVER_FEATURES, features & 0xffff_ffff, 4)
+    }
+
+    /// Sets up the virtqueues the driver asks for, one slot per entry of
+    /// `infos` (`None` for an unnamed entry); on failure none is left.
+    pub(crate) fn find_vqs(
+        &self,
+        vqs: &mut [*mut ffi::virtqueue],
+        infos: &[ffi::virtqueue_info],
+    ) -> Result {
+        let link = &self.link;
+        let named = infos.iter().filter(|i| !i.name.is_null());
+        if named.clone().count() > MAX_QUEUES {
+            return Err(E2BIG);
+        }
+        let with_callback = named.filter(|i| i.callback.is_some()).count();
+        // One vector per queue if there are enough, else one for all queues
+        // (vector 1, or 0 shared with config changes).
+        let per_queue = link.vectors as usize > with_callback;
+        let shared_vector = if link.vectors > 1 { 1 } else { 0 };
+        let mut index = 0;
+        let mut next_vector = 1;
+        for (slot, info) in vqs.iter_mut().zip(infos) {
+            *slot = core::ptr::null_mut();
+            if info.name.is_null() {
+                continue;
+            }
+            let vector = if !per_queue {
+                shared_vector
+            } else if info.callback.is_some() {
+                next_vector += 1;
+                next_vector - 1
+            } else {
+                0
+            };
+            match self.setup_vq(index, info, vector) {
+                Ok(vq) => *slot = vq,
+                Err(e) => {
+                    self.del_vqs();
+                    return Err(e);
+                }
+            }
+            index += 1;
+        }
         Ok(())
     }
 
-    fn reg_write_sync(this: &Arc<Self>, offset: usize, value: u64, width: usize) -> Result {
-        Self::reg_write(this, offset, value, width)?;
-        Self::wait_idle(this)
+    /// What the backend offers for the selected queue, checked.
+    fn offer(&self, index: u32) -> Result<Offer> {
+        let link = &self.link;
+        let rw = link.section();
+        if rw.load16(off::QUEUE_ENABLE) != 0 {
+            return Err(EBUSY);
+        }
+        let offered = rw.load16(off::QUEUE_SIZE);
+        let device_vector = u32::from(rw.load16(off::QUEUE_DEVICE_VECTOR));
+        if offered == 0 || !offered.is_power_of_two() || offered > MAX_QUEUE_SIZE {
+            dev_err!(
+                link.dev(),
+                "backend offers queue {} with size {}\n",
+                index,
+                offered
+            );
+            return Err(ENOENT);
+        }
+        if device_vector >= link.vectors {
+            dev_err!(
+                link.dev(),
+                "backend wants kicks for queue {} on vector {} of {}\n",
+                index,
+                device_vector,
+                link.vectors
+            );
+            return Err(EINVAL);
+        }
+        Ok(Offer {
+            size: offered.min(QUEUE_SIZE_LIMIT),
+            device_vector,
+        })
+    }
+
+    /// Sets up queue `index`; `driver_vector` is the vector the backend
+    /// rings for it.
+    fn setup_vq(
+        &self,
+        index: u32,
+        info: &ffi::virtqueue_info,
+        driver_vector: u32,
+    ) -> Result<*mut ffi::virtqueue> {
+        let link = &self.link;
+        Link::reg_write_sync(link, off::QUEUE_SEL, u64::from(index), 4)?;
+        let offer = self.offer(index)?;
+        let vq = VringQueue::create(self, index, offer.size, info)?;
+        let num = vq.num()?;
+        let private = vq.addrs();
+        let private_len = private.used + used_ring_size(num) - private.desc;
+        let shared_len = split_size(num);
+        let shared_off = link.bounce.lock().pool.alloc(shared_len).ok_or(ENOMEM)?;
+        let shared = split_layout(shared_off, num);
+        let free_shared = || {
+            let _ = link.bounce.lock().pool.free(shared_off, shared_len);
+        };
+        link.section().fill(shared_off, shared_len, 0);
+        // SAFETY: the private ring is `private_len` bytes at `desc`,
+        // allocated with the queue.
+        let private_ring = unsafe { Private::new(private.desc, private_len) };
+        // SAFETY: `vq` is live with `num` entries and the ring described.
+        let init = unsafe {
+            Queue::new(QueueParts {
+                vq: vq.as_raw(),
+                index,
+                device_vector: offer.device_vector,
+                num,
+                private_ring,
+                private,
+                shared,
+                shared_alloc: (shared_off, shared_len),
+            })
+        };
+        let queue = init
+            .and_then(|i| Arc::pin_init(i, GFP_KERNEL))
+            .inspect_err(|_| free_shared())?;
+        vq.set_owner(&queue);
+        let activate = || -> Result {
+            Link::reg_write(link, off::QUEUE_SIZE, u64::from(num), 2)?;
+            Link::reg_write(link, off::QUEUE_DRIVER_VECTOR, u64::from(driver_vector), 2)?;
+            Link::reg_write(link, off::QUEUE_DESC, shared.desc as u64, 8)?;
+            Link::reg_write(link, off::QUEUE_DRIVER, shared.avail as u64, 8)?;
+            Link::reg_write(link, off::QUEUE_DEVICE, shared.used as u64, 8)?;
+            Link::reg_write_sync(link, off::QUEUE_ENABLE, 1, 2)
+        };
+        activate()
+            .and_then(|()| {
+                let mut qs = link.queues.lock();
+                qs.push(queue.clone(), GFP_ATOMIC).map_err(Error::from)
+            })
+            .inspect_err(|_| free_shared())?;
+        Ok(vq.into_raw())
+    }
+
+    /// Deletes every virtqueue (the driver is done with them).
+    pub(crate) fn del_vqs(&self) {
+        let link = &self.link;
+        let _guard = link.vq_lock.lock();
+        let queues = core::mem::take(&mut *link.queues.lock());
+        // No handler may still use a queue we are about to delete.
+        link.synchronize_irqs();
+        for q in queues.iter() {
+            let _ = Link::reg_write(link, off::QUEUE_SEL, u64::from(q.index), 4)
+                .and_then(|()| Link::reg_write_sync(link, off::QUEUE_ENABLE, 0, 2));
+            // SAFETY: the queue is off the list and no handler runs; the
+            // driver is done with it (del_vqs).
+            unsafe { ffi::vring_del_virtqueue(q.vq) };
+            let _ = link
+                .bounce
+                .lock()
+                .pool
+                .free(q.shared_alloc.0, q.shared_alloc.1);
+        }
     }
 }
 
-use crate::shared::vdev::shadow::RingMemory;
+/// A virtqueue just created by the virtio core, deleted on drop unless
+/// handed over with [`VringQueue::into_raw`].
+///
+/// # Invariants
+///
+/// `vq` is a live virtqueue no one else uses yet.
+struct VringQueue {
+    vq: NonNull<ffi::virtqueue>,
+}
+
+impl VringQueue {
+    /// Creates the private split ring of queue `index` with `size` entries.
+    fn create(
+        dev: &VirtioRemote,
+        index: u32,
+        size: u16,
+        info: &ffi::virtqueue_info,
+    ) -> Result<Self> {
+        let vdev = dev.as_raw();
+        // SAFETY: `vdev` is our device in find_vqs; the callbacks match the
+        // C types; the name outlives the queue (it is the driver's).
+        let vq = unsafe {
+            ffi::vring_create_virtqueue_map(
+                index,
+                u32::from(size),
+                bindings::SMP_CACHE_BYTES,
+                vdev,
+                true,
+                true,
+                info.ctx,
+                Some(vops::notify),
+                info.callback,
+                info.name,
+                (*vdev).vmap,
+            )
+        };
+        // INVARIANT: freshly created, not shared yet.
+        NonNull::new(vq).map(|vq| VringQueue { vq }).ok_or(ENOMEM)
+    }
+
+    fn as_raw(&self) -> *mut ffi::virtqueue {
+        self.vq.as_ptr()
+    }
+
+    /// Entries in the ring.
+    fn num(&self) -> Result<u16> {
+        // SAFETY: `vq` is live (type invariant).
+        let num = unsafe { ffi::virtqueue_get_vring_size(self.as_raw()) };
+        u16::try_from(num).map_err(|_| EINVAL)
+    }
+
+    /// Where the private ring's parts are (kernel addresses).
+    fn addrs(&self) -> RingAddrs {
+        // SAFETY: `vq` is live; the vring is its private split ring.
+        let vring = unsafe { &*ffi::virtqueue_get_vring(self.as_raw()) };
+        RingAddrs {
+            desc: vring.desc as usize,
+            avail: vring.avail as usize,
+            used: vring.used as usize,
+        }
+    }
+
+    /// Makes `queue` the one `notify` finds through the virtqueue.
+    fn set_owner(&self, queue: &Arc<Queue>) {
+        // SAFETY: `vq` is live and not used by anyone else yet; `priv_` is
+        // the transport's field. The queue outlives the virtqueue:
+        // `del_vqs` deletes the virtqueue before dropping the queue.
+        unsafe { (*self.as_raw()).priv_ = core::ptr::from_ref::<Queue>(queue).cast_mut().cast() };
+    }
+
+    /// Hands the virtqueue over (to the driver and `Queue`).
+    fn into_raw(self) -> *mut ffi::virtqueue {
+        let vq = self.as_raw();
+        core::mem::forget(self);
+        vq
+    }
+}
+
+impl Drop for VringQueue {
+    fn drop(&mut self) {
+        // SAFETY: live and unused by anyone else (type invariant).
+        unsafe { ffi::vring_del_virtqueue(self.as_raw()) };
+    }
+}
 
 /// Attaches a virtio device for the backend `backend`.
 pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRemote>> {
@@ -145,27 +502,16 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
     let config_len = header::check_header(revision, size, HEADER_AREA as u64)
         .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
         .map_err(|_| EPROTO)?;
-    if let Some(h) = &link.v1_header {
-        use crate::shared::ivshmem::v1layout::HeaderMemory;
-        let protocol = h.load32(v1layout::off::PROTOCOL);
-        let fallback = crate::module_parameters::v1_device_id.value();
-        let id = if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK)
-            == u32::from(header::PROTOCOL_VIRTIO_FRONTEND)
-        {
-            protocol & u32::from(header::PROTOCOL_DEVICE_ID_MASK)
-        } else if protocol == 0 && fallback != 0 {
-            fallback
-        } else {
-            dev_err!(
-                link.dev(),
-                "backend peer {} announces protocol {:#x}, not a virtio frontend's (set v1_device_id= if it cannot announce one)\n",
-                backend,
-                protocol
-            );
-            return Err(EPROTO);
-        };
-        link.device_id.store(id, Ordering::Release);
-    }
+    let param = crate::module_parameters::v1_device_id.value();
+    let id = match &link.v1_header {
+        Some(h) => device_id::from_v1_protocol(h.load32(v1layout::off::PROTOCOL), param),
+        // ivshmem 2.0: the device's protocol, checked the same way.
+        None => device_id::check(link.device_id.load(Ordering::Acquire), 0),
+    };
+    let id = id
+        .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
+        .map_err(|_| EPROTO)?;
+    link.device_id.store(id, Ordering::Release);
     link.config_len.store(config_len, Ordering::Release);
     link.backend.store(backend, Ordering::Release);
     link.dead.store(false, Ordering::Release);
@@ -177,29 +523,16 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
         b.pool.reserve(0, HEADER_AREA).map_err(|_| EINVAL)?;
     }
 
-    let boxed = KBox::<VirtioRemote>::new_uninit(GFP_KERNEL)?;
-    let raw = KBox::into_raw(boxed).cast::<VirtioRemote>();
-    // SAFETY: `raw` is a fresh allocation of a `VirtioRemote`; zero is a
-    // valid `virtio_device` before registration (the C code kzallocs it);
-    // the `link` field is written before any use.
-    unsafe {
-        core::ptr::write_bytes(raw.cast::<u8>(), 0, core::mem::size_of::<VirtioRemote>());
-        core::ptr::write(&raw mut (*raw).link, link.clone());
-        let vdev = &raw mut (*raw).vdev;
-        (*vdev).dev.parent = &raw mut (*link.pdev).dev;
-        (*vdev).dev.release = Some(release);
-        (*vdev).config = &CONFIG_OPS;
-        (*vdev).map = &crate::bounce::MAP_OPS;
-        (*vdev).vmap.dma_dev = &raw mut (*vdev).dev;
-        (*vdev).id.device = link.device_id.load(Ordering::Acquire);
-        (*vdev).id.vendor = link.vendor_id;
-    }
+    let dev = KBox::pin_init(VirtioRemote::new(link.clone()), GFP_KERNEL)?;
+    // SAFETY: the device stays pinned: from here on only its `release`
+    // frees it, through `KBox::from_raw`.
+    let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(dev) });
     // SAFETY: `raw` holds a prepared `virtio_device`; on failure the C
     // contract is `put_device`, which ends in `release`.
-    let ret = unsafe { ffi::register_virtio_device(&raw mut (*raw).vdev) };
+    let ret = unsafe { ffi::register_virtio_device((*raw).as_raw()) };
     if ret != 0 {
         // SAFETY: as above.
-        unsafe { bindings::put_device(&raw mut (*raw).vdev.dev) };
+        unsafe { bindings::put_device(&raw mut (*(*raw).as_raw()).dev) };
         return Err(Error::from_errno(ret));
     }
     dev_info!(
@@ -209,509 +542,6 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
         link.device_id.load(Ordering::Relaxed),
         config_len
     );
-    // SAFETY: non-null, just registered.
+    // SAFETY: non-null, from `KBox::into_raw`.
     Ok(unsafe { NonNull::new_unchecked(raw) })
 }
-
-/// `struct device` release: frees the `VirtioRemote`.
-///
-/// # Safety
-///
-/// Called by the C side with one of our devices or tokens, as its contract says.
-unsafe extern "C" fn release(dev: *mut bindings::device) {
-    // SAFETY: `dev` is the `dev` of the `vdev` of a `VirtioRemote` that
-    // `attach` leaked from a `KBox`; the driver core calls this once.
-    unsafe {
-        let vdev = kernel::container_of!(dev, ffi::virtio_device, dev);
-        drop(KBox::from_raw(vdev.cast::<VirtioRemote>()));
-    }
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn get(
-    vdev: *mut ffi::virtio_device,
-    offset: c_uint,
-    buf: *mut c_void,
-    len: c_uint,
-) {
-    // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    let (offset, len) = (offset as usize, len as usize);
-    let buf = buf.cast::<u8>();
-    let rw = link.section();
-    let ok = header::config_access_ok(offset, len, link.config_len.load(Ordering::Acquire));
-    for i in 0..len {
-        // Raw little-endian bytes, as virtio_cread expects from transports.
-        let b = if ok {
-            rw.load8(header::CONFIG_OFFSET + offset + i)
-        } else {
-            0
-        };
-        // SAFETY: the caller's buffer holds `len` bytes.
-        unsafe { buf.add(i).write(b) };
-    }
-    if !ok {
-        dev_warn!(
-            link.dev(),
-            "config read of {} bytes at {} outside the backend's config\n",
-            len,
-            offset
-        );
-    }
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn set(
-    vdev: *mut ffi::virtio_device,
-    offset: c_uint,
-    buf: *const c_void,
-    len: c_uint,
-) {
-    // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    let (offset, len) = (offset as usize, len as usize);
-    if !header::config_access_ok(offset, len, link.config_len.load(Ordering::Acquire)) {
-        dev_warn!(
-            link.dev(),
-            "config write of {} bytes at {} outside the backend's config\n",
-            len,
-            offset
-        );
-        return;
-    }
-    let mut bytes = [0u8; 8];
-    // SAFETY: the caller's buffer holds `len <= 8` bytes.
-    unsafe { core::ptr::copy_nonoverlapping(buf.cast::<u8>(), bytes.as_mut_ptr(), len) };
-    let _ = Link::config_write(link, offset, &bytes[..len]);
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn generation(vdev: *mut ffi::virtio_device) -> u32 {
-    // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    let rw = link.section();
-    let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
-    loop {
-        let generation = rw.load32(off::CONFIG_GENERATION);
-        rw.acquire();
-        if generation & 1 == 0 || link.dead.load(Ordering::Acquire) {
-            return generation;
-        }
-        if now_ns() > deadline {
-            Link::fail(
-                link,
-                format_args!("its config stayed in an update for {} ms", WRITE_TIMEOUT_MS),
-            );
-            return generation;
-        }
-        core::hint::spin_loop();
-    }
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn get_status(vdev: *mut ffi::virtio_device) -> u8 {
-    // SAFETY: the virtio core passes our device.
-    unsafe { remote(vdev) }.status.load(Ordering::Acquire)
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn set_status(vdev: *mut ffi::virtio_device, status: u8) {
-    // SAFETY: the virtio core passes our device.
-    let remote = unsafe { remote(vdev) };
-    remote.status.store(status, Ordering::Release);
-    let _ = Link::reg_write(&remote.link, off::DEVICE_STATUS, u64::from(status), 4);
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn reset(vdev: *mut ffi::virtio_device) {
-    // SAFETY: the virtio core passes our device.
-    let remote = unsafe { remote(vdev) };
-    remote.status.store(0, Ordering::Release);
-    // A failed backend cannot reset; its queues are abandoned anyway.
-    let _ = Link::reg_write_sync(&remote.link, off::DEVICE_STATUS, 0, 4);
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn get_features(vdev: *mut ffi::virtio_device) -> u64 {
-    // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    let rw = link.section();
-    let window = |sel: u64| -> Result<u64> {
-        Link::reg_write_sync(link, off::DEVICE_FEATURES_SEL, sel, 4)?;
-        Ok(u64::from(rw.load32(off::DEVICE_FEATURES)))
-    };
-    match (window(1), window(0)) {
-        (Ok(hi), Ok(lo)) => (hi << 32 | lo) & !feature::UNSUPPORTED,
-        _ => 0,
-    }
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn finalize_features(vdev: *mut ffi::virtio_device) -> c_int {
-    // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    // SAFETY: `vdev` is our device, being probed.
-    unsafe { ffi::vring_transport_features(vdev) };
-    // SAFETY: the feature union's first word is the low 64 bits.
-    let features = unsafe { *(*vdev).__bindgen_anon_1.features.as_ref() };
-    if features & feature::REQUIRED != feature::REQUIRED {
-        dev_err!(
-            link.dev(),
-            "backend lacks VERSION_1 or ACCESS_PLATFORM (features {:#x})\n",
-            features
-        );
-        return EINVAL.to_errno();
-    }
-    let r = Link::reg_write(link, off::DRIVER_FEATURES_SEL, 1, 4)
-        .and_then(|()| Link::reg_write(link, off::DRIVER_FEATURES, features >> 32, 4))
-        .and_then(|()| Link::reg_write(link, off::DRIVER_FEATURES_SEL, 0, 4))
-        .and_then(|()| Link::reg_write(link, off::DRIVER_FEATURES, features & 0xffff_ffff, 4));
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn bus_name(vdev: *mut ffi::virtio_device) -> *const c_char {
-    // SAFETY: the virtio core passes our device; the PCI device is bound
-    // while it exists and its name lives as long as it does.
-    unsafe { (*remote(vdev).link.pdev).dev.kobj.name }
-}
-
-/// Kick: publish new chains to the shared ring and ring the backend.
-///
-/// # Safety
-///
-/// Called by the C side with one of our devices or tokens, as its contract says.
-unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
-    // SAFETY: our queues' `priv_` is the `Queue` in `Link::queues`, alive
-    // until `del_vqs`, and `vdev` our device.
-    let (queue, link) = unsafe { (&*(*vq).priv_.cast::<Queue>(), &remote((*vq).vdev).link) };
-    // SAFETY: no preconditions.
-    let may_spin = unsafe { ffi::vdev_remote_kick_may_spin() };
-    if link.dead.load(Ordering::Acquire) {
-        if may_spin {
-            // The caller may spin for its buffer with interrupts off; the
-            // fail work might be queued on this very CPU.
-            queue.fail_all(&link.section());
-        }
-        Link::schedule_fail(link);
-        return true;
-    }
-    match queue.publish(&link.section(), link.rw.len()) {
-        Ok(p) if p.count == 0 => {}
-        Ok(p) => {
-            if p.was_idle {
-                link.progress();
-            }
-            link.ring_backend(queue.device_vector);
-            if may_spin && p.readonly_in_flight > 0 {
-                wait_for_readonly(link, queue);
-            }
-        }
-        Err(e) => Link::fail(link, format_args!("queue {}: {}", queue.index, e)),
-    }
-    true
-}
-
-/// Some drivers (virtio_console's hvc output) kick with interrupts off and
-/// then spin until the device returns their buffer. With shadow rings the
-/// buffer only comes back through `collect`, normally run by our interrupt,
-/// which may be due on this very CPU: so poll here, for output-only chains
-/// queued with interrupts off, until the backend took them (bounded; a
-/// backend that does not answer is failed and the chains completed).
-fn wait_for_readonly(link: &Arc<Link>, queue: &Queue) {
-    let rw = link.section();
-    let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
-    while queue.readonly_in_flight() > 0 {
-        match queue.collect(&rw) {
-            Ok(0) => {}
-            Ok(_) => link.progress(),
-            Err(e) => {
-                Link::fail(link, format_args!("queue {}: {}", queue.index, e));
-                queue.fail_all(&rw);
-                return;
-            }
-        }
-        if link.dead.load(Ordering::Acquire) {
-            queue.fail_all(&rw);
-            return;
-        }
-        if now_ns() > deadline {
-            Link::fail(
-                link,
-                format_args!(
-                    "it did not take output on queue {} for {} ms",
-                    queue.index, WRITE_TIMEOUT_MS
-                ),
-            );
-            queue.fail_all(&rw);
-            return;
-        }
-        core::hint::spin_loop();
-    }
-}
-
-/// Sets up one queue. `driver_vector` is the vector the backend rings.
-fn setup_vq(
-    link: &Arc<Link>,
-    vdev: *mut ffi::virtio_device,
-    index: u32,
-    info: &ffi::virtqueue_info,
-    driver_vector: u32,
-) -> Result<*mut ffi::virtqueue> {
-    Link::reg_write_sync(link, off::QUEUE_SEL, u64::from(index), 4)?;
-    let rw = link.section();
-    if rw.load16(off::QUEUE_ENABLE) != 0 {
-        return Err(EBUSY);
-    }
-    let offered = rw.load16(off::QUEUE_SIZE);
-    let device_vector = u32::from(rw.load16(off::QUEUE_DEVICE_VECTOR));
-    if offered == 0 || !offered.is_power_of_two() || offered > MAX_QUEUE_SIZE {
-        dev_err!(
-            link.dev(),
-            "backend offers queue {} with size {}\n",
-            index,
-            offered
-        );
-        return Err(ENOENT);
-    }
-    if device_vector >= link.vectors {
-        dev_err!(
-            link.dev(),
-            "backend wants kicks for queue {} on vector {} of {}\n",
-            index,
-            device_vector,
-            link.vectors
-        );
-        return Err(EINVAL);
-    }
-    let size = offered.min(QUEUE_SIZE_LIMIT);
-    // SAFETY: `vdev` is our device in find_vqs; the callbacks match the C
-    // types; the name outlives the queue (it is the driver's).
-    let vq = unsafe {
-        ffi::vring_create_virtqueue_map(
-            index,
-            u32::from(size),
-            bindings::SMP_CACHE_BYTES,
-            vdev,
-            true,
-            true,
-            info.ctx,
-            Some(notify),
-            info.callback,
-            info.name,
-            (*vdev).vmap,
-        )
-    };
-    if vq.is_null() {
-        return Err(ENOMEM);
-    }
-    let cleanup = move |e: Error| {
-        // SAFETY: `vq` was created above and is not used elsewhere yet.
-        unsafe { ffi::vring_del_virtqueue(vq) };
-        e
-    };
-    // SAFETY: `vq` is live.
-    let num = unsafe { ffi::virtqueue_get_vring_size(vq) };
-    // SAFETY: as above; the vring is the queue's private ring.
-    let vring = unsafe { &*ffi::virtqueue_get_vring(vq) };
-    let num = u16::try_from(num).map_err(|_| cleanup(EINVAL))?;
-    let private = RingAddrs {
-        desc: vring.desc as usize,
-        avail: vring.avail as usize,
-        used: vring.used as usize,
-    };
-    let private_len = private.used + 6 + 8 * usize::from(num) - private.desc;
-    let shared_len = split_size(num);
-    let shared_off = link
-        .bounce
-        .lock()
-        .pool
-        .alloc(shared_len)
-        .ok_or(ENOMEM)
-        .map_err(cleanup)?;
-    let shared = split_layout(shared_off, num);
-    link.section().fill(shared_off, shared_len, 0);
-    // SAFETY: the private ring is `private_len` bytes at `desc`, allocated
-    // with the queue.
-    let private_ring = unsafe { Private::new(private.desc, private_len) };
-    // SAFETY: `vq` is live with `num` entries and the ring described.
-    let init = unsafe {
-        Queue::new(crate::queue::QueueParts {
-            vq,
-            index,
-            device_vector,
-            num,
-            private_ring,
-            private,
-            shared,
-            shared_alloc: (shared_off, shared_len),
-        })
-    };
-    let queue = init
-        .and_then(|i| Arc::pin_init(i, GFP_KERNEL))
-        .map_err(|e| {
-            let _ = link.bounce.lock().pool.free(shared_off, shared_len);
-            cleanup(e)
-        })?;
-    // SAFETY: `vq` is live; `priv_` is ours to use.
-    unsafe { (*vq).priv_ = core::ptr::from_ref::<Queue>(&queue).cast_mut().cast() };
-    let activate = || -> Result {
-        Link::reg_write(link, off::QUEUE_SIZE, u64::from(num), 2)?;
-        Link::reg_write(link, off::QUEUE_DRIVER_VECTOR, u64::from(driver_vector), 2)?;
-        Link::reg_write(link, off::QUEUE_DESC, shared.desc as u64, 8)?;
-        Link::reg_write(link, off::QUEUE_DRIVER, shared.avail as u64, 8)?;
-        Link::reg_write(link, off::QUEUE_DEVICE, shared.used as u64, 8)?;
-        Link::reg_write_sync(link, off::QUEUE_ENABLE, 1, 2)
-    };
-    let pushed = activate().and_then(|()| {
-        let mut qs = link.queues.lock();
-        qs.push(queue.clone(), GFP_ATOMIC).map_err(Error::from)
-    });
-    if let Err(e) = pushed {
-        let _ = link.bounce.lock().pool.free(shared_off, shared_len);
-        return Err(cleanup(e));
-    }
-    Ok(vq)
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn del_vqs(vdev: *mut ffi::virtio_device) {
-    // SAFETY: the virtio core passes our device.
-    let link = &unsafe { remote(vdev) }.link;
-    let _guard = link.vq_lock.lock();
-    let queues = core::mem::take(&mut *link.queues.lock());
-    // No handler may still use a queue we are about to delete.
-    link.synchronize_irqs();
-    for q in queues.iter() {
-        let _ = Link::reg_write(link, off::QUEUE_SEL, u64::from(q.index), 4)
-            .and_then(|()| Link::reg_write_sync(link, off::QUEUE_ENABLE, 0, 2));
-        // SAFETY: the queue is off the list and no handler runs; the driver
-        // is done with it (del_vqs).
-        unsafe { ffi::vring_del_virtqueue(q.vq) };
-        let _ = link
-            .bounce
-            .lock()
-            .pool
-            .free(q.shared_alloc.0, q.shared_alloc.1);
-    }
-}
-
-/// `virtio_config_ops` callback.
-///
-/// # Safety
-///
-/// Called by the virtio core with one of our devices (or its virtqueues).
-unsafe extern "C" fn find_vqs(
-    vdev: *mut ffi::virtio_device,
-    nvqs: c_uint,
-    vqs: *mut *mut ffi::virtqueue,
-    infos: *mut ffi::virtqueue_info,
-    _desc: *mut bindings::irq_affinity,
-) -> c_int {
-    // SAFETY: the virtio core passes our device and `nvqs` entries in each array.
-    let (link, vqs, infos) = unsafe {
-        (
-            &remote(vdev).link,
-            core::slice::from_raw_parts_mut(vqs, nvqs as usize),
-            core::slice::from_raw_parts(infos, nvqs as usize),
-        )
-    };
-    let with_callback = infos
-        .iter()
-        .filter(|i| !i.name.is_null() && i.callback.is_some())
-        .count();
-    if infos.iter().filter(|i| !i.name.is_null()).count() > MAX_QUEUES {
-        return E2BIG.to_errno();
-    }
-    // One vector per queue if there are enough, else one for all queues
-    // (vector 1, or 0 shared with config changes).
-    let per_queue = link.vectors as usize > with_callback;
-    let shared_vector = if link.vectors > 1 { 1 } else { 0 };
-    let mut index = 0;
-    let mut next_vector = 1;
-    for (slot, info) in vqs.iter_mut().zip(infos) {
-        *slot = core::ptr::null_mut();
-        if info.name.is_null() {
-            continue;
-        }
-        let vector = if !per_queue {
-            shared_vector
-        } else if info.callback.is_some() {
-            next_vector += 1;
-            next_vector - 1
-        } else {
-            0
-        };
-        match setup_vq(link, vdev, index, info, vector) {
-            Ok(vq) => *slot = vq,
-            Err(e) => {
-                // SAFETY: our own del_vqs on our device.
-                unsafe { del_vqs(vdev) };
-                return e.to_errno();
-            }
-        }
-        index += 1;
-    }
-    0
-}
-
-/// The transport's config ops.
-pub(crate) static CONFIG_OPS: ffi::virtio_config_ops = ffi::virtio_config_ops {
-    get: Some(get),
-    set: Some(set),
-    generation: Some(generation),
-    get_status: Some(get_status),
-    set_status: Some(set_status),
-    reset: Some(reset),
-    find_vqs: Some(find_vqs),
-    del_vqs: Some(del_vqs),
-    get_features: Some(get_features),
-    finalize_features: Some(finalize_features),
-    bus_name: Some(bus_name),
-    // SAFETY: the remaining members are optional callbacks; `None` (zero)
-    // means "not supported".
-    ..unsafe { core::mem::zeroed() }
-};

@@ -13,14 +13,15 @@
 //! header). See `Documentation/vdev-remote.md`.
 //!
 //! Layout: `driver.rs` is the PCI driver; `link.rs` the state of one bound
-//! ivshmem device (registers, sections, interrupts, the backend's life
-//! cycle and recovery); `transport.rs` the virtio device and its config
-//! ops; `queue.rs` the virtqueues and their shadow rings; `bounce.rs` the
-//! `virtio_map_ops` that bounce buffers through shared memory; `shm.rs`
-//! access to the R/W section; `ffi.rs` the bindgen output. The kernel code
-//! shared with `ivshmem.ko` (the start of probe, MSI-X vectors, section
-//! discovery, MMIO adapters) is in `drivers/common/`, and the
-//! device-independent logic is in `rust/`.
+//! ivshmem device (registers, sections, interrupts, the register-write
+//! protocol, kicks, the backend's life cycle and recovery); `transport.rs`
+//! the virtio device (what each config op does, as safe methods) and
+//! `vops.rs` the C trampolines into it; `queue.rs` the virtqueues and
+//! their shadow rings; `bounce.rs` the `virtio_map_ops` that bounce buffers
+//! through shared memory; `shm.rs` access to the R/W section; `ffi.rs` the
+//! bindgen output. The kernel code shared with `ivshmem.ko` (the start of
+//! probe, MSI-X vectors, section discovery, MMIO adapters) is in
+//! `drivers/common/`, and the device-independent logic is in `rust/`.
 
 /// Shared logic from `rust/`, the same files the host crate tests, under the
 /// same paths (`shared::vdev::header` is `lincell_shared::vdev::header`).
@@ -39,6 +40,8 @@ pub mod shared {
     /// vdev-remote: the virtio-over-ivshmem header, the shared-memory pool
     /// and the shadow split rings of the frontend.
     pub mod vdev {
+        pub mod device_id;
+        pub mod generation;
         pub mod header;
         pub mod pool;
         pub mod shadow;
@@ -50,6 +53,7 @@ pub mod shared {
 #[path = "../common/common.rs"]
 mod common;
 kernel_display!(
+    shared::vdev::device_id::DeviceIdError,
     shared::vdev::header::HeaderError,
     shared::vdev::shadow::ShadowError
 );
@@ -62,6 +66,7 @@ mod link;
 mod queue;
 mod shm;
 mod transport;
+mod vops;
 
 kernel::module_pci_driver! {
     type: driver::VdevRemoteDriver,
@@ -72,7 +77,7 @@ kernel::module_pci_driver! {
     params: {
         v1_device_id: u32 {
             default: 0,
-            description: "virtio device id for QEMU ivshmem devices whose backend could not announce one in the lincell v1 header (0: require the announcement)",
+            description: "QEMU ivshmem devices: the only virtio device type to register (1 net, 2 blk, 3 console), also for a backend that announces none in the lincell v1 header (0: any of these, announced)",
         },
         request_timeout_ms: u32 {
             default: 10000,

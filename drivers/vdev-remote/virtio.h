@@ -8,6 +8,5 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
-void *vdev_remote_page_address(struct page *page);
 bool vdev_remote_kick_may_spin(void);
 void vdev_remote_vring_interrupt(struct virtqueue *vq);

@@ -5,6 +5,9 @@
 # - unbinding the PCI device while a process holds the disk open and a file
 #   system is mounted: the unbind completes, the process gets errors, and
 #   binding again brings the disk back;
+# - no reconcile work is queued once the unbind started (it could run after
+#   the module is gone: seen with the workqueue_queue_work trace event),
+#   while binding queues it (the control that the trace matches it);
 # - rmmod while the disk is open: the module unloads, no kernel warning;
 # - a backend that stays READY but stops completing requests: with
 #   request_timeout_ms=3000 the outstanding reads fail within seconds (the
@@ -19,7 +22,22 @@ bdf=$(basename "$pci")
 attached() { dmesg | grep -c 'attached: virtio device id'; }
 bind() { echo vdev_remote > "$pci/driver_override"; echo "$bdf" > /sys/bus/pci/drivers_probe; }
 
-plan 12
+# The link's reconcile work item: the run function of WorkItemPointer<0>
+# for vdev_remote's Link (the fail work is <1>, the watchdog <2>).
+tracing=/sys/kernel/tracing
+[ -e $tracing/trace ] || mount -t tracefs nodev $tracing 2>/dev/null
+trace_start() {
+	echo 0 > $tracing/tracing_on
+	echo > $tracing/trace
+	echo 1 > $tracing/events/workqueue/workqueue_queue_work/enable
+	echo 1 > $tracing/tracing_on
+}
+reconciles_queued() {
+	echo 0 > $tracing/tracing_on
+	grep -c 'vdev_remote_main4link4Link.*WorkItemPointerKy0_E3run' $tracing/trace
+}
+
+plan 14
 check "insmod vdev_remote.ko request_timeout_ms=3000" insmod "$ko" request_timeout_ms=3000
 bind
 check "the disk appears" wait_for 240 test -b /dev/vda
@@ -27,14 +45,21 @@ mkdir -p /tmp/mnt
 check "ext4 mounted on it" sh -c "mkfs.ext4 -q -F /dev/vda 16M && mount /dev/vda /tmp/mnt && echo x > /tmp/mnt/f"
 sleep 600 < /dev/vda &
 holder=$!
+trace_start
 check "unbind with the disk open and mounted completes" timeout 60 sh -c "echo $bdf > /sys/bus/pci/drivers/vdev_remote/unbind"
+n=$(reconciles_queued)
+check "no reconcile work queued during the unbind ($n)" test "$n" -eq 0
 check "the disk is gone" sh -c "! test -b /dev/vda"
 check "I/O on the stale mount fails instead of hanging" sh -c "! timeout 30 sh -c 'echo y > /tmp/mnt/g && sync -f /tmp/mnt/g'"
 umount -l /tmp/mnt 2>/dev/null
 kill $holder 2>/dev/null
 before=$(attached)
+trace_start
 echo "$bdf" > /sys/bus/pci/drivers_probe
 check "bind again: the disk comes back" wait_for 120 sh -c "[ \$(dmesg | grep -c 'attached: virtio device id') -gt $before ] && [ -b /dev/vda ]"
+n=$(reconciles_queued)
+echo 0 > $tracing/events/workqueue/workqueue_queue_work/enable
+check "binding queued the reconcile work ($n times: the trace sees it)" test "$n" -gt 0
 sleep 600 < /dev/vda &
 holder=$!
 check "rmmod with the disk open completes" timeout 60 rmmod vdev_remote

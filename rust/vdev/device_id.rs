@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Which virtio device a backend may make the frontend register.
+//!
+//! The device type decides which guest driver binds (and so which kernel
+//! code a backend gets to talk to): on QEMU's ivshmem it comes from the
+//! backend itself (the v1 layout header's `protocol`), on ivshmem 2.0 from
+//! the device's protocol. A hostile backend must not be able to bind
+//! balloon, vsock, 9p or any driver lincell has not been tested with, so
+//! only [`SUPPORTED`] types are accepted, and the `v1_device_id` module
+//! parameter narrows that to one type when set.
+
+use core::fmt;
+
+use super::header::{PROTOCOL_DEVICE_ID_MASK, PROTOCOL_VIRTIO_FRONTEND};
+
+/// virtio-net.
+pub const NET: u32 = 1;
+/// virtio-blk.
+pub const BLK: u32 = 2;
+/// virtio-console.
+pub const CONSOLE: u32 = 3;
+/// The virtio device types the frontend registers.
+pub const SUPPORTED: [u32; 3] = [NET, BLK, CONSOLE];
+
+/// Why a device type was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceIdError {
+    /// The protocol is not a virtio frontend's (`0x8000 | id`), and no
+    /// `v1_device_id` stands in for a backend that announced nothing.
+    NotAFrontend {
+        /// The protocol value read.
+        protocol: u32,
+    },
+    /// A virtio device type the frontend does not register.
+    Unsupported {
+        /// The device type.
+        id: u32,
+    },
+    /// The backend announced a type other than the one `v1_device_id`
+    /// allows.
+    NotAllowed {
+        /// What the backend announced.
+        id: u32,
+        /// What the module parameter allows.
+        allowed: u32,
+    },
+}
+
+impl fmt::Display for DeviceIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceIdError::NotAFrontend { protocol } => write!(
+                f,
+                "protocol {protocol:#x} is not a virtio frontend's (set v1_device_id= if the backend cannot announce one)"
+            ),
+            DeviceIdError::Unsupported { id } => write!(
+                f,
+                "virtio device type {id} is not one the frontend registers (net 1, blk 2, console 3)"
+            ),
+            DeviceIdError::NotAllowed { id, allowed } => write!(
+                f,
+                "virtio device type {id} announced, but v1_device_id={allowed} allows only that type"
+            ),
+        }
+    }
+}
+
+/// Whether the frontend registers virtio devices of type `id`.
+pub fn is_supported(id: u32) -> bool {
+    SUPPORTED.contains(&id)
+}
+
+/// The device type to register for a QEMU ivshmem backend that wrote
+/// `protocol` in the v1 layout header, under module parameter `param`
+/// (`v1_device_id`, 0 = unset).
+pub fn from_v1_protocol(protocol: u32, param: u32) -> Result<u32, DeviceIdError> {
+    let frontend =
+        protocol & !u32::from(PROTOCOL_DEVICE_ID_MASK) == u32::from(PROTOCOL_VIRTIO_FRONTEND);
+    let id = match (frontend, param) {
+        (true, _) => protocol & u32::from(PROTOCOL_DEVICE_ID_MASK),
+        (false, 0) => return Err(DeviceIdError::NotAFrontend { protocol }),
+        (false, p) if protocol == 0 => p,
+        (false, _) => return Err(DeviceIdError::NotAFrontend { protocol }),
+    };
+    check(id, param)
+}
+
+/// Checks a device type from any source against [`SUPPORTED`] and the
+/// module parameter `param` (0 = no narrowing).
+pub fn check(id: u32, param: u32) -> Result<u32, DeviceIdError> {
+    if !is_supported(id) {
+        return Err(DeviceIdError::Unsupported { id });
+    }
+    if param != 0 && id != param {
+        return Err(DeviceIdError::NotAllowed { id, allowed: param });
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VSOCK: u32 = 19;
+    const BALLOON: u32 = 5;
+
+    fn frontend(id: u32) -> u32 {
+        u32::from(PROTOCOL_VIRTIO_FRONTEND) | id
+    }
+
+    #[test]
+    fn supported_types_are_taken_from_the_announcement() {
+        for id in SUPPORTED {
+            assert_eq!(from_v1_protocol(frontend(id), 0), Ok(id));
+        }
+    }
+
+    #[test]
+    fn a_backend_cannot_bind_a_driver_lincell_does_not_support() {
+        // The independent backend's finding: announcing virtio-vsock got
+        // vmw_vsock_virtio_transport bound in the guest.
+        for id in [0, VSOCK, BALLOON, 9, 0x3fff] {
+            assert_eq!(
+                from_v1_protocol(frontend(id), 0),
+                Err(DeviceIdError::Unsupported { id }),
+                "id {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_parameter_stands_in_for_a_missing_announcement() {
+        assert_eq!(from_v1_protocol(0, BLK), Ok(BLK));
+        assert_eq!(
+            from_v1_protocol(0, 0),
+            Err(DeviceIdError::NotAFrontend { protocol: 0 })
+        );
+        // ... but not for an unsupported type either.
+        assert_eq!(
+            from_v1_protocol(0, VSOCK),
+            Err(DeviceIdError::Unsupported { id: VSOCK })
+        );
+    }
+
+    #[test]
+    fn the_parameter_narrows_what_a_backend_may_announce() {
+        assert_eq!(from_v1_protocol(frontend(BLK), BLK), Ok(BLK));
+        assert_eq!(
+            from_v1_protocol(frontend(NET), BLK),
+            Err(DeviceIdError::NotAllowed {
+                id: NET,
+                allowed: BLK
+            })
+        );
+    }
+
+    #[test]
+    fn other_protocols_are_refused() {
+        for protocol in [1, 0x4000, 0xc002, 0x1_8002, u32::MAX] {
+            assert!(
+                matches!(
+                    from_v1_protocol(protocol, 0),
+                    Err(DeviceIdError::NotAFrontend { .. })
+                ),
+                "{protocol:#x}"
+            );
+        }
+        // A non-zero, non-frontend protocol is refused even with the
+        // parameter set: the backend announced something else.
+        assert!(from_v1_protocol(0xc002, BLK).is_err());
+    }
+
+    #[test]
+    fn every_protocol_value_maps_to_a_supported_type_or_an_error() {
+        for protocol in (0..=0x1_0000u32).step_by(7).chain([0x8001, 0x8002, 0x8003]) {
+            for param in [0, 1, 2, 3, 19] {
+                if let Ok(id) = from_v1_protocol(protocol, param) {
+                    assert!(is_supported(id));
+                    assert!(param == 0 || id == param);
+                }
+            }
+        }
+    }
+}
