@@ -18,7 +18,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     bindings,
     ffi::{c_char, c_int, c_long, c_uint, c_ulong},
-    fs::{file::flags::O_NONBLOCK, File},
+    fs::{
+        file::flags::{self as file_flags, O_NONBLOCK},
+        File,
+    },
     mm::virt::VmaNew,
     new_spinlock,
     prelude::*,
@@ -313,7 +316,10 @@ unsafe extern "C" fn fop_poll(
 unsafe extern "C" fn fop_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: an open file of ours.
     let of = unsafe { open_file(file) };
-    match ioctl(&of.shared, cmd, arg) {
+    // SAFETY: `file` is valid for this call.
+    let flags = unsafe { File::from_raw_file(file) }.flags();
+    let writable = flags & file_flags::O_ACCMODE != file_flags::O_RDONLY;
+    match ioctl(&of.shared, cmd, arg, writable) {
         Ok(()) => 0,
         Err(e) => e.to_errno() as c_long,
     }
@@ -324,11 +330,16 @@ fn ioc_size(cmd: u32) -> usize {
     ((cmd >> 16) & 0x3fff) as usize
 }
 
-fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
+/// The ioctls; `writable`: the file was opened for writing, which ringing
+/// doorbells and setting the state (acting on the peers) require.
+fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong, writable: bool) -> Result {
     let user = UserSlice::new(UserPtr::from_addr(arg), ioc_size(cmd));
     let info = &shared.info;
     // A device that is going away answers nothing, not even what it was.
     shared.check_present()?;
+    if matches!(cmd, uapi::IOCTL_RING | uapi::IOCTL_SET_STATE) && !writable {
+        return Err(EBADF);
+    }
     match cmd {
         uapi::IOCTL_INFO => user.writer().write(info),
         uapi::IOCTL_RING => {
@@ -374,7 +385,8 @@ fn ioctl(shared: &Shared, cmd: u32, arg: c_ulong) -> Result {
             // Copy the table out under the lock `kill` takes, so it is never
             // read once the device (and its memory) may be going away; then
             // copy to the user without holding it.
-            let mut states = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+            // Up to 256 KiB: virtually contiguous is enough.
+            let mut states = KVVec::with_capacity(n as usize, GFP_KERNEL)?;
             {
                 let users = shared.users.lock();
                 if users.gone {
@@ -460,12 +472,66 @@ fn mmap(shared: &Shared, vma: &VmaNew) -> Result {
     }
     vma.set_io();
     vma.set_dontexpand();
-    // CAST: the length of a BAR fits in `unsigned long`.
-    let size = info.shmem_size as c_ulong;
-    // SAFETY: `vma` is being set up; the range is the device's BAR2, still
-    // bound (checked above, under the lock `kill` takes, which we hold);
-    // `vm_iomap_memory` checks `vm_pgoff` and the length against it.
-    let ret = unsafe { bindings::vm_iomap_memory(vma.as_ptr(), shared.shmem_phys, size) };
+    vma.set_dontdump();
+    // SAFETY: the vma is being set up by mmap (nobody else sees it yet), as
+    // `VmaNew`'s own flag setters assume; PFNMAP is what `vmf_insert_pfn`
+    // requires and what `vm_iomap_memory` would have set.
+    unsafe {
+        (*vma.as_ptr()).__bindgen_anon_2.vm_flags |= kernel::mm::virt::flags::PFNMAP;
+        (*vma.as_ptr()).vm_ops = &VM_OPS.0;
+    }
+    // Nothing is mapped yet: pages are inserted by `vm_fault`, once the vma
+    // is on the file's mapping list where `Shared::kill` zaps it. Filling
+    // the page tables here would leave a window (after this returns, before
+    // mmap links the vma) in which a removal zaps nothing and the mapping
+    // outlives the device.
     drop(users);
-    kernel::error::to_result(ret)
+    Ok(())
+}
+
+/// `vm_operations_struct` in a static.
+struct VmOps(bindings::vm_operations_struct);
+// SAFETY: a table of function pointers, never written.
+unsafe impl Sync for VmOps {}
+
+static VM_OPS: VmOps = VmOps(bindings::vm_operations_struct {
+    fault: Some(vm_fault),
+    ..pin_init::zeroed()
+});
+
+/// A fault on a mapping of the shared memory: maps the page, unless the
+/// device is gone (`SIGBUS`). Under the lock `Shared::kill` takes, so a
+/// page is either inserted before the kill zaps the mapping, or refused.
+///
+/// # Safety
+///
+/// Called by the MM for a fault on one of our vmas.
+unsafe extern "C" fn vm_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: `vmf` describes this fault; its vma is ours and alive during
+    // it, and holds a reference on its file, which is one of our open files
+    // (so `private_data` is ours until release, after the vma is gone).
+    let (vma, address, pgoff, of) = unsafe {
+        let f = &(*vmf).__bindgen_anon_1;
+        (f.vma, f.address, f.pgoff, open_file((*f.vma).vm_file))
+    };
+    let shared = &of.shared;
+    let users = shared.users.lock();
+    if users.gone {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    }
+    let page_shift = kernel::page::PAGE_SHIFT;
+    // `mmap` checked that the vma's pages lie inside the shared memory, and
+    // DONTEXPAND keeps them there; check anyway, it costs nothing.
+    // CAST: the BAR's length fits in `unsigned long`.
+    if pgoff >= (shared.info.shmem_size >> page_shift) as c_ulong {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    }
+    // CAST: as above, for the BAR's address.
+    let pfn = (shared.shmem_phys >> page_shift) as c_ulong + pgoff;
+    // SAFETY: `vma` is a PFNMAP vma of ours (set up in `mmap`), `address`
+    // the faulting address inside it, `pfn` a page of our BAR2, which stays
+    // ours while `gone` is false (checked under the lock `kill` takes).
+    let ret = unsafe { bindings::vmf_insert_pfn(vma, address, pfn) };
+    drop(users);
+    ret
 }

@@ -16,7 +16,7 @@ use kernel::{
 };
 
 use crate::common::irq::VectorHandler;
-use crate::common::mmio::Regs;
+use crate::common::mmio::{Regs, ShmemWindow};
 use crate::common::sections::DeviceSections;
 use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
@@ -50,6 +50,11 @@ pub(crate) struct Users {
     /// mappings can be zapped when the device goes away. Each entry is valid
     /// while its file is open: release removes it.
     pub(crate) mappings: KVec<usize>,
+    /// A kernel write-back mapping of the whole shared memory, held while
+    /// the device is present only for what it reserves: the memory type
+    /// that user pages inserted at fault time inherit (on x86 a page of no
+    /// reserved range would be mapped uncached). Dropped by `kill`.
+    pub(crate) memtype: Option<ShmemWindow>,
 }
 
 /// Per-device state shared with open files and IRQ handlers.
@@ -84,6 +89,7 @@ impl Shared {
         regs: DevresBar<BAR0_SIZE>,
         shmem_phys: u64,
         sections: Option<DeviceSections>,
+        memtype: Option<ShmemWindow>,
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             info,
@@ -93,7 +99,13 @@ impl Shared {
             sections,
             events <- new_spinlock_irq!(Events { counters: [0; NR_COUNTERS], dead: false }),
             waiters <- new_poll_condvar!("ivshmem::waiters"),
-            users <- new_mutex!(Users { gone: false, open: 0, state: 0, mappings: KVec::new() }),
+            users <- new_mutex!(Users {
+                gone: false,
+                open: 0,
+                state: 0,
+                mappings: KVec::new(),
+                memtype,
+            }),
         })
     }
 
@@ -175,6 +187,8 @@ impl Shared {
                 )
             };
         }
+        // No user page is left and none can be inserted (`gone`).
+        users.memtype = None;
         drop(users);
         self.events.lock().dead = true;
         self.waiters.notify_all();

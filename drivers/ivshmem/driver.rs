@@ -6,6 +6,7 @@ use kernel::{device::Core, pci, prelude::*, sync::Arc};
 
 use crate::chardev::Chardev;
 use crate::common::irq::{raw_pci_dev, Vectors};
+use crate::common::mmio::ShmemWindow;
 use crate::common::probe::{self, ProbeParams, Probed};
 use crate::common::sections::DeviceSections;
 use crate::device::Shared;
@@ -118,11 +119,11 @@ impl pci::Driver for IvshmemDriver {
                 pdev.pci_class().as_raw(),
             )
             .map_err(|_| ENODEV)?;
-            if protocol.is_virtio() {
-                // virtio-over-ivshmem devices belong to vdev_remote.
+            if protocol.is_virtio_frontend() {
+                // virtio-over-ivshmem frontends belong to vdev_remote.
                 dev_dbg!(
                     pdev,
-                    "protocol {:#06x} is virtio; leaving it to vdev_remote\n",
+                    "protocol {:#06x} is a virtio frontend; leaving it to vdev_remote\n",
                     protocol.0
                 );
                 return Err(ENODEV);
@@ -153,8 +154,17 @@ impl pci::Driver for IvshmemDriver {
                 shmem.size,
                 sections.as_ref(),
             );
+            let memtype = usize::try_from(shmem.size)
+                .ok()
+                .and_then(|len| ShmemWindow::new(shmem.phys, len).ok());
+            if memtype.is_none() {
+                dev_warn!(
+                    pdev,
+                    "cannot map the shared memory write-back; user mappings may be uncached\n"
+                );
+            }
             let shared = Arc::pin_init(
-                Shared::new(info, model, regs, shmem.phys, sections),
+                Shared::new(info, model, regs, shmem.phys, sections, memtype),
                 GFP_KERNEL,
             )?;
             if let Some(v) = vectors.as_mut() {

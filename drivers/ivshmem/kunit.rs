@@ -26,8 +26,9 @@ mod ident_tests {
             Protocol(0x8003).kind(),
             ProtocolKind::VirtioFrontend { device_id: 3 }
         );
-        assert!(Protocol(0x8003).is_virtio());
-        assert!(!Protocol(0x0001).is_virtio());
+        assert!(Protocol(0x8003).is_virtio_frontend());
+        assert!(!Protocol(0x0001).is_virtio_frontend());
+        assert!(!Protocol(0xc003).is_virtio_frontend());
     }
 
     #[test]

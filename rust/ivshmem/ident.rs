@@ -87,9 +87,11 @@ impl Protocol {
     }
 
     /// True when the virtio-over-ivshmem front-end driver (vdev-remote), not
-    /// the generic ivshmem driver, should own a device with this protocol.
-    pub const fn is_virtio(self) -> bool {
-        self.0 >= 0x8000
+    /// the generic ivshmem driver, should own a device with this protocol:
+    /// virtio front-ends only. A virtio *back-end* (`C000`–`FFFF`) is served
+    /// by a program, through `/dev/ivshmemN` of the generic driver.
+    pub const fn is_virtio_frontend(self) -> bool {
+        matches!(self.0, 0x8000..=0xbfff)
     }
 }
 
@@ -157,7 +159,7 @@ mod tests {
         let id = identify(0x1af4, 0x1110, 0x05_00_00).unwrap();
         assert_eq!(id.revision, Revision::V1);
         assert_eq!(id.protocol.kind(), ProtocolKind::Undefined);
-        assert!(!id.protocol.is_virtio());
+        assert!(!id.protocol.is_virtio_frontend());
     }
 
     #[test]
@@ -169,7 +171,7 @@ mod tests {
             id.protocol.kind(),
             ProtocolKind::VirtioFrontend { device_id: 2 }
         );
-        assert!(id.protocol.is_virtio());
+        assert!(id.protocol.is_virtio_frontend());
     }
 
     #[test]
@@ -200,7 +202,13 @@ mod tests {
             ProtocolKind::VirtioFrontend { device_id: 0x3fff }
         );
         assert_eq!(k(0xc002), ProtocolKind::VirtioBackend { device_id: 2 });
-        assert!(!Protocol(0x7fff).is_virtio());
-        assert!(Protocol(0xffff).is_virtio());
+        assert!(!Protocol(0x7fff).is_virtio_frontend());
+        assert!(Protocol(0x8000).is_virtio_frontend());
+        assert!(Protocol(0xbfff).is_virtio_frontend());
+        // Back-end protocols get the generic driver (a backend program
+        // needs /dev/ivshmemN), not vdev_remote, which takes none of them.
+        assert!(!Protocol(0xc000).is_virtio_frontend());
+        assert!(!Protocol(0xc002).is_virtio_frontend());
+        assert!(!Protocol(0xffff).is_virtio_frontend());
     }
 }

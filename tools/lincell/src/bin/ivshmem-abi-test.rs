@@ -205,6 +205,7 @@ fn selftest(path: &Path, remove: bool, out: &mut dyn Write) -> io::Result<bool> 
 
     mmap_checks(&mut t, &dev, path, &info, page)?;
     ioctl_checks(&mut t, &dev, &info)?;
+    readonly_checks(&mut t, path)?;
     read_checks(&mut t, &dev, &info)?;
 
     if remove {
@@ -546,6 +547,53 @@ fn section_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo, page: usize)
     Ok(())
 }
 
+/// A file opened read-only may look but not act on the peers: RING and
+/// SET_STATE are `EBADF`, INFO and GET_STATE work.
+fn readonly_checks(t: &mut Tap<'_>, path: &Path) -> io::Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return t
+                .result("open the device read-only", Err(e.into()))
+                .map(|_| ())
+        }
+    };
+    let raw = |cmd: u32, arg: usize| -> io::Result<i32> {
+        // SAFETY: `arg` points at a live local at least as large as the
+        // size encoded in `cmd`; the driver only copies from/to it.
+        let r = unsafe { libc::ioctl(file.as_raw_fd(), cmd.into(), arg) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    let ring = Ring { peer: 0, vector: 0 };
+    let state: u32 = 0;
+    let mut info = std::mem::MaybeUninit::<DeviceInfo>::zeroed();
+    t.result(
+        "RING on a read-only file -> EBADF",
+        expect_errno(
+            raw(uapi::IOCTL_RING, ptr::from_ref(&ring) as usize),
+            libc::EBADF,
+        ),
+    )?;
+    t.result(
+        "SET_STATE on a read-only file -> EBADF",
+        expect_errno(
+            raw(uapi::IOCTL_SET_STATE, ptr::from_ref(&state) as usize),
+            libc::EBADF,
+        ),
+    )?;
+    t.result(
+        "INFO on a read-only file works",
+        raw(uapi::IOCTL_INFO, info.as_mut_ptr() as usize)
+            .map(|_| ())
+            .map_err(Into::into),
+    )?;
+    Ok(())
+}
+
 fn ioctl_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo) -> io::Result<()> {
     let magic = uapi::IOC_MAGIC;
     let info_size = std::mem::size_of::<DeviceInfo>() as u32;
@@ -823,6 +871,78 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Forks a child that maps `page` bytes at `offset` of `dev` in a loop until
+/// mmap fails with `ENODEV` (the device is gone), then touches the last
+/// mapping it got:
+/// it must die of SIGBUS ([`reap_mapper`]). Mappings made right up to the
+/// removal race it; none may keep the memory.
+fn spawn_mapper(dev: &Device, offset: u64, page: usize) -> io::Result<libc::pid_t> {
+    let fd = dev.as_fd().as_raw_fd();
+    // SAFETY: the process is single-threaded here; the child runs only
+    // syscalls and plain reads until `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(pid);
+    }
+    // SAFETY: in the child: mmap with our own arguments; the read of the
+    // last mapping is of a live VMA (never unmapped), expected to SIGBUS.
+    unsafe {
+        let mut last: *mut u8 = ptr::null_mut();
+        let deadline = libc::time(ptr::null_mut()) + 30;
+        loop {
+            let p = libc::mmap(
+                ptr::null_mut(),
+                page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                offset as libc::off_t,
+            );
+            if p == libc::MAP_FAILED {
+                if *libc::__errno_location() == libc::ENODEV {
+                    break;
+                }
+                libc::_exit(4);
+            }
+            // Only the newest mapping is kept (the map count is limited).
+            if !last.is_null() {
+                libc::munmap(last.cast(), page);
+            }
+            last = p.cast();
+            if libc::time(ptr::null_mut()) > deadline {
+                libc::_exit(3);
+            }
+        }
+        if last.is_null() {
+            libc::_exit(2);
+        }
+        let v = ptr::read_volatile(last);
+        libc::_exit(i32::from(v == 0));
+    }
+}
+
+/// Waits for the [`spawn_mapper`] child: SIGBUS is the pass.
+fn reap_mapper(pid: libc::pid_t) -> Check {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS {
+        return Ok(());
+    }
+    Err(fail(
+        match (libc::WIFSIGNALED(status), libc::WEXITSTATUS(status)) {
+            (true, _) => format!("died of signal {}", libc::WTERMSIG(status)),
+            (false, 2) => "no mmap succeeded".into(),
+            (false, 3) => "mmap still worked 30 s later".into(),
+            (false, 4) => "mmap failed with another error than ENODEV".into(),
+            (false, c) => format!("read a mapping made before the removal (exit {c})"),
+        },
+    ))
+}
+
 fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::Result<()> {
     let name = path
         .file_name()
@@ -855,6 +975,10 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
         // SAFETY: a valid C string; mknod has no memory effects.
         unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, rdev) == 0 }
     };
+
+    // A process that maps the device in a loop while it is removed: the
+    // last mapping it got must not outlive the device either.
+    let mapper = spawn_mapper(&dev, rw_off, page)?;
 
     let r = std::fs::write(pci.join("remove"), "1")
         .map_err(|e| Error::io(pci.join("remove").display(), e));
@@ -980,6 +1104,10 @@ fn remove_checks(t: &mut Tap<'_>, dev: Device, path: &Path, page: usize) -> io::
         }
     };
     t.result("touching a mapping made before removal -> SIGBUS", r)?;
+    t.result(
+        "the last of the mappings made while the device was removed -> SIGBUS",
+        reap_mapper(mapper),
+    )?;
     drop(map);
     drop(dev);
 
