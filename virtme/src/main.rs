@@ -73,15 +73,8 @@ enum Cmd {
         /// Skip the host `cargo test` layer.
         #[arg(long)]
         no_host: bool,
-        /// Run only guest tests whose file name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Echo guest consoles to stderr while they run.
-        #[arg(long, short)]
-        verbose: bool,
-        /// Scratch directory for guest output (default: target/lincell-vm).
-        #[arg(long)]
-        work: Option<PathBuf>,
+        #[command(flatten)]
+        scripts: Scripts,
         /// Also run the guest tests whose `arch=` names arm64 on QEMU's
         /// arm64 `virt` board, booting the arm64 kernel built in this
         /// directory (its initramfs built first by scripts/arm64-board.sh).
@@ -102,16 +95,25 @@ enum Cmd {
     /// lincell CLI, built first. Results also go to <work>/results.txt,
     /// one KEY=VALUE per line.
     Bench {
-        /// Run only benchmarks whose file name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Echo guest consoles to stderr while they run.
-        #[arg(long, short)]
-        verbose: bool,
-        /// Scratch directory (default: target/lincell-vm/bench).
-        #[arg(long)]
-        work: Option<PathBuf>,
+        #[command(flatten)]
+        scripts: Scripts,
     },
+}
+
+/// Which scripts `check` and `bench` run, and how.
+#[derive(clap::Args, Debug)]
+struct Scripts {
+    /// Run only the scripts whose name contains this (the arm64 board's
+    /// are named `arm64/NAME`).
+    #[arg(long)]
+    filter: Option<String>,
+    /// Echo guest consoles to stderr while they run.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Scratch directory for guest output (default: target/lincell-vm,
+    /// for bench target/lincell-vm/bench).
+    #[arg(long)]
+    work: Option<PathBuf>,
 }
 
 /// The `*.sh` files of `dir` whose file name contains `filter` (all without
@@ -274,9 +276,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Check {
             no_host,
-            filter,
-            verbose,
-            work,
+            scripts:
+                Scripts {
+                    filter,
+                    verbose,
+                    work,
+                },
             arm64,
             jobs,
         } => {
@@ -338,9 +343,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(finish(&totals))
         }
         Cmd::Bench {
-            filter,
-            verbose,
-            work,
+            scripts:
+                Scripts {
+                    filter,
+                    verbose,
+                    work,
+                },
         } => {
             let runner = scenario::Runner {
                 kdir: require_kdir(cli.kdir)?,
