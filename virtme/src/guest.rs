@@ -37,17 +37,6 @@ pub enum Kind {
     },
 }
 
-impl Kind {
-    /// The architecture's name, as guest scripts' `arch=` directive and
-    /// test names spell it.
-    pub fn arch(&self) -> &'static str {
-        match self {
-            Kind::Vng => "x86_64",
-            Kind::Arm64 { .. } => "arm64",
-        }
-    }
-}
-
 /// How to boot one guest.
 #[derive(Clone, Debug)]
 pub struct GuestSpec {
