@@ -10,7 +10,7 @@
 #   make CLIPPY=1    the same, through clippy
 #   make setup       install prerequisites only (idempotent)
 #   make kernel      fetch + configure + build the cached test kernels only
-#   make check-arm64 only the arm64 leg (cross-built modules and tools, QEMU virt)
+#   make check-arm64 only the arm64 board's tests (cross-built modules and tools, QEMU virt)
 #   make tools       build the userspace tools and the test harness
 #   make bench       run the benchmarks and print their figures
 #   make dist        package modules, tools, udev rule and install.sh for a board:
@@ -30,7 +30,8 @@
 #                         make dist: the tools' Rust target (for instance
 #                         aarch64-unknown-linux-musl for an arm64 board)
 #   FILTER=name           make check: run only guest tests whose name contains it
-#   V=1                   make check: echo guest consoles
+#                         (arm64/NAME on the arm64 board); make bench: only those benchmarks
+#   V=1                   make check, make bench: echo guest consoles
 
 ROOT := $(CURDIR)
 CARGO ?= cargo
@@ -75,39 +76,33 @@ tools: setup
 	@echo "==> Building userspace tools and the test harness (cargo)"
 	@$(CARGO) build --workspace --quiet
 
-# The arm64 leg (QEMU virt board, cross-built modules and tools) runs
-# unless FILTER names only other tests.
+# The arm64 board (QEMU virt, cross-built modules and tools) runs the guest
+# tests whose arch= names it, unless FILTER names only other tests.
 ARM64_LEG = $(if $(or $(if $(FILTER),,1),$(findstring arm64,$(FILTER))),1)
 
 check: modules tools
 	@kdir=$(KERNEL_DIR) && \
 	$(if $(ARM64_LEG),kdir64=$$(ARCH=arm64 scripts/kernel.sh) && ,) \
 	$(LINCELL_VM) --kdir "$$kdir" check $(if $(FILTER),--filter $(FILTER)) $(if $(V),--verbose) \
-		$(if $(ARM64_LEG),--external "arm64=bash scripts/arm64-check.sh $$kdir64")
+		$(if $(ARM64_LEG),--arm64 "$$kdir64")
 
-# Only the arm64 leg.
+# Only the arm64 board's tests.
 check-arm64: setup tools
 	@kdir=$(KERNEL_DIR) && kdir64=$$(ARCH=arm64 scripts/kernel.sh) && \
-	$(LINCELL_VM) --kdir "$$kdir" check --no-host --filter no-guest-test-has-this-name \
-		--external "arm64=bash scripts/arm64-check.sh $$kdir64"
+	$(LINCELL_VM) --kdir "$$kdir" check --no-host --filter arm64/ --arm64 "$$kdir64"
 
 demo: modules tools
 	@kdir=$(KERNEL_DIR) && \
 	$(LINCELL_VM) --kdir "$$kdir" scenario $(ROOT)/samples/demo.sh
 
-# Benchmarks; each prints its figures (README, Performance).
-# cpu_isolate: noise on an isolated vs a loaded housekeeping CPU, 2 vCPUs.
-# ivshmem: doorbell round trips (read, poll) vs spinning on shared memory.
+# Benchmarks (bench/*.sh, harness scenarios): each prints its figures as a
+# table, with the ratios against its baseline measured in the same run
+# (README, Performance). cpu_isolate: noise on an isolated vs a loaded
+# housekeeping CPU; ivshmem: doorbell round trips (read, poll) vs spinning
+# on shared memory; vdev-remote: a remote disk vs virtio-blk-pci.
 bench: modules tools
 	@kdir=$(KERNEL_DIR) && \
-	echo "==> cpu_isolate noise benchmark (a 2-vCPU guest, about 1 minute)" && \
-	$(LINCELL_VM) --kdir "$$kdir" run --cpus 2 -- sh $(ROOT)/bench/cpu-noise.sh
-	@kdir=$(KERNEL_DIR) && \
-	echo "==> ivshmem doorbell round trips, guest <-> host peer (one guest, about 2 minutes)" && \
-	KDIR="$$kdir" LINCELL_VM=$(LINCELL_VM) sh $(ROOT)/bench/ivshmem-doorbell.sh
-	@kdir=$(KERNEL_DIR) && \
-	echo "==> vdev-remote disk vs virtio-blk-pci (one guest, about 3 minutes)" && \
-	KDIR="$$kdir" LINCELL_VM=$(LINCELL_VM) sh $(ROOT)/bench/vdev-blk.sh
+	$(LINCELL_VM) --kdir "$$kdir" bench $(if $(FILTER),--filter $(FILTER)) $(if $(V),--verbose)
 
 # A tarball for a board: the modules as just built, the tools (built by the
 # script, for CARGO_BUILD_TARGET if set), the udev rule, install.sh.

@@ -56,3 +56,44 @@ expect() {
 # once the memory at OFFSET holds TEXT.
 shm_flag() { "$LINCELL_ROOT/target/debug/lincell" ivshmem poke "$1" "$2" "$3" >/dev/null; }
 shm_flag_is() { "$LINCELL_ROOT/target/debug/lincell" ivshmem peek "$1" "$2" ${#3} 2>/dev/null | grep -qx "$3"; }
+
+# to_vdev_remote PCI: hands the PCI function PCI (its sysfs path) to
+# vdev_remote.ko (driver_override, unbound first from a driver that has it,
+# then probed); true once vdev_remote has it.
+to_vdev_remote() {
+	echo vdev_remote >"$1/driver_override"
+	[ -e "$1/driver" ] && basename "$1" >"$1/driver/unbind"
+	basename "$1" >/sys/bus/pci/drivers_probe
+	readlink "$1/driver" | grep -q '/vdev_remote$'
+}
+
+# Files for the host (a host peer follows the script through them):
+# to_host NAME [TEXT] writes LINCELL_OUT/NAME whole (TEXT, one line, or
+# nothing), then renames it into place, so a reader never sees it half
+# written; on a guest that shares no directory with the host it also goes
+# over the console (host_copy).
+to_host() {
+	if [ $# -gt 1 ]; then printf '%s\n' "$2"; fi >"$LINCELL_OUT/$1.tmp" &&
+		mv "$LINCELL_OUT/$1.tmp" "$LINCELL_OUT/$1" && host_copy "$LINCELL_OUT/$1"
+}
+
+# host_copy FILE...: on the arm64 board, whose output directories (under
+# LINCELL_HOST_COPY) the host cannot see, sends each FILE over the console,
+# where the harness writes it into the guest's directory on the host
+# (virtme/src/guest.rs, ConsoleFiles). Elsewhere it does nothing.
+host_copy() {
+	[ -n "${LINCELL_HOST_COPY:-}" ] || return 0
+	for _f in "$@"; do
+		[ -e "$_f" ] || continue
+		_rel=${_f#"$LINCELL_HOST_COPY"/}
+		{ echo "@@lincell-file-begin $_rel"; awk 1 "$_f"; echo "@@lincell-file-end $_rel"; } >/dev/console
+	done
+}
+
+# results NAME CMD...: for benchmarks (bench/*.sh): CMD prints results,
+# KEY=VALUE lines (virtme/src/bench.rs); prints them and ok NAME if CMD
+# succeeds, else not ok with its output.
+results() {
+	_name=$1; shift
+	if _out=$("$@" 2>&1); then printf '%s\n' "$_out"; ok "$_name"; else not_ok "$_name" "$_out"; fi
+}

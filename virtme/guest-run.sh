@@ -10,10 +10,13 @@
 # on the console). The kernel log since the previous script goes to
 # OUT/dmesg.txt (and is then cleared, so each script is judged by its own
 # log), and OUT/done marks that the script ran to its end: a script without
-# it hung, crashed, or the guest never got to it.
+# it hung, crashed, or the guest never got to it. On the arm64 board
+# (LINCELL_HOST_COPY set, see guest-lib.sh's host_copy) these files reach
+# the host over the console.
 guest=$1
 shift
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/virtme/guest-lib.sh"
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 # Keep the console for test output; the full log is saved below.
@@ -34,6 +37,7 @@ while [ $# -ge 2 ]; do
 	awk -v s="$start" '{ printf "%.1f\n", $1 - s }' /proc/uptime >"$out/seconds"
 	# The marker holds the script's exit code.
 	cat "$out/rc" >"$out/done"
+	host_copy "$out/tap.txt" "$out/stderr.txt" "$out/dmesg.txt" "$out/seconds" "$out/done"
 	# The next script starts, like a fresh boot, with no lincell module
 	# loaded (a script that could not unload one has failed already).
 	[ $# -ge 2 ] || break

@@ -12,12 +12,17 @@
 #   normal-now restart it normally
 # and stops the backend cleanly once the guest's script is done.
 # Kind `stall` serves a disk that stops answering (stays READY) after 40
-# requests once the guest wrote stall-now.
-# usage: vdev-backend.sh blk|stall|console GUEST_NAME   (TAP on stdout)
+# requests once the guest wrote stall-now. Kind `echo-blk` is first the
+# guest's `lincell ivshmem echo` peer for 2 sessions, then serves a disk on
+# the same peer slot and checks data.sha. Kind `serve` only serves a disk
+# (the vdev-remote benchmark). The disk is LINCELL_DISK if the harness made
+# one (`disk=`), else a fresh 128 MiB file; LINCELL=PATH runs another
+# build of the CLI (the benchmarks' release build).
+# usage: vdev-backend.sh blk|stall|echo-blk|serve|console GUEST_NAME   (TAP on stdout)
 kind=$1 guest=$2
-lincell=$LINCELL_ROOT/target/debug/lincell
+lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
 g=$LINCELL_OUT/../$guest
-disk=$LINCELL_OUT/disk.img
+disk=${LINCELL_DISK:-$LINCELL_OUT/disk.img}
 log=$LINCELL_OUT/backend.log
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
@@ -46,14 +51,22 @@ stop() {
 	wait "$pid"
 }
 
-truncate -s 128M "$disk"
+[ -n "${LINCELL_DISK:-}" ] || truncate -s 128M "$disk"
 echo "TAP version 13"
-case $kind in blk) echo "1..5";; *) echo "1..2";; esac
+case $kind in blk) echo "1..5";; echo-blk) echo "1..3";; serve) echo "1..1";; *) echo "1..2";; esac
+if [ "$kind" = echo-blk ]; then
+	if "$lincell" ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --sessions 2 --start-timeout 300000 \
+		--timeout 30000 >"$LINCELL_OUT/echo.txt" 2>&1; then
+		ok "the echo peer answered the guest's 2 sessions"
+	else
+		not_ok "the echo peer answered the guest's 2 sessions" "$(tail -5 "$LINCELL_OUT/echo.txt")"
+	fi
+fi
 serve
 if [ "$kind" = console ]; then
 	python3 "$LINCELL_ROOT/tests/host/console-client.py" "$LINCELL_OUT/console.sock" "$LINCELL_OUT/console.out" &
 fi
-if [ "$kind" = blk ]; then
+if [ "$kind" = blk ] || [ "$kind" = echo-blk ]; then
 	if wait_file data.sha 300; then
 		read -r sha off len < "$g/data.sha"
 		host=$(tail -c +$((off + 1)) "$disk" | head -c "$len" | sha256sum | cut -d' ' -f1)
@@ -62,6 +75,8 @@ if [ "$kind" = blk ]; then
 	else
 		not_ok "the backing file holds the guest's data" "guest never wrote data.sha"
 	fi
+fi
+if [ "$kind" = blk ]; then
 	if wait_file kill-now 300; then
 		sleep 1
 		kill -KILL "$pid"; wait "$pid" 2>/dev/null

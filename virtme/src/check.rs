@@ -314,7 +314,7 @@ pub fn style_gates(root: &Path, totals: &mut Totals) {
     gate(root, "clippy", "cargo", &clippy.map(String::from), totals);
 }
 
-/// What one guest job (a boot, or an external leg) produced: progress lines
+/// What one guest job (a boot, or the arm64 build) produced: progress lines
 /// to print and the cases to count, in order. Jobs run concurrently (see
 /// [`run_jobs`]); their reports are printed whole, one after the other.
 #[derive(Debug, Default)]
@@ -340,31 +340,87 @@ impl Report {
 /// One unit of guest work for [`run_jobs`].
 #[derive(Clone, Debug)]
 pub enum Job {
-    /// Guest scripts sharing one boot (often just one script).
+    /// Guest scripts sharing one boot (often just one script), on the
+    /// runner's guest kind.
     Boot(Vec<PathBuf>),
-    /// An external leg: name and command (`--external NAME=COMMAND`).
-    External(String, String),
+    /// Build the arm64 board's modules, tools and initramfs, then queue
+    /// its boots.
+    BuildArm64(Arm64),
+    /// Scripts sharing one boot of the arm64 board (queued by
+    /// [`Job::BuildArm64`]).
+    Arm64Boot(Vec<PathBuf>),
+}
+
+/// The arm64 leg: the board's kernel and what to boot on it.
+#[derive(Clone, Debug)]
+pub struct Arm64 {
+    /// The arm64 kernel build directory.
+    pub kdir: PathBuf,
+    /// Its boots (see [`crate::scenario::group_by_boot`]).
+    pub boots: Vec<Vec<PathBuf>>,
+}
+
+/// The work of [`run_jobs`]: jobs waiting, and builds whose jobs are not
+/// queued yet.
+struct Queue {
+    jobs: std::collections::VecDeque<Job>,
+    building: usize,
 }
 
 /// Runs `jobs`, at most `parallel` at a time, and hands each report to
 /// `done` (on the calling thread) as it completes. Guests are CPU-bound
 /// under TCG, one host core each at most of the time, so `parallel` is best
-/// the number of host cores.
+/// the number of host cores. A [`Job::BuildArm64`] queues the board's boots
+/// first when it is done; until then idle workers wait for them.
 pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl FnMut(Report)) {
-    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let queue = std::sync::Mutex::new(Queue {
+        jobs: jobs.into_iter().collect(),
+        building: 0,
+    });
+    let wake = std::sync::Condvar::new();
+    let board: std::sync::OnceLock<Runner> = std::sync::OnceLock::new();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         for _ in 0..parallel.max(1) {
             let tx = tx.clone();
-            let queue = &queue;
+            let (queue, wake, board) = (&queue, &wake, &board);
             scope.spawn(move || {
                 // The queue's lock is held only to take the next job.
-                let next = || queue.lock().ok().and_then(|mut q| q.next());
+                let next = || {
+                    let mut q = queue.lock().ok()?;
+                    loop {
+                        if let Some(job) = q.jobs.pop_front() {
+                            if matches!(job, Job::BuildArm64(_)) {
+                                q.building += 1;
+                            }
+                            return Some(job);
+                        }
+                        if q.building == 0 {
+                            return None;
+                        }
+                        q = wake.wait(q).ok()?;
+                    }
+                };
                 while let Some(job) = next() {
-                    let report = match &job {
-                        Job::Boot(scripts) => guest_boot(runner, scripts),
-                        Job::External(name, cmd) => {
-                            external_test(&runner.root, &runner.work, name, cmd)
+                    let report = match job {
+                        Job::Boot(scripts) => guest_boot(runner, &scripts),
+                        Job::Arm64Boot(scripts) => match board.get() {
+                            Some(b) => guest_boot(b, &scripts),
+                            None => Report::default(),
+                        },
+                        Job::BuildArm64(leg) => {
+                            let (report, built) = build_arm64(runner, &leg.kdir);
+                            if let Ok(mut q) = queue.lock() {
+                                if let Some(b) = built {
+                                    let _ = board.set(b);
+                                    for boot in leg.boots.into_iter().rev() {
+                                        q.jobs.push_front(Job::Arm64Boot(boot));
+                                    }
+                                }
+                                q.building -= 1;
+                            }
+                            wake.notify_all();
+                            report
                         }
                     };
                     if tx.send(report).is_err() {
@@ -380,67 +436,71 @@ pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl
     });
 }
 
-/// Runs an external guest leg (see `lincell-vm check --external`) and
-/// reports its cases like a guest's.
-pub fn external_test(root: &Path, work: &Path, name: &str, cmd: &str) -> Report {
+/// Builds the arm64 board's initramfs (`scripts/arm64-board.sh`: the
+/// modules cross-built against `kdir`, the tools for
+/// aarch64-unknown-linux-musl, busybox) and returns the runner that boots
+/// it, with the build counted as one case.
+fn build_arm64(runner: &Runner, kdir: &Path) -> (Report, Option<Runner>) {
     let mut report = Report::default();
-    let out = work.join(name);
-    let _ = std::fs::remove_dir_all(&out);
-    if let Err(e) = std::fs::create_dir_all(&out) {
-        report.cases.push(case(
-            format!("guest/{name}"),
-            ktap::Outcome::Fail,
-            e.to_string(),
-        ));
-        return report;
-    }
+    let work = runner.work.join("arm64");
     let start = std::time::Instant::now();
-    let run = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(root)
-        .env("LINCELL_ROOT", root)
-        .env("LINCELL_OUT", &out)
+    let run = Command::new("bash")
+        .arg(runner.root.join("scripts/arm64-board.sh"))
+        .arg(kdir)
+        .current_dir(&runner.root)
         .output();
-    let elapsed = start.elapsed();
-    report
-        .lines
-        .push(format!("--- guest: {name}: {:.0} s", elapsed.as_secs_f64()));
-    let (status, console) = match run {
-        Ok(o) => (
-            o.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (None, format!("cannot run `{cmd}`: {e}")),
+    report.lines.push(format!(
+        "--- guest: arm64 board build (modules, tools, initramfs): {:.0} s",
+        start.elapsed().as_secs_f64()
+    ));
+    let built = match run {
+        Ok(o) if o.status.success() => {
+            let out = String::from_utf8_lossy(&o.stdout);
+            out.lines()
+                .last()
+                .map(|l| PathBuf::from(l.trim()))
+                .filter(|p| p.is_file())
+                .ok_or_else(|| format!("the build printed no initramfs:\n{}", tail(&out, 10)))
+        }
+        Ok(o) => Err(tail(&String::from_utf8_lossy(&o.stderr), 30)),
+        Err(e) => Err(format!("cannot run scripts/arm64-board.sh: {e}")),
     };
-    let tap = std::fs::read_to_string(out.join("tap.txt")).unwrap_or_default();
-    let r = GuestResult {
-        name: DEFAULT_GUEST.into(),
-        exit: match status {
-            Some(c) => crate::guest::Exit::Code(c),
-            None => crate::guest::Exit::Code(-1),
-        },
-        // A leg that printed no TAP did not get to its tests.
-        script_exit: status.filter(|_| !tap.is_empty()),
-        tap,
-        dmesg: std::fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
-        console,
-        seconds: None,
-        elapsed,
-    };
-    report.cases = evaluate(name, &r);
-    report
+    let name = "guest/arm64/build".to_string();
+    match built {
+        Ok(initramfs) => {
+            report
+                .cases
+                .push(case(name, ktap::Outcome::Pass, String::new()));
+            let board = Runner {
+                kdir: kdir.to_path_buf(),
+                root: runner.root.clone(),
+                work,
+                echo: runner.echo,
+                kind: crate::guest::Kind::Arm64 { initramfs },
+            };
+            (report, Some(board))
+        }
+        Err(e) => {
+            report.cases.push(case(name, ktap::Outcome::Fail, e));
+            (report, None)
+        }
+    }
 }
 
 /// Runs the guest scripts of one boot (one script, or several sharing a
 /// `boot=`) and reports their cases.
 pub fn guest_boot(runner: &Runner, scripts: &[PathBuf]) -> Report {
     let mut report = Report::default();
-    let names: Vec<String> = scripts.iter().map(|s| script_name(s)).collect();
+    // Test names say which board a script ran on, but for the x86_64
+    // guests (the default).
+    let arch = match runner.kind {
+        crate::guest::Kind::Vng => "",
+        crate::guest::Kind::Arm64 { .. } => "arm64/",
+    };
+    let names: Vec<String> = scripts
+        .iter()
+        .map(|s| format!("{arch}{}", script_name(s)))
+        .collect();
     let label = names.join(" + ");
     let start = std::time::Instant::now();
     let outcome = runner.run_boot(scripts);
@@ -451,6 +511,7 @@ pub fn guest_boot(runner: &Runner, scripts: &[PathBuf]) -> Report {
     match outcome {
         Ok(per_script) => {
             for (name, results) in &per_script {
+                let name = format!("{arch}{name}");
                 let times: Vec<String> = results
                     .iter()
                     .filter_map(|r| r.seconds.map(|t| format!("{} {t:.0} s", r.name)))
@@ -461,7 +522,7 @@ pub fn guest_boot(runner: &Runner, scripts: &[PathBuf]) -> Report {
                         .push(format!("--- guest: {name}: {}", times.join(", ")));
                 }
                 for r in results {
-                    report.cases.extend(evaluate(name, r));
+                    report.cases.extend(evaluate(&name, r));
                 }
             }
         }

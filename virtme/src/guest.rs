@@ -1,18 +1,41 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One guest: a virtme-ng boot of the test kernel that runs one command.
+//! One guest: a boot of a test kernel that runs one command.
 //!
-//! The guest is a child process group (`vng` → `virtme-run` → `qemu`), so a
-//! guest that hangs or never boots is killed as a whole after its time limit
-//! and reported as such; nothing it started outlives the harness.
+//! Two kinds ([`Kind`]): an x86_64 virtme-ng guest, which sees the host's
+//! root filesystem read-only and writes its results into `--rwdir`
+//! directories; and the arm64 board, QEMU's emulated `virt` machine booting
+//! a busybox initramfs (`scripts/arm64-board.sh` builds it), which has no
+//! file system shared with the host and sends the files it writes for the
+//! host over its console instead ([`ConsoleFiles`]).
+//!
+//! The guest is a child process group (`vng` → `virtme-run` → `qemu`, or
+//! `qemu-system-aarch64`), so a guest that hangs or never boots is killed as
+//! a whole after its time limit and reported as such; nothing it started
+//! outlives the harness.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs;
+use std::io::{self, BufRead as _, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+/// What a guest boots: which kernel, on which machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An x86_64 virtme-ng guest (PC machine, 9p root: the host's).
+    Vng,
+    /// QEMU's arm64 `virt` board (GICv3 + ITS, PCIe) booting this busybox
+    /// initramfs, which holds the modules, the tools and the guest scripts
+    /// under `/lincell` (`scripts/arm64-board.sh`).
+    Arm64 {
+        /// The initramfs.
+        initramfs: PathBuf,
+    },
+}
 
 /// How to boot one guest.
 #[derive(Clone, Debug)]
@@ -27,9 +50,12 @@ pub struct GuestSpec {
     pub qemu_opts: Vec<String>,
     /// Kernel arguments after [`DEFAULT_KERNEL_ARGS`].
     pub kernel_args: Vec<String>,
-    /// Shell command run inside the guest; its exit code is the guest's.
+    /// Shell command run inside a virtme-ng guest; its exit code is the
+    /// guest's. (The arm64 board's initramfs runs what its kernel arguments
+    /// say instead.)
     pub command: String,
-    /// Host directories the guest may write (same path inside).
+    /// Host directories the guest may write (same path inside); the arm64
+    /// board sends its files over the console into the first one.
     pub rw_dirs: Vec<PathBuf>,
     /// Echo the guest's console to our stderr, prefixed with its name.
     pub echo: bool,
@@ -95,10 +121,9 @@ fn vng_program() -> String {
 ///   interrupts, which it does not on PREEMPT_RT, so it WARNs at every boot
 ///   of the RT test kernel. The filter applies to module suites too, so
 ///   every lincell suite still runs when its module loads.
-pub const DEFAULT_KERNEL_ARGS: &[&str] =
-    &["slub_debug=FZP", "kunit.filter_glob=lincell_*", ROOT_FLAGS];
+pub const DEFAULT_KERNEL_ARGS: &[&str] = &["slub_debug=FZP", "kunit.filter_glob=lincell_*"];
 
-/// The 9p root filesystem's mount options: virtme-ng 1.42's own plus
+/// The 9p root filesystem's mount options (virtme-ng guests): virtme-ng 1.42's own plus
 /// `cache=loose` (the kernel takes the last `rootflags=`). Without a cache
 /// every lookup is a round trip to QEMU's 9p server, about 5 ms under TCG:
 /// `systemd-tmpfiles` alone, run by virtme-ng-init at every boot, made 2,900
@@ -145,6 +170,7 @@ pub fn command_line(kdir: &Path, spec: &GuestSpec) -> Vec<String> {
     for a in DEFAULT_KERNEL_ARGS
         .iter()
         .copied()
+        .chain([ROOT_FLAGS])
         .chain(spec.kernel_args.iter().map(String::as_str))
     {
         args.push(format!("--append={a}"));
@@ -152,6 +178,116 @@ pub fn command_line(kdir: &Path, spec: &GuestSpec) -> Vec<String> {
     args.push("--exec".into());
     args.push(spec.command.clone());
     args
+}
+
+/// The arm64 board's QEMU command line for `spec` (the kernel in `kdir`,
+/// `initramfs` as its root). The initramfs's `/init` runs
+/// `virtme/guest-run.sh` with the scripts `spec.kernel_args` name
+/// (`lincell_run=`, see [`board_run_arg`]), then powers the board off.
+pub fn board_command_line(kdir: &Path, initramfs: &Path, spec: &GuestSpec) -> Vec<String> {
+    let mut append = vec![
+        "console=ttyAMA0".to_string(),
+        "rdinit=/init".into(),
+        "panic=-1".into(),
+        "quiet".into(),
+        "loglevel=1".into(),
+    ];
+    append.extend(DEFAULT_KERNEL_ARGS.iter().map(|a| a.to_string()));
+    append.extend(spec.kernel_args.iter().cloned());
+    append.push(format!("lincell_guest={}", spec.name));
+    let mut args: Vec<String> = [
+        "-M",
+        "virt,gic-version=3,its=on",
+        "-cpu",
+        "cortex-a57",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ]
+    .map(String::from)
+    .into();
+    args.extend([
+        "-smp".into(),
+        spec.cpus.to_string(),
+        "-m".into(),
+        spec.memory.clone(),
+        "-kernel".into(),
+        kdir.join("arch/arm64/boot/Image").display().to_string(),
+        "-initrd".into(),
+        initramfs.display().to_string(),
+        "-append".into(),
+        append.join(" "),
+    ]);
+    // The device options are whole option strings; no path in them has a
+    // space (the harness makes them).
+    args.extend(
+        spec.qemu_opts
+            .iter()
+            .flat_map(|o| o.split_whitespace().map(String::from)),
+    );
+    args
+}
+
+/// The kernel argument that tells the board's `/init` what to run: each
+/// script (a path relative to the repository, as the initramfs holds it
+/// under `/lincell`) and where its output goes, relative to the guest's
+/// output directory (`.` for that directory itself). Linux hands an
+/// argument it does not know to init as an environment variable.
+pub fn board_run_arg(scripts: &[(String, String)]) -> String {
+    let list: Vec<String> = scripts.iter().map(|(s, o)| format!("{s}:{o}")).collect();
+    format!("lincell_run={}", list.join(","))
+}
+
+/// Files a guest without a shared file system sends to the host on its
+/// console: the lines between `@@lincell-file-begin PATH` and
+/// `@@lincell-file-end PATH` are PATH's contents (`virtme/guest-lib.sh`'s
+/// `host_copy`), written under `dir` once the end line arrives (to a
+/// temporary name, then renamed: a reader never sees half a file). PATH is
+/// relative and may not leave `dir`.
+pub struct ConsoleFiles {
+    dir: PathBuf,
+    open: Option<(PathBuf, String)>,
+}
+
+const FILE_BEGIN: &str = "@@lincell-file-begin ";
+const FILE_END: &str = "@@lincell-file-end ";
+
+impl ConsoleFiles {
+    /// Files go under `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        ConsoleFiles { dir, open: None }
+    }
+
+    /// Takes one console line; true if it belonged to a file (and is not
+    /// console output).
+    pub fn line(&mut self, line: &str) -> bool {
+        if let Some(rel) = line.strip_prefix(FILE_BEGIN) {
+            let rel = Path::new(rel.trim());
+            let safe = rel.components().count() > 0
+                && rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            self.open = safe.then(|| (self.dir.join(rel), String::new()));
+            return true;
+        }
+        let Some((path, text)) = &mut self.open else {
+            return false;
+        };
+        if line.starts_with(FILE_END) {
+            let tmp = path.with_extension("console-tmp");
+            let _ = path
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| fs::write(&tmp, text.as_bytes()))
+                .and_then(|()| fs::rename(&tmp, &*path));
+            self.open = None;
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+        true
+    }
 }
 
 /// A guest that is running.
@@ -183,11 +319,39 @@ pub fn spawn(kdir: &Path, spec: &GuestSpec) -> io::Result<Running> {
     spawn_program(&vng_program(), &command_line(kdir, spec), spec)
 }
 
+/// Boots a guest of `kind`: a virtme-ng guest ([`spawn`]) or the arm64
+/// board, whose console files go to its first `rw_dirs` directory.
+pub fn spawn_kind(kind: &Kind, kdir: &Path, spec: &GuestSpec) -> io::Result<Running> {
+    match kind {
+        Kind::Vng => spawn(kdir, spec),
+        Kind::Arm64 { initramfs } => {
+            let files = spec.rw_dirs.first().cloned().map(ConsoleFiles::new);
+            spawn_with(
+                "qemu-system-aarch64",
+                &board_command_line(kdir, initramfs, spec),
+                spec,
+                files,
+            )
+        }
+    }
+}
+
 /// Time between two guest launches (see [`spawn`]).
 const LAUNCH_SPACING: Duration = Duration::from_secs(2);
 
 /// Starts `program` with `args` as the launcher of the guest `spec`.
 pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Result<Running> {
+    spawn_with(program, args, spec, None)
+}
+
+/// [`spawn_program`], with the files the guest sends on its console (on the
+/// launcher's stdout) written by `files`.
+fn spawn_with(
+    program: &str,
+    args: &[String],
+    spec: &GuestSpec,
+    mut files: Option<ConsoleFiles>,
+) -> io::Result<Running> {
     let mut cmd = Command::new(program);
     // vng runs its helpers (virtme-run, ...) from PATH: put its own
     // directory (the venv's bin) first.
@@ -226,9 +390,24 @@ pub fn spawn_program(program: &str, args: &[String], spec: &GuestSpec) -> io::Re
     for stream in streams.into_iter().flatten() {
         let console = Arc::clone(&console);
         let prefix = spec.echo.then(|| format!("[{}] ", spec.name));
+        // Only stdout (the first stream) carries the console.
+        let mut files = files.take();
         readers.push(thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stream);
+            let mut raw = Vec::new();
+            // Lines, whatever bytes a console sends (a line that is not
+            // UTF-8 must not stop the reader: the guest would block on a
+            // full pipe).
+            while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
+                let mut line = String::from_utf8_lossy(&raw).into_owned();
+                raw.clear();
+                // A serial console ends its lines with \r\n.
+                while line.ends_with(['\n', '\r']) {
+                    line.pop();
+                }
+                if files.as_mut().is_some_and(|f| f.line(&line)) {
+                    continue;
+                }
                 if let Some(p) = &prefix {
                     let _ = writeln!(io::stderr(), "{p}{line}");
                 }
@@ -389,6 +568,65 @@ mod tests {
     fn exit_code_is_passed_through() {
         let o = fake("exit 3", Duration::from_secs(30));
         assert_eq!(o.exit, Exit::Code(3));
+    }
+
+    #[test]
+    fn board_boots_the_initramfs_with_the_scripts_to_run() {
+        let mut spec = spec();
+        spec.cpus = 4;
+        spec.kernel_args.push(board_run_arg(&[
+            ("tests/guest/a.sh".into(), "a".into()),
+            ("tests/guest/b.sh".into(), "b".into()),
+        ]));
+        let args = board_command_line(Path::new("/k"), Path::new("/i.cpio.gz"), &spec);
+        let after = |flag: &str| {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1].clone()
+        };
+        assert_eq!(after("-kernel"), "/k/arch/arm64/boot/Image");
+        assert_eq!(after("-initrd"), "/i.cpio.gz");
+        assert_eq!(after("-smp"), "4");
+        let append = after("-append");
+        for a in [
+            "console=ttyAMA0",
+            "slub_debug=FZP",
+            "nohz_full=1",
+            "lincell_guest=a",
+            "lincell_run=tests/guest/a.sh:a,tests/guest/b.sh:b",
+        ] {
+            assert!(append.split(' ').any(|w| w == a), "{a} in {append}");
+        }
+        // The device options, one argument each.
+        assert_eq!(
+            args[args.len() - 2..],
+            ["-device", "ivshmem-plain,memdev=hm"]
+        );
+    }
+
+    #[test]
+    fn console_files_are_written_whole_and_stay_inside() {
+        let dir = std::env::temp_dir().join(format!("lincell-vm-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = ConsoleFiles::new(dir.clone());
+        assert!(!f.line("ok 1 - console output"));
+        assert!(f.line("@@lincell-file-begin s/tap.txt"));
+        assert!(f.line("ok 1 - x"));
+        assert!(!dir.join("s/tap.txt").exists(), "not before its end");
+        assert!(f.line("@@lincell-file-end s/tap.txt"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("s/tap.txt")).unwrap(),
+            "ok 1 - x\n"
+        );
+        assert!(!f.line("after the file"));
+        for bad in ["../evil", "/etc/evil", "./x"] {
+            assert!(f.line(&format!("@@lincell-file-begin {bad}")));
+            assert!(!f.line("text"), "{bad}: not a file");
+        }
+        assert!(f.line("@@lincell-file-begin empty"));
+        assert!(f.line("@@lincell-file-end empty"));
+        assert_eq!(std::fs::read_to_string(dir.join("empty")).unwrap(), "");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! test scripts, and turn their TAP/KTAP output and kernel logs into counted
 //! test cases.
 
+pub mod bench;
 pub mod check;
 pub mod guest;
 pub mod scenario;

@@ -6,12 +6,12 @@
 //! Guests always run under TCG here (KVM hangs on the machines this project
 //! is built on); `LINCELL_KVM=1` opts into KVM where it works.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use lincell_vm::{check, guest, scenario};
+use lincell_vm::{bench, check, guest, scenario};
 
 /// Boot lincell's test kernel in QEMU guests (virtme-ng, TCG) and run tests.
 ///
@@ -73,27 +73,77 @@ enum Cmd {
         /// Skip the host `cargo test` layer.
         #[arg(long)]
         no_host: bool,
-        /// Run only guest tests whose file name contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Echo guest consoles to stderr while they run.
-        #[arg(long, short)]
-        verbose: bool,
-        /// Scratch directory for guest output (default: target/lincell-vm).
-        #[arg(long)]
-        work: Option<PathBuf>,
-        /// Also run an external guest leg, `NAME=COMMAND` (repeatable): the
-        /// command runs under `sh -c` with `LINCELL_OUT` set to its output
-        /// directory, where it leaves `tap.txt` (the guest's TAP or KTAP) and
-        /// `dmesg.txt`; its exit status is the guest script's. Counted like a
-        /// guest test named NAME (`make check` runs the arm64 leg this way).
-        #[arg(long, value_name = "NAME=COMMAND")]
-        external: Vec<String>,
-        /// Guest boots (and external legs) run at once. Each TCG guest keeps
-        /// about one host core busy; the default is the number of host CPUs.
+        #[command(flatten)]
+        scripts: Scripts,
+        /// Also run the guest tests whose `arch=` names arm64 on QEMU's
+        /// arm64 `virt` board, booting the arm64 kernel built in this
+        /// directory (its initramfs built first by scripts/arm64-board.sh).
+        /// Their names start with `guest/arm64/`; `--filter arm64` selects
+        /// them all.
+        #[arg(long, value_name = "KDIR")]
+        arm64: Option<PathBuf>,
+        /// Guest boots run at once. Each TCG guest keeps about one host
+        /// core busy; the default is the number of host CPUs.
         #[arg(long, short, env = "LINCELL_JOBS")]
         jobs: Option<usize>,
     },
+    /// Run the benchmarks (bench/*.sh scenarios), one at a time, and print
+    /// their results as tables, with the ratios against the baseline each
+    /// measures in the same run (see virtme/src/bench.rs).
+    ///
+    /// The benchmarks' guests and host peers use release builds of the
+    /// lincell CLI, built first. Results also go to <work>/results.txt,
+    /// one KEY=VALUE per line.
+    Bench {
+        #[command(flatten)]
+        scripts: Scripts,
+    },
+}
+
+/// Which scripts `check` and `bench` run, and how.
+#[derive(clap::Args, Debug)]
+struct Scripts {
+    /// Run only the scripts whose name contains this (the arm64 board's
+    /// are named `arm64/NAME`).
+    #[arg(long)]
+    filter: Option<String>,
+    /// Echo guest consoles to stderr while they run.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Scratch directory for guest output (default: target/lincell-vm,
+    /// for bench target/lincell-vm/bench).
+    #[arg(long)]
+    work: Option<PathBuf>,
+}
+
+/// The `*.sh` files of `dir` whose file name contains `filter` (all without
+/// one), sorted.
+fn scripts_in(dir: &Path, filter: Option<&str>) -> Result<Vec<PathBuf>, String> {
+    let mut scripts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+        .filter(|p| {
+            filter.is_none_or(|f| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(f))
+            })
+        })
+        .collect();
+    scripts.sort();
+    Ok(scripts)
+}
+
+/// The scripts among `scripts` that run on the guest kind `arch`.
+fn for_arch(scripts: &[PathBuf], arch: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for s in scripts {
+        let d = scenario::read_directives(s).map_err(|e| e.to_string())?;
+        if d.arch.iter().any(|a| a == arch) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn repo_root() -> PathBuf {
@@ -114,6 +164,35 @@ fn require_kdir(kdir: Option<PathBuf>) -> Result<PathBuf, String> {
         ));
     }
     Ok(kdir)
+}
+
+/// A benchmark script's first comment line after the SPDX tag: what it
+/// measures.
+fn script_summary(script: &Path) -> String {
+    std::fs::read_to_string(script)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .find(|l| !l.starts_with("SPDX") && !l.starts_with("lincell-vm:"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The failed cases, the closing `N passed, N failed` line, and the exit
+/// status it means.
+fn finish(totals: &check::Totals) -> ExitCode {
+    if !totals.failures.is_empty() {
+        println!("--- failed:");
+        for f in &totals.failures {
+            println!("  {f}");
+        }
+    }
+    println!("{}", totals.summary());
+    if totals.failed == 0 && totals.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
@@ -176,6 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 root: root.clone(),
                 work: root.join("target/lincell-vm/scenario"),
                 echo: true,
+                kind: guest::Kind::Vng,
             };
             let results = runner.run(&script).map_err(|e| e.to_string())?;
             let mut ok = true;
@@ -196,10 +276,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Check {
             no_host,
-            filter,
-            verbose,
-            work,
-            external,
+            scripts:
+                Scripts {
+                    filter,
+                    verbose,
+                    work,
+                },
+            arm64,
             jobs,
         } => {
             let kdir = require_kdir(cli.kdir)?;
@@ -214,30 +297,36 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 root: root.clone(),
                 work,
                 echo: verbose,
+                kind: guest::Kind::Vng,
             };
-            let mut scripts: Vec<PathBuf> = std::fs::read_dir(root.join("tests/guest"))
-                .map_err(|e| format!("tests/guest: {e}"))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "sh"))
-                .filter(|p| {
-                    filter.as_deref().is_none_or(|f| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().contains(f))
-                    })
-                })
-                .collect();
-            scripts.sort();
-            // External legs first: they build before they boot (the arm64
-            // leg cross-compiles), so they are the longest jobs.
+            let scripts = scripts_in(&root.join("tests/guest"), None)?;
+            let matches = |prefix: &str, p: &PathBuf| {
+                filter
+                    .as_deref()
+                    .is_none_or(|f| format!("{prefix}{}", scenario::script_name(p)).contains(f))
+            };
             let mut work_items = Vec::new();
-            for leg in &external {
-                let (name, cmd) = leg
-                    .split_once('=')
-                    .ok_or_else(|| format!("--external {leg:?}: expected NAME=COMMAND"))?;
-                work_items.push(check::Job::External(name.into(), cmd.into()));
+            // The arm64 board first: it builds before it boots, and its
+            // boots come first once it is built (they are the longest).
+            if let Some(kdir64) = arm64 {
+                let board: Vec<PathBuf> = for_arch(&scripts, "arm64")?
+                    .into_iter()
+                    .filter(|p| matches("arm64/", p))
+                    .collect();
+                if !board.is_empty() {
+                    let boots = scenario::group_by_boot(&board).map_err(|e| e.to_string())?;
+                    work_items.push(check::Job::BuildArm64(check::Arm64 {
+                        kdir: require_kdir(Some(kdir64))?,
+                        boots,
+                    }));
+                }
             }
+            let x86: Vec<PathBuf> = for_arch(&scripts, "x86_64")?
+                .into_iter()
+                .filter(|p| matches("", p))
+                .collect();
             work_items.extend(
-                scenario::group_by_boot(&scripts)
+                scenario::group_by_boot(&x86)
                     .map_err(|e| e.to_string())?
                     .into_iter()
                     .map(check::Job::Boot),
@@ -245,24 +334,72 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let parallel =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             println!(
-                "--- guest: {} boots and legs, {parallel} at a time",
+                "--- guest: {} boots and builds, {parallel} at a time",
                 work_items.len()
             );
             check::run_jobs(&runner, work_items, parallel, |report| {
                 report.emit(&mut totals)
             });
-            if !totals.failures.is_empty() {
-                println!("--- failed:");
-                for f in &totals.failures {
-                    println!("  {f}");
-                }
+            Ok(finish(&totals))
+        }
+        Cmd::Bench {
+            scripts:
+                Scripts {
+                    filter,
+                    verbose,
+                    work,
+                },
+        } => {
+            let runner = scenario::Runner {
+                kdir: require_kdir(cli.kdir)?,
+                root: root.clone(),
+                work: work.unwrap_or_else(|| root.join("target/lincell-vm/bench")),
+                echo: verbose,
+                kind: guest::Kind::Vng,
+            };
+            println!("==> building lincell (release): a debug build would measure the debug build");
+            let built = std::process::Command::new("cargo")
+                .args(["build", "--release", "--quiet", "-p", "lincell"])
+                .current_dir(&root)
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !built.success() {
+                return Err("cargo build --release -p lincell failed".into());
             }
-            println!("{}", totals.summary());
-            Ok(if totals.failed == 0 && totals.passed > 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            let mut totals = check::Totals::default();
+            let mut figures = String::new();
+            for script in scripts_in(&root.join("bench"), filter.as_deref())? {
+                let d = scenario::read_directives(&script).map_err(|e| e.to_string())?;
+                let name = scenario::script_name(&script);
+                let about = script_summary(&script);
+                println!("==> {name}: {about} (at most {} s)", d.timeout.as_secs());
+                let start = Instant::now();
+                let report = check::guest_boot(&runner, std::slice::from_ref(&script));
+                for c in &report.cases {
+                    totals.record(c);
+                }
+                let tap = std::fs::read_to_string(
+                    runner
+                        .work
+                        .join(&name)
+                        .join(scenario::DEFAULT_GUEST)
+                        .join("tap.txt"),
+                )
+                .unwrap_or_default();
+                let groups = bench::tables(&bench::parse(&tap), &d.ratio);
+                println!(
+                    "\n{name} ({:.0} s):\n{}",
+                    start.elapsed().as_secs_f64(),
+                    bench::render(&groups)
+                );
+                figures.push_str(&bench::key_values(&name, &groups));
+            }
+            let file = runner.work.join("results.txt");
+            std::fs::create_dir_all(&runner.work)
+                .and_then(|()| std::fs::write(&file, &figures))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            println!("--- results: {}", file.display());
+            Ok(finish(&totals))
         }
     }
 }

@@ -31,13 +31,23 @@
 //!   guests (a TCG boot costs tens of seconds), run one after the other in
 //!   file-name order, each with its own output, results and kernel log. Their
 //!   other directives must be the same (timeouts add up) and none may have
-//!   a host peer.
+//!   a host peer;
+//! - `arch=x86_64,arm64`: the guest kinds ([`guest::Kind`]) the script runs
+//!   on (default `x86_64`, the virtme-ng guest); `arm64` is QEMU's `virt`
+//!   board, which `lincell-vm check --arm64 KDIR` boots;
+//! - `disk=SIZE`: a fresh backing file of SIZE (`disk.img` in the
+//!   scenario's directory) attached as QEMU's own `virtio-blk-pci` disk;
+//!   host peers find it in `LINCELL_DISK` (the vdev-remote benchmark serves
+//!   the same file);
+//! - `ratio=ROW/ROW` (benchmarks, repeatable): see [`crate::bench`].
 //!
 //! Inside the guest each script runs through `virtme/guest-run.sh`, which
 //! mounts debugfs, runs it with `LINCELL_OUT` pointing to a writable
 //! directory, saves (and clears) the kernel log, and writes a `done` marker.
 //! A script that never writes the marker did not finish: it or one before it
-//! in the same boot hung, crashed, or the guest never booted.
+//! in the same boot hung, crashed, or the guest never booted. (The arm64
+//! board has no directory shared with the host: `guest-run.sh` sends those
+//! files, and those a script sends with `host_copy`, over its console.)
 
 use std::fs;
 use std::io;
@@ -71,11 +81,17 @@ pub struct Directives {
     pub append: Vec<String>,
     /// Name of the boot this script shares with others, if any.
     pub boot: Option<String>,
+    /// The guest kinds it runs on ([`guest::Kind::arch`]).
+    pub arch: Vec<String>,
+    /// Size of a QEMU `virtio-blk-pci` disk, if any.
+    pub disk: Option<u64>,
+    /// Benchmark ratios, `(numerator row, denominator row)`.
+    pub ratio: Vec<(String, String)>,
 }
 
 impl Directives {
     /// The directives of scripts sharing one boot: theirs, which must agree
-    /// (but for timeouts, which add up).
+    /// (but for timeouts, which add up, and the kinds they run on).
     pub fn merge(all: &[Directives]) -> Result<Directives, String> {
         let first = all.first().ok_or("no scripts")?;
         let mut merged = first.clone();
@@ -84,8 +100,11 @@ impl Directives {
             if d.host.is_some() && all.len() > 1 {
                 return Err("a script with a host peer cannot share a boot".into());
             }
+            // Each kind's boots are grouped on their own: the kinds
+            // scripts run on may differ.
             let same = Directives {
                 timeout: first.timeout,
+                arch: first.arch.clone(),
                 ..d.clone()
             };
             if &same != first {
@@ -112,9 +131,15 @@ impl Default for Directives {
             host: None,
             append: Vec::new(),
             boot: None,
+            arch: vec!["x86_64".into()],
+            disk: None,
+            ratio: Vec::new(),
         }
     }
 }
+
+/// The guest kinds `arch=` may name.
+pub const ARCHES: &[&str] = &["x86_64", "arm64"];
 
 /// Parses a size like `4096`, `64K`, `1M`, `2G`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -180,6 +205,20 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                     }
                     d.boot = Some(value.to_string());
                 }
+                "arch" => {
+                    d.arch = value.split(',').map(str::to_string).collect();
+                    if d.arch.iter().any(|a| !ARCHES.contains(&a.as_str())) {
+                        return Err(format!("`{item}`: the kinds are {}", ARCHES.join(", ")));
+                    }
+                }
+                "disk" => d.disk = Some(parse_size(value)?),
+                "ratio" => {
+                    let (n, m) = value
+                        .split_once('/')
+                        .filter(|(n, m)| !n.is_empty() && !m.is_empty())
+                        .ok_or_else(|| format!("`{item}`: expected ROW/ROW"))?;
+                    d.ratio.push((n.to_string(), m.to_string()));
+                }
                 "ivshmem-plain" => d.ivshmem_plain = Some(parse_size(value)?),
                 "ivshmem-doorbell" => {
                     let (v, s) = value
@@ -243,6 +282,8 @@ pub struct Runner {
     pub work: PathBuf,
     /// Echo guest consoles to stderr.
     pub echo: bool,
+    /// What the guests boot.
+    pub kind: guest::Kind,
 }
 
 /// Kills a host helper process when dropped.
@@ -350,6 +391,14 @@ impl Runner {
                 mem.display()
             ));
         }
+        let disk = dir.join("disk.img");
+        if let Some(size) = d.disk {
+            fs::File::create(&disk)?.set_len(size)?;
+            qemu_opts.push(format!(
+                "-drive file={},if=none,id=lincelldisk,format=raw -device virtio-blk-pci,drive=lincelldisk",
+                disk.display()
+            ));
+        }
         let mut _server = None;
         let socket = dir.join("ivshmem.sock");
         if let Some((vectors, size)) = d.ivshmem_doorbell {
@@ -370,25 +419,40 @@ impl Runner {
                 vec![gdir.clone()]
             };
             let mut command = format!("sh {}/virtme/guest-run.sh {name}", self.root.display());
-            for (script, out) in scripts.iter().zip(&outs) {
+            // The board's: each script as the initramfs holds it, and its
+            // output directory relative to the guest's.
+            let mut board_run = Vec::new();
+            for ((script, out), script_name) in scripts.iter().zip(&outs).zip(&names) {
                 fs::create_dir_all(out)?;
                 command.push_str(&format!(" {} {}", script.display(), out.display()));
+                let rel = script.strip_prefix(&self.root).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{} is not in the repository", script.display()),
+                    )
+                })?;
+                let out_rel = if shared { script_name.as_str() } else { "." };
+                board_run.push((rel.display().to_string(), out_rel.to_string()));
+            }
+            let mut kernel_args = d.append.clone();
+            if matches!(self.kind, guest::Kind::Arm64 { .. }) {
+                kernel_args.push(guest::board_run_arg(&board_run));
             }
             let spec = GuestSpec {
                 name: name.clone(),
                 cpus: d.cpus,
                 memory: d.memory.clone(),
                 qemu_opts: qemu_opts.clone(),
-                kernel_args: d.append.clone(),
+                kernel_args,
                 command,
                 rw_dirs: vec![gdir.clone()],
                 echo: self.echo,
             };
-            running.push((outs, guest::spawn(&self.kdir, &spec)?));
+            running.push((outs, guest::spawn_kind(&self.kind, &self.kdir, &spec)?));
         }
 
         let host = match &d.host {
-            Some(cmd) => Some(self.start_host(cmd, &dir, &socket)?),
+            Some(cmd) => Some(self.start_host(cmd, &dir, &socket, d.disk.map(|_| &*disk))?),
             None => None,
         };
 
@@ -463,10 +527,15 @@ impl Runner {
         cmd: &str,
         dir: &Path,
         socket: &Path,
+        disk: Option<&Path>,
     ) -> io::Result<(HostProcess, Instant)> {
         let out = dir.join("host");
         fs::create_dir_all(&out)?;
-        let child = Command::new("sh")
+        let mut command = Command::new("sh");
+        if let Some(disk) = disk {
+            command.env("LINCELL_DISK", disk);
+        }
+        let child = command
             .arg("-c")
             .arg(cmd)
             .current_dir(&self.root)
@@ -598,6 +667,29 @@ mod tests {
     }
 
     #[test]
+    fn kinds_disk_and_ratios() {
+        assert_eq!(Directives::default().arch, ["x86_64"]);
+        let d = parse_directives(
+            "# lincell-vm: arch=x86_64,arm64 disk=256M boot=b\n\
+             # lincell-vm: ratio=read/spin ratio=poll/spin\n",
+        )
+        .unwrap();
+        assert_eq!(d.arch, ["x86_64", "arm64"]);
+        assert_eq!(d.disk, Some(256 << 20));
+        assert_eq!(
+            d.ratio,
+            [
+                ("read".into(), "spin".into()),
+                ("poll".into(), "spin".into())
+            ]
+        );
+        // Scripts sharing a boot may run on different kinds.
+        let mut e = d.clone();
+        e.arch = vec!["x86_64".into()];
+        assert!(Directives::merge(&[d, e]).is_ok());
+    }
+
+    #[test]
     fn bad_directives_are_errors() {
         for bad in [
             "# lincell-vm: frobnicate=1",
@@ -610,6 +702,10 @@ mod tests {
             "# lincell-vm: guests=a;rm",
             "# lincell-vm: boot=",
             "# lincell-vm: boot=a/b",
+            "# lincell-vm: arch=riscv",
+            "# lincell-vm: disk=0",
+            "# lincell-vm: ratio=read",
+            "# lincell-vm: ratio=/spin",
         ] {
             assert!(parse_directives(bad).is_err(), "{bad}");
         }

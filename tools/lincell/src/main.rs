@@ -138,7 +138,7 @@ mod tests {
     }
 
     /// The command lines of the guest tests, samples, benchmarks and the
-    /// arm64 leg (tests/, samples/, bench/, scripts/arm64-check.sh), with
+    /// arm64 board (tests/, samples/, bench/, tests/host/), with
     /// their variables filled in: they must keep parsing.
     #[test]
     fn the_scripts_command_lines_parse() {
