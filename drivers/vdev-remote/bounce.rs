@@ -95,7 +95,7 @@ unsafe extern "C" fn map_page(
     if to_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
         // SAFETY: the buffer at `va` is `size` readable bytes (the caller's
         // mapping contract); the slot is inside the section.
-        unsafe { link.section().copy_in(slot, va as *const u8, size) };
+        unsafe { link.rw.copy_in(slot, va as *const u8, size) };
     }
     slot as bindings::dma_addr_t
 }
@@ -128,10 +128,7 @@ unsafe extern "C" fn unmap_page(
     if from_device(dir) && attrs & bindings::DMA_ATTR_SKIP_CPU_SYNC as usize == 0 {
         // SAFETY: `va` is the buffer recorded at map time, still owned by
         // the caller until this unmap returns; the slot is in the section.
-        unsafe {
-            link.section()
-                .copy_out(handle as usize, va as *mut u8, size)
-        };
+        unsafe { link.rw.copy_out(handle as usize, va as *mut u8, size) };
     }
     let _ = link.bounce.lock().pool.free(handle as usize, size);
 }
@@ -141,7 +138,7 @@ fn sync(link: &Link, handle: bindings::dma_addr_t, size: usize, to_cpu: bool) {
     let Some(va) = source_of(link, handle, size) else {
         return;
     };
-    let rw = link.section();
+    let rw = &link.rw;
     // SAFETY: `va` is the buffer recorded when it was mapped, owned by the
     // caller while the mapping lives; the slot is inside the section.
     unsafe {

@@ -37,10 +37,10 @@ use crate::queue::Queue;
 use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
 // `HEADER_AREA` is re-exported for `transport.rs`.
+use crate::shared::shmem::{Fallback, RawRegion};
 pub(crate) use crate::shared::vdev::header::HEADER_AREA;
 use crate::shared::vdev::header::{off, STATE_READY};
 use crate::shared::vdev::pool::{words_for, Pool};
-use crate::shm::RwSection;
 use crate::transport::{self, VirtioRemote};
 
 /// Most virtqueues per device (virtio-net with one queue pair and a control
@@ -214,9 +214,10 @@ impl Link {
         }? Error))
     }
 
-    /// The R/W section.
-    pub(crate) fn section(&self) -> RwSection<'_> {
-        RwSection(&self.rw)
+    /// The R/W section, for the header fields (fixed offsets inside the
+    /// header area, which the section was checked to hold).
+    pub(crate) fn section(&self) -> Fallback<'_, RawRegion> {
+        self.rw.fallback()
     }
 
     /// The PCI device's `struct device`, for logging.
@@ -302,10 +303,10 @@ impl Link {
         if this.dead.load(Ordering::Acquire) {
             return;
         }
-        let rw = this.section();
-        rw.store8(off::QUEUE_EVENT, 0);
+        this.section()
+            .store(off::QUEUE_EVENT, 0u8, Ordering::Relaxed);
         for q in this.queue_snapshot().iter().flatten() {
-            match q.collect(&rw) {
+            match q.collect(&this.rw) {
                 Ok(0) => {}
                 Ok(_) => {
                     this.progress();
@@ -338,8 +339,8 @@ impl Link {
             return;
         }
         let rw = this.section();
-        if rw.load8(off::CONFIG_EVENT) & 1 != 0 {
-            rw.store8(off::CONFIG_EVENT, 0);
+        if rw.load::<u8>(off::CONFIG_EVENT, Ordering::Relaxed) & 1 != 0 {
+            rw.store(off::CONFIG_EVENT, 0u8, Ordering::Relaxed);
             let vdev = this.vdev.load(Ordering::Acquire);
             if !vdev.is_null() {
                 // SAFETY: `vdev` is registered until `teardown` clears the
@@ -431,9 +432,8 @@ impl Link {
     /// callbacks (also for chains a kick completed inline).
     fn fail_outstanding(this: &Arc<Self>) {
         let _guard = this.vq_lock.lock();
-        let rw = this.section();
         for q in this.queue_snapshot().iter().flatten() {
-            q.fail_all(&rw);
+            q.fail_all(&this.rw);
             q.interrupt();
         }
     }

@@ -12,7 +12,7 @@
 use core::ffi::{c_int, c_uint, c_void};
 
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 use kernel::ffi::c_char;
 
 use kernel::{bindings, prelude::*, sync::Arc};
@@ -21,9 +21,11 @@ use crate::ffi;
 use crate::link::{now_ns, Link, HEADER_AREA, MAX_QUEUES};
 use crate::queue::Queue;
 use crate::shared::ivshmem::v1layout;
+use crate::shared::shmem::{Fallback, RawRegion};
 use crate::shared::vdev::header::{self, feature, off, STATE_READY};
-use crate::shared::vdev::shadow::{split_layout, split_size, RingAddrs, MAX_QUEUE_SIZE};
-use crate::shm::{Private, RwSection};
+use crate::shared::vdev::shadow::{
+    split_layout, split_size, used_ring_size, RingAddrs, MAX_QUEUE_SIZE,
+};
 
 /// How long the backend may take to consume a register write.
 const WRITE_TIMEOUT_MS: i64 = 2000;
@@ -66,7 +68,7 @@ impl Link {
             if this.dead.load(Ordering::Acquire) {
                 return Err(ENODEV);
             }
-            if rw.load32(off::WRITE_TRANSACTION) == 0 {
+            if rw.load::<u32>(off::WRITE_TRANSACTION, Relaxed) == 0 {
                 core::sync::atomic::fence(Ordering::Acquire);
                 return Ok(());
             }
@@ -94,10 +96,10 @@ impl Link {
         Self::transaction(this, offset, |rw| {
             // CAST: each arm stores the low `width` bytes, as the field is wide.
             match width {
-                1 => rw.store8(offset, value as u8),
-                2 => rw.store16(offset, value as u16),
-                4 => rw.store32(offset, value as u32),
-                _ => rw.store64(offset, value),
+                1 => rw.store(offset, value as u8, Relaxed),
+                2 => rw.store(offset, value as u16, Relaxed),
+                4 => rw.store(offset, value as u32, Relaxed),
+                _ => rw.store(offset, value, Relaxed),
             }
         })
     }
@@ -109,21 +111,25 @@ impl Link {
         let at = header::CONFIG_OFFSET + offset;
         Self::transaction(this, at, |rw| {
             for (i, b) in bytes.iter().enumerate() {
-                rw.store8(at + i, *b);
+                rw.store(at + i, *b, Relaxed);
             }
         })
     }
 
     /// The handshake around one write: wait for the previous one to be
     /// taken, `store` the field at `offset`, publish the offset, ring.
-    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&RwSection<'_>)) -> Result {
+    fn transaction(
+        this: &Arc<Self>,
+        offset: usize,
+        store: impl FnOnce(&Fallback<'_, RawRegion>),
+    ) -> Result {
         Self::wait_idle(this)?;
         let rw = this.section();
         store(&rw);
-        rw.release();
+        rw.fence(Release);
         // CAST: header offsets are below MAX_HEADER_SIZE.
-        rw.store32(off::WRITE_TRANSACTION, offset as u32);
-        rw.release();
+        rw.store(off::WRITE_TRANSACTION, offset as u32, Relaxed);
+        rw.fence(Release);
         this.ring_backend(0);
         Ok(())
     }
@@ -134,20 +140,17 @@ impl Link {
     }
 }
 
-use crate::shared::vdev::shadow::RingMemory;
-
 /// Attaches a virtio device for the backend `backend`.
 pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRemote>> {
     let rw = link.section();
-    let revision = rw.load32(off::REVISION);
-    let size = rw.load32(off::SIZE);
-    rw.acquire();
+    let revision = rw.load(off::REVISION, Relaxed);
+    let size = rw.load(off::SIZE, Relaxed);
+    rw.fence(Acquire);
     let config_len = header::check_header(revision, size, HEADER_AREA as u64)
         .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
         .map_err(|_| EPROTO)?;
     if let Some(h) = &link.v1_header {
-        use crate::shared::ivshmem::v1layout::HeaderMemory;
-        let protocol = h.load32(v1layout::off::PROTOCOL);
+        let protocol: u32 = h.fallback().load(v1layout::off::PROTOCOL, Acquire);
         let fallback = crate::module_parameters::v1_device_id.value();
         let id = if protocol & !u32::from(header::PROTOCOL_DEVICE_ID_MASK)
             == u32::from(header::PROTOCOL_VIRTIO_FRONTEND)
@@ -247,7 +250,7 @@ unsafe extern "C" fn get(
     for i in 0..len {
         // Raw little-endian bytes, as virtio_cread expects from transports.
         let b = if ok {
-            rw.load8(header::CONFIG_OFFSET + offset + i)
+            rw.load::<u8>(header::CONFIG_OFFSET + offset + i, Relaxed)
         } else {
             0
         };
@@ -304,8 +307,8 @@ unsafe extern "C" fn generation(vdev: *mut ffi::virtio_device) -> u32 {
     let rw = link.section();
     let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
     loop {
-        let generation = rw.load32(off::CONFIG_GENERATION);
-        rw.acquire();
+        let generation = rw.load::<u32>(off::CONFIG_GENERATION, Relaxed);
+        rw.fence(Acquire);
         if generation & 1 == 0 || link.dead.load(Ordering::Acquire) {
             return generation;
         }
@@ -366,7 +369,7 @@ unsafe extern "C" fn get_features(vdev: *mut ffi::virtio_device) -> u64 {
     let rw = link.section();
     let window = |sel: u64| -> Result<u64> {
         Link::reg_write_sync(link, off::DEVICE_FEATURES_SEL, sel, 4)?;
-        Ok(u64::from(rw.load32(off::DEVICE_FEATURES)))
+        Ok(u64::from(rw.load::<u32>(off::DEVICE_FEATURES, Relaxed)))
     };
     match (window(1), window(0)) {
         (Ok(hi), Ok(lo)) => (hi << 32 | lo) & !feature::UNSUPPORTED,
@@ -430,12 +433,12 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
         if may_spin {
             // The caller may spin for its buffer with interrupts off; the
             // fail work might be queued on this very CPU.
-            queue.fail_all(&link.section());
+            queue.fail_all(&link.rw);
         }
         Link::schedule_fail(link);
         return true;
     }
-    match queue.publish(&link.section(), link.rw.len()) {
+    match queue.publish(&link.rw) {
         Ok(p) if p.count == 0 => {}
         Ok(p) => {
             if p.was_idle {
@@ -458,20 +461,20 @@ unsafe extern "C" fn notify(vq: *mut ffi::virtqueue) -> bool {
 /// queued with interrupts off, until the backend took them (bounded; a
 /// backend that does not answer is failed and the chains completed).
 fn wait_for_readonly(link: &Arc<Link>, queue: &Queue) {
-    let rw = link.section();
+    let rw = &link.rw;
     let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
     while queue.readonly_in_flight() > 0 {
-        match queue.collect(&rw) {
+        match queue.collect(rw) {
             Ok(0) => {}
             Ok(_) => link.progress(),
             Err(e) => {
                 Link::fail(link, format_args!("queue {}: {}", queue.index, e));
-                queue.fail_all(&rw);
+                queue.fail_all(rw);
                 return;
             }
         }
         if link.dead.load(Ordering::Acquire) {
-            queue.fail_all(&rw);
+            queue.fail_all(rw);
             return;
         }
         if now_ns() > deadline {
@@ -482,7 +485,7 @@ fn wait_for_readonly(link: &Arc<Link>, queue: &Queue) {
                     queue.index, WRITE_TIMEOUT_MS
                 ),
             );
-            queue.fail_all(&rw);
+            queue.fail_all(rw);
             return;
         }
         core::hint::spin_loop();
@@ -499,11 +502,11 @@ fn setup_vq(
 ) -> Result<*mut ffi::virtqueue> {
     Link::reg_write_sync(link, off::QUEUE_SEL, u64::from(index), 4)?;
     let rw = link.section();
-    if rw.load16(off::QUEUE_ENABLE) != 0 {
+    if rw.load::<u16>(off::QUEUE_ENABLE, Relaxed) != 0 {
         return Err(EBUSY);
     }
-    let offered = rw.load16(off::QUEUE_SIZE);
-    let device_vector = u32::from(rw.load16(off::QUEUE_DEVICE_VECTOR));
+    let offered = rw.load::<u16>(off::QUEUE_SIZE, Relaxed);
+    let device_vector = u32::from(rw.load::<u16>(off::QUEUE_DEVICE_VECTOR, Relaxed));
     if offered == 0 || !offered.is_power_of_two() || offered > MAX_QUEUE_SIZE {
         dev_err!(
             link.dev(),
@@ -554,12 +557,19 @@ fn setup_vq(
     // SAFETY: as above; the vring is the queue's private ring.
     let vring = unsafe { &*ffi::virtqueue_get_vring(vq) };
     let num = u16::try_from(num).map_err(|_| cleanup(EINVAL))?;
+    // The private ring as offsets into its allocation (desc table, then the
+    // avail and the used ring): the virtio core keeps its own pointers.
+    let desc = vring.desc as usize;
+    let offset_of = |part: usize| part.checked_sub(desc).ok_or(EINVAL);
     let private = RingAddrs {
-        desc: vring.desc as usize,
-        avail: vring.avail as usize,
-        used: vring.used as usize,
+        desc: 0,
+        avail: offset_of(vring.avail as usize).map_err(cleanup)?,
+        used: offset_of(vring.used as usize).map_err(cleanup)?,
     };
-    let private_len = private.used + 6 + 8 * usize::from(num) - private.desc;
+    let private_len = private.used + used_ring_size(num);
+    let private_base = NonNull::new(vring.desc.cast::<u8>())
+        .ok_or(EINVAL)
+        .map_err(cleanup)?;
     let shared_len = split_size(num);
     let shared_off = link
         .bounce
@@ -569,10 +579,11 @@ fn setup_vq(
         .ok_or(ENOMEM)
         .map_err(cleanup)?;
     let shared = split_layout(shared_off, num);
-    link.section().fill(shared_off, shared_len, 0);
+    link.rw.fill(shared_off, shared_len, 0);
     // SAFETY: the private ring is `private_len` bytes at `desc`, allocated
-    // with the queue.
-    let private_ring = unsafe { Private::new(private.desc, private_len) };
+    // with the queue, which `Queue`'s invariant keeps alive while the region
+    // is used; Rust code reaches it only through the region.
+    let private_ring = unsafe { RawRegion::new(private_base, private_len) };
     // SAFETY: `vq` is live with `num` entries and the ring described.
     let init = unsafe {
         Queue::new(crate::queue::QueueParts {
