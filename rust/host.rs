@@ -17,7 +17,7 @@ use std::boxed::Box;
 use std::sync::Mutex;
 use std::vec::Vec;
 
-use super::shmem::{AccessError, Fallback, RawRegion, SharedMemory, Word};
+use super::shmem::{AccessError, CompareExchange, Fallback, RawRegion, SharedMemory, Word};
 
 impl From<AccessError> for std::io::Error {
     fn from(e: AccessError) -> Self {
@@ -150,12 +150,7 @@ impl SharedMemory for TestMemory {
         Ok(())
     }
 
-    fn compare_exchange_u32(
-        &self,
-        offset: usize,
-        current: u32,
-        new: u32,
-    ) -> Result<Result<u32, u32>, AccessError> {
+    fn compare_exchange_u32(&self, offset: usize, current: u32, new: u32) -> CompareExchange {
         let r = self.region.compare_exchange_u32(offset, current, new)?;
         if r.is_ok() {
             self.record(offset, 4);

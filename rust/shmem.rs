@@ -148,6 +148,10 @@ impl fmt::Display for AccessError {
     }
 }
 
+/// What [`SharedMemory::compare_exchange_u32`] returns: `Ok(Ok(previous))`
+/// if the word was replaced, `Ok(Err(previous))` if not.
+pub type CompareExchange = Result<Result<u32, u32>, AccessError>;
+
 /// Memory shared with other peers, addressed by byte offset.
 ///
 /// Values are in CPU byte order, memory little-endian. Every load and store
@@ -170,14 +174,8 @@ pub trait SharedMemory {
     fn store<T: Word>(&self, offset: usize, value: T, order: Ordering) -> Result<(), AccessError>;
 
     /// Atomically replaces the u32 at `offset` with `new` if it is
-    /// `current` (`AcqRel` on success, `Acquire` on failure): `Ok(previous)`
-    /// if it was replaced, `Err(previous)` if not.
-    fn compare_exchange_u32(
-        &self,
-        offset: usize,
-        current: u32,
-        new: u32,
-    ) -> Result<Result<u32, u32>, AccessError>;
+    /// `current` (`AcqRel` on success, `Acquire` on failure).
+    fn compare_exchange_u32(&self, offset: usize, current: u32, new: u32) -> CompareExchange;
 
     /// A memory fence (`Relaxed` is none).
     fn fence(&self, order: Ordering) {
@@ -198,6 +196,15 @@ pub struct RawRegion {
     len: usize,
 }
 
+impl fmt::Debug for RawRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawRegion")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 // SAFETY: the region is plain memory that other processes and devices use
 // concurrently anyway; every access through it is atomic or a raw copy.
 unsafe impl Send for RawRegion {}
@@ -210,9 +217,10 @@ impl RawRegion {
     /// # Safety
     ///
     /// For as long as the returned value exists, `base..base + len` must be
-    /// mapped readable and writable, and no Rust reference may point into
-    /// it (other peers, devices and processes may access it at any time;
-    /// so may other `RawRegion`s).
+    /// mapped readable and writable (or readable only, if nothing ever
+    /// stores through the region), and no Rust reference may point into it
+    /// (other peers, devices and processes may access it at any time; so
+    /// may other `RawRegion`s).
     pub const unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
         // INVARIANT: the caller guarantees the memory.
         RawRegion { base, len }
@@ -274,12 +282,7 @@ impl SharedMemory for RawRegion {
         Ok(())
     }
 
-    fn compare_exchange_u32(
-        &self,
-        offset: usize,
-        current: u32,
-        new: u32,
-    ) -> Result<Result<u32, u32>, AccessError> {
+    fn compare_exchange_u32(&self, offset: usize, current: u32, new: u32) -> CompareExchange {
         let p = self.word::<u32>(offset)?;
         // SAFETY: as in `load`.
         let a = unsafe { AtomicU32::from_ptr(p.cast()) };

@@ -16,47 +16,43 @@ impl ShmemWindow {
 
     /// Fills `len` bytes at `offset` with `byte`; false if out of range.
     pub(crate) fn fill(&self, offset: usize, len: usize, byte: u8) -> bool {
-        match self.region().ptr(offset, len) {
-            Ok(p) => {
-                // SAFETY: `len` bytes at `p` are inside the mapping.
-                unsafe { core::ptr::write_bytes(p, byte, len) };
-                true
-            }
-            Err(_) => false,
-        }
+        let Ok(p) = self.region().ptr(offset, len) else {
+            return false;
+        };
+        // SAFETY: `len` bytes at `p` are inside the mapping.
+        unsafe { core::ptr::write_bytes(p, byte, len) };
+        true
     }
 
-    /// Copies `len` bytes from kernel memory at `src` into the window.
+    /// Copies `len` bytes from kernel memory at `src` into the window;
+    /// false if out of range.
     ///
     /// # Safety
     ///
     /// `src` must be valid for reading `len` bytes.
     pub(crate) unsafe fn copy_in(&self, offset: usize, src: *const u8, len: usize) -> bool {
-        match self.region().ptr(offset, len) {
-            Ok(p) => {
-                // SAFETY: the destination is inside the mapping; the caller
-                // vouches for the source; kernel memory never overlaps it.
-                unsafe { core::ptr::copy_nonoverlapping(src, p, len) };
-                true
-            }
-            Err(_) => false,
-        }
+        let Ok(p) = self.region().ptr(offset, len) else {
+            return false;
+        };
+        // SAFETY: the destination is inside the mapping; the caller vouches
+        // for the source; kernel memory never overlaps the window.
+        unsafe { core::ptr::copy_nonoverlapping(src, p, len) };
+        true
     }
 
-    /// Copies `len` bytes from the window to kernel memory at `dst`.
+    /// Copies `len` bytes from the window to kernel memory at `dst`; false
+    /// if out of range.
     ///
     /// # Safety
     ///
     /// `dst` must be valid for writing `len` bytes.
     pub(crate) unsafe fn copy_out(&self, offset: usize, dst: *mut u8, len: usize) -> bool {
-        match self.region().ptr(offset, len) {
-            Ok(p) => {
-                // SAFETY: as in `copy_in`, the other way round. The peer
-                // may change the bytes meanwhile; they are data, not trusted.
-                unsafe { core::ptr::copy_nonoverlapping(p, dst, len) };
-                true
-            }
-            Err(_) => false,
-        }
+        let Ok(p) = self.region().ptr(offset, len) else {
+            return false;
+        };
+        // SAFETY: as in `copy_in`, the other way round. The peer may change
+        // the bytes meanwhile; they are data, not trusted.
+        unsafe { core::ptr::copy_nonoverlapping(p, dst, len) };
+        true
     }
 }

@@ -579,14 +579,11 @@ mod tests {
                     },
                 );
             }
+            let pm = self.pm.fallback();
             let slot = (self.avail % NUM) as usize;
-            self.pm
-                .store::<u16>(avail_entry(self.pr.avail, slot), first, Relaxed)
-                .unwrap();
+            pm.store(avail_entry(self.pr.avail, slot), first, Relaxed);
             self.avail = self.avail.wrapping_add(1);
-            self.pm
-                .store::<u16>(self.pr.avail + VIRTQ_RING_IDX_OFFSET, self.avail, Relaxed)
-                .unwrap();
+            publish_idx(&pm, self.pr.avail, self.avail);
         }
         fn publish(&mut self) -> Result<u16, ShadowError> {
             self.shadow.publish(
@@ -603,50 +600,20 @@ mod tests {
         }
         /// The backend completes `id` with `len` at shared used slot `idx`.
         fn complete(&self, idx: u16, id: u32, len: u32) {
-            let slot = (idx % NUM) as usize;
-            self.sm
-                .store::<u32>(
-                    used_entry(self.sr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET,
-                    id,
-                    Relaxed,
-                )
-                .unwrap();
-            self.sm
-                .store::<u32>(
-                    used_entry(self.sr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET,
-                    len,
-                    Relaxed,
-                )
-                .unwrap();
-            self.sm
-                .store::<u16>(
-                    self.sr.used + VIRTQ_RING_IDX_OFFSET,
-                    idx.wrapping_add(1),
-                    Relaxed,
-                )
-                .unwrap();
+            let sm = self.sm.fallback();
+            let entry = used_entry(self.sr.used, (idx % NUM) as usize);
+            sm.store(entry + VIRTQ_USED_ELEM_ID_OFFSET, id, Relaxed);
+            sm.store(entry + VIRTQ_USED_ELEM_LEN_OFFSET, len, Relaxed);
+            publish_idx(&sm, self.sr.used, idx.wrapping_add(1));
         }
         fn private_used(&self) -> Vec<(u32, u32)> {
-            let n = self
-                .pm
-                .load::<u16>(self.pr.used + VIRTQ_RING_IDX_OFFSET, Relaxed)
-                .unwrap();
-            (0..n)
+            let pm = self.pm.fallback();
+            (0..load_idx(&pm, self.pr.used))
                 .map(|i| {
-                    let s = (i % NUM) as usize;
+                    let entry = used_entry(self.pr.used, (i % NUM) as usize);
                     (
-                        self.pm
-                            .load::<u32>(
-                                used_entry(self.pr.used, s) + VIRTQ_USED_ELEM_ID_OFFSET,
-                                Relaxed,
-                            )
-                            .unwrap(),
-                        self.pm
-                            .load::<u32>(
-                                used_entry(self.pr.used, s) + VIRTQ_USED_ELEM_LEN_OFFSET,
-                                Relaxed,
-                            )
-                            .unwrap(),
+                        pm.load(entry + VIRTQ_USED_ELEM_ID_OFFSET, Relaxed),
+                        pm.load(entry + VIRTQ_USED_ELEM_LEN_OFFSET, Relaxed),
                     )
                 })
                 .collect()
@@ -688,16 +655,9 @@ mod tests {
         );
         assert_eq!(r.publish(), Ok(1));
         // The shared ring got the chain and the avail entry.
-        assert_eq!(
-            r.sm.load::<u16>(r.sr.avail + VIRTQ_RING_IDX_OFFSET, Relaxed)
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            r.sm.load::<u16>(avail_entry(r.sr.avail, 0), Relaxed)
-                .unwrap(),
-            0
-        );
+        let sm = r.sm.fallback();
+        assert_eq!(load_idx(&sm, r.sr.avail), 1);
+        assert_eq!(sm.load::<u16>(avail_entry(r.sr.avail, 0), Relaxed), 0);
         assert_eq!(load_desc(&r.sm.fallback(), r.sr.desc, 1).addr, 0x2000);
         assert_eq!(r.shadow.in_flight(), 1);
         assert_eq!(r.collect(), Ok(0));
@@ -735,8 +695,7 @@ mod tests {
         let mut r = Rig::new();
         r.add(0, &[(0x1000, 16, true)]);
         r.publish().unwrap();
-        r.sm.store::<u16>(r.sr.used + VIRTQ_RING_IDX_OFFSET, 1000, Relaxed)
-            .unwrap();
+        publish_idx(&r.sm.fallback(), r.sr.used, 1000);
         assert_eq!(
             r.collect(),
             Err(ShadowError::UsedIndex {
@@ -794,14 +753,12 @@ mod tests {
                 next: 0,
             },
         );
-        r.pm.store::<u16>(avail_entry(r.pr.avail, 0), 0, Relaxed)
-            .unwrap();
-        r.pm.store::<u16>(r.pr.avail + VIRTQ_RING_IDX_OFFSET, 1, Relaxed)
-            .unwrap();
+        r.pm.fallback()
+            .store(avail_entry(r.pr.avail, 0), 0u16, Relaxed);
+        publish_idx(&r.pm.fallback(), r.pr.avail, 1);
         assert_eq!(r.publish(), Err(ShadowError::Private("descriptor loop")));
         let mut r = Rig::new();
-        r.pm.store::<u16>(r.pr.avail + VIRTQ_RING_IDX_OFFSET, NUM + 1, Relaxed)
-            .unwrap();
+        publish_idx(&r.pm.fallback(), r.pr.avail, NUM + 1);
         assert!(r.publish().is_err());
     }
 
@@ -858,8 +815,8 @@ mod tests {
             // The backend scribbles over the whole used area.
             for off in (0..used_ring_size(NUM)).step_by(2) {
                 // CAST: random 16-bit words.
-                r.sm.store::<u16>(r.sr.used + off, next() as u16, Relaxed)
-                    .unwrap();
+                r.sm.fallback()
+                    .store(r.sr.used + off, next() as u16, Relaxed);
             }
             let _ = r.collect();
             for (id, len) in r.private_used() {

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The shared-memory region, mapped into this process.
 
-use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::{self, NonNull};
@@ -20,17 +19,9 @@ use lincell_shared::shmem::{self, RawRegion};
 ///
 /// `region` is exactly the mapping made in [`SharedMemory::map`], unmapped
 /// only in `drop`.
+#[derive(Debug)]
 pub struct SharedMemory {
     region: RawRegion,
-}
-
-impl fmt::Debug for SharedMemory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedMemory")
-            .field("ptr", &self.as_ptr())
-            .field("len", &self.len())
-            .finish()
-    }
 }
 
 impl SharedMemory {

@@ -14,7 +14,6 @@
 //! [`Device::mmap_raw`]) exist for the ABI self-test, which must be able to
 //! pass wrong sizes and pointers on purpose.
 
-use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -468,17 +467,9 @@ impl AsFd for Device {
 ///
 /// `region` is exactly the mapping made by [`Device::mmap_raw`], unmapped
 /// only in `drop`.
+#[derive(Debug)]
 pub struct Mapping {
     region: RawRegion,
-}
-
-impl fmt::Debug for Mapping {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mapping")
-            .field("ptr", &self.as_ptr())
-            .field("len", &self.len())
-            .finish()
-    }
 }
 
 impl Mapping {

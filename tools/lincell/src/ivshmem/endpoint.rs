@@ -38,21 +38,6 @@ pub(crate) trait Shm {
     fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()>;
 }
 
-impl Shm for Mapping {
-    fn size(&self) -> usize {
-        self.len()
-    }
-    fn region_at(&self, offset: usize, _: usize, _: bool) -> io::Result<(&RawRegion, usize)> {
-        Ok((self.region(), offset))
-    }
-    fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
-        self.read_bytes(offset, buf)
-    }
-    fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
-        self.write_bytes(offset, data)
-    }
-}
-
 impl Shm for SharedMemory {
     fn size(&self) -> usize {
         self.len()

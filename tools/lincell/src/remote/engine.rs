@@ -303,7 +303,7 @@ impl<D: Device> Engine<D> {
     /// backend field, and `revision` last (release).
     pub(crate) fn publish_header(&mut self) {
         self.reset_state();
-        self.mem.header().store::<u32>(off::REVISION, 0, Release);
+        self.mem.header().store(off::REVISION, 0u32, Release);
         fence(Ordering::SeqCst);
         let _ = self.mem.write_slice(&[0u8; HEADER_AREA], GuestAddress(0));
         let _ = self
@@ -312,13 +312,11 @@ impl<D: Device> Engine<D> {
         // CAST: at most MAX_HEADER_SIZE.
         self.mem
             .header()
-            .store::<u32>(off::SIZE, self.header_size() as u32, Release);
+            .store(off::SIZE, self.header_size() as u32, Release);
         self.present_device_features();
         self.present_queue();
         fence(Ordering::SeqCst);
-        self.mem
-            .header()
-            .store::<u32>(off::REVISION, REVISION, Release);
+        self.mem.header().store(off::REVISION, REVISION, Release);
     }
 
     /// Forgets everything the driver negotiated (device reset, or the
@@ -339,24 +337,20 @@ impl<D: Device> Engine<D> {
     /// device (it renegotiates from scratch when it comes back).
     pub(crate) fn detach(&mut self) {
         self.reset_state();
-        self.mem
-            .header()
-            .store::<u32>(off::DEVICE_STATUS, 0, Release);
-        self.mem
-            .header()
-            .store::<u32>(off::DEVICE_FEATURES_SEL, 0, Release);
-        self.mem
-            .header()
-            .store::<u32>(off::DRIVER_FEATURES_SEL, 0, Release);
-        self.mem
-            .header()
-            .store::<u32>(off::DRIVER_FEATURES, 0, Release);
-        self.mem.header().store::<u32>(off::QUEUE_SEL, 0, Release);
+        for field in [
+            off::DEVICE_STATUS,
+            off::DEVICE_FEATURES_SEL,
+            off::DRIVER_FEATURES_SEL,
+            off::DRIVER_FEATURES,
+            off::QUEUE_SEL,
+        ] {
+            self.mem.header().store(field, 0u32, Release);
+        }
         self.present_device_features();
         self.present_queue();
         self.mem
             .header()
-            .store::<u32>(off::WRITE_TRANSACTION, 0, Release);
+            .store(off::WRITE_TRANSACTION, 0u32, Release);
     }
 
     fn present_device_features(&self) {
@@ -366,22 +360,20 @@ impl<D: Device> Engine<D> {
             1 => (self.offered >> 32) as u32,
             _ => 0,
         };
-        self.mem
-            .header()
-            .store::<u32>(off::DEVICE_FEATURES, v, Release);
+        self.mem.header().store(off::DEVICE_FEATURES, v, Release);
     }
 
     fn present_queue(&self) {
         let m = self.mem.header();
         match self.queues.get(self.queue_sel as usize) {
             Some(q) => {
-                m.store::<u16>(off::QUEUE_SIZE, q.size, Release);
-                m.store::<u16>(off::QUEUE_DEVICE_VECTOR, q.device_vector, Release);
-                m.store::<u16>(off::QUEUE_DRIVER_VECTOR, q.driver_vector, Release);
-                m.store::<u16>(off::QUEUE_ENABLE, u16::from(q.queue.is_some()), Release);
-                m.store::<u64>(off::QUEUE_DESC, q.desc, Release);
-                m.store::<u64>(off::QUEUE_DRIVER, q.avail, Release);
-                m.store::<u64>(off::QUEUE_DEVICE, q.used, Release);
+                m.store(off::QUEUE_SIZE, q.size, Release);
+                m.store(off::QUEUE_DEVICE_VECTOR, q.device_vector, Release);
+                m.store(off::QUEUE_DRIVER_VECTOR, q.driver_vector, Release);
+                m.store(off::QUEUE_ENABLE, u16::from(q.queue.is_some()), Release);
+                m.store(off::QUEUE_DESC, q.desc, Release);
+                m.store(off::QUEUE_DRIVER, q.avail, Release);
+                m.store(off::QUEUE_DEVICE, q.used, Release);
             }
             None => {
                 for (o, w) in [
@@ -394,9 +386,9 @@ impl<D: Device> Engine<D> {
                     (off::QUEUE_DEVICE, 8),
                 ] {
                     if w == 2 {
-                        m.store::<u16>(o, 0, Release);
+                        m.store(o, 0u16, Release);
                     } else {
-                        m.store::<u64>(o, 0, Release);
+                        m.store(o, 0u64, Release);
                     }
                 }
             }
@@ -406,20 +398,18 @@ impl<D: Device> Engine<D> {
     /// Applies a pending write transaction, if any; returns whether there
     /// was one. The transaction is always cleared.
     pub(crate) fn poll_transaction(&mut self) -> bool {
-        let wt = self
-            .mem
-            .header()
-            .load::<u32>(off::WRITE_TRANSACTION, Acquire);
+        let wt: u32 = self.mem.header().load(off::WRITE_TRANSACTION, Acquire);
         if wt == 0 {
             return false;
         }
         let o = wt as usize;
         match header::writable_field_width(o) {
             Some(w) => {
+                let h = self.mem.header();
                 let v = match w {
-                    2 => u64::from(self.mem.header().load::<u16>(o, Acquire)),
-                    4 => u64::from(self.mem.header().load::<u32>(o, Acquire)),
-                    _ => self.mem.header().load::<u64>(o, Acquire),
+                    2 => u64::from(h.load::<u16>(o, Acquire)),
+                    4 => u64::from(h.load::<u32>(o, Acquire)),
+                    _ => h.load::<u64>(o, Acquire),
                 };
                 self.apply(o, v);
             }
@@ -438,7 +428,7 @@ impl<D: Device> Engine<D> {
         fence(Ordering::SeqCst);
         self.mem
             .header()
-            .store::<u32>(off::WRITE_TRANSACTION, 0, Release);
+            .store(off::WRITE_TRANSACTION, 0u32, Release);
         true
     }
 
@@ -527,9 +517,7 @@ impl<D: Device> Engine<D> {
                     self.offered
                 ));
                 status &= !VIRTIO_CONFIG_S_FEATURES_OK;
-                self.mem
-                    .header()
-                    .store::<u32>(off::DEVICE_STATUS, status, Release);
+                self.mem.header().store(off::DEVICE_STATUS, status, Release);
             } else {
                 log(format_args!("features negotiated: {f:#x}"));
             }
@@ -556,9 +544,7 @@ impl<D: Device> Engine<D> {
             log(format_args!(
                 "frontend enabled queue {qi}, which does not exist"
             ));
-            self.mem
-                .header()
-                .store::<u16>(off::QUEUE_ENABLE, 0, Release);
+            self.mem.header().store(off::QUEUE_ENABLE, 0u16, Release);
             return;
         };
         if !on {
@@ -613,9 +599,7 @@ impl<D: Device> Engine<D> {
             Err(e) => {
                 log(format_args!("refusing to enable queue {qi}: {e}"));
                 q.queue = None;
-                self.mem
-                    .header()
-                    .store::<u16>(off::QUEUE_ENABLE, 0, Release);
+                self.mem.header().store(off::QUEUE_ENABLE, 0u16, Release);
             }
         }
     }
@@ -656,7 +640,7 @@ impl<D: Device> Engine<D> {
         }
         if !ring.is_empty() {
             fence(Ordering::SeqCst);
-            self.mem.header().store::<u8>(off::QUEUE_EVENT, 1, Release);
+            self.mem.header().store(off::QUEUE_EVENT, 1u8, Release);
         }
         ring
     }
