@@ -189,8 +189,9 @@ pub trait SharedMemory {
 ///
 /// # Invariants
 ///
-/// `base..base + len` is readable and writable for as long as the value
-/// exists, and Rust code accesses it only through raw pointers and atomics.
+/// `base..base + len` is readable (and writable, unless nothing stores
+/// through the value) for as long as the value exists, and Rust code
+/// accesses it only through raw pointers and atomics.
 pub struct RawRegion {
     base: NonNull<u8>,
     len: usize,
