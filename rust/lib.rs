@@ -10,14 +10,24 @@
 //! userspace tools.
 //!
 //! Rules for files in this directory, so that they build in both places:
-//! - only `core`, no `alloc`, no `std`;
+//! - only `core`, no `alloc`, no `std` (except `host.rs`, which only the
+//!   host crate builds);
 //! - refer to sibling modules with `super::`, never `crate::`;
-//! - no `unsafe`: anything that touches hardware or user memory lives in the
-//!   module's thin FFI layer;
+//! - no `unsafe` outside `shmem.rs`, which turns a pointer into checked
+//!   accesses to shared memory once for everyone; anything else that
+//!   touches hardware or user memory lives in the module's thin FFI layer;
 //! - every value read from memory a peer can write is validated here, and the
 //!   validation is tested.
 
 #![no_std]
+
+/// Loads and stores of little-endian words in shared memory: the one
+/// interface of every layout, header and ring below.
+pub mod shmem;
+
+/// Host-only additions to [`shmem`]: heap-backed test memory, I/O errors.
+#[cfg(any(test, feature = "std"))]
+pub mod host;
 
 /// ivshmem (v1 and v2): device identity, doorbells, shared-memory sections.
 pub mod ivshmem {

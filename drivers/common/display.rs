@@ -16,8 +16,9 @@ macro_rules! kernel_display {
     )*};
 }
 
-// The errors `sections.rs` logs, in both modules.
+// The errors `sections.rs` and `mmio.rs` log, in both modules.
 kernel_display!(
+    crate::shared::shmem::AccessError,
     crate::shared::ivshmem::layout::LayoutError,
     crate::shared::ivshmem::v1layout::V1Error,
     crate::shared::ivshmem::vendor_cap::CapError

@@ -2,19 +2,20 @@
 
 //! Thin adapters from kernel I/O to the shared register and memory traits.
 //!
-//! The register models (`shared::ivshmem::regs`) and the v1 header logic
-//! (`shared::ivshmem::v1layout`) are written against small traits so that KUnit and
-//! host tests can run them on a simulated device. This file implements those
-//! traits for the real thing: BAR0 through the kernel's `Io` accessors, and
-//! the shared memory through a `memremap` window.
+//! The register models (`shared::ivshmem::regs`) are written against a
+//! small trait so that KUnit and host tests can run them on a simulated
+//! device; the v1 header and the rings (`shared::ivshmem::v1layout`,
+//! `shared::vdev::shadow`) against `shared::shmem::SharedMemory`. This
+//! file connects them to the real thing: BAR0 through the kernel's `Io`
+//! accessors, and the shared memory through a `memremap` window seen as a
+//! `RawRegion`.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use kernel::{bindings, io::Io, pci, pr_warn_once, prelude::*};
 
 use crate::shared::ivshmem::regs::{RegisterBlock, BAR0_SIZE};
-use crate::shared::ivshmem::v1layout::HeaderMemory;
+use crate::shared::shmem::{AccessError, Fallback, RawRegion};
 
 /// BAR0: the register block.
 pub(crate) type Bar0<'bound> = pci::Bar<'bound, BAR0_SIZE>;
@@ -48,17 +49,10 @@ impl RegisterBlock for Regs<'_, '_> {
 ///
 /// # Invariants
 ///
-/// `ptr` is a `memremap` mapping of `len` bytes, unmapped only in `drop`.
+/// `region` covers exactly a `memremap` mapping, unmapped only in `drop`.
 pub(crate) struct ShmemWindow {
-    ptr: NonNull<u8>,
-    len: usize,
+    region: RawRegion,
 }
-
-// SAFETY: the mapping is plain memory usable from any CPU; all accesses go
-// through atomics.
-unsafe impl Send for ShmemWindow {}
-// SAFETY: as above.
-unsafe impl Sync for ShmemWindow {}
 
 impl ShmemWindow {
     /// Maps `len` bytes at bus address `phys` write-back.
@@ -73,101 +67,38 @@ impl ShmemWindow {
         let p =
             unsafe { bindings::memremap(phys, len, bindings::MEMREMAP_WB as kernel::ffi::c_ulong) };
         let ptr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
-        // INVARIANT: `ptr` maps `len` bytes.
-        Ok(ShmemWindow { ptr, len })
+        // SAFETY: `ptr` maps `len` bytes read/write until `drop`, and no
+        // Rust reference into the mapping is ever made.
+        let region = unsafe { RawRegion::new(ptr, len) };
+        // INVARIANT: `region` is the mapping.
+        Ok(ShmemWindow { region })
     }
 
-    /// Length of the window in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    /// The window as shared memory, for accesses with an error path.
+    pub(crate) fn region(&self) -> &RawRegion {
+        &self.region
     }
 
-    /// Pointer to `len` bytes at `offset`, if they lie inside the window.
-    /// What the memory holds is written by peers: callers copy it out and
-    /// validate it before use.
-    pub(crate) fn ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
-        if offset.checked_add(len)? > self.len() {
-            return None;
-        }
-        // SAFETY: `offset + len <= self.len`, inside the mapping.
-        Some(unsafe { self.ptr.as_ptr().add(offset) })
-    }
-
-    fn atomic32(&self, offset: usize) -> Option<&AtomicU32> {
-        let Some(p) = self.ptr(offset, 4).filter(|_| offset % 4 == 0) else {
-            self.bad_access(offset, 4);
-            return None;
-        };
-        // SAFETY: `ptr` checked that the 4 bytes are inside the mapping, and
-        // they are 4-byte aligned (the mapping is page aligned); the memory
-        // lives as long as `self` and is only accessed atomically by us.
-        Some(unsafe { AtomicU32::from_ptr(p.cast()) })
-    }
-
-    fn atomic64(&self, offset: usize) -> Option<&AtomicU64> {
-        let Some(p) = self.ptr(offset, 8).filter(|_| offset % 8 == 0) else {
-            self.bad_access(offset, 8);
-            return None;
-        };
-        // SAFETY: as in `atomic32`, with 8 bytes and 8-byte alignment.
-        Some(unsafe { AtomicU64::from_ptr(p.cast()) })
+    /// The window for accesses at offsets validated at set-up (header
+    /// fields, the state table, rings), which have no error path: a failed
+    /// one is reported once by [`report_bad_access`], then reads 0 or is
+    /// dropped.
+    pub(crate) fn fallback(&self) -> Fallback<'_, RawRegion> {
+        Fallback::new(&self.region, report_bad_access)
     }
 }
 
-impl ShmemWindow {
-    /// Reports, once, an access of `width` bytes at `offset` that is
-    /// misaligned or outside the window. The [`HeaderMemory`] methods have
-    /// no error path, so such a load reads 0 (`u32::MAX` for `cas32`) and
-    /// such a store is dropped; the shared logic only uses fixed, aligned
-    /// offsets inside the window, so this points at a bug, not at a peer.
-    fn bad_access(&self, offset: usize, width: usize) {
-        pr_warn_once!(
-            "shared memory access of {width} bytes at {offset:#x} is misaligned or outside the {:#x}-byte window; ignored\n",
-            self.len
-        );
-    }
-}
-
-impl HeaderMemory for ShmemWindow {
-    fn load32(&self, offset: usize) -> u32 {
-        self.atomic32(offset)
-            .map_or(0, |a| u32::from_le(a.load(Ordering::Acquire)))
-    }
-
-    fn store32(&self, offset: usize, value: u32) {
-        if let Some(a) = self.atomic32(offset) {
-            a.store(value.to_le(), Ordering::Release);
-        }
-    }
-
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
-        self.atomic32(offset).map_or(u32::MAX, |a| {
-            match a.compare_exchange(
-                old.to_le(),
-                new.to_le(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(v) | Err(v) => u32::from_le(v),
-            }
-        })
-    }
-
-    fn load64(&self, offset: usize) -> u64 {
-        self.atomic64(offset)
-            .map_or(0, |a| u64::from_le(a.load(Ordering::Acquire)))
-    }
-
-    fn store64(&self, offset: usize, value: u64) {
-        if let Some(a) = self.atomic64(offset) {
-            a.store(value.to_le(), Ordering::Release);
-        }
-    }
+/// Reports, once, a shared-memory access that is misaligned or outside its
+/// memory, made where there is no error path ([`Fallback`]): the load read 0
+/// or the store was dropped. The shared logic only uses offsets validated at
+/// set-up there, so this points at a bug, not at a peer.
+pub(crate) fn report_bad_access(e: &AccessError) {
+    pr_warn_once!("{}; ignored\n", e);
 }
 
 impl Drop for ShmemWindow {
     fn drop(&mut self) {
         // SAFETY: mapped by `memremap` (type invariant), unmapped once.
-        unsafe { bindings::memunmap(self.ptr.as_ptr().cast()) };
+        unsafe { bindings::memunmap(self.region.as_ptr().cast()) };
     }
 }

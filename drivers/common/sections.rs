@@ -8,6 +8,8 @@
 //! kernel mapping of the state table. A device whose layout cannot be
 //! established still works, as one flat R/W region without states.
 
+use core::sync::atomic::Ordering;
+
 use kernel::{
     bindings,
     device::Bound,
@@ -21,7 +23,7 @@ use super::mmio::ShmemWindow;
 use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::layout::Layout;
 use crate::shared::ivshmem::regs::{RegisterBlock, RegisterModel};
-use crate::shared::ivshmem::v1layout::{self, Header, HeaderMemory};
+use crate::shared::ivshmem::v1layout::{self, Header};
 use crate::shared::ivshmem::vendor_cap;
 
 /// A device's sections: the validated layout and the mapped state table.
@@ -41,14 +43,18 @@ impl DeviceSections {
     /// The state table entry of `peer`, read from shared memory.
     pub(crate) fn state_of(&self, peer: u32) -> Option<u32> {
         let off = self.layout.state_offset(peer)?;
-        Some(self.states.load32(usize::try_from(off).ok()?))
+        Some(
+            self.states
+                .fallback()
+                .load(usize::try_from(off).ok()?, Ordering::Acquire),
+        )
     }
 
     /// Writes the own entry of the state table (v1 peers keep it themselves).
     pub(crate) fn write_own_state(&self, state: u32) {
         if let Some(off) = self.layout.state_offset(self.layout.own_id()) {
             if let Ok(off) = usize::try_from(off) {
-                self.states.store32(off, state);
+                self.states.fallback().store(off, state, Ordering::Release);
             }
         }
     }
@@ -109,7 +115,7 @@ pub(crate) fn discover_v1(
     let header_map = ShmemWindow::new(shmem_phys, page as usize)?;
     // A peer that claimed the memory writes a few words; give it 1 s.
     let mut polls = 0;
-    let joined = v1layout::init_or_join(&header_map, &proposal, || {
+    let joined = v1layout::init_or_join(header_map.region(), &proposal, || {
         polls += 1;
         fsleep(Delta::from_millis(10));
         polls < 100

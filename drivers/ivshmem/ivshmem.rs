@@ -34,6 +34,9 @@ pub mod shared {
         pub mod v1layout;
         pub mod vendor_cap;
     }
+
+    /// Loads and stores of little-endian words in shared memory.
+    pub mod shmem;
 }
 
 /// Kernel code shared with `vdev_remote.ko`, from `drivers/common/`.

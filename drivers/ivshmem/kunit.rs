@@ -308,71 +308,58 @@ mod v1regs_tests {
 /// The v1 header handshake on kernel atomics, as the driver runs it.
 #[kunit_tests(lincell_ivshmem_v1layout)]
 mod v1layout_tests {
-    use core::sync::atomic::{AtomicU32, Ordering};
+    use core::ptr::NonNull;
+    use core::sync::atomic::{AtomicU64, Ordering};
 
-    use crate::shared::ivshmem::v1layout::{
-        init_or_join, off, Header, HeaderMemory, V1Error, MAGIC_READY,
-    };
+    use crate::shared::ivshmem::v1layout::{init_or_join, off, Header, V1Error, MAGIC_READY};
+    use crate::shared::shmem::{RawRegion, SharedMemory};
 
-    /// Sixteen little-endian words of "shared memory".
-    struct Words([AtomicU32; 16]);
-
-    impl Words {
-        fn new() -> Self {
-            Words(core::array::from_fn(|_| AtomicU32::new(0)))
-        }
-    }
-
-    impl HeaderMemory for Words {
-        fn load32(&self, o: usize) -> u32 {
-            u32::from_le(self.0[o / 4].load(Ordering::Acquire))
-        }
-        fn store32(&self, o: usize, v: u32) {
-            self.0[o / 4].store(v.to_le(), Ordering::Release);
-        }
-        fn cas32(&self, o: usize, old: u32, new: u32) -> u32 {
-            match self.0[o / 4].compare_exchange(
-                old.to_le(),
-                new.to_le(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(v) | Err(v) => u32::from_le(v),
-            }
-        }
-        fn load64(&self, o: usize) -> u64 {
-            u64::from(self.load32(o)) | u64::from(self.load32(o + 4)) << 32
-        }
-        fn store64(&self, o: usize, v: u64) {
-            // CAST: split into the two little-endian halves.
-            self.store32(o, v as u32);
-            self.store32(o + 4, (v >> 32) as u32);
-        }
+    /// Runs `f` on sixty-four zeroed bytes of "shared memory", through the
+    /// same `RawRegion` the driver puts over its mapping.
+    fn with_mem(f: impl FnOnce(&RawRegion)) {
+        let words = [const { AtomicU64::new(0) }; 8];
+        // SAFETY: the 64 bytes of `words` outlive the region (both are
+        // dropped when this function returns); they are only accessed
+        // atomically, and `AtomicU64` is an `UnsafeCell`, so writing
+        // through a pointer derived from the shared reference is allowed.
+        let region = unsafe { RawRegion::new(NonNull::from(&words).cast::<u8>(), 64) };
+        f(&region);
     }
 
     #[test]
     fn two_peers_agree_on_one_layout() {
-        let mem = Words::new();
-        let first = Header::propose(1 << 20, 4096, 8).expect("1 MiB fits");
-        let second = Header::propose(1 << 20, 4096, 2).expect("1 MiB fits");
-        let a = init_or_join(&mem, &first, || false);
-        let b = init_or_join(&mem, &second, || false);
-        assert_eq!(a, Ok(first));
-        assert_eq!(b, Ok(first));
-        assert_eq!(mem.load32(off::MAGIC), MAGIC_READY);
+        with_mem(|mem| {
+            let first = Header::propose(1 << 20, 4096, 8).expect("1 MiB fits");
+            let second = Header::propose(1 << 20, 4096, 2).expect("1 MiB fits");
+            let a = init_or_join(mem, &first, || false);
+            let b = init_or_join(mem, &second, || false);
+            assert_eq!(a, Ok(first));
+            assert_eq!(b, Ok(first));
+            assert_eq!(
+                mem.load::<u32>(off::MAGIC, Ordering::Acquire),
+                Ok(MAGIC_READY)
+            );
+        });
     }
 
     #[test]
     fn corrupted_header_is_refused() {
-        let mem = Words::new();
-        let p = Header::propose(1 << 20, 4096, 8).expect("1 MiB fits");
-        assert!(init_or_join(&mem, &p, || false).is_ok());
-        mem.store32(off::MAX_PEERS, 0xffff_ffff);
-        assert_eq!(
-            init_or_join(&mem, &p, || false),
-            Err(V1Error::BadField("max_peers"))
-        );
-        mem.store32(off::MAGIC, 0x1234_5678);
-        assert_eq!(init_or_join(&mem, &p, || false), Err(V1Error::ForeignData));
+        with_mem(|mem| {
+            let p = Header::propose(1 << 20, 4096, 8).expect("1 MiB fits");
+            assert!(init_or_join(mem, &p, || false).is_ok());
+            assert_eq!(
+                mem.store(off::MAX_PEERS, 0xffff_ffff_u32, Ordering::Release),
+                Ok(())
+            );
+            assert_eq!(
+                init_or_join(mem, &p, || false),
+                Err(V1Error::BadField("max_peers"))
+            );
+            assert_eq!(
+                mem.store(off::MAGIC, 0x1234_5678_u32, Ordering::Release),
+                Ok(())
+            );
+            assert_eq!(init_or_join(mem, &p, || false), Err(V1Error::ForeignData));
+        });
     }
 }

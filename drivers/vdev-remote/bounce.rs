@@ -98,7 +98,7 @@ impl BufferRef {
     ///
     /// As [`BufferRef::for_each_page`].
     unsafe fn copy_to_section(self, link: &Link, slot: usize, size: usize) {
-        let rw = link.section();
+        let rw = &link.rw;
         // SAFETY: per this function's contract; each piece is readable
         // while `for_each_page` has it mapped.
         unsafe {
@@ -114,7 +114,7 @@ impl BufferRef {
     ///
     /// As [`BufferRef::for_each_page`].
     unsafe fn copy_from_section(self, link: &Link, slot: usize, size: usize) {
-        let rw = link.section();
+        let rw = &link.rw;
         // SAFETY: as in `copy_to_section`, writable.
         unsafe {
             self.for_each_page(size, |va, pos, len| {
@@ -183,7 +183,7 @@ unsafe extern "C" fn map_page(
         // unmap copies the whole slot back: a backend that writes less than
         // the buffer must not hand the driver someone else's data (the
         // swiotlb info leak, CVE-2022-0854). Bytes it does not write read 0.
-        link.section().fill(slot, size, 0);
+        link.rw.fill(slot, size, 0);
     }
     slot as bindings::dma_addr_t
 }

@@ -26,6 +26,7 @@
 //! that stopped answering.
 
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use kernel::{
@@ -44,12 +45,11 @@ use crate::common::sections::DeviceSections;
 use crate::queue::Queue;
 use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
+use crate::shared::shmem::{Fallback, RawRegion, SharedMemory};
 // `HEADER_AREA` is re-exported for `transport.rs`.
 pub(crate) use crate::shared::vdev::header::HEADER_AREA;
 use crate::shared::vdev::header::{self, off, STATE_READY};
 use crate::shared::vdev::pool::{words_for, Pool};
-use crate::shared::vdev::shadow::RingMemory;
-use crate::shm::RwSection;
 use crate::transport::{self, VirtioRemote};
 
 /// Most virtqueues per device (virtio-net with one queue pair and a control
@@ -268,9 +268,37 @@ impl Link {
         }? Error))
     }
 
-    /// The R/W section.
-    pub(crate) fn section(&self) -> RwSection<'_> {
-        RwSection(&self.rw)
+    /// The R/W section, for the header fields (fixed offsets inside the
+    /// header area, which the section was checked to hold).
+    pub(crate) fn section(&self) -> Fallback<'_, RawRegion> {
+        self.rw.fallback()
+    }
+
+    /// Takes the backend's config-change flag (bit 0 of `config_event`):
+    /// reads and clears it in one atomic step on the word that holds it, so
+    /// a flag the backend sets again meanwhile is seen at the next
+    /// interrupt, not lost between a read and a separate clear.
+    fn take_config_event(&self) -> bool {
+        let word = off::CONFIG_EVENT & !3;
+        // The header is little-endian; loads give CPU values.
+        let shift = (off::CONFIG_EVENT - word) * 8;
+        let rw = self.rw.region();
+        // Bounded: a backend that keeps changing the neighbouring bytes
+        // (`queue_event`, reserved) only costs it its config interrupt.
+        for _ in 0..16 {
+            let Ok(cur) = rw.load::<u32>(word, Relaxed) else {
+                return false;
+            };
+            if (cur >> shift) & 1 == 0 {
+                return false;
+            }
+            match rw.compare_exchange_u32(word, cur, cur & !(0xff << shift)) {
+                Ok(Ok(_)) => return true,
+                Ok(Err(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// The PCI device's `struct device`, for logging.
@@ -365,10 +393,9 @@ impl Link {
         if this.dead.load(Ordering::Acquire) {
             return;
         }
-        let rw = this.section();
-        rw.store8(off::QUEUE_EVENT, 0);
+        this.section().store(off::QUEUE_EVENT, 0u8, Relaxed);
         for q in this.queue_snapshot().iter().flatten() {
-            match q.collect(&rw) {
+            match q.collect(&this.rw) {
                 Ok(0) => {}
                 Ok(_) => {
                     this.progress();
@@ -400,9 +427,7 @@ impl Link {
             Self::schedule_reconcile(this);
             return;
         }
-        let rw = this.section();
-        if rw.load8(off::CONFIG_EVENT) & 1 != 0 {
-            rw.store8(off::CONFIG_EVENT, 0);
+        if this.take_config_event() {
             let vdev = this.vdev.load(Ordering::Acquire);
             if !vdev.is_null() {
                 // SAFETY: `vdev` is registered until `teardown` clears the
@@ -501,9 +526,8 @@ impl Link {
         if !this.dead.load(Ordering::Acquire) {
             return;
         }
-        let rw = this.section();
         for q in this.queue_snapshot().iter().flatten() {
-            q.fail_all(&rw);
+            q.fail_all(&this.rw);
             q.interrupt();
         }
     }
@@ -635,8 +659,8 @@ impl Link {
             if this.dead.load(Ordering::Acquire) {
                 return Err(ENODEV);
             }
-            if rw.load32(off::WRITE_TRANSACTION) == 0 {
-                rw.acquire();
+            if rw.load::<u32>(off::WRITE_TRANSACTION, Relaxed) == 0 {
+                rw.fence(Acquire);
                 return Ok(());
             }
             let backend = this.backend.load(Ordering::Acquire);
@@ -663,10 +687,10 @@ impl Link {
         Self::transaction(this, offset, |rw| {
             // CAST: each arm stores the low `width` bytes, as the field is wide.
             match width {
-                1 => rw.store8(offset, value as u8),
-                2 => rw.store16(offset, value as u16),
-                4 => rw.store32(offset, value as u32),
-                _ => rw.store64(offset, value),
+                1 => rw.store(offset, value as u8, Relaxed),
+                2 => rw.store(offset, value as u16, Relaxed),
+                4 => rw.store(offset, value as u32, Relaxed),
+                _ => rw.store(offset, value, Relaxed),
             }
         })
     }
@@ -689,21 +713,25 @@ impl Link {
         let at = header::CONFIG_OFFSET + offset;
         Self::transaction(this, at, |rw| {
             for (i, b) in bytes.iter().enumerate() {
-                rw.store8(at + i, *b);
+                rw.store(at + i, *b, Relaxed);
             }
         })
     }
 
     /// The handshake around one write: wait for the previous one to be
     /// taken, `store` the field at `offset`, publish the offset, ring.
-    fn transaction(this: &Arc<Self>, offset: usize, store: impl FnOnce(&RwSection<'_>)) -> Result {
+    fn transaction(
+        this: &Arc<Self>,
+        offset: usize,
+        store: impl FnOnce(&Fallback<'_, RawRegion>),
+    ) -> Result {
         Self::wait_idle(this)?;
         let rw = this.section();
         store(&rw);
-        rw.release();
+        rw.fence(Release);
         // CAST: header offsets are below MAX_HEADER_SIZE.
-        rw.store32(off::WRITE_TRANSACTION, offset as u32);
-        rw.release();
+        rw.store(off::WRITE_TRANSACTION, offset as u32, Relaxed);
+        rw.fence(Release);
         this.ring_backend(0);
         Ok(())
     }
@@ -721,12 +749,12 @@ impl Link {
             if may_spin {
                 // The caller may spin for its buffer with interrupts off;
                 // the fail work might be queued on this very CPU.
-                queue.fail_all(&this.section());
+                queue.fail_all(&this.rw);
             }
             Self::schedule_fail(this);
             return true;
         }
-        match queue.publish(&this.section(), this.rw.len()) {
+        match queue.publish(&this.rw) {
             Ok(p) if p.count == 0 => {}
             Ok(p) => {
                 if p.was_idle {
@@ -750,20 +778,20 @@ impl Link {
     /// took them (bounded; a backend that does not answer is failed and the
     /// chains completed).
     fn wait_for_readonly(this: &Arc<Self>, queue: &Queue) {
-        let rw = this.section();
+        let rw = &this.rw;
         let deadline = now_ns() + WRITE_TIMEOUT_MS * 1_000_000;
         while queue.readonly_in_flight() > 0 {
-            match queue.collect(&rw) {
+            match queue.collect(rw) {
                 Ok(0) => {}
                 Ok(_) => this.progress(),
                 Err(e) => {
                     Self::fail(this, format_args!("queue {}: {}", queue.index, e));
-                    queue.fail_all(&rw);
+                    queue.fail_all(rw);
                     return;
                 }
             }
             if this.dead.load(Ordering::Acquire) {
-                queue.fail_all(&rw);
+                queue.fail_all(rw);
                 return;
             }
             if now_ns() > deadline {
@@ -774,7 +802,7 @@ impl Link {
                         queue.index, WRITE_TIMEOUT_MS
                     ),
                 );
-                queue.fail_all(&rw);
+                queue.fail_all(rw);
                 return;
             }
             core::hint::spin_loop();

@@ -5,10 +5,11 @@
 
 use kernel::{new_spinlock_irq, prelude::*, sync::SpinLockIrq};
 
+use crate::common::mmio::{report_bad_access, ShmemWindow};
 use crate::ffi;
+use crate::shared::shmem::{Fallback, RawRegion};
 use crate::shared::vdev::header::HEADER_AREA;
 use crate::shared::vdev::shadow::{Head, RingAddrs, Shadow, ShadowError};
-use crate::shm::{Private, RwSection};
 
 /// What one kick published.
 pub(crate) struct Published {
@@ -36,9 +37,9 @@ pub(crate) struct Queue {
     pub(crate) index: u32,
     /// The vector the backend wants to be rung on for this queue.
     pub(crate) device_vector: u32,
-    /// The private ring (kernel memory).
-    pub(crate) private_ring: Private,
-    /// Its parts.
+    /// The private ring (kernel memory, allocated with `vq`).
+    pub(crate) private_ring: RawRegion,
+    /// Its parts, as offsets into `private_ring`.
     pub(crate) private: RingAddrs,
     /// The shared ring: its parts (section offsets) and its allocation.
     pub(crate) shared: RingAddrs,
@@ -64,9 +65,9 @@ pub(crate) struct QueueParts {
     pub(crate) device_vector: u32,
     /// Entries in the ring.
     pub(crate) num: u16,
-    /// The private ring (kernel memory).
-    pub(crate) private_ring: Private,
-    /// Its parts.
+    /// The private ring (kernel memory, allocated with `vq`).
+    pub(crate) private_ring: RawRegion,
+    /// Its parts, as offsets into `private_ring`.
     pub(crate) private: RingAddrs,
     /// The shared ring's parts (section offsets).
     pub(crate) shared: RingAddrs,
@@ -111,13 +112,15 @@ impl Queue {
         }))
     }
 
-    /// Copies newly available chains to the shared ring, under one
-    /// acquisition of the lock (this is the kick path).
-    pub(crate) fn publish(
-        &self,
-        rw: &RwSection<'_>,
-        rw_len: usize,
-    ) -> Result<Published, ShadowError> {
+    /// The private ring, whose offsets were fixed at set-up.
+    fn private_ring(&self) -> Fallback<'_, RawRegion> {
+        Fallback::new(&self.private_ring, report_bad_access)
+    }
+
+    /// Copies newly available chains to the shared ring in the R/W section
+    /// `rw`, under one acquisition of the lock (this is the kick path).
+    pub(crate) fn publish(&self, rw: &ShmemWindow) -> Result<Published, ShadowError> {
+        let rw_len = rw.len();
         // Buffers are bounce slots inside the section, never the header.
         let ok = |addr: u64, len: u32| {
             addr >= HEADER_AREA as u64
@@ -126,7 +129,13 @@ impl Queue {
                     .is_some_and(|end| end <= rw_len as u64)
         };
         let mut shadow = self.shadow.lock();
-        let count = shadow.publish(&self.private_ring, &self.private, rw, &self.shared, &ok)?;
+        let count = shadow.publish(
+            &self.private_ring(),
+            &self.private,
+            &rw.fallback(),
+            &self.shared,
+            &ok,
+        )?;
         Ok(Published {
             count,
             was_idle: shadow.in_flight() == count,
@@ -135,10 +144,13 @@ impl Queue {
     }
 
     /// Copies validated completions back; the number delivered.
-    pub(crate) fn collect(&self, rw: &RwSection<'_>) -> Result<u16, ShadowError> {
-        self.shadow
-            .lock()
-            .collect(&self.private_ring, &self.private, rw, &self.shared)
+    pub(crate) fn collect(&self, rw: &ShmemWindow) -> Result<u16, ShadowError> {
+        self.shadow.lock().collect(
+            &self.private_ring(),
+            &self.private,
+            &rw.fallback(),
+            &self.shared,
+        )
     }
 
     /// Chains the backend owns.
@@ -153,10 +165,10 @@ impl Queue {
 
     /// Completes everything outstanding with errors (`0xff` in every
     /// device-writable buffer); the number completed.
-    pub(crate) fn fail_all(&self, rw: &RwSection<'_>) -> u16 {
+    pub(crate) fn fail_all(&self, rw: &ShmemWindow) -> u16 {
         self.shadow
             .lock()
-            .fail_all(&self.private_ring, &self.private, &mut |addr, len| {
+            .fail_all(&self.private_ring(), &self.private, &mut |addr, len| {
                 if let (Ok(a), Ok(l)) = (usize::try_from(addr), usize::try_from(len)) {
                     rw.fill(a, l, 0xff);
                 }

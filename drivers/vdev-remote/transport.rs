@@ -9,6 +9,7 @@
 //! (private kernel memory) with a shared copy in the R/W section.
 
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering::{Acquire, Relaxed};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use kernel::{
@@ -21,14 +22,14 @@ use kernel::{
 use crate::ffi;
 use crate::link::{now_ns, BackendWait, Link, HEADER_AREA, MAX_QUEUES, WRITE_TIMEOUT_MS};
 use crate::queue::{Queue, QueueParts};
-use crate::shared::ivshmem::v1layout::{self, HeaderMemory};
+use crate::shared::ivshmem::v1layout;
+use crate::shared::shmem::RawRegion;
 use crate::shared::vdev::device_id;
 use crate::shared::vdev::generation::{GenerationWatch, Verdict};
 use crate::shared::vdev::header::{self, feature, off};
 use crate::shared::vdev::shadow::{
-    split_layout, split_size, used_ring_size, RingAddrs, RingMemory, MAX_QUEUE_SIZE,
+    split_layout, split_size, used_ring_size, RingAddrs, MAX_QUEUE_SIZE,
 };
-use crate::shm::Private;
 use crate::vops;
 
 /// Largest queue the frontend sets up (the backend may offer more).
@@ -127,7 +128,7 @@ impl VirtioRemote {
         }
         let rw = link.section();
         for (i, b) in buf.iter_mut().enumerate() {
-            *b = rw.load8(header::CONFIG_OFFSET + offset + i);
+            *b = rw.load::<u8>(header::CONFIG_OFFSET + offset + i, Relaxed);
         }
     }
 
@@ -164,8 +165,8 @@ impl VirtioRemote {
         let rw = link.section();
         let wait = BackendWait::new(WRITE_TIMEOUT_MS);
         let generation = loop {
-            let generation = rw.load32(off::CONFIG_GENERATION);
-            rw.acquire();
+            let generation = rw.load::<u32>(off::CONFIG_GENERATION, Relaxed);
+            rw.fence(Acquire);
             if generation & 1 == 0 {
                 break generation;
             }
@@ -224,7 +225,9 @@ impl VirtioRemote {
         let link = &self.link;
         let window = |sel: u64| -> Result<u64> {
             Link::reg_write_sync(link, off::DEVICE_FEATURES_SEL, sel, 4)?;
-            Ok(u64::from(link.section().load32(off::DEVICE_FEATURES)))
+            Ok(u64::from(
+                link.section().load::<u32>(off::DEVICE_FEATURES, Relaxed),
+            ))
         };
         match (window(1), window(0)) {
             (Ok(hi), Ok(lo)) => (hi << 32 | lo) & !feature::UNSUPPORTED,
@@ -297,11 +300,11 @@ impl VirtioRemote {
     fn offer(&self, index: u32) -> Result<Offer> {
         let link = &self.link;
         let rw = link.section();
-        if rw.load16(off::QUEUE_ENABLE) != 0 {
+        if rw.load::<u16>(off::QUEUE_ENABLE, Relaxed) != 0 {
             return Err(EBUSY);
         }
-        let offered = rw.load16(off::QUEUE_SIZE);
-        let device_vector = u32::from(rw.load16(off::QUEUE_DEVICE_VECTOR));
+        let offered = rw.load::<u16>(off::QUEUE_SIZE, Relaxed);
+        let device_vector = u32::from(rw.load::<u16>(off::QUEUE_DEVICE_VECTOR, Relaxed));
         if offered == 0 || !offered.is_power_of_two() || offered > MAX_QUEUE_SIZE {
             dev_err!(
                 link.dev(),
@@ -340,18 +343,20 @@ impl VirtioRemote {
         let offer = self.offer(index)?;
         let vq = VringQueue::create(self, index, offer.size, info)?;
         let num = vq.num()?;
-        let private = vq.addrs();
-        let private_len = private.used + used_ring_size(num) - private.desc;
+        let (private_base, private) = vq.ring()?;
+        let private_len = private.used + used_ring_size(num);
         let shared_len = split_size(num);
         let shared_off = link.bounce.lock().pool.alloc(shared_len).ok_or(ENOMEM)?;
         let shared = split_layout(shared_off, num);
         let free_shared = || {
             let _ = link.bounce.lock().pool.free(shared_off, shared_len);
         };
-        link.section().fill(shared_off, shared_len, 0);
-        // SAFETY: the private ring is `private_len` bytes at `desc`,
-        // allocated with the queue.
-        let private_ring = unsafe { Private::new(private.desc, private_len) };
+        link.rw.fill(shared_off, shared_len, 0);
+        // SAFETY: the private ring is `private_len` bytes at its base,
+        // allocated with the virtqueue, which `Queue`'s invariant keeps alive
+        // while the region is used; Rust code reaches it only through the
+        // region.
+        let private_ring = unsafe { RawRegion::new(private_base, private_len) };
         // SAFETY: `vq` is live with `num` entries and the ring described.
         let init = unsafe {
             Queue::new(QueueParts {
@@ -459,15 +464,19 @@ impl VringQueue {
         u16::try_from(num).map_err(|_| EINVAL)
     }
 
-    /// Where the private ring's parts are (kernel addresses).
-    fn addrs(&self) -> RingAddrs {
+    /// The private ring: its base (the descriptor table) and its parts as
+    /// offsets from there; the virtio core keeps its own pointers.
+    fn ring(&self) -> Result<(NonNull<u8>, RingAddrs)> {
         // SAFETY: `vq` is live; the vring is its private split ring.
         let vring = unsafe { &*ffi::virtqueue_get_vring(self.as_raw()) };
-        RingAddrs {
-            desc: vring.desc as usize,
-            avail: vring.avail as usize,
-            used: vring.used as usize,
-        }
+        let desc = vring.desc as usize;
+        let offset_of = |part: usize| part.checked_sub(desc).ok_or(EINVAL);
+        let parts = RingAddrs {
+            desc: 0,
+            avail: offset_of(vring.avail as usize)?,
+            used: offset_of(vring.used as usize)?,
+        };
+        Ok((NonNull::new(vring.desc.cast::<u8>()).ok_or(EINVAL)?, parts))
     }
 
     /// Makes `queue` the one `notify` finds through the virtqueue.
@@ -496,15 +505,18 @@ impl Drop for VringQueue {
 /// Attaches a virtio device for the backend `backend`.
 pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRemote>> {
     let rw = link.section();
-    let revision = rw.load32(off::REVISION);
-    let size = rw.load32(off::SIZE);
-    rw.acquire();
+    let revision = rw.load::<u32>(off::REVISION, Relaxed);
+    let size = rw.load::<u32>(off::SIZE, Relaxed);
+    rw.fence(Acquire);
     let config_len = header::check_header(revision, size, HEADER_AREA as u64)
         .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
         .map_err(|_| EPROTO)?;
     let param = crate::module_parameters::v1_device_id.value();
     let id = match &link.v1_header {
-        Some(h) => device_id::from_v1_protocol(h.load32(v1layout::off::PROTOCOL), param),
+        Some(h) => device_id::from_v1_protocol(
+            h.fallback().load::<u32>(v1layout::off::PROTOCOL, Acquire),
+            param,
+        ),
         // ivshmem 2.0: the device's protocol, checked the same way.
         None => device_id::check(link.device_id.load(Ordering::Acquire), 0),
     };

@@ -18,10 +18,12 @@
 //! the virtio device (what each config op does, as safe methods) and
 //! `vops.rs` the C trampolines into it; `queue.rs` the virtqueues and
 //! their shadow rings; `bounce.rs` the `virtio_map_ops` that bounce buffers
-//! through shared memory; `shm.rs` access to the R/W section; `ffi.rs` the
-//! bindgen output. The kernel code shared with `ivshmem.ko` (the start of
-//! probe, MSI-X vectors, section discovery, MMIO adapters) is in
-//! `drivers/common/`, and the device-independent logic is in `rust/`.
+//! through shared memory; `shm.rs` their byte copies; `ffi.rs` the bindgen
+//! output. Words of shared memory (header fields, the shared and the
+//! private rings alike) are reached through `shared::shmem`. The kernel
+//! code shared with `ivshmem.ko` (the start of probe, MSI-X vectors,
+//! section discovery, MMIO adapters) is in `drivers/common/`, and the
+//! device-independent logic is in `rust/`.
 
 /// Shared logic from `rust/`, the same files the host crate tests, under the
 /// same paths (`shared::vdev::header` is `lincell_shared::vdev::header`).
@@ -36,6 +38,9 @@ pub mod shared {
         pub mod v1layout;
         pub mod vendor_cap;
     }
+
+    /// Loads and stores of little-endian words in shared memory.
+    pub mod shmem;
 
     /// vdev-remote: the virtio-over-ivshmem header, the shared-memory pool
     /// and the shadow split rings of the frontend.

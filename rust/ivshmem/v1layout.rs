@@ -27,7 +27,9 @@
 //! sections (the whole region is then one R/W area) instead of failing.
 
 use core::fmt;
+use core::sync::atomic::Ordering::{Acquire, Release};
 
+use super::super::shmem::{AccessError, SharedMemory};
 use super::layout::{Layout, LayoutError, SectionSizes};
 
 /// `magic` once the header is valid: "LCv1" read as a little-endian u32.
@@ -66,51 +68,6 @@ pub mod off {
     pub const END: usize = 0x2c;
 }
 
-/// Access to the header in shared memory (the driver maps it; tests fake it).
-pub trait HeaderMemory {
-    /// Atomically loads the u32 at `offset` (acquire).
-    fn load32(&self, offset: usize) -> u32;
-    /// Atomically stores the u32 at `offset` (release).
-    fn store32(&self, offset: usize, value: u32);
-    /// Compare-and-swap of the u32 at `offset`; returns the previous value.
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32;
-    /// Loads the u64 at `offset`.
-    fn load64(&self, offset: usize) -> u64;
-    /// Stores the u64 at `offset`.
-    fn store64(&self, offset: usize, value: u64);
-}
-
-/// A [`HeaderMemory`] made of two 32-bit word accessors (`load(offset)`,
-/// `store(offset, value)`, both in CPU byte order), for userspace peers that
-/// reach the memory through copies. 64-bit fields are two halves, low first.
-/// `cas32` is not atomic: use it only where no peer can race (reading a
-/// published header; tests).
-pub struct Words<L, S>(pub L, pub S);
-
-impl<L: Fn(usize) -> u32, S: Fn(usize, u32)> HeaderMemory for Words<L, S> {
-    fn load32(&self, offset: usize) -> u32 {
-        (self.0)(offset)
-    }
-    fn store32(&self, offset: usize, value: u32) {
-        (self.1)(offset, value)
-    }
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
-        let cur = self.load32(offset);
-        if cur == old {
-            self.store32(offset, new);
-        }
-        cur
-    }
-    fn load64(&self, offset: usize) -> u64 {
-        u64::from(self.load32(offset)) | u64::from(self.load32(offset + 4)) << 32
-    }
-    fn store64(&self, offset: usize, value: u64) {
-        // CAST: splitting into halves.
-        self.store32(offset, value as u32);
-        self.store32(offset + 4, (value >> 32) as u32);
-    }
-}
-
 /// A validated v1 header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -137,6 +94,14 @@ pub enum V1Error {
     Layout(LayoutError),
     /// The region is too small for a header and a state table.
     TooSmall,
+    /// The header is not inside the memory given (a bug of the caller).
+    Access(AccessError),
+}
+
+impl From<AccessError> for V1Error {
+    fn from(e: AccessError) -> Self {
+        V1Error::Access(e)
+    }
 }
 
 impl fmt::Display for V1Error {
@@ -150,6 +115,7 @@ impl fmt::Display for V1Error {
             V1Error::BadField(name) => write!(f, "header field {name} out of range"),
             V1Error::Layout(e) => write!(f, "{e}"),
             V1Error::TooSmall => f.write_str("shared memory too small for a lincell header"),
+            V1Error::Access(e) => write!(f, "{e}"),
         }
     }
 }
@@ -200,27 +166,29 @@ impl Header {
             .map_err(V1Error::Layout)
     }
 
-    fn write(&self, mem: &dyn HeaderMemory) {
-        mem.store32(off::VERSION, VERSION);
-        mem.store32(off::MAX_PEERS, self.max_peers);
+    /// Writes the fields (not `magic`), each with release ordering.
+    fn write<M: SharedMemory + ?Sized>(&self, mem: &M) -> Result<(), V1Error> {
+        mem.store(off::VERSION, VERSION, Release)?;
+        mem.store(off::MAX_PEERS, self.max_peers, Release)?;
         // CAST: the granule is a page size, far below 4 GiB.
-        mem.store32(off::GRANULE, self.granule as u32);
-        mem.store64(off::STATE_TABLE_SIZE, self.sizes.state_table);
-        mem.store64(off::RW_SIZE, self.sizes.rw);
-        mem.store64(off::OUTPUT_SIZE, self.sizes.output);
+        mem.store(off::GRANULE, self.granule as u32, Release)?;
+        mem.store(off::STATE_TABLE_SIZE, self.sizes.state_table, Release)?;
+        mem.store(off::RW_SIZE, self.sizes.rw, Release)?;
+        mem.store(off::OUTPUT_SIZE, self.sizes.output, Release)?;
+        Ok(())
     }
 
     /// Reads and checks a published header.
-    pub fn read(mem: &dyn HeaderMemory) -> Result<Self, V1Error> {
-        let version = mem.load32(off::VERSION);
+    pub fn read<M: SharedMemory + ?Sized>(mem: &M) -> Result<Self, V1Error> {
+        let version = mem.load::<u32>(off::VERSION, Acquire)?;
         if version != VERSION {
             return Err(V1Error::BadVersion(version));
         }
-        let max_peers = mem.load32(off::MAX_PEERS);
+        let max_peers = mem.load::<u32>(off::MAX_PEERS, Acquire)?;
         if !(2..=V1_MAX_PEERS).contains(&max_peers) {
             return Err(V1Error::BadField("max_peers"));
         }
-        let granule = u64::from(mem.load32(off::GRANULE));
+        let granule = u64::from(mem.load::<u32>(off::GRANULE, Acquire)?);
         if !granule.is_power_of_two() || granule < 4096 {
             return Err(V1Error::BadField("granule"));
         }
@@ -228,90 +196,68 @@ impl Header {
             max_peers,
             granule,
             sizes: SectionSizes {
-                state_table: mem.load64(off::STATE_TABLE_SIZE),
-                rw: mem.load64(off::RW_SIZE),
-                output: mem.load64(off::OUTPUT_SIZE),
+                state_table: mem.load(off::STATE_TABLE_SIZE, Acquire)?,
+                rw: mem.load(off::RW_SIZE, Acquire)?,
+                output: mem.load(off::OUTPUT_SIZE, Acquire)?,
             },
         })
     }
 }
 
+/// Whether `mem` holds a published header (`magic` is [`MAGIC_READY`]).
+pub fn is_published<M: SharedMemory + ?Sized>(mem: &M) -> Result<bool, V1Error> {
+    Ok(mem.load::<u32>(off::MAGIC, Acquire)? == MAGIC_READY)
+}
+
 /// Joins the layout in `mem`, creating it from `proposal` if the memory is
 /// blank. `wait` is called between polls while another peer is writing the
 /// header; it returns `false` once the caller's time budget is spent.
-pub fn init_or_join(
-    mem: &dyn HeaderMemory,
+pub fn init_or_join<M: SharedMemory + ?Sized>(
+    mem: &M,
     proposal: &Header,
     mut wait: impl FnMut() -> bool,
 ) -> Result<Header, V1Error> {
     loop {
-        match mem.cas32(off::MAGIC, 0, MAGIC_INIT) {
-            0 => {
+        match mem.compare_exchange_u32(off::MAGIC, 0, MAGIC_INIT)? {
+            Ok(_) => {
                 // We claimed blank memory: publish our proposal.
-                proposal.write(mem);
-                mem.store32(off::MAGIC, MAGIC_READY);
+                proposal.write(mem)?;
+                mem.store(off::MAGIC, MAGIC_READY, Release)?;
                 return Ok(*proposal);
             }
-            MAGIC_READY => return Header::read(mem),
-            MAGIC_INIT => {
+            Err(MAGIC_READY) => return Header::read(mem),
+            Err(MAGIC_INIT) => {
                 if !wait() {
                     return Err(V1Error::InitTimeout);
                 }
             }
-            _ => return Err(V1Error::ForeignData),
+            Err(_) => return Err(V1Error::ForeignData),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::host::TestMemory;
     use super::*;
-    use core::cell::{Cell, RefCell};
 
-    /// Fake shared memory: little-endian bytes, as a peer would see them.
-    struct Mem(RefCell<[u8; 64]>, Cell<u32>);
-
-    impl Mem {
-        fn new() -> Self {
-            Mem(RefCell::new([0; 64]), Cell::new(0))
-        }
-    }
-
-    impl HeaderMemory for Mem {
-        fn load32(&self, o: usize) -> u32 {
-            u32::from_le_bytes(self.0.borrow()[o..o + 4].try_into().unwrap())
-        }
-        fn store32(&self, o: usize, v: u32) {
-            self.0.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
-        }
-        fn cas32(&self, o: usize, old: u32, new: u32) -> u32 {
-            self.1.set(self.1.get() + 1);
-            let cur = self.load32(o);
-            if cur == old {
-                self.store32(o, new);
-            }
-            cur
-        }
-        fn load64(&self, o: usize) -> u64 {
-            u64::from_le_bytes(self.0.borrow()[o..o + 8].try_into().unwrap())
-        }
-        fn store64(&self, o: usize, v: u64) {
-            self.0.borrow_mut()[o..o + 8].copy_from_slice(&v.to_le_bytes());
-        }
+    /// Blank memory for a header.
+    fn blank() -> TestMemory {
+        TestMemory::new(64)
     }
 
     #[test]
     fn first_peer_creates_second_joins_same_layout() {
-        let mem = Mem::new();
+        let mem = blank();
         let p = Header::propose(1 << 20, 4096, 8).unwrap();
         let a = init_or_join(&mem, &p, || false).unwrap();
-        assert_eq!(mem.load32(off::MAGIC), MAGIC_READY);
+        assert_eq!(mem.load::<u32>(off::MAGIC, Acquire), Ok(MAGIC_READY));
         // A second peer with a different proposal adopts the published one.
         let other = Header::propose(1 << 20, 4096, 2).unwrap();
         let b = init_or_join(&mem, &other, || false).unwrap();
         assert_eq!(a, b);
         assert_eq!(
-            &mem.0.borrow()[..4],
+            &mem.bytes()[..4],
             b"LCv1",
             "magic is little-endian on the wire"
         );
@@ -334,8 +280,8 @@ mod tests {
 
     #[test]
     fn half_written_header_times_out() {
-        let mem = Mem::new();
-        mem.store32(off::MAGIC, MAGIC_INIT);
+        let mem = blank();
+        mem.store(off::MAGIC, MAGIC_INIT, Release).unwrap();
         let mut polls = 0;
         let r = init_or_join(&mem, &Header::propose(1 << 20, 4096, 2).unwrap(), || {
             polls += 1;
@@ -347,13 +293,13 @@ mod tests {
 
     #[test]
     fn waiting_peer_sees_the_header_once_published() {
-        let mem = Mem::new();
-        mem.store32(off::MAGIC, MAGIC_INIT);
+        let mem = blank();
+        mem.store(off::MAGIC, MAGIC_INIT, Release).unwrap();
         let p = Header::propose(1 << 20, 4096, 4).unwrap();
         let r = init_or_join(&mem, &p, || {
             // The other peer finishes while we wait.
-            p.write(&mem);
-            mem.store32(off::MAGIC, MAGIC_READY);
+            p.write(&mem).unwrap();
+            mem.store(off::MAGIC, MAGIC_READY, Release).unwrap();
             true
         });
         assert_eq!(r, Ok(p));
@@ -362,18 +308,18 @@ mod tests {
     #[test]
     fn foreign_and_hostile_headers_are_refused() {
         let p = Header::propose(1 << 20, 4096, 2).unwrap();
-        let mem = Mem::new();
-        mem.store32(off::MAGIC, 0xdead_beef);
+        let mem = blank();
+        mem.store(off::MAGIC, 0xdead_beef_u32, Release).unwrap();
         assert_eq!(init_or_join(&mem, &p, || false), Err(V1Error::ForeignData));
 
         let hostile = |field: usize, value: u64, wide: bool| {
-            let mem = Mem::new();
+            let mem = blank();
             init_or_join(&mem, &p, || false).unwrap();
             if wide {
-                mem.store64(field, value);
+                mem.store(field, value, Release).unwrap();
             } else {
                 // CAST: test values fit.
-                mem.store32(field, value as u32);
+                mem.store(field, value as u32, Release).unwrap();
             }
             Header::read(&mem).and_then(|h| h.layout(0, 1 << 20))
         };
@@ -406,6 +352,22 @@ mod tests {
             hostile(off::STATE_TABLE_SIZE, 0, true),
             Err(V1Error::Layout(_))
         ));
+    }
+
+    #[test]
+    fn a_header_outside_the_memory_is_an_access_error() {
+        use super::super::super::shmem::{AccessError, AccessErrorKind};
+        let p = Header::propose(1 << 20, 4096, 2).unwrap();
+        let mem = TestMemory::new(off::RW_SIZE);
+        assert_eq!(
+            init_or_join(&mem, &p, || false),
+            Err(V1Error::Access(AccessError {
+                kind: AccessErrorKind::OutOfBounds,
+                offset: off::RW_SIZE,
+                size: 8,
+                len: off::RW_SIZE,
+            }))
+        );
     }
 
     #[test]

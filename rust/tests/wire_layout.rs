@@ -16,101 +16,28 @@
 //!   never leave the machine, but their layout must not depend on the
 //!   target: natural alignment, no implicit padding).
 
-use std::cell::RefCell;
 use std::mem::{align_of, offset_of, size_of};
+use std::sync::atomic::Ordering::Relaxed;
 
+use lincell_shared::host::TestMemory;
 use lincell_shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
-use lincell_shared::ivshmem::v1layout::{self, Header, HeaderMemory, Words};
+use lincell_shared::ivshmem::v1layout::{self, Header};
+use lincell_shared::shmem::SharedMemory;
 use lincell_shared::vdev::header as vhdr;
 use lincell_shared::vdev::shadow::{
-    split_layout, split_size, Head, RingAddrs, RingMemory, Shadow, ShadowError, DESC_F_NEXT,
-    DESC_F_WRITE, MAX_QUEUE_SIZE,
+    split_layout, split_size, Head, RingAddrs, Shadow, ShadowError, DESC_F_NEXT, DESC_F_WRITE,
+    MAX_QUEUE_SIZE,
 };
 
-/// Shared memory as a peer sees it: bytes. Loads and stores convert to and
-/// from little-endian explicitly; out-of-range loads read 0 and stores are
-/// dropped (the contract of `RingMemory`). Every store is logged.
-struct Bytes {
-    mem: RefCell<Vec<u8>>,
-    log: RefCell<Vec<(usize, Vec<u8>)>>,
+/// Shared memory as a peer sees it: bytes, through the same [`RawRegion`]
+/// the modules and tools use, with every store logged.
+fn bytes(len: usize) -> TestMemory {
+    TestMemory::new(len).logging()
 }
 
-impl Bytes {
-    fn new(len: usize) -> Self {
-        Bytes {
-            mem: RefCell::new(vec![0; len]),
-            log: RefCell::new(Vec::new()),
-        }
-    }
-    fn with(image: &[u8]) -> Self {
-        let b = Bytes::new(image.len());
-        b.mem.borrow_mut().copy_from_slice(image);
-        b
-    }
-    fn get<const N: usize>(&self, at: usize) -> [u8; N] {
-        let mut out = [0; N];
-        if let Some(s) = self.mem.borrow().get(at..at + N) {
-            out.copy_from_slice(s);
-        }
-        out
-    }
-    fn put(&self, at: usize, b: &[u8]) {
-        if let Some(s) = self.mem.borrow_mut().get_mut(at..at + b.len()) {
-            s.copy_from_slice(b);
-            self.log.borrow_mut().push((at, b.to_vec()));
-        }
-    }
-    fn bytes(&self) -> Vec<u8> {
-        self.mem.borrow().clone()
-    }
-    fn slice(&self, at: usize, len: usize) -> Vec<u8> {
-        self.mem.borrow()[at..at + len].to_vec()
-    }
-}
-
-impl HeaderMemory for Bytes {
-    fn load32(&self, o: usize) -> u32 {
-        u32::from_le_bytes(self.get(o))
-    }
-    fn store32(&self, o: usize, v: u32) {
-        self.put(o, &v.to_le_bytes())
-    }
-    fn cas32(&self, o: usize, old: u32, new: u32) -> u32 {
-        let cur = HeaderMemory::load32(self, o);
-        if cur == old {
-            HeaderMemory::store32(self, o, new);
-        }
-        cur
-    }
-    fn load64(&self, o: usize) -> u64 {
-        u64::from_le_bytes(self.get(o))
-    }
-    fn store64(&self, o: usize, v: u64) {
-        self.put(o, &v.to_le_bytes())
-    }
-}
-
-impl RingMemory for Bytes {
-    fn load16(&self, a: usize) -> u16 {
-        u16::from_le_bytes(self.get(a))
-    }
-    fn load32(&self, a: usize) -> u32 {
-        u32::from_le_bytes(self.get(a))
-    }
-    fn load64(&self, a: usize) -> u64 {
-        u64::from_le_bytes(self.get(a))
-    }
-    fn store16(&self, a: usize, v: u16) {
-        self.put(a, &v.to_le_bytes())
-    }
-    fn store32(&self, a: usize, v: u32) {
-        self.put(a, &v.to_le_bytes())
-    }
-    fn store64(&self, a: usize, v: u64) {
-        self.put(a, &v.to_le_bytes())
-    }
-    fn release(&self) {}
-    fn acquire(&self) {}
+/// Memory holding `image`, with every later store logged.
+fn image(image: &[u8]) -> TestMemory {
+    TestMemory::with(image).logging()
 }
 
 /// `image[at..]` overwritten with `bytes`.
@@ -210,21 +137,22 @@ fn v1_magic_constants_spell_their_names_in_memory() {
         0x3169_434c,
         "the value the specification gives"
     );
-    let m = Bytes::new(4);
-    HeaderMemory::store32(&m, 0, v1layout::MAGIC_READY);
+    let m = bytes(4);
+    m.store(0, v1layout::MAGIC_READY, Relaxed).unwrap();
     assert_eq!(m.bytes(), b"LCv1");
-    HeaderMemory::store32(&m, 0, v1layout::MAGIC_INIT);
+    m.store(0, v1layout::MAGIC_INIT, Relaxed).unwrap();
     assert_eq!(m.bytes(), b"LCi1");
 }
 
 /// Creates the header in blank memory through `init_or_join`, the way the
 /// driver and the tools do, and adds the protocol field the way a
 /// vdev-remote backend does.
-fn create(mem: &dyn HeaderMemory, proposal: &Header, protocol: u32) {
+fn create<M: SharedMemory + ?Sized>(mem: &M, proposal: &Header, protocol: u32) {
     let got = v1layout::init_or_join(mem, proposal, || panic!("blank memory: nobody to wait for"))
         .unwrap();
     assert_eq!(&got, proposal);
-    mem.store32(v1layout::off::PROTOCOL, protocol);
+    mem.store(v1layout::off::PROTOCOL, protocol, Relaxed)
+        .unwrap();
 }
 
 /// 1 MiB region, 4 KiB pages, the default 8 peers, a virtio-blk backend.
@@ -291,7 +219,7 @@ fn v1_header_bytes_written_through_init_or_join() {
         .into_iter()
         .map(|((h, img), p)| (h, img, p))
     {
-        let mem = Bytes::new(64);
+        let mem = bytes(64);
         create(&mem, &proposal, protocol);
         assert_eq!(mem.bytes(), expected, "{proposal:?}");
         // Reserved bytes after the fields stay zero.
@@ -300,30 +228,25 @@ fn v1_header_bytes_written_through_init_or_join() {
 }
 
 #[test]
-fn v1_header_bytes_written_through_the_words_adapter() {
-    // The tools' adapter: 32-bit word accessors in CPU order that the peer
-    // converts to little-endian; 64-bit fields go as two halves, low first.
-    // It must produce the same bytes as 64-bit little-endian stores.
+fn v1_header_bytes_written_through_a_bare_raw_region() {
+    // The tools' path: a `RawRegion` over their mapping, without the test
+    // memory's log in between. It must produce the same bytes.
     for (proposal, expected, protocol) in [(header_1m(), 0x8002), (header_8g(), 0x8003)]
         .into_iter()
         .map(|((h, img), p)| (h, img, p))
     {
-        let buf = RefCell::new([0u8; 64]);
-        let words = Words(
-            |o: usize| u32::from_le_bytes(buf.borrow()[o..o + 4].try_into().unwrap()),
-            |o: usize, v: u32| buf.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes()),
-        );
-        create(&words, &proposal, protocol);
-        assert_eq!(*buf.borrow(), expected, "{proposal:?}");
+        let mem = TestMemory::new(64);
+        create(mem.region(), &proposal, protocol);
+        assert_eq!(mem.bytes(), expected, "{proposal:?}");
     }
 }
 
 #[test]
 fn v1_header_is_claimed_written_then_published() {
     let (proposal, _) = header_1m();
-    let mem = Bytes::new(64);
+    let mem = bytes(64);
     create(&mem, &proposal, 0x8002);
-    let log = mem.log.borrow();
+    let log = mem.stores();
     // Claimed with "LCi1" first, published with "LCv1" last of the fields
     // init_or_join writes (the protocol comes afterwards, from the backend).
     assert_eq!(log[0], (0x00, b"LCi1".to_vec()));
@@ -351,24 +274,24 @@ fn v1_header_is_claimed_written_then_published() {
 fn v1_header_bytes_are_read_back_as_little_endian() {
     // A peer joining memory another peer (of any byte order) laid out.
     for ((expected, img), protocol) in [(header_1m(), 0x8002u32), (header_8g(), 0x8003)] {
-        let mem = Bytes::with(&img);
+        let mem = image(&img);
         let other = Header::propose(1 << 20, 4096, 2).unwrap();
         let got =
             v1layout::init_or_join(&mem, &other, || panic!("published header: no wait")).unwrap();
         assert_eq!(got, expected);
         assert_eq!(
-            HeaderMemory::load32(&mem, v1layout::off::PROTOCOL),
-            protocol
+            mem.load::<u32>(v1layout::off::PROTOCOL, Relaxed),
+            Ok(protocol)
         );
         // Joining writes nothing.
-        assert!(mem.log.borrow().is_empty());
+        assert!(mem.stores().is_empty());
         assert_eq!(mem.bytes(), img);
     }
     // A header written in big-endian byte order is refused, not misread.
     let (_, img) = header_1m();
     let mut be = img;
     be[0x04..0x08].copy_from_slice(&[0, 0, 0, 1]);
-    let mem = Bytes::with(&be);
+    let mem = image(&be);
     assert_eq!(
         Header::read(&mem),
         Err(v1layout::V1Error::BadVersion(0x0100_0000))
@@ -551,12 +474,13 @@ fn virtio_header_offsets_are_aligned_and_match_jailhouse() {
 fn virtio_header_fields_are_little_endian_in_memory() {
     // What a backend writes and a frontend reads, byte for byte.
     use vhdr::off;
-    let m = Bytes::new(vhdr::CONFIG_OFFSET);
-    HeaderMemory::store32(&m, off::REVISION, vhdr::REVISION);
-    HeaderMemory::store32(&m, off::SIZE, 0x88);
-    RingMemory::store16(&m, off::QUEUE_SIZE, 0x0100);
-    RingMemory::store64(&m, off::QUEUE_DESC, 0x0000_0001_0000_1000);
-    RingMemory::store32(&m, off::DEVICE_STATUS, 0x0f);
+    let m = bytes(vhdr::CONFIG_OFFSET);
+    m.store(off::REVISION, vhdr::REVISION, Relaxed).unwrap();
+    m.store(off::SIZE, 0x88u32, Relaxed).unwrap();
+    m.store(off::QUEUE_SIZE, 0x0100u16, Relaxed).unwrap();
+    m.store(off::QUEUE_DESC, 0x0000_0001_0000_1000u64, Relaxed)
+        .unwrap();
+    m.store(off::DEVICE_STATUS, 0x0fu32, Relaxed).unwrap();
     let b = m.bytes();
     assert_eq!(b[0x00..0x08], [0x01, 0, 0, 0, 0x88, 0, 0, 0]);
     assert_eq!(b[0x20..0x22], [0x00, 0x01]);
@@ -567,8 +491,8 @@ fn virtio_header_fields_are_little_endian_in_memory() {
     assert_eq!(b[0x44..0x48], [0x0f, 0, 0, 0]);
     assert_eq!(
         vhdr::check_header(
-            RingMemory::load32(&m, off::REVISION),
-            RingMemory::load32(&m, off::SIZE),
+            m.load(off::REVISION, Relaxed).unwrap(),
+            m.load(off::SIZE, Relaxed).unwrap(),
             1 << 20
         ),
         Ok(0x3c)
@@ -641,13 +565,13 @@ const DESC3: [u8; 16] = [
 
 /// The private ring as the virtio core leaves it after adding the chain
 /// 2 -> 3 and making it available (avail idx 1, ring[0] = 2).
-fn private_ring() -> Bytes {
+fn private_ring() -> TestMemory {
     let mut img = vec![0u8; split_size(NUM)];
     place(&mut img, 16 * 2, &DESC2);
     place(&mut img, 16 * 3, &DESC3);
     place(&mut img, 0x40 + 2, &[0x01, 0x00]); // avail idx
     place(&mut img, 0x40 + 4, &[0x02, 0x00]); // avail ring[0]
-    Bytes::with(&img)
+    image(&img)
 }
 
 fn shadow() -> Shadow<Vec<Head>> {
@@ -657,26 +581,29 @@ fn shadow() -> Shadow<Vec<Head>> {
 #[test]
 fn descriptor_fields_decode_as_virtio_defines() {
     // The literal bytes above are what the flag constants and values say.
-    let m = Bytes::with(&DESC2);
-    assert_eq!(RingMemory::load64(&m, 0), 0x1122_3344_5566_7788);
-    assert_eq!(RingMemory::load32(&m, 8), 0x0a0b_0c0d);
-    assert_eq!(RingMemory::load16(&m, 12), DESC_F_NEXT);
-    assert_eq!(RingMemory::load16(&m, 14), 3);
-    let m = Bytes::with(&DESC3);
-    assert_eq!(RingMemory::load64(&m, 0), 0x1_0000_2000);
-    assert_eq!(RingMemory::load16(&m, 12), DESC_F_WRITE);
+    let m = image(&DESC2);
+    assert_eq!(m.load::<u64>(0, Relaxed), Ok(0x1122_3344_5566_7788));
+    assert_eq!(m.load::<u32>(8, Relaxed), Ok(0x0a0b_0c0d));
+    assert_eq!(m.load::<u16>(12, Relaxed), Ok(DESC_F_NEXT));
+    assert_eq!(m.load::<u16>(14, Relaxed), Ok(3));
+    let m = image(&DESC3);
+    assert_eq!(m.load::<u64>(0, Relaxed), Ok(0x1_0000_2000));
+    assert_eq!(m.load::<u16>(12, Relaxed), Ok(DESC_F_WRITE));
 }
 
 #[test]
 fn published_chain_and_collected_used_entry_byte_for_byte() {
     let pm = private_ring();
     let pr = split_layout(0, NUM);
-    let sm = Bytes::new(SHARED + split_size(NUM));
+    let sm = bytes(SHARED + split_size(NUM));
     let sr = split_layout(SHARED, NUM);
     let mut sh = shadow();
 
     // Publish: the chain's descriptors, then the avail entry, then the idx.
-    assert_eq!(sh.publish(&pm, &pr, &sm, &sr, &|_, _| true), Ok(1));
+    assert_eq!(
+        sh.publish(&pm.fallback(), &pr, &sm.fallback(), &sr, &|_, _| true),
+        Ok(1)
+    );
     let mut want = vec![0u8; SHARED + split_size(NUM)];
     place(&mut want, 0x120, &DESC2); // desc[2]
     place(&mut want, 0x130, &DESC3); // desc[3]
@@ -684,18 +611,9 @@ fn published_chain_and_collected_used_entry_byte_for_byte() {
     place(&mut want, 0x142, &[0x01, 0x00]); // avail idx 1
     place(&mut want, 0x144, &[0x02, 0x00]); // avail ring[0] = head 2
     assert_eq!(sm.bytes(), want, "shared ring after publish");
-    let idx_store = sm
-        .log
-        .borrow()
-        .iter()
-        .position(|(a, _)| *a == 0x142)
-        .unwrap();
-    assert_eq!(
-        idx_store,
-        sm.log.borrow().len() - 1,
-        "avail idx is stored last"
-    );
-    for (at, bytes) in sm.log.borrow().iter() {
+    let idx_store = sm.stores().iter().position(|(a, _)| *a == 0x142).unwrap();
+    assert_eq!(idx_store, sm.stores().len() - 1, "avail idx is stored last");
+    for (at, bytes) in sm.stores().iter() {
         assert_eq!(
             at % bytes.len(),
             0,
@@ -708,7 +626,7 @@ fn published_chain_and_collected_used_entry_byte_for_byte() {
     sm.put(0x154, &[0x02, 0x00, 0x00, 0x00]); // used ring[0].id (u32 LE)
     sm.put(0x158, &[0x00, 0x01, 0x00, 0x00]); // used ring[0].len = 0x100
     sm.put(0x152, &[0x01, 0x00]); // used idx 1
-    assert_eq!(sh.collect(&pm, &pr, &sm, &sr), Ok(1));
+    assert_eq!(sh.collect(&pm.fallback(), &pr, &sm.fallback(), &sr), Ok(1));
     // Copied to the private used ring (at 0x50): idx 1, { id 2, len 0x100 }.
     assert_eq!(pm.slice(0x50, 4), [0x00, 0x00, 0x01, 0x00]);
     assert_eq!(
@@ -722,16 +640,17 @@ fn published_chain_and_collected_used_entry_byte_for_byte() {
 fn a_big_endian_used_entry_is_refused() {
     let pm = private_ring();
     let pr = split_layout(0, NUM);
-    let sm = Bytes::new(SHARED + split_size(NUM));
+    let sm = bytes(SHARED + split_size(NUM));
     let sr = split_layout(SHARED, NUM);
     let mut sh = shadow();
-    sh.publish(&pm, &pr, &sm, &sr, &|_, _| true).unwrap();
+    sh.publish(&pm.fallback(), &pr, &sm.fallback(), &sr, &|_, _| true)
+        .unwrap();
     // Length 0x100 in big-endian reads as 0x10000 > the 0x200 writable bytes.
     sm.put(0x154, &[0x02, 0x00, 0x00, 0x00]);
     sm.put(0x158, &[0x00, 0x00, 0x01, 0x00]);
     sm.put(0x152, &[0x01, 0x00]);
     assert_eq!(
-        sh.collect(&pm, &pr, &sm, &sr),
+        sh.collect(&pm.fallback(), &pr, &sm.fallback(), &sr),
         Err(ShadowError::UsedLen {
             id: 2,
             len: 0x10000,
@@ -740,12 +659,13 @@ fn a_big_endian_used_entry_is_refused() {
     );
     // Head 2 in big-endian reads as 0x02000000: not in flight.
     let mut sh = shadow();
-    let sm = Bytes::new(SHARED + split_size(NUM));
-    sh.publish(&pm, &pr, &sm, &sr, &|_, _| true).unwrap();
+    let sm = bytes(SHARED + split_size(NUM));
+    sh.publish(&pm.fallback(), &pr, &sm.fallback(), &sr, &|_, _| true)
+        .unwrap();
     sm.put(0x154, &[0x00, 0x00, 0x00, 0x02]);
     sm.put(0x152, &[0x01, 0x00]);
     assert_eq!(
-        sh.collect(&pm, &pr, &sm, &sr),
+        sh.collect(&pm.fallback(), &pr, &sm.fallback(), &sr),
         Err(ShadowError::UsedId(0x0200_0000))
     );
 }
@@ -755,18 +675,21 @@ fn ring_indices_are_u16_little_endian_past_255() {
     // 0x123 publish/complete rounds: both indices need their high byte.
     let pm = private_ring();
     let pr = split_layout(0, NUM);
-    let sm = Bytes::new(SHARED + split_size(NUM));
+    let sm = bytes(SHARED + split_size(NUM));
     let sr = split_layout(SHARED, NUM);
     let mut sh = shadow();
     for round in 1..=0x123u16 {
         let slot = usize::from((round - 1) % NUM);
         pm.put(0x44 + 2 * slot, &[0x02, 0x00]);
         pm.put(0x42, &round.to_le_bytes());
-        assert_eq!(sh.publish(&pm, &pr, &sm, &sr, &|_, _| true), Ok(1));
+        assert_eq!(
+            sh.publish(&pm.fallback(), &pr, &sm.fallback(), &sr, &|_, _| true),
+            Ok(1)
+        );
         sm.put(0x154 + 8 * slot, &[0x02, 0, 0, 0]);
         sm.put(0x158 + 8 * slot, &[0x00, 0, 0, 0]);
         sm.put(0x152, &round.to_le_bytes());
-        assert_eq!(sh.collect(&pm, &pr, &sm, &sr), Ok(1));
+        assert_eq!(sh.collect(&pm.fallback(), &pr, &sm.fallback(), &sr), Ok(1));
     }
     assert_eq!(sm.slice(0x142, 2), [0x23, 0x01], "shared avail idx 0x123");
     assert_eq!(pm.slice(0x52, 2), [0x23, 0x01], "private used idx 0x123");

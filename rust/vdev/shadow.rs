@@ -24,6 +24,10 @@
 //! without a check, and the private ring is never readable by the backend.
 //! Both rings use the virtio 1.x little-endian split layout.
 
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use super::super::shmem::{Fallback, SharedMemory};
+
 /// `VRING_DESC_F_NEXT`.
 pub const DESC_F_NEXT: u16 = 1;
 /// `VRING_DESC_F_WRITE`.
@@ -122,31 +126,13 @@ const fn align_up(x: usize, align: usize) -> usize {
     (x + align - 1) & !(align - 1)
 }
 
-/// Memory holding one ring. Addresses are whatever the implementation
-/// chooses (kernel pointers for the private ring, section offsets for the
-/// shared one); loads and stores are single accesses of the given width in
-/// little-endian byte order. Implementations bound-check addresses and
-/// return 0 / drop stores outside their memory.
-pub trait RingMemory {
-    /// Loads a u16.
-    fn load16(&self, addr: usize) -> u16;
-    /// Loads a u32.
-    fn load32(&self, addr: usize) -> u32;
-    /// Loads a u64.
-    fn load64(&self, addr: usize) -> u64;
-    /// Stores a u16.
-    fn store16(&self, addr: usize, v: u16);
-    /// Stores a u32.
-    fn store32(&self, addr: usize, v: u32);
-    /// Stores a u64.
-    fn store64(&self, addr: usize, v: u64);
-    /// Orders earlier stores before later ones (publication barrier).
-    fn release(&self);
-    /// Orders earlier loads before later ones (after reading an index).
-    fn acquire(&self);
-}
-
-/// Where the three parts of a split ring are.
+/// Where the three parts of a split ring are, as byte offsets of the
+/// memory holding it (section offsets for the shared ring, offsets into
+/// the vring allocation for the private one).
+///
+/// Every offset the engine derives from these stays inside the ring's
+/// [`split_size`] bytes, checked when the queue was set up; so the ring
+/// accesses have no error path and go through a [`Fallback`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingAddrs {
     /// Descriptor table (16 bytes per entry).
@@ -253,22 +239,34 @@ struct Desc {
     next: u16,
 }
 
-fn load_desc(m: &dyn RingMemory, table: usize, i: u16) -> Desc {
+fn load_desc<M: SharedMemory + ?Sized>(m: &Fallback<'_, M>, table: usize, i: u16) -> Desc {
     let at = desc_entry(table, i);
     Desc {
-        addr: m.load64(at + VIRTQ_DESC_ADDR_OFFSET),
-        len: m.load32(at + VIRTQ_DESC_LEN_OFFSET),
-        flags: m.load16(at + VIRTQ_DESC_FLAGS_OFFSET),
-        next: m.load16(at + VIRTQ_DESC_NEXT_OFFSET),
+        addr: m.load(at + VIRTQ_DESC_ADDR_OFFSET, Relaxed),
+        len: m.load(at + VIRTQ_DESC_LEN_OFFSET, Relaxed),
+        flags: m.load(at + VIRTQ_DESC_FLAGS_OFFSET, Relaxed),
+        next: m.load(at + VIRTQ_DESC_NEXT_OFFSET, Relaxed),
     }
 }
 
-fn store_desc(m: &dyn RingMemory, table: usize, i: u16, d: Desc) {
+fn store_desc<M: SharedMemory + ?Sized>(m: &Fallback<'_, M>, table: usize, i: u16, d: Desc) {
     let at = desc_entry(table, i);
-    m.store64(at + VIRTQ_DESC_ADDR_OFFSET, d.addr);
-    m.store32(at + VIRTQ_DESC_LEN_OFFSET, d.len);
-    m.store16(at + VIRTQ_DESC_FLAGS_OFFSET, d.flags);
-    m.store16(at + VIRTQ_DESC_NEXT_OFFSET, d.next);
+    m.store(at + VIRTQ_DESC_ADDR_OFFSET, d.addr, Relaxed);
+    m.store(at + VIRTQ_DESC_LEN_OFFSET, d.len, Relaxed);
+    m.store(at + VIRTQ_DESC_FLAGS_OFFSET, d.flags, Relaxed);
+    m.store(at + VIRTQ_DESC_NEXT_OFFSET, d.next, Relaxed);
+}
+
+/// The `idx` of the avail or used ring at `ring`.
+fn load_idx<M: SharedMemory + ?Sized>(m: &Fallback<'_, M>, ring: usize) -> u16 {
+    m.load(ring + VIRTQ_RING_IDX_OFFSET, Relaxed)
+}
+
+/// Publishes `idx` for the avail or used ring at `ring`, after every
+/// earlier store.
+fn publish_idx<M: SharedMemory + ?Sized>(m: &Fallback<'_, M>, ring: usize, idx: u16) {
+    m.fence(Release);
+    m.store(ring + VIRTQ_RING_IDX_OFFSET, idx, Relaxed);
 }
 
 impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
@@ -311,9 +309,9 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
 
     /// Walks the private chain at `head`, calling `each` for every
     /// descriptor; returns the chain's writable bytes.
-    fn walk(
+    fn walk<P: SharedMemory + ?Sized>(
         &self,
-        pm: &dyn RingMemory,
+        pm: &Fallback<'_, P>,
         pr: &RingAddrs,
         head: u16,
         mut each: impl FnMut(u16, Desc) -> Result<(), ShadowError>,
@@ -347,16 +345,16 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
     /// `buffer_ok(addr, len)` vets every buffer address (it must be a
     /// bounce buffer of this device). Returns the number of chains
     /// published (the caller kicks the backend if it is non-zero).
-    pub fn publish(
+    pub fn publish<P: SharedMemory + ?Sized, S: SharedMemory + ?Sized>(
         &mut self,
-        pm: &dyn RingMemory,
+        pm: &Fallback<'_, P>,
         pr: &RingAddrs,
-        sm: &dyn RingMemory,
+        sm: &Fallback<'_, S>,
         sr: &RingAddrs,
         buffer_ok: &dyn Fn(u64, u32) -> bool,
     ) -> Result<u16, ShadowError> {
-        let avail_idx = pm.load16(pr.avail + VIRTQ_RING_IDX_OFFSET);
-        pm.acquire();
+        let avail_idx = load_idx(pm, pr.avail);
+        pm.fence(Acquire);
         let n = avail_idx.wrapping_sub(self.next_avail);
         if n > self.num - self.in_flight {
             return Err(ShadowError::Private("avail index ahead of free entries"));
@@ -365,7 +363,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         for k in 0..n {
             let idx = start.wrapping_add(k);
             let slot = self.slot(idx);
-            let head = pm.load16(avail_entry(pr.avail, slot));
+            let head: u16 = pm.load(avail_entry(pr.avail, slot), Relaxed);
             if head >= self.num || self.heads[head as usize].in_flight {
                 return Err(ShadowError::Private("bad head in avail ring"));
             }
@@ -384,14 +382,13 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             if writable == 0 {
                 self.readonly_in_flight += 1;
             }
-            sm.store16(avail_entry(sr.avail, slot), head);
+            sm.store(avail_entry(sr.avail, slot), head, Relaxed);
             // Published one by one so an error later leaves a consistent
             // shared ring.
             self.next_avail = idx.wrapping_add(1);
         }
         if n > 0 {
-            sm.release();
-            sm.store16(sr.avail + VIRTQ_RING_IDX_OFFSET, self.next_avail);
+            publish_idx(sm, sr.avail, self.next_avail);
         }
         Ok(n)
     }
@@ -399,15 +396,15 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
     /// Copies what the backend completed from the shared ring to the
     /// private one, validating every entry. Returns the number of entries
     /// delivered; the caller then runs the driver's callback.
-    pub fn collect(
+    pub fn collect<P: SharedMemory + ?Sized, S: SharedMemory + ?Sized>(
         &mut self,
-        pm: &dyn RingMemory,
+        pm: &Fallback<'_, P>,
         pr: &RingAddrs,
-        sm: &dyn RingMemory,
+        sm: &Fallback<'_, S>,
         sr: &RingAddrs,
     ) -> Result<u16, ShadowError> {
-        let used_idx = sm.load16(sr.used + VIRTQ_RING_IDX_OFFSET);
-        sm.acquire();
+        let used_idx = load_idx(sm, sr.used);
+        sm.fence(Acquire);
         let claimed = used_idx.wrapping_sub(self.shared_used);
         if claimed > self.in_flight {
             return Err(ShadowError::UsedIndex {
@@ -419,8 +416,14 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         let mut result = Ok(());
         for _ in 0..claimed {
             let slot = self.slot(self.shared_used);
-            let id = sm.load32(used_entry(sr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET);
-            let len = sm.load32(used_entry(sr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET);
+            let id: u32 = sm.load(
+                used_entry(sr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET,
+                Relaxed,
+            );
+            let len: u32 = sm.load(
+                used_entry(sr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET,
+                Relaxed,
+            );
             let head = match self.heads.get(id as usize) {
                 Some(h) if id < u32::from(self.num) && h.in_flight => *h,
                 _ => {
@@ -441,16 +444,29 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             delivered += 1;
         }
         if delivered > 0 {
-            pm.release();
-            pm.store16(pr.used + VIRTQ_RING_IDX_OFFSET, self.private_used);
+            publish_idx(pm, pr.used, self.private_used);
         }
         result.map(|()| delivered)
     }
 
-    fn push_used(&mut self, pm: &dyn RingMemory, pr: &RingAddrs, id: u32, len: u32) {
+    fn push_used<P: SharedMemory + ?Sized>(
+        &mut self,
+        pm: &Fallback<'_, P>,
+        pr: &RingAddrs,
+        id: u32,
+        len: u32,
+    ) {
         let slot = self.slot(self.private_used);
-        pm.store32(used_entry(pr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET, id);
-        pm.store32(used_entry(pr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET, len);
+        pm.store(
+            used_entry(pr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET,
+            id,
+            Relaxed,
+        );
+        pm.store(
+            used_entry(pr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET,
+            len,
+            Relaxed,
+        );
         self.private_used = self.private_used.wrapping_add(1);
         if let Some(h) = self.heads.get_mut(id as usize) {
             if h.in_flight {
@@ -467,9 +483,9 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
     /// length 0, after `fill(addr, len)` was called on each device-writable
     /// buffer. Returns the number of chains completed. Used once the
     /// backend is considered dead; it reads only the private ring.
-    pub fn fail_all(
+    pub fn fail_all<P: SharedMemory + ?Sized>(
         &mut self,
-        pm: &dyn RingMemory,
+        pm: &Fallback<'_, P>,
         pr: &RingAddrs,
         fill: &mut dyn FnMut(u64, u32),
     ) -> u16 {
@@ -491,12 +507,12 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
                 done += 1;
             }
         }
-        let avail_idx = pm.load16(pr.avail + VIRTQ_RING_IDX_OFFSET);
-        pm.acquire();
+        let avail_idx = load_idx(pm, pr.avail);
+        pm.fence(Acquire);
         let n = avail_idx.wrapping_sub(self.next_avail).min(self.num);
         for k in 0..n {
             let slot = self.slot(self.next_avail.wrapping_add(k));
-            let head = pm.load16(avail_entry(pr.avail, slot));
+            let head: u16 = pm.load(avail_entry(pr.avail, slot), Relaxed);
             if head < self.num {
                 fail_chain(self, head);
                 done += 1;
@@ -506,8 +522,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         // The shared ring is abandoned: forget what the backend claimed.
         self.shared_used = 0;
         if done > 0 {
-            pm.release();
-            pm.store16(pr.used + VIRTQ_RING_IDX_OFFSET, self.private_used);
+            publish_idx(pm, pr.used, self.private_used);
         }
         done
     }
@@ -516,62 +531,16 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use super::super::super::host::TestMemory;
     use super::*;
-    use core::cell::RefCell;
     use std::vec;
     use std::vec::Vec;
-
-    /// Byte memory; out-of-range loads read 0 and stores are dropped, as the
-    /// trait requires.
-    struct Mem(RefCell<Vec<u8>>);
-
-    impl Mem {
-        fn new(len: usize) -> Self {
-            Mem(RefCell::new(vec![0; len]))
-        }
-        fn load<const N: usize>(&self, a: usize) -> [u8; N] {
-            let m = self.0.borrow();
-            let mut b = [0; N];
-            if let Some(s) = m.get(a..a + N) {
-                b.copy_from_slice(s);
-            }
-            b
-        }
-        fn store(&self, a: usize, b: &[u8]) {
-            if let Some(s) = self.0.borrow_mut().get_mut(a..a + b.len()) {
-                s.copy_from_slice(b);
-            }
-        }
-    }
-
-    impl RingMemory for Mem {
-        fn load16(&self, a: usize) -> u16 {
-            u16::from_le_bytes(self.load(a))
-        }
-        fn load32(&self, a: usize) -> u32 {
-            u32::from_le_bytes(self.load(a))
-        }
-        fn load64(&self, a: usize) -> u64 {
-            u64::from_le_bytes(self.load(a))
-        }
-        fn store16(&self, a: usize, v: u16) {
-            self.store(a, &v.to_le_bytes())
-        }
-        fn store32(&self, a: usize, v: u32) {
-            self.store(a, &v.to_le_bytes())
-        }
-        fn store64(&self, a: usize, v: u64) {
-            self.store(a, &v.to_le_bytes())
-        }
-        fn release(&self) {}
-        fn acquire(&self) {}
-    }
 
     const NUM: u16 = 8;
 
     struct Rig {
-        pm: Mem,
-        sm: Mem,
+        pm: TestMemory,
+        sm: TestMemory,
         pr: RingAddrs,
         sr: RingAddrs,
         shadow: Shadow<Vec<Head>>,
@@ -581,8 +550,8 @@ mod tests {
     impl Rig {
         fn new() -> Self {
             Rig {
-                pm: Mem::new(split_size(NUM)),
-                sm: Mem::new(0x100 + split_size(NUM)),
+                pm: TestMemory::new(split_size(NUM)),
+                sm: TestMemory::new(0x100 + split_size(NUM)),
                 pr: split_layout(0, NUM),
                 sr: split_layout(0x100, NUM),
                 shadow: Shadow::new(NUM, vec![Head::default(); NUM as usize]).unwrap(),
@@ -599,7 +568,7 @@ mod tests {
                     flags |= DESC_F_NEXT;
                 }
                 store_desc(
-                    &self.pm,
+                    &self.pm.fallback(),
                     self.pr.desc,
                     i,
                     Desc {
@@ -610,45 +579,41 @@ mod tests {
                     },
                 );
             }
+            let pm = self.pm.fallback();
             let slot = (self.avail % NUM) as usize;
-            self.pm.store16(avail_entry(self.pr.avail, slot), first);
+            pm.store(avail_entry(self.pr.avail, slot), first, Relaxed);
             self.avail = self.avail.wrapping_add(1);
-            self.pm
-                .store16(self.pr.avail + VIRTQ_RING_IDX_OFFSET, self.avail);
+            publish_idx(&pm, self.pr.avail, self.avail);
         }
         fn publish(&mut self) -> Result<u16, ShadowError> {
-            self.shadow
-                .publish(&self.pm, &self.pr, &self.sm, &self.sr, &|a, l| {
-                    a >= 0x1000 && a + u64::from(l) <= 0x100000
-                })
+            self.shadow.publish(
+                &self.pm.fallback(),
+                &self.pr,
+                &self.sm.fallback(),
+                &self.sr,
+                &|a, l| a >= 0x1000 && a + u64::from(l) <= 0x100000,
+            )
         }
         fn collect(&mut self) -> Result<u16, ShadowError> {
-            self.shadow.collect(&self.pm, &self.pr, &self.sm, &self.sr)
+            self.shadow
+                .collect(&self.pm.fallback(), &self.pr, &self.sm.fallback(), &self.sr)
         }
         /// The backend completes `id` with `len` at shared used slot `idx`.
         fn complete(&self, idx: u16, id: u32, len: u32) {
-            let slot = (idx % NUM) as usize;
-            self.sm.store32(
-                used_entry(self.sr.used, slot) + VIRTQ_USED_ELEM_ID_OFFSET,
-                id,
-            );
-            self.sm.store32(
-                used_entry(self.sr.used, slot) + VIRTQ_USED_ELEM_LEN_OFFSET,
-                len,
-            );
-            self.sm
-                .store16(self.sr.used + VIRTQ_RING_IDX_OFFSET, idx.wrapping_add(1));
+            let sm = self.sm.fallback();
+            let entry = used_entry(self.sr.used, (idx % NUM) as usize);
+            sm.store(entry + VIRTQ_USED_ELEM_ID_OFFSET, id, Relaxed);
+            sm.store(entry + VIRTQ_USED_ELEM_LEN_OFFSET, len, Relaxed);
+            publish_idx(&sm, self.sr.used, idx.wrapping_add(1));
         }
         fn private_used(&self) -> Vec<(u32, u32)> {
-            let n = self.pm.load16(self.pr.used + VIRTQ_RING_IDX_OFFSET);
-            (0..n)
+            let pm = self.pm.fallback();
+            (0..load_idx(&pm, self.pr.used))
                 .map(|i| {
-                    let s = (i % NUM) as usize;
+                    let entry = used_entry(self.pr.used, (i % NUM) as usize);
                     (
-                        self.pm
-                            .load32(used_entry(self.pr.used, s) + VIRTQ_USED_ELEM_ID_OFFSET),
-                        self.pm
-                            .load32(used_entry(self.pr.used, s) + VIRTQ_USED_ELEM_LEN_OFFSET),
+                        pm.load(entry + VIRTQ_USED_ELEM_ID_OFFSET, Relaxed),
+                        pm.load(entry + VIRTQ_USED_ELEM_LEN_OFFSET, Relaxed),
                     )
                 })
                 .collect()
@@ -690,9 +655,10 @@ mod tests {
         );
         assert_eq!(r.publish(), Ok(1));
         // The shared ring got the chain and the avail entry.
-        assert_eq!(r.sm.load16(r.sr.avail + VIRTQ_RING_IDX_OFFSET), 1);
-        assert_eq!(r.sm.load16(avail_entry(r.sr.avail, 0)), 0);
-        assert_eq!(load_desc(&r.sm, r.sr.desc, 1).addr, 0x2000);
+        let sm = r.sm.fallback();
+        assert_eq!(load_idx(&sm, r.sr.avail), 1);
+        assert_eq!(sm.load::<u16>(avail_entry(r.sr.avail, 0), Relaxed), 0);
+        assert_eq!(load_desc(&r.sm.fallback(), r.sr.desc, 1).addr, 0x2000);
         assert_eq!(r.shadow.in_flight(), 1);
         assert_eq!(r.collect(), Ok(0));
         r.complete(0, 0, 513);
@@ -717,7 +683,7 @@ mod tests {
             (r.shadow.in_flight(), r.shadow.readonly_in_flight()),
             (1, 0)
         );
-        r.shadow.fail_all(&r.pm, &r.pr, &mut |_, _| {});
+        r.shadow.fail_all(&r.pm.fallback(), &r.pr, &mut |_, _| {});
         assert_eq!(
             (r.shadow.in_flight(), r.shadow.readonly_in_flight()),
             (0, 0)
@@ -729,7 +695,7 @@ mod tests {
         let mut r = Rig::new();
         r.add(0, &[(0x1000, 16, true)]);
         r.publish().unwrap();
-        r.sm.store16(r.sr.used + VIRTQ_RING_IDX_OFFSET, 1000);
+        publish_idx(&r.sm.fallback(), r.sr.used, 1000);
         assert_eq!(
             r.collect(),
             Err(ShadowError::UsedIndex {
@@ -777,7 +743,7 @@ mod tests {
         );
         let mut r = Rig::new();
         store_desc(
-            &r.pm,
+            &r.pm.fallback(),
             r.pr.desc,
             0,
             Desc {
@@ -787,11 +753,12 @@ mod tests {
                 next: 0,
             },
         );
-        r.pm.store16(avail_entry(r.pr.avail, 0), 0);
-        r.pm.store16(r.pr.avail + VIRTQ_RING_IDX_OFFSET, 1);
+        r.pm.fallback()
+            .store(avail_entry(r.pr.avail, 0), 0u16, Relaxed);
+        publish_idx(&r.pm.fallback(), r.pr.avail, 1);
         assert_eq!(r.publish(), Err(ShadowError::Private("descriptor loop")));
         let mut r = Rig::new();
-        r.pm.store16(r.pr.avail + VIRTQ_RING_IDX_OFFSET, NUM + 1);
+        publish_idx(&r.pm.fallback(), r.pr.avail, NUM + 1);
         assert!(r.publish().is_err());
     }
 
@@ -805,7 +772,7 @@ mod tests {
         let mut filled = Vec::new();
         assert_eq!(
             r.shadow
-                .fail_all(&r.pm, &r.pr, &mut |a, l| filled.push((a, l))),
+                .fail_all(&r.pm.fallback(), &r.pr, &mut |a, l| filled.push((a, l))),
             3
         );
         filled.sort();
@@ -848,7 +815,8 @@ mod tests {
             // The backend scribbles over the whole used area.
             for off in (0..used_ring_size(NUM)).step_by(2) {
                 // CAST: random 16-bit words.
-                r.sm.store16(r.sr.used + off, next() as u16);
+                r.sm.fallback()
+                    .store(r.sr.used + off, next() as u16, Relaxed);
             }
             let _ = r.collect();
             for (id, len) in r.private_used() {

@@ -8,11 +8,13 @@
 //! device; a host process reaches them through [`Peer`]:
 //!
 //! ```no_run
+//! use std::sync::atomic::Ordering;
 //! use std::time::Duration;
 //! use ivshmem_peer::Peer;
+//! use lincell_shared::shmem::SharedMemory as _;
 //!
 //! let mut peer = Peer::connect("/tmp/ivshmem_socket")?;
-//! peer.shm().write_u32(0, 0xcafe)?;
+//! peer.shm().region().store(0, 0xcafe_u32, Ordering::Release)?;
 //! for other in peer.peers() {
 //!     peer.ring(other, 0)?;
 //! }

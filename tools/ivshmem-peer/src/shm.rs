@@ -5,27 +5,23 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::{self, NonNull};
 
+use lincell_shared::shmem::{self, RawRegion};
+
 /// A `MAP_SHARED` read/write mapping of the whole ivshmem region.
 ///
 /// Other peers (guests, host processes) change this memory at any time, so
-/// no Rust reference into it is ever handed out: all accessors copy, and the
-/// 32-bit ones are volatile single accesses suitable for flags and counters.
+/// no Rust reference into it is ever handed out: words are loaded and
+/// stored through [`SharedMemory::region`] (lincell's one shared-memory
+/// interface, atomic single accesses suitable for flags and counters), and
+/// bytes are copied.
+///
+/// # Invariants
+///
+/// `region` is exactly the mapping made in [`SharedMemory::map`], unmapped
+/// only in `drop`.
 #[derive(Debug)]
 pub struct SharedMemory {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain memory owned by this value; all accesses go
-// through raw pointers, so using it from several threads is no different from
-// other processes using it at the same time.
-unsafe impl Send for SharedMemory {}
-// SAFETY: as for Send; no method hands out references into the mapping.
-unsafe impl Sync for SharedMemory {}
-
-/// An `InvalidInput` error about an access outside or misaligned in the region.
-fn bad_access(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
+    region: RawRegion,
 }
 
 impl SharedMemory {
@@ -69,17 +65,26 @@ impl SharedMemory {
         }
         let ptr = NonNull::new(p.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
-        Ok(Self { ptr, len })
+        // SAFETY: a fresh `len`-byte read/write mapping, unmapped only when
+        // `self` drops; no Rust reference into it is ever made.
+        let region = unsafe { RawRegion::new(ptr, len) };
+        // INVARIANT: `region` is the mapping.
+        Ok(Self { region })
+    }
+
+    /// The mapping as shared memory: little-endian words at byte offsets.
+    pub fn region(&self) -> &RawRegion {
+        &self.region
     }
 
     /// Size of the region in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        shmem::SharedMemory::len(&self.region)
     }
 
     /// Whether the region is empty (never: empty regions are refused by [`map`](Self::map)).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Start of the mapping, for callers that need raw access.
@@ -87,73 +92,41 @@ impl SharedMemory {
     /// The pointer is valid for [`len`](Self::len) bytes while `self` lives.
     /// Remember that other processes write to this memory concurrently.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// Checks that `len` bytes at `offset` are inside the region.
-    fn check(&self, offset: usize, len: usize) -> io::Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(bad_access(format!(
-                "access of {len} bytes at offset {offset} is outside the {}-byte shared memory",
-                self.len
-            ))),
-        }
-    }
-
-    /// Checks a 4-byte access: in bounds and 4-byte aligned.
-    fn check_u32(&self, offset: usize) -> io::Result<()> {
-        if offset % 4 != 0 {
-            return Err(bad_access(format!("offset {offset} is not 4-byte aligned")));
-        }
-        self.check(offset, 4)
+        self.region.as_ptr()
     }
 
     /// Copies `buf.len()` bytes starting at `offset` out of the region.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
-        self.check(offset, buf.len())?;
-        // SAFETY: the range is inside the mapping (checked above) and `buf`
-        // is a distinct Rust buffer, so the two cannot overlap.
-        unsafe { ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        let p = self.region.ptr(offset, buf.len())?;
+        // SAFETY: the range is inside the mapping (checked by `ptr`) and
+        // `buf` is a distinct Rust buffer, so the two cannot overlap.
+        unsafe { ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
 
     /// Copies `data` into the region starting at `offset`.
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
-        self.check(offset, data.len())?;
+        let p = self.region.ptr(offset, data.len())?;
         // SAFETY: as in read_bytes.
-        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len()) };
-        Ok(())
-    }
-
-    /// Volatile 32-bit read (native endianness) at a 4-byte aligned `offset`.
-    pub fn read_u32(&self, offset: usize) -> io::Result<u32> {
-        self.check_u32(offset)?;
-        // SAFETY: in bounds and aligned (checked above; the mapping is page aligned).
-        Ok(unsafe { ptr::read_volatile(self.as_ptr().add(offset).cast::<u32>()) })
-    }
-
-    /// Volatile 32-bit write (native endianness) at a 4-byte aligned `offset`.
-    pub fn write_u32(&self, offset: usize, value: u32) -> io::Result<()> {
-        self.check_u32(offset)?;
-        // SAFETY: in bounds and aligned (checked above; the mapping is page aligned).
-        unsafe { ptr::write_volatile(self.as_ptr().add(offset).cast::<u32>(), value) };
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
         Ok(())
     }
 }
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly the mapping created in `map`, and no
-        // reference into it can outlive `self`.
-        unsafe { libc::munmap(self.as_ptr().cast(), self.len) };
+        // SAFETY: the region is exactly the mapping created in `map` (type
+        // invariant), and no reference into it can outlive `self`.
+        unsafe { libc::munmap(self.as_ptr().cast(), self.len()) };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lincell_shared::shmem::SharedMemory as _;
     use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn memfd(len: i64) -> OwnedFd {
         // SAFETY: the name is a NUL-terminated literal.
@@ -172,18 +145,19 @@ mod tests {
         let a = SharedMemory::map(fd.as_fd()).unwrap();
         let b = SharedMemory::map(fd.as_fd()).unwrap();
         assert_eq!(a.len(), 8192);
-        a.write_u32(8188, 0xdead_beef).unwrap();
-        assert_eq!(b.read_u32(8188).unwrap(), 0xdead_beef);
+        a.region().store(8188, 0xdead_beef_u32, Relaxed).unwrap();
+        assert_eq!(b.region().load::<u32>(8188, Relaxed), Ok(0xdead_beef));
         a.write_bytes(100, b"hello").unwrap();
         let mut buf = [0u8; 5];
         b.read_bytes(100, &mut buf).unwrap();
         assert_eq!(&buf, b"hello");
+        let err = |r: Result<u32, shmem::AccessError>| io::Error::from(r.unwrap_err()).kind();
         assert_eq!(
-            a.read_u32(8192).unwrap_err().kind(),
+            err(a.region().load::<u32>(8192, Relaxed)),
             io::ErrorKind::InvalidInput
         );
         assert_eq!(
-            a.read_u32(2).unwrap_err().kind(),
+            err(a.region().load::<u32>(2, Relaxed)),
             io::ErrorKind::InvalidInput
         );
         assert!(a.write_bytes(8190, b"abc").is_err());

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use ivshmem_peer::protocol::{send_msg, PROTOCOL_VERSION, SHM_MESSAGE};
 use ivshmem_peer::{eventfd, poll, SharedMemory};
-use lincell_shared::ivshmem::v1layout::{self, HeaderMemory};
+use lincell_shared::ivshmem::v1layout;
+use lincell_shared::shmem::SharedMemory as _;
 
 use crate::cli::Config;
 use crate::memory::SharedMemoryFile;
@@ -305,16 +306,6 @@ impl Server {
     }
 }
 
-/// Read access to a lincell v1 layout header for [`v1layout::Header::read`].
-fn header_view(shm: &SharedMemory) -> impl HeaderMemory + '_ {
-    v1layout::Words(
-        move |o| u32::from_le(shm.read_u32(o).unwrap_or(0)),
-        move |o, v: u32| {
-            let _ = shm.write_u32(o, v.to_le());
-        },
-    )
-}
-
 impl Server {
     /// A peer left: if the memory holds a valid lincell v1 layout and the
     /// peer has a state-table entry that is not 0, store 0 there and ring
@@ -324,11 +315,11 @@ impl Server {
         let Some(shm) = &self.shm else {
             return;
         };
-        let view = header_view(shm);
-        if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
+        let mem = shm.region();
+        if v1layout::is_published(mem) != Ok(true) {
             return;
         }
-        let Ok(header) = v1layout::Header::read(&view) else {
+        let Ok(header) = v1layout::Header::read(mem) else {
             return;
         };
         let Ok(layout) = header.layout(0, shm.len() as u64) else {
@@ -341,11 +332,11 @@ impl Server {
         else {
             return;
         };
-        match shm.read_u32(entry) {
+        match mem.load::<u32>(entry, Ordering::Acquire) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        if shm.write_u32(entry, 0).is_err() {
+        if mem.store(entry, 0u32, Ordering::Release).is_err() {
             return;
         }
         std::sync::atomic::fence(Ordering::SeqCst);

@@ -7,7 +7,7 @@ use std::io;
 use std::thread;
 use std::time::Duration;
 
-use common::{expect_event, Running, TempDir};
+use common::{expect_event, load, store, Running, TempDir};
 use ivshmem_peer::PeerEvent;
 use ivshmem_server::{Config, MemoryBacking, Server};
 
@@ -32,8 +32,8 @@ fn peers_meet_and_share_memory() {
     let mut seen = vec![0u8; 256];
     b.shm().read_bytes(4096, &mut seen).unwrap();
     assert_eq!(seen, pattern);
-    b.shm().write_u32(8192, 0x1234_5678).unwrap();
-    assert_eq!(a.shm().read_u32(8192).unwrap(), 0x1234_5678);
+    store(&b, 8192, 0x1234_5678);
+    assert_eq!(load(&a, 8192), 0x1234_5678);
 }
 
 #[test]
@@ -95,8 +95,8 @@ fn thousand_ping_pongs_lose_nothing() {
     let ponger = thread::spawn(move || {
         for i in 0..ROUNDS {
             assert_eq!(b.wait(0, Some(LONG)).unwrap(), 1, "round {i}");
-            assert_eq!(b.shm().read_u32(0).unwrap(), i, "ping payload");
-            b.shm().write_u32(4, i).unwrap();
+            assert_eq!(load(&b, 0), i, "ping payload");
+            store(&b, 4, i);
             b.ring(a_id, 0).unwrap();
         }
         assert_eq!(
@@ -105,10 +105,10 @@ fn thousand_ping_pongs_lose_nothing() {
         );
     });
     for i in 0..ROUNDS {
-        a.shm().write_u32(0, i).unwrap();
+        store(&a, 0, i);
         a.ring(b_id, 0).unwrap();
         assert_eq!(a.wait(0, Some(LONG)).unwrap(), 1, "round {i}");
-        assert_eq!(a.shm().read_u32(4).unwrap(), i, "pong payload");
+        assert_eq!(load(&a, 4), i, "pong payload");
     }
     ponger.join().unwrap();
     assert_eq!(
@@ -205,17 +205,6 @@ fn posix_shm_object_is_created_and_removed() {
     );
 }
 
-/// A lincell v1 layout header seen through a peer's mapping (test use:
-/// single-threaded, so the compare-and-swap need not be atomic).
-fn view(
-    shm: &ivshmem_peer::SharedMemory,
-) -> impl lincell_shared::ivshmem::v1layout::HeaderMemory + '_ {
-    lincell_shared::ivshmem::v1layout::Words(
-        move |o| u32::from_le(shm.read_u32(o).unwrap()),
-        move |o, v: u32| shm.write_u32(o, v.to_le()).unwrap(),
-    )
-}
-
 #[test]
 fn departing_peer_state_is_cleared_in_a_lincell_v1_layout() {
     use lincell_shared::ivshmem::v1layout::{init_or_join, Header};
@@ -235,20 +224,18 @@ fn departing_peer_state_is_cleared_in_a_lincell_v1_layout() {
 
     // With one: the dead peer's READY state is cleared and vector 0 rung.
     let h = Header::propose(1 << 20, 4096, 8).unwrap();
-    init_or_join(&view(a.shm()), &h, || false).unwrap();
+    init_or_join(a.shm().region(), &h, || false).unwrap();
     let c = server.connect();
     let c_id = c.id();
     expect_event(&mut a, PeerEvent::Joined(c_id));
     let table = 4096usize; // one-granule header, state table first
-    c.shm().write_u32(table + 4 * usize::from(c_id), 1).unwrap();
-    a.shm()
-        .write_u32(table + 4 * usize::from(a.id()), 1)
-        .unwrap();
+    store(&c, table + 4 * usize::from(c_id), 1);
+    store(&a, table + 4 * usize::from(a.id()), 1);
     drop(c);
     assert_eq!(a.wait(0, Some(LONG)).unwrap(), 1);
-    assert_eq!(a.shm().read_u32(table + 4 * usize::from(c_id)).unwrap(), 0);
+    assert_eq!(load(&a, table + 4 * usize::from(c_id)), 0);
     assert_eq!(
-        a.shm().read_u32(table + 4 * usize::from(a.id())).unwrap(),
+        load(&a, table + 4 * usize::from(a.id())),
         1,
         "other entries untouched"
     );

@@ -299,7 +299,9 @@ fn start<D: Device>(target: &Target, dev: D, a: &ServeArgs, tick: Duration) -> R
 fn check_device(ep: &dyn Endpoint, device_id: u16) {
     use lincell_shared::ivshmem::uapi;
     use lincell_shared::ivshmem::v1layout;
+    use lincell_shared::shmem::SharedMemory as _;
     use lincell_shared::vdev::header::PROTOCOL_VIRTIO_FRONTEND;
+    use std::sync::atomic::Ordering;
     let Some(dev) = ep.device() else {
         return;
     };
@@ -313,15 +315,13 @@ fn check_device(ep: &dyn Endpoint, device_id: u16) {
     }
     if info.revision == 1 {
         let want = u32::from(PROTOCOL_VIRTIO_FRONTEND | device_id);
-        let have = ep
-            .shm()
-            .load_u32(v1layout::off::PROTOCOL)
-            .map(u32::from_le)
+        let field = |write| ep.shm().region_at(v1layout::off::PROTOCOL, 4, write);
+        let have = field(false)
+            .and_then(|(m, o)| Ok(m.load::<u32>(o, Ordering::Acquire)?))
             .unwrap_or(0);
         if have != want
-            && ep
-                .shm()
-                .store_u32(v1layout::off::PROTOCOL, want.to_le())
+            && field(true)
+                .and_then(|(m, o)| Ok(m.store(o, want, Ordering::Release)?))
                 .is_err()
         {
             log(format_args!(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ivshmem_peer::{Peer, PeerEvent};
 use ivshmem_server::{Config, MemoryBacking, Server};
+use lincell_shared::shmem::SharedMemory;
 
 /// A directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
@@ -94,4 +95,20 @@ pub(crate) fn expect_event(peer: &mut Peer, want: PeerEvent) {
         }
     }
     panic!("peer {} never saw {want:?}", peer.id());
+}
+
+/// Loads the u32 at `offset` of `peer`'s shared memory (acquire).
+pub(crate) fn load(peer: &Peer, offset: usize) -> u32 {
+    peer.shm()
+        .region()
+        .load(offset, Ordering::Acquire)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Stores `value` at `offset` of `peer`'s shared memory (release).
+pub(crate) fn store(peer: &Peer, offset: usize, value: u32) {
+    peer.shm()
+        .region()
+        .store(offset, value, Ordering::Release)
+        .unwrap_or_else(|e| panic!("{e}"))
 }

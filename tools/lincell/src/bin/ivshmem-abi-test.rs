@@ -23,12 +23,14 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::ptr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lincell::ivshmem::dev::{errno_name, errno_of, pci_address, Device, IntervalTimer};
 use lincell::Error;
 use lincell_shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
+use lincell_shared::shmem::SharedMemory as _;
 
 /// Check the /dev/ivshmemN ABI with good and bad input (prints TAP).
 #[derive(Parser, Debug)]
@@ -395,7 +397,10 @@ fn mmap_checks(
     // private mapping must never write through to the shared memory.
     let r = (|| -> Check<String> {
         let shared_map = dev.map(rw_off, page)?;
-        shared_map.write_u32(64, 0x1111_1111)?;
+        shared_map
+            .region()
+            .store(64, 0x1111_1111_u32, Relaxed)
+            .map_err(io::Error::from)?;
         match dev.mmap_raw(
             rw_off,
             page,
@@ -408,10 +413,21 @@ fn mmap_checks(
                 e
             ))),
             Ok(p) => {
-                let before = p.read_u32(64)?;
-                p.write_u32(64, 0x2222_2222)?;
-                let through = shared_map.read_u32(64)?;
-                let mine = p.read_u32(64)?;
+                let before = p
+                    .region()
+                    .load::<u32>(64, Relaxed)
+                    .map_err(io::Error::from)?;
+                p.region()
+                    .store(64, 0x2222_2222_u32, Relaxed)
+                    .map_err(io::Error::from)?;
+                let through = shared_map
+                    .region()
+                    .load::<u32>(64, Relaxed)
+                    .map_err(io::Error::from)?;
+                let mine = p
+                    .region()
+                    .load::<u32>(64, Relaxed)
+                    .map_err(io::Error::from)?;
                 if before != 0x1111_1111 {
                     Err(fail(format!(
                         "private mapping read {before:#x}, the shared memory holds 0x11111111"

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lincell_shared::ivshmem::uapi::{self, ArrayArg, DeviceInfo, Ring};
+use lincell_shared::shmem::{RawRegion, SharedMemory};
 
 /// The name of an errno value (`EINVAL`), for messages and TAP output.
 pub fn errno_name(errno: i32) -> &'static str {
@@ -411,7 +412,12 @@ impl Device {
         }
         let ptr = NonNull::new(p.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned address 0"))?;
-        Ok(Mapping { ptr, len })
+        // SAFETY: a fresh `len`-byte mapping, unmapped only when the
+        // `Mapping` drops; no Rust reference into it is ever made. (If `prot`
+        // lacks PROT_WRITE, stores through the region fault.)
+        let region = unsafe { RawRegion::new(ptr, len) };
+        // INVARIANT: `region` is the mapping.
+        Ok(Mapping { region })
     }
 
     /// Maps `len` bytes at byte `offset` of the shared memory, shared and
@@ -453,89 +459,56 @@ impl AsFd for Device {
 /// A user mapping of (part of) the shared memory, unmapped on drop.
 ///
 /// Other peers write this memory at any time, so no Rust reference into it
-/// is ever handed out: accessors copy, and the 32/64-bit ones are single
-/// volatile accesses, suitable for flags and sequence counters.
+/// is ever handed out: words are loaded and stored through
+/// [`Mapping::region`] (single atomic accesses, suitable for flags and
+/// sequence counters), bytes are copied.
+///
+/// # Invariants
+///
+/// `region` is exactly the mapping made by [`Device::mmap_raw`], unmapped
+/// only in `drop`.
 #[derive(Debug)]
 pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
+    region: RawRegion,
 }
-
-// SAFETY: the mapping is owned by this value and only accessed through raw
-// pointers; other threads using it are no different from other peers.
-unsafe impl Send for Mapping {}
-// SAFETY: as for `Send`; no method hands out references into the mapping.
-unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.region.len()
     }
 
     /// Whether the mapping is empty (never: the driver refuses length 0).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Start address, for tests that deliberately touch the mapping raw
     /// (e.g. expecting `SIGBUS` after device removal).
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.region.as_ptr()
     }
 
-    /// Checks that `len` bytes at `offset` are inside the mapping and
-    /// aligned to `align`.
-    fn check(&self, offset: usize, len: usize, align: usize) -> io::Result<()> {
-        if offset % align != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("offset {offset:#x} is not {align}-byte aligned"),
-            ));
-        }
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{len} bytes at offset {offset:#x} are outside the {:#x}-byte mapping",
-                    self.len
-                ),
-            )),
-        }
+    /// The mapping as shared memory: little-endian words at byte offsets.
+    /// Stores into a read-only mapping fault, as any write to it would.
+    pub fn region(&self) -> &RawRegion {
+        &self.region
     }
 
-    /// Volatile 32-bit load at a 4-byte aligned `offset`.
-    pub fn read_u32(&self, offset: usize) -> io::Result<u32> {
-        self.check(offset, 4, 4)?;
-        // SAFETY: in bounds and aligned (checked; the mapping is page aligned).
-        Ok(unsafe { ptr::read_volatile(self.as_ptr().add(offset).cast::<u32>()) })
-    }
-
-    /// Volatile 32-bit store at a 4-byte aligned `offset`.
-    pub fn write_u32(&self, offset: usize, value: u32) -> io::Result<()> {
-        self.check(offset, 4, 4)?;
-        // SAFETY: in bounds and aligned (checked; the mapping is page aligned).
-        unsafe { ptr::write_volatile(self.as_ptr().add(offset).cast::<u32>(), value) };
-        Ok(())
-    }
-
-    /// Copies bytes out of the mapping, one volatile byte load each.
+    /// Copies bytes out of the mapping, one single-byte load each.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
-        self.check(offset, buf.len(), 1)?;
+        self.region.ptr(offset, buf.len())?;
         for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `offset + i < offset + buf.len() <= len` (checked).
-            *b = unsafe { ptr::read_volatile(self.as_ptr().add(offset + i)) };
+            *b = self.region.load(offset + i, Ordering::Relaxed)?;
         }
         Ok(())
     }
 
-    /// Copies bytes into the mapping, one volatile byte store each.
+    /// Copies bytes into the mapping, one single-byte store each.
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
-        self.check(offset, data.len(), 1)?;
+        self.region.ptr(offset, data.len())?;
         for (i, b) in data.iter().enumerate() {
-            // SAFETY: `offset + i < offset + data.len() <= len` (checked).
-            unsafe { ptr::write_volatile(self.as_ptr().add(offset + i), *b) };
+            self.region.store(offset + i, *b, Ordering::Relaxed)?;
         }
         Ok(())
     }
@@ -543,9 +516,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: exactly the mapping created in `mmap_raw`; no reference
-        // into it outlives `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // SAFETY: exactly the mapping created in `mmap_raw` (type
+        // invariant); no reference into it outlives `self`.
+        unsafe { libc::munmap(self.as_ptr().cast(), self.len()) };
     }
 }
 

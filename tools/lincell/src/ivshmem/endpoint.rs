@@ -10,59 +10,40 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ivshmem_peer::{eventfd, poll, Peer, SharedMemory};
 
 use lincell_shared::ivshmem::uapi;
-use lincell_shared::ivshmem::v1layout::{self, HeaderMemory};
+use lincell_shared::ivshmem::v1layout;
+use lincell_shared::shmem::{RawRegion, SharedMemory as _};
 
 use super::dev::{Device, IntervalTimer, Mapping};
 
-/// Byte access to the shared memory of an endpoint.
+/// The shared memory of an endpoint, which may be mapped in pieces.
 ///
-/// The memory is written concurrently by other peers: all accessors copy,
-/// and the 32-bit ones are single volatile accesses at aligned offsets.
+/// The memory is written concurrently by other peers: words are loaded and
+/// stored through the [`RawRegion`] that [`Shm::region_at`] finds (lincell's
+/// one shared-memory interface), bytes are copied.
 pub(crate) trait Shm {
     /// Size in bytes.
     fn size(&self) -> usize;
-    /// Volatile 32-bit load at a 4-byte aligned offset.
-    fn load_u32(&self, offset: usize) -> io::Result<u32>;
-    /// Volatile 32-bit store at a 4-byte aligned offset.
-    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()>;
+    /// The mapped memory holding the `len` bytes at `offset` (writable if
+    /// `write`), and their offset in it.
+    fn region_at(&self, offset: usize, len: usize, write: bool) -> io::Result<(&RawRegion, usize)>;
     /// Copies bytes out.
     fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()>;
     /// Copies bytes in.
     fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()>;
 }
 
-impl Shm for Mapping {
-    fn size(&self) -> usize {
-        self.len()
-    }
-    fn load_u32(&self, offset: usize) -> io::Result<u32> {
-        self.read_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
-        self.write_u32(offset, value)
-    }
-    fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
-        self.read_bytes(offset, buf)
-    }
-    fn store_bytes(&self, offset: usize, data: &[u8]) -> io::Result<()> {
-        self.write_bytes(offset, data)
-    }
-}
-
 impl Shm for SharedMemory {
     fn size(&self) -> usize {
         self.len()
     }
-    fn load_u32(&self, offset: usize) -> io::Result<u32> {
-        self.read_u32(offset)
-    }
-    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
-        self.write_u32(offset, value)
+    fn region_at(&self, offset: usize, _: usize, _: bool) -> io::Result<(&RawRegion, usize)> {
+        Ok((self.region(), offset))
     }
     fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
         self.read_bytes(offset, buf)
@@ -254,13 +235,9 @@ impl Shm for DeviceShm {
     fn size(&self) -> usize {
         self.size
     }
-    fn load_u32(&self, offset: usize) -> io::Result<u32> {
-        let (m, o) = self.find(offset, 4, false)?;
-        m.read_u32(o)
-    }
-    fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
-        let (m, o) = self.find(offset, 4, true)?;
-        m.write_u32(o, value)
+    fn region_at(&self, offset: usize, len: usize, write: bool) -> io::Result<(&RawRegion, usize)> {
+        let (m, o) = self.find(offset, len, write)?;
+        Ok((m.region(), o))
     }
     fn load_bytes(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
         let (m, o) = self.find(offset, buf.len(), false)?;
@@ -497,7 +474,7 @@ impl Endpoint for PeerEndpoint {
         self.peer.shm()
     }
     fn rw_section(&self) -> (usize, usize) {
-        v1_rw_section(self.peer.shm())
+        v1_rw_section(self.peer.shm().region())
     }
     fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
         let (off, len) = self.rw_section();
@@ -508,18 +485,15 @@ impl Endpoint for PeerEndpoint {
         Some((unsafe { self.peer.shm().as_ptr().add(off) }, len))
     }
     fn peer_states(&self) -> io::Result<Vec<u32>> {
-        let (table, max_peers) = v1_state_table(self.peer.shm()).ok_or_else(no_v1_layout)?;
+        let shm = self.peer.shm().region();
+        let (table, max_peers) = v1_state_table(shm).ok_or_else(no_v1_layout)?;
         (0..max_peers)
-            .map(|p| {
-                self.peer
-                    .shm()
-                    .read_u32(table + 4 * p as usize)
-                    .map(u32::from_le)
-            })
+            .map(|p| Ok(shm.load(table + 4 * p as usize, Ordering::Acquire)?))
             .collect()
     }
     fn set_state(&mut self, state: u32) -> io::Result<()> {
-        let (table, max_peers) = v1_state_table(self.peer.shm()).ok_or_else(no_v1_layout)?;
+        let shm = self.peer.shm().region();
+        let (table, max_peers) = v1_state_table(shm).ok_or_else(no_v1_layout)?;
         let own = self.id();
         if own >= max_peers {
             return Err(io::Error::new(
@@ -528,10 +502,8 @@ impl Endpoint for PeerEndpoint {
             ));
         }
         // CAST: own < max_peers <= 1024.
-        self.peer
-            .shm()
-            .write_u32(table + 4 * own as usize, state.to_le())?;
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        shm.store(table + 4 * own as usize, state, Ordering::Relaxed)?;
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.refresh()?;
         for p in self.peer.peers() {
             if u32::from(p) != own && u32::from(p) < max_peers {
@@ -550,42 +522,32 @@ fn no_v1_layout() -> io::Error {
     )
 }
 
-/// Offset of the state table and `max_peers` of lincell's v1 layout in
-/// `shm`, if it holds a valid one.
-pub(crate) fn v1_state_table(shm: &dyn Shm) -> Option<(usize, u32)> {
-    let view = header_view(shm);
-    if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
-        return None;
-    }
-    let h = v1layout::Header::read(&view).ok()?;
-    let l = h.layout(0, shm.size() as u64).ok()?;
+/// Offset of the state table and `max_peers` of lincell's v1 layout in a
+/// host peer's memory `shm`, if it holds a valid one.
+pub(crate) fn v1_state_table(shm: &RawRegion) -> Option<(usize, u32)> {
+    let h = v1_header(shm)?;
+    let l = h.layout(0, shm.len() as u64).ok()?;
     let off = usize::try_from(h.granule + l.state_table().offset).ok()?;
     Some((off, h.max_peers))
 }
 
-/// lincell's v1 layout header seen through a [`Shm`] (its compare-and-swap
-/// is not atomic: for reading a published header, and tests).
-fn header_view(shm: &dyn Shm) -> impl HeaderMemory + '_ {
-    v1layout::Words(
-        move |o| u32::from_le(shm.load_u32(o).unwrap_or(0)),
-        move |o, v: u32| {
-            let _ = shm.store_u32(o, v.to_le());
-        },
-    )
+/// lincell's v1 layout header of a host peer's memory `shm`, if it holds a
+/// published, valid one.
+fn v1_header(shm: &RawRegion) -> Option<v1layout::Header> {
+    if v1layout::is_published(shm) != Ok(true) {
+        return None;
+    }
+    v1layout::Header::read(shm).ok()
 }
 
 /// The R/W section of memory seen from the host: after lincell's v1
 /// layout header if a guest driver published one, else the whole region.
-pub(crate) fn v1_rw_section(shm: &dyn Shm) -> (usize, usize) {
-    let whole = (0, shm.size());
-    let view = header_view(shm);
-    if view.load32(v1layout::off::MAGIC) != v1layout::MAGIC_READY {
-        return whole;
-    }
-    let Ok(h) = v1layout::Header::read(&view) else {
+pub(crate) fn v1_rw_section(shm: &RawRegion) -> (usize, usize) {
+    let whole = (0, shm.len());
+    let Some(h) = v1_header(shm) else {
         return whole;
     };
-    let Ok(l) = h.layout(0, shm.size() as u64) else {
+    let Ok(l) = h.layout(0, shm.len() as u64) else {
         return whole;
     };
     let rw = l.rw();
@@ -745,8 +707,10 @@ pub(crate) mod tests {
         let mut buf = [0u8; 6];
         b.shm().load_bytes(4096, &mut buf).unwrap();
         assert_eq!(&buf, b"from a");
-        b.shm().store_u32(8, 0x1234_5678).unwrap();
-        assert_eq!(a.shm().load_u32(8).unwrap(), 0x1234_5678);
+        let (m, o) = b.shm().region_at(8, 4, true).unwrap();
+        m.store(o, 0x1234_5678_u32, Ordering::Release).unwrap();
+        let (m, o) = a.shm().region_at(8, 4, false).unwrap();
+        assert_eq!(m.load::<u32>(o, Ordering::Acquire), Ok(0x1234_5678));
 
         a.ring(b.id(), 1).unwrap();
         assert_eq!(
@@ -789,8 +753,7 @@ pub(crate) mod tests {
         );
         // What a guest driver publishes for 1 MiB and 8 peers.
         let h = v1layout::Header::propose(1 << 20, 4096, 8).unwrap();
-        let view = header_view(ep.shm());
-        v1layout::init_or_join(&view, &h, || false).unwrap();
+        v1layout::init_or_join(ep.peer.shm().region(), &h, || false).unwrap();
         assert_eq!(
             &{
                 let mut b = [0u8; 4];
@@ -806,7 +769,11 @@ pub(crate) mod tests {
         );
         assert_eq!(ep.rw_section().0, 8192);
         // A header that does not validate: the whole region again.
-        ep.shm().store_u32(v1layout::off::VERSION, 9).unwrap();
+        ep.peer
+            .shm()
+            .region()
+            .store(v1layout::off::VERSION, 9_u32, Ordering::Release)
+            .unwrap();
         assert_eq!(ep.rw_section(), (0, 1 << 20));
     }
 

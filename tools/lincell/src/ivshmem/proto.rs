@@ -30,6 +30,8 @@
 use std::io;
 use std::sync::atomic::{fence, Ordering};
 
+use lincell_shared::shmem::SharedMemory as _;
+
 use super::endpoint::{Shm, WaitMode};
 
 /// "LCIV" in memory order on little-endian machines.
@@ -208,15 +210,17 @@ impl<'a> Header<'a> {
 
     /// Loads a field; later loads and stores are ordered after it.
     pub(crate) fn load(&self, field: usize) -> io::Result<u32> {
-        let v = self.shm.load_u32(self.base + field)?;
+        let (m, o) = self.shm.region_at(self.base + field, 4, false)?;
+        let v = m.load(o, Ordering::Relaxed)?;
         fence(Ordering::Acquire);
         Ok(v)
     }
 
     /// Stores a field after every earlier load and store.
     pub(crate) fn store(&self, field: usize, value: u32) -> io::Result<()> {
+        let (m, o) = self.shm.region_at(self.base + field, 4, true)?;
         fence(Ordering::Release);
-        self.shm.store_u32(self.base + field, value)
+        Ok(m.store(o, value, Ordering::Relaxed)?)
     }
 
     /// The session state (unknown values read as `Idle`).
@@ -353,42 +357,30 @@ pub(crate) fn new_nonce() -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::cell::RefCell;
+    use lincell_shared::host::TestMemory;
+    use lincell_shared::shmem::RawRegion;
 
-    /// Shared memory in a plain buffer.
-    pub(crate) struct MemShm(pub(crate) RefCell<Vec<u8>>);
-
-    impl Shm for MemShm {
+    impl Shm for TestMemory {
         fn size(&self) -> usize {
-            self.0.borrow().len()
+            self.len()
         }
-        fn load_u32(&self, o: usize) -> io::Result<u32> {
-            let m = self.0.borrow();
-            let b = m.get(o..o + 4).ok_or_else(|| io::Error::other("oob"))?;
-            Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        }
-        fn store_u32(&self, o: usize, v: u32) -> io::Result<()> {
-            self.store_bytes(o, &v.to_ne_bytes())
+        fn region_at(&self, o: usize, _: usize, _: bool) -> io::Result<(&RawRegion, usize)> {
+            Ok((self.region(), o))
         }
         fn load_bytes(&self, o: usize, buf: &mut [u8]) -> io::Result<()> {
-            let m = self.0.borrow();
-            buf.copy_from_slice(
-                m.get(o..o + buf.len())
-                    .ok_or_else(|| io::Error::other("oob"))?,
-            );
+            self.region().ptr(o, buf.len())?;
+            buf.copy_from_slice(&self.slice(o, buf.len()));
             Ok(())
         }
         fn store_bytes(&self, o: usize, d: &[u8]) -> io::Result<()> {
-            let mut m = self.0.borrow_mut();
-            m.get_mut(o..o + d.len())
-                .ok_or_else(|| io::Error::other("oob"))?
-                .copy_from_slice(d);
+            self.region().ptr(o, d.len())?;
+            self.put(o, d);
             Ok(())
         }
     }
 
-    fn mem(n: usize) -> MemShm {
-        MemShm(RefCell::new(vec![0; n]))
+    fn mem(n: usize) -> TestMemory {
+        TestMemory::new(n)
     }
 
     #[test]
@@ -423,7 +415,7 @@ pub(crate) mod tests {
             iterations: 2000,
         };
         h.request(&r).unwrap();
-        assert_eq!(m.0.borrow()[4096..4100], *b"LCIV");
+        assert_eq!(m.slice(4096, 4), *b"LCIV");
         assert_eq!(h.pending_request(0).unwrap(), Some(r));
         assert_eq!(h.pending_request(0xabcd).unwrap(), None, "already served");
         assert_eq!(h.payload_mismatch(Role::Initiator, 0xabcd).unwrap(), None);
@@ -454,7 +446,8 @@ pub(crate) mod tests {
         let m = mem(4096);
         let h = Header::new(&m, 0).unwrap();
         h.write_payload(Role::Responder, 42).unwrap();
-        m.0.borrow_mut()[off::RESPONDER_PAYLOAD + 50] ^= 1;
+        let byte = m.slice(off::RESPONDER_PAYLOAD + 50, 1)[0];
+        m.put(off::RESPONDER_PAYLOAD + 50, &[byte ^ 1]);
         let e = h.payload_mismatch(Role::Responder, 42).unwrap().unwrap();
         assert!(e.contains("byte 50"), "{e}");
     }

@@ -7,6 +7,7 @@
 //! frontend vectors to ring, so tests drive it directly.
 
 use std::fmt;
+use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::atomic::{fence, Ordering};
 
 use lincell_shared::vdev::header::{
@@ -23,7 +24,7 @@ use virtio_bindings::virtio_config::{
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::mem::{HeaderAccess, Mem};
+use super::mem::{Mem, Section};
 use crate::error::{Error, Result};
 
 mod fault;
@@ -188,7 +189,7 @@ fn ring_error(
 
 /// The backend's transport state over one R/W section.
 pub(crate) struct Engine<D: Device> {
-    mem: Mem,
+    mem: Section,
     section: u64,
     dev: D,
     config: Vec<u8>,
@@ -247,7 +248,7 @@ impl<D: Device> Engine<D> {
             })
             .collect();
         Ok(Engine {
-            mem,
+            mem: Section::new(mem)?,
             section,
             dev,
             config,
@@ -302,18 +303,20 @@ impl<D: Device> Engine<D> {
     /// backend field, and `revision` last (release).
     pub(crate) fn publish_header(&mut self) {
         self.reset_state();
-        self.mem.st32(off::REVISION, 0);
+        self.mem.header().store(off::REVISION, 0u32, Release);
         fence(Ordering::SeqCst);
         let _ = self.mem.write_slice(&[0u8; HEADER_AREA], GuestAddress(0));
         let _ = self
             .mem
             .write_slice(&self.config, GuestAddress(CONFIG_OFFSET as u64));
         // CAST: at most MAX_HEADER_SIZE.
-        self.mem.st32(off::SIZE, self.header_size() as u32);
+        self.mem
+            .header()
+            .store(off::SIZE, self.header_size() as u32, Release);
         self.present_device_features();
         self.present_queue();
         fence(Ordering::SeqCst);
-        self.mem.st32(off::REVISION, REVISION);
+        self.mem.header().store(off::REVISION, REVISION, Release);
     }
 
     /// Forgets everything the driver negotiated (device reset, or the
@@ -334,14 +337,20 @@ impl<D: Device> Engine<D> {
     /// device (it renegotiates from scratch when it comes back).
     pub(crate) fn detach(&mut self) {
         self.reset_state();
-        self.mem.st32(off::DEVICE_STATUS, 0);
-        self.mem.st32(off::DEVICE_FEATURES_SEL, 0);
-        self.mem.st32(off::DRIVER_FEATURES_SEL, 0);
-        self.mem.st32(off::DRIVER_FEATURES, 0);
-        self.mem.st32(off::QUEUE_SEL, 0);
+        for field in [
+            off::DEVICE_STATUS,
+            off::DEVICE_FEATURES_SEL,
+            off::DRIVER_FEATURES_SEL,
+            off::DRIVER_FEATURES,
+            off::QUEUE_SEL,
+        ] {
+            self.mem.header().store(field, 0u32, Release);
+        }
         self.present_device_features();
         self.present_queue();
-        self.mem.st32(off::WRITE_TRANSACTION, 0);
+        self.mem
+            .header()
+            .store(off::WRITE_TRANSACTION, 0u32, Release);
     }
 
     fn present_device_features(&self) {
@@ -351,20 +360,20 @@ impl<D: Device> Engine<D> {
             1 => (self.offered >> 32) as u32,
             _ => 0,
         };
-        self.mem.st32(off::DEVICE_FEATURES, v);
+        self.mem.header().store(off::DEVICE_FEATURES, v, Release);
     }
 
     fn present_queue(&self) {
-        let m = &self.mem;
+        let m = self.mem.header();
         match self.queues.get(self.queue_sel as usize) {
             Some(q) => {
-                m.st16(off::QUEUE_SIZE, q.size);
-                m.st16(off::QUEUE_DEVICE_VECTOR, q.device_vector);
-                m.st16(off::QUEUE_DRIVER_VECTOR, q.driver_vector);
-                m.st16(off::QUEUE_ENABLE, u16::from(q.queue.is_some()));
-                m.st64(off::QUEUE_DESC, q.desc);
-                m.st64(off::QUEUE_DRIVER, q.avail);
-                m.st64(off::QUEUE_DEVICE, q.used);
+                m.store(off::QUEUE_SIZE, q.size, Release);
+                m.store(off::QUEUE_DEVICE_VECTOR, q.device_vector, Release);
+                m.store(off::QUEUE_DRIVER_VECTOR, q.driver_vector, Release);
+                m.store(off::QUEUE_ENABLE, u16::from(q.queue.is_some()), Release);
+                m.store(off::QUEUE_DESC, q.desc, Release);
+                m.store(off::QUEUE_DRIVER, q.avail, Release);
+                m.store(off::QUEUE_DEVICE, q.used, Release);
             }
             None => {
                 for (o, w) in [
@@ -377,9 +386,9 @@ impl<D: Device> Engine<D> {
                     (off::QUEUE_DEVICE, 8),
                 ] {
                     if w == 2 {
-                        m.st16(o, 0);
+                        m.store(o, 0u16, Release);
                     } else {
-                        m.st64(o, 0);
+                        m.store(o, 0u64, Release);
                     }
                 }
             }
@@ -389,17 +398,18 @@ impl<D: Device> Engine<D> {
     /// Applies a pending write transaction, if any; returns whether there
     /// was one. The transaction is always cleared.
     pub(crate) fn poll_transaction(&mut self) -> bool {
-        let wt = self.mem.ld32(off::WRITE_TRANSACTION);
+        let wt: u32 = self.mem.header().load(off::WRITE_TRANSACTION, Acquire);
         if wt == 0 {
             return false;
         }
         let o = wt as usize;
         match header::writable_field_width(o) {
             Some(w) => {
+                let h = self.mem.header();
                 let v = match w {
-                    2 => u64::from(self.mem.ld16(o)),
-                    4 => u64::from(self.mem.ld32(o)),
-                    _ => self.mem.ld64(o),
+                    2 => u64::from(h.load::<u16>(o, Acquire)),
+                    4 => u64::from(h.load::<u32>(o, Acquire)),
+                    _ => h.load::<u64>(o, Acquire),
                 };
                 self.apply(o, v);
             }
@@ -416,7 +426,9 @@ impl<D: Device> Engine<D> {
             )),
         }
         fence(Ordering::SeqCst);
-        self.mem.st32(off::WRITE_TRANSACTION, 0);
+        self.mem
+            .header()
+            .store(off::WRITE_TRANSACTION, 0u32, Release);
         true
     }
 
@@ -505,7 +517,7 @@ impl<D: Device> Engine<D> {
                     self.offered
                 ));
                 status &= !VIRTIO_CONFIG_S_FEATURES_OK;
-                self.mem.st32(off::DEVICE_STATUS, status);
+                self.mem.header().store(off::DEVICE_STATUS, status, Release);
             } else {
                 log(format_args!("features negotiated: {f:#x}"));
             }
@@ -527,12 +539,12 @@ impl<D: Device> Engine<D> {
         let qi = self.queue_sel as usize;
         let section = self.section;
         let header = self.header_size() as u64;
-        let mem = self.mem.clone();
+        let mem = Mem::clone(&self.mem);
         let Some(q) = self.queues.get_mut(qi) else {
             log(format_args!(
                 "frontend enabled queue {qi}, which does not exist"
             ));
-            self.mem.st16(off::QUEUE_ENABLE, 0);
+            self.mem.header().store(off::QUEUE_ENABLE, 0u16, Release);
             return;
         };
         if !on {
@@ -587,7 +599,7 @@ impl<D: Device> Engine<D> {
             Err(e) => {
                 log(format_args!("refusing to enable queue {qi}: {e}"));
                 q.queue = None;
-                self.mem.st16(off::QUEUE_ENABLE, 0);
+                self.mem.header().store(off::QUEUE_ENABLE, 0u16, Release);
             }
         }
     }
@@ -628,14 +640,14 @@ impl<D: Device> Engine<D> {
         }
         if !ring.is_empty() {
             fence(Ordering::SeqCst);
-            self.mem.st8(off::QUEUE_EVENT, 1);
+            self.mem.header().store(off::QUEUE_EVENT, 1u8, Release);
         }
         ring
     }
 
     /// Processes queue `qi`; returns whether used entries were added.
     fn process_queue(&mut self, qi: usize) -> bool {
-        let mem = self.mem.clone();
+        let mem = Mem::clone(&self.mem);
         let mut added = false;
         // At most one ring's worth per call, so one queue cannot starve
         // the rest (or spin on a hostile avail index).

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The R/W section as the backend sees it: a [`GuestMemoryMmap`] at guest
-//! address 0 (descriptor and ring addresses are offsets into the section),
-//! plus atomic access to the virtio header at its start and to lincell's v1
-//! layout header at the start of the shared memory.
+//! address 0 (descriptor and ring addresses are offsets into the section)
+//! for virtio-queue and the device models, and the same bytes as
+//! `lincell_shared::shmem::SharedMemory` for the virtio header at its
+//! start ([`Section`]).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::ptr::NonNull;
 
-use lincell_shared::ivshmem::v1layout::HeaderMemory;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use lincell_shared::shmem::{Fallback, RawRegion};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 use crate::error::{Error, Result};
 
@@ -39,117 +40,65 @@ pub(crate) unsafe fn mem_from_raw(ptr: *mut u8, len: usize) -> Result<Mem> {
         .map_err(|e| Error::Remote(format!("guest memory: {e}")))
 }
 
-/// Little-endian, atomic accessors for aligned header fields. Failures
-/// (a field outside the memory) read as 0 and drop writes: the caller
-/// checked the section is large enough for the header.
-pub(crate) trait HeaderAccess {
-    /// Loads a u16 (acquire).
-    fn ld16(&self, off: usize) -> u16;
-    /// Loads a u32 (acquire).
-    fn ld32(&self, off: usize) -> u32;
-    /// Loads a u64 (acquire).
-    fn ld64(&self, off: usize) -> u64;
-    /// Stores a u8 (release).
-    fn st8(&self, off: usize, v: u8);
-    /// Stores a u16 (release).
-    fn st16(&self, off: usize, v: u16);
-    /// Stores a u32 (release).
-    fn st32(&self, off: usize, v: u32);
-    /// Stores a u64 (release).
-    fn st64(&self, off: usize, v: u64);
+/// The section as virtio-queue sees it ([`Mem`]) and, over the same bytes,
+/// as [`SharedMemory`] for the virtio header's fields.
+///
+/// Dereferences to the [`Mem`].
+///
+/// # Invariants
+///
+/// `region` covers the one region of `mem`, which stays mapped while `mem`
+/// lives.
+pub(crate) struct Section {
+    region: RawRegion,
+    mem: Mem,
 }
 
-/// Guest address of a header offset.
-fn at(off: usize) -> GuestAddress {
-    GuestAddress(off as u64)
-}
-
-impl HeaderAccess for Mem {
-    fn ld16(&self, off: usize) -> u16 {
-        u16::from_le(self.load::<u16>(at(off), Ordering::Acquire).unwrap_or(0))
-    }
-    fn ld32(&self, off: usize) -> u32 {
-        u32::from_le(self.load::<u32>(at(off), Ordering::Acquire).unwrap_or(0))
-    }
-    fn ld64(&self, off: usize) -> u64 {
-        u64::from_le(self.load::<u64>(at(off), Ordering::Acquire).unwrap_or(0))
-    }
-    fn st8(&self, off: usize, v: u8) {
-        let _ = self.store(v, at(off), Ordering::Release);
-    }
-    fn st16(&self, off: usize, v: u16) {
-        let _ = self.store(v.to_le(), at(off), Ordering::Release);
-    }
-    fn st32(&self, off: usize, v: u32) {
-        let _ = self.store(v.to_le(), at(off), Ordering::Release);
-    }
-    fn st64(&self, off: usize, v: u64) {
-        let _ = self.store(v.to_le(), at(off), Ordering::Release);
-    }
-}
-
-/// lincell's v1 layout header at the start of a host peer's shared memory,
-/// with a real atomic compare-and-swap (two peers may race to create it).
-pub(crate) struct RawHeader {
-    base: *mut u8,
-}
-
-/// Bytes a [`RawHeader`] may touch.
-const RAW_HEADER_LEN: usize = 0x40;
-
-impl RawHeader {
-    /// The header of the memory mapped at `base`.
-    ///
-    /// # Safety
-    ///
-    /// `base` must be 8-byte aligned with at least 64 bytes mapped shared
-    /// read/write there for as long as the value lives.
-    pub(crate) unsafe fn new(base: *mut u8) -> Self {
-        RawHeader { base }
-    }
-
-    fn u32_at(&self, off: usize) -> &AtomicU32 {
-        assert!(
-            off % 4 == 0 && off + 4 <= RAW_HEADER_LEN,
-            "header offset {off:#x}"
-        );
-        // SAFETY: in bounds and aligned (asserted; `base` is 8-byte aligned
-        // and mapped per `new`'s contract). Shared memory is only accessed
-        // atomically through this reference.
-        unsafe { AtomicU32::from_ptr(self.base.add(off).cast::<u32>()) }
-    }
-
-    fn u64_at(&self, off: usize) -> &AtomicU64 {
-        assert!(
-            off % 8 == 0 && off + 8 <= RAW_HEADER_LEN,
-            "header offset {off:#x}"
-        );
-        // SAFETY: as in `u32_at`.
-        unsafe { AtomicU64::from_ptr(self.base.add(off).cast::<u64>()) }
-    }
-}
-
-impl HeaderMemory for RawHeader {
-    fn load32(&self, offset: usize) -> u32 {
-        u32::from_le(self.u32_at(offset).load(Ordering::Acquire))
-    }
-    fn store32(&self, offset: usize, value: u32) {
-        self.u32_at(offset).store(value.to_le(), Ordering::Release);
-    }
-    fn cas32(&self, offset: usize, old: u32, new: u32) -> u32 {
-        match self.u32_at(offset).compare_exchange(
-            old.to_le(),
-            new.to_le(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(v) | Err(v) => u32::from_le(v),
+impl Section {
+    /// The section of `mem`, which must be one region starting at 0.
+    pub(crate) fn new(mem: Mem) -> Result<Self> {
+        if mem.num_regions() != 1 {
+            return Err(Error::Remote(
+                "the R/W section must be one region of guest memory".into(),
+            ));
         }
+        let len = usize::try_from(mem.last_addr().0)
+            .ok()
+            .and_then(|last| last.checked_add(1))
+            .ok_or_else(|| Error::Remote("R/W section too large".into()))?;
+        let base = mem
+            .get_host_address(GuestAddress(0))
+            .ok()
+            .and_then(NonNull::new)
+            .ok_or_else(|| Error::Remote("the R/W section is not mapped".into()))?;
+        // SAFETY: the one region of `mem` is `len` bytes mapped read/write
+        // at `base` while `mem` lives (it is kept next to the region), and
+        // vm-memory never makes Rust references into guest memory.
+        let region = unsafe { RawRegion::new(base, len) };
+        // INVARIANT: `region` is the region of `mem`.
+        Ok(Section { region, mem })
     }
-    fn load64(&self, offset: usize) -> u64 {
-        u64::from_le(self.u64_at(offset).load(Ordering::Acquire))
+
+    /// The virtio header's fields: fixed offsets in the header area, which
+    /// the engine checked the section holds, so a failed access is a bug;
+    /// it is logged, then reads 0 or is dropped.
+    pub(crate) fn header(&self) -> Fallback<'_, RawRegion> {
+        Fallback::new(&self.region, |e| eprintln!("lincell remote: {e}; ignored"))
     }
-    fn store64(&self, offset: usize, value: u64) {
-        self.u64_at(offset).store(value.to_le(), Ordering::Release);
+}
+
+impl Clone for Section {
+    fn clone(&self) -> Self {
+        // PANIC: `self.mem` passed `Section::new`; its clone is the same
+        // memory.
+        Section::new(Mem::clone(&self.mem)).expect("a section's memory is a section")
+    }
+}
+
+impl std::ops::Deref for Section {
+    type Target = Mem;
+
+    fn deref(&self) -> &Mem {
+        &self.mem
     }
 }

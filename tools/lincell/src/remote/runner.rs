@@ -7,14 +7,15 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lincell_shared::ivshmem::v1layout::{self, HeaderMemory};
+use lincell_shared::ivshmem::v1layout;
+use lincell_shared::shmem::SharedMemory;
 use lincell_shared::vdev::header::{PROTOCOL_VIRTIO_FRONTEND, STATE_READY};
 
 use crate::error::{Error, Result};
 use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint};
 
 use super::engine::{log, Device, Engine, Faulty, Options};
-use super::mem::{mem_from_raw, RawHeader};
+use super::mem::mem_from_raw;
 
 /// Set by SIGINT/SIGTERM.
 pub(super) static STOP: AtomicBool = AtomicBool::new(false);
@@ -47,13 +48,11 @@ pub(crate) fn prepare_v1(ep: &PeerEndpoint, device_id: u16) -> Result<()> {
             "shared memory of {size} bytes is too small"
         )));
     }
-    // SAFETY: the mapping is page aligned, larger than 64 bytes, and lives
-    // as long as `ep`, which outlives `header`.
-    let header = unsafe { RawHeader::new(shm.as_ptr()) };
+    let header = shm.region();
     let proposal = v1layout::Header::propose(size, 4096, v1layout::DEFAULT_MAX_PEERS)
         .map_err(|e| Error::Remote(e.to_string()))?;
     let mut polls = 0;
-    let h = v1layout::init_or_join(&header, &proposal, || {
+    let h = v1layout::init_or_join(header, &proposal, || {
         polls += 1;
         std::thread::sleep(Duration::from_millis(10));
         polls < 100
@@ -66,11 +65,13 @@ pub(crate) fn prepare_v1(ep: &PeerEndpoint, device_id: u16) -> Result<()> {
             h.max_peers
         ))
     })?;
-    header.store32(
-        v1layout::off::PROTOCOL,
-        u32::from(PROTOCOL_VIRTIO_FRONTEND | device_id),
-    );
-    Ok(())
+    header
+        .store(
+            v1layout::off::PROTOCOL,
+            u32::from(PROTOCOL_VIRTIO_FRONTEND | device_id),
+            std::sync::atomic::Ordering::Release,
+        )
+        .map_err(|e| Error::Remote(format!("lincell v1 layout: {e}")))
 }
 
 /// What the loop needs from the command line.

@@ -8,10 +8,11 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::Ordering::{self, Acquire, Release};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lincell_shared::shmem::SharedMemory as _;
 use lincell_shared::vdev::header::{feature, off, CONFIG_OFFSET, STATE_READY};
 use lincell_shared::vdev::shadow::{
     avail_entry, avail_ring_size, desc_entry, desc_table_size, used_entry, used_ring_size,
@@ -32,7 +33,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::blk::{self, Blk};
 use super::console::{Console, Input, Output};
 use super::engine::{Device, Engine, Fault, Faulty, Options, FAULT_AFTER};
-use super::mem::{HeaderAccess, Mem};
+use super::mem::{Mem, Section};
 
 const SECTION: usize = 1 << 20;
 /// A ring offset or size from the shared layout as a section offset.
@@ -85,7 +86,7 @@ fn blk_dev(file: &TempFile, readonly: bool) -> Blk {
 
 /// How the test frontend reaches the backend.
 trait Link {
-    fn mem(&self) -> &Mem;
+    fn mem(&self) -> &Section;
     /// The backend handles the pending write transaction.
     fn transact(&mut self);
     /// The frontend kicked; returns once the backend processed its queues
@@ -94,10 +95,10 @@ trait Link {
 }
 
 /// The engine driven synchronously.
-struct Direct<D: Device>(Engine<D>, Mem);
+struct Direct<D: Device>(Engine<D>, Section);
 
 impl<D: Device> Link for Direct<D> {
-    fn mem(&self) -> &Mem {
+    fn mem(&self) -> &Section {
         &self.1
     }
     fn transact(&mut self) {
@@ -113,7 +114,7 @@ fn direct<D: Device>(dev: D, fault: Option<Fault>) -> Direct<Faulty<D>> {
     let dev = Faulty::new(dev, fault, FAULT_AFTER);
     let mut e = Engine::new(mem.clone(), dev, opts()).unwrap();
     e.publish_header();
-    Direct(e, mem)
+    Direct(e, Section::new(mem).unwrap())
 }
 
 /// The driver side of one split virtqueue.
@@ -144,22 +145,32 @@ impl<L: Link> Front<L> {
         }
     }
 
-    fn m(&self) -> &Mem {
+    fn m(&self) -> &Section {
         self.link.mem()
     }
 
     fn write_field(&mut self, o: usize, width: usize, v: u64) {
-        assert_eq!(self.m().ld32(off::WRITE_TRANSACTION), 0, "transaction busy");
+        assert_eq!(
+            self.m()
+                .header()
+                .load::<u32>(off::WRITE_TRANSACTION, Acquire),
+            0,
+            "transaction busy"
+        );
         // CAST: test values fit their field.
         match width {
-            2 => self.m().st16(o, v as u16),
-            4 => self.m().st32(o, v as u32),
-            _ => self.m().st64(o, v),
+            2 => self.m().header().store::<u16>(o, v as u16, Release),
+            4 => self.m().header().store::<u32>(o, v as u32, Release),
+            _ => self.m().header().store::<u64>(o, v, Release),
         }
-        self.m().st32(off::WRITE_TRANSACTION, o as u32);
+        self.m()
+            .header()
+            .store::<u32>(off::WRITE_TRANSACTION, o as u32, Release);
         self.link.transact();
         assert_eq!(
-            self.m().ld32(off::WRITE_TRANSACTION),
+            self.m()
+                .header()
+                .load::<u32>(off::WRITE_TRANSACTION, Acquire),
             0,
             "transaction not cleared"
         );
@@ -167,9 +178,9 @@ impl<L: Link> Front<L> {
 
     fn device_features(&mut self) -> u64 {
         self.write_field(off::DEVICE_FEATURES_SEL, 4, 0);
-        let lo = u64::from(self.m().ld32(off::DEVICE_FEATURES));
+        let lo = u64::from(self.m().header().load::<u32>(off::DEVICE_FEATURES, Acquire));
         self.write_field(off::DEVICE_FEATURES_SEL, 4, 1);
-        let hi = u64::from(self.m().ld32(off::DEVICE_FEATURES));
+        let hi = u64::from(self.m().header().load::<u32>(off::DEVICE_FEATURES, Acquire));
         hi << 32 | lo
     }
 
@@ -191,7 +202,8 @@ impl<L: Link> Front<L> {
             4,
             u64::from(s | VIRTIO_CONFIG_S_FEATURES_OK),
         );
-        self.m().ld32(off::DEVICE_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK != 0
+        self.m().header().load::<u32>(off::DEVICE_STATUS, Acquire) & VIRTIO_CONFIG_S_FEATURES_OK
+            != 0
     }
 
     /// Sets up queue `qi` with `size` entries at `base`; returns whether
@@ -216,7 +228,7 @@ impl<L: Link> Front<L> {
         self.write_field(off::QUEUE_DEVICE, 8, used);
         self.write_field(off::QUEUE_DRIVER_VECTOR, 2, u64::from(qi) + 1);
         self.write_field(off::QUEUE_ENABLE, 2, 1);
-        let on = self.m().ld16(off::QUEUE_ENABLE) == 1;
+        let on = self.m().header().load::<u16>(off::QUEUE_ENABLE, Acquire) == 1;
         if on {
             self.queues.push(DrvQueue {
                 size,
@@ -295,7 +307,11 @@ impl<L: Link> Front<L> {
         q.avail_idx = q.avail_idx.wrapping_add(1);
         std::sync::atomic::fence(Ordering::SeqCst);
         // CAST: offsets in a 1 MiB section.
-        mem.st16(q.avail as usize + VIRTQ_RING_IDX_OFFSET, q.avail_idx);
+        mem.header().store::<u16>(
+            q.avail as usize + VIRTQ_RING_IDX_OFFSET,
+            q.avail_idx,
+            Release,
+        );
         ids
     }
 
@@ -304,7 +320,9 @@ impl<L: Link> Front<L> {
         let mem = self.link.mem().clone();
         let q = &mut self.queues[qi];
         // CAST: offsets in a 1 MiB section.
-        let idx = mem.ld16(q.used as usize + VIRTQ_RING_IDX_OFFSET);
+        let idx = mem
+            .header()
+            .load::<u16>(q.used as usize + VIRTQ_RING_IDX_OFFSET, Acquire);
         let mut out = Vec::new();
         while q.last_used != idx {
             let slot = usize::from(q.last_used % q.size);
@@ -374,11 +392,14 @@ fn header_is_published_with_features_config_and_queue_limits() {
     let file = TempFile::new("hdr", 1 << 20);
     let mut f = Front::new(direct(blk_dev(&file, false), None));
     let m = f.m().clone();
-    assert_eq!(m.ld32(off::REVISION), 1);
-    assert_eq!(m.ld32(off::SIZE) as usize, CONFIG_OFFSET + blk::CONFIG_LEN);
-    assert_eq!(m.ld16(off::QUEUE_SIZE), 256);
+    assert_eq!(m.header().load::<u32>(off::REVISION, Acquire), 1);
     assert_eq!(
-        m.ld16(off::QUEUE_DEVICE_VECTOR),
+        m.header().load::<u32>(off::SIZE, Acquire) as usize,
+        CONFIG_OFFSET + blk::CONFIG_LEN
+    );
+    assert_eq!(m.header().load::<u16>(off::QUEUE_SIZE, Acquire), 256);
+    assert_eq!(
+        m.header().load::<u16>(off::QUEUE_DEVICE_VECTOR, Acquire),
         1,
         "queue 0 is kicked on vector 1 of 4"
     );
@@ -386,8 +407,16 @@ fn header_is_published_with_features_config_and_queue_limits() {
     m.read_slice(&mut cap, GuestAddress(CONFIG_OFFSET as u64))
         .unwrap();
     assert_eq!(u64::from_le_bytes(cap), 2048, "capacity in sectors");
-    assert_eq!(m.ld32(CONFIG_OFFSET + 0x14), 512, "blk_size");
-    assert_eq!(m.ld32(CONFIG_OFFSET + 0x0c), 126, "seg_max");
+    assert_eq!(
+        m.header().load::<u32>(CONFIG_OFFSET + 0x14, Acquire),
+        512,
+        "blk_size"
+    );
+    assert_eq!(
+        m.header().load::<u32>(CONFIG_OFFSET + 0x0c, Acquire),
+        126,
+        "seg_max"
+    );
     let feats = f.device_features();
     assert_eq!(feats & feature::REQUIRED, feature::REQUIRED);
     assert_ne!(feats & 1 << feature::ORDER_PLATFORM, 0);
@@ -395,12 +424,13 @@ fn header_is_published_with_features_config_and_queue_limits() {
     assert_eq!(feats & 1 << VIRTIO_BLK_F_RO, 0);
     // A queue that does not exist reads as size 0.
     f.write_field(off::QUEUE_SEL, 4, 1);
-    assert_eq!(m.ld16(off::QUEUE_SIZE), 0);
+    assert_eq!(m.header().load::<u16>(off::QUEUE_SIZE, Acquire), 0);
     // Unknown offsets are ignored, but cleared.
-    m.st32(off::WRITE_TRANSACTION, off::SIZE as u32);
+    m.header()
+        .store::<u32>(off::WRITE_TRANSACTION, off::SIZE as u32, Release);
     f.link.transact();
-    assert_eq!(m.ld32(off::WRITE_TRANSACTION), 0);
-    assert_eq!(m.ld32(off::REVISION), 1);
+    assert_eq!(m.header().load::<u32>(off::WRITE_TRANSACTION, Acquire), 0);
+    assert_eq!(m.header().load::<u32>(off::REVISION, Acquire), 1);
 }
 
 #[test]
@@ -512,7 +542,11 @@ fn blk_bad_requests_fail_without_panic() {
     .unwrap();
     f.queues[0].avail_idx = i.wrapping_add(1);
     // CAST: offsets in a 1 MiB section.
-    m.st16(avail as usize + VIRTQ_RING_IDX_OFFSET, i.wrapping_add(1));
+    m.header().store::<u16>(
+        avail as usize + VIRTQ_RING_IDX_OFFSET,
+        i.wrapping_add(1),
+        Release,
+    );
     f.link.kick();
     assert_eq!(f.used(0), [(5, 0)]);
 }
@@ -573,8 +607,8 @@ fn unsupported_features_and_bad_queues_are_refused() {
     // Reset: the queue is off again, presented with its maximum size.
     f.write_field(off::DEVICE_STATUS, 4, 0);
     f.write_field(off::QUEUE_SEL, 4, 0);
-    assert_eq!(f.m().ld16(off::QUEUE_ENABLE), 0);
-    assert_eq!(f.m().ld16(off::QUEUE_SIZE), 256);
+    assert_eq!(f.m().header().load::<u16>(off::QUEUE_ENABLE, Acquire), 0);
+    assert_eq!(f.m().header().load::<u16>(off::QUEUE_SIZE, Acquire), 256);
 }
 
 #[test]
@@ -610,7 +644,10 @@ fn console_pair() -> (Console, Arc<Input>, Arc<Mutex<Vec<u8>>>) {
 fn console_moves_bytes_both_ways() {
     let (c, input, sink) = console_pair();
     let mut f = Front::new(direct(c, None));
-    assert_eq!(f.m().ld32(off::SIZE) as usize, CONFIG_OFFSET + 12);
+    assert_eq!(
+        f.m().header().load::<u32>(off::SIZE, Acquire) as usize,
+        CONFIG_OFFSET + 12
+    );
     f.bring_up(2);
     // receiveq: a buffer waits until input arrives.
     let rx = f.alloc(&[0u8; 16]);
@@ -656,7 +693,10 @@ fn run_fault(fault: Fault) -> (Vec<(u32, u32)>, u16, u16) {
     f.link.kick();
     let q = &f.queues[0];
     // CAST: offsets in a 1 MiB section.
-    let idx = f.m().ld16(q.used as usize + VIRTQ_RING_IDX_OFFSET);
+    let idx = f
+        .m()
+        .header()
+        .load::<u16>(q.used as usize + VIRTQ_RING_IDX_OFFSET, Acquire);
     let expected = q.last_used.wrapping_add(1);
     let used = f.used(0);
     (used.into_iter().take(1).collect(), idx, expected)
@@ -722,16 +762,17 @@ fn random_garbage_in_header_and_rings_never_panics() {
                         off::QUEUE_DESC,
                         off::DEVICE_FEATURES_SEL,
                     ][(r >> 20) as usize % 6];
-                    m.st32(
+                    m.header().store::<u32>(
                         off::WRITE_TRANSACTION,
                         if r & 1 == 0 {
                             field as u32
                         } else {
                             (r >> 32) as u32
                         },
+                        Release,
                     );
                 }
-                while m.ld32(off::WRITE_TRANSACTION) != 0 {
+                while m.header().load::<u32>(off::WRITE_TRANSACTION, Acquire) != 0 {
                     f.transact();
                 }
                 f.kick();
@@ -797,31 +838,37 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
     let (rw_off, rw_len) = fe.rw_section();
     assert!(rw_off > 0, "the backend created the v1 layout");
     assert_eq!(
-        fe.shm()
-            .load_u32(lincell_shared::ivshmem::v1layout::off::PROTOCOL)
-            .unwrap(),
-        0x8002
+        fe.peer()
+            .shm()
+            .region()
+            .load::<u32>(lincell_shared::ivshmem::v1layout::off::PROTOCOL, Acquire),
+        Ok(0x8002)
     );
     fe.set_state(STATE_READY).unwrap();
     let (ptr, len) = fe.rw_ptr().unwrap();
     assert_eq!(len, rw_len);
     // SAFETY: the mapping lives as long as `fe`, which outlives `mem`.
-    let mem = unsafe { super::mem::mem_from_raw(ptr, len).unwrap() };
+    let mem = Section::new(unsafe { super::mem::mem_from_raw(ptr, len).unwrap() }).unwrap();
 
     /// Doorbells to a backend in another thread.
     struct Remote {
         ep: PeerEndpoint,
-        mem: Mem,
+        mem: Section,
         backend: u32,
     }
     impl Link for Remote {
-        fn mem(&self) -> &Mem {
+        fn mem(&self) -> &Section {
             &self.mem
         }
         fn transact(&mut self) {
             self.ep.ring(self.backend, 0).unwrap();
             let until = Instant::now() + Duration::from_secs(5);
-            while self.mem.ld32(off::WRITE_TRANSACTION) != 0 {
+            while self
+                .mem
+                .header()
+                .load::<u32>(off::WRITE_TRANSACTION, Acquire)
+                != 0
+            {
                 assert!(
                     Instant::now() < until,
                     "backend did not clear the transaction"
