@@ -27,6 +27,10 @@ pub mod shared {
     }
 }
 
+#[macro_use]
+#[path = "../common/bindgen.rs"]
+mod bindgen;
+
 mod irq;
 mod isolation;
 mod kthread;
