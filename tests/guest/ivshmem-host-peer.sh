@@ -61,5 +61,5 @@ expect "wait --nonblock with nothing pending reports EAGAIN (exit 1)" "EAGAIN" \
 # After the host echo has stopped: the self-test sets states (vector 0 to
 # every peer) and rings itself.
 expect "ABI self-test on a device with vectors passes" "ok
-1.." "$lincell" ivshmem abi-selftest $dev
+1.." "$LINCELL_ROOT/target/debug/ivshmem-abi-test" $dev
 check "rmmod ivshmem" rmmod ivshmem

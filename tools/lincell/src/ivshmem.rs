@@ -49,7 +49,6 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
         Cmd::Poke(a) => commands::poke(&a, out),
         Cmd::Echo(a) => commands::echo(&a, out),
         Cmd::Pingpong(a) => commands::pingpong(&a, out),
-        Cmd::AbiSelftest(a) => commands::abi_selftest(&a),
     }
 }
 

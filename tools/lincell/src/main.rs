@@ -255,7 +255,6 @@ mod tests {
                 "--timeout",
                 "30000",
             ],
-            &["ivshmem", "abi-selftest", d],
             &["isolate", "2-3"],
             &["isolate", "3", "--offline"],
             &["isolate", "0-3"],

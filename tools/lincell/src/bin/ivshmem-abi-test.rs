@@ -46,8 +46,7 @@ the PCI device (sysfs `remove`) while a file and a mapping are open, check
 what every call returns afterwards (ENODEV; the mapping must SIGBUS), and
 rescan to bring the device back with its data.
 
-Run by tests/guest/ivshmem-abi.sh (and, as `lincell ivshmem abi-selftest`,
-by tests/guest/ivshmem-host-peer.sh) as root in a guest, on a device nobody
+Run by tests/guest/ivshmem-abi.sh and tests/guest/ivshmem-host-peer.sh as root in a guest, on a device nobody
 else has open: the state checks need the last close.
 
 Exit status: 0 every check passed; 1 a check failed (the TAP says which);

@@ -209,16 +209,6 @@ failure.",
         after_help = "Examples:\n  lincell ivshmem pingpong /dev/ivshmem0 --count 2000\n  lincell ivshmem pingpong /dev/ivshmem0 --peer 1 --vector 1 --mode poll --stop\n  lincell ivshmem pingpong --socket /tmp/ivshmem.sock --mode spin --count 10000"
     )]
     Pingpong(PingpongArgs),
-
-    /// Run ivshmem-abi-test, the /dev/ivshmemN ABI self-test (prints TAP).
-    #[command(
-        hide = true,
-        long_about = "\
-Run `ivshmem-abi-test DEV [--remove]`, the ABI self-test of the guest tests,
-from the directory of this binary (cargo builds both). Its output and exit
-status are the self-test's: see `ivshmem-abi-test --help`."
-    )]
-    AbiSelftest(AbiSelftestArgs),
 }
 
 /// The `DEV` operand of the subcommands that work on a device or as a host
@@ -435,16 +425,6 @@ pub(crate) struct PingpongArgs {
     /// Offset of the session header in the shared memory.
     #[arg(long, value_name = "OFFSET", default_value = "rw", value_parser = shm_offset)]
     pub(crate) shm_offset: ShmOffset,
-}
-
-/// Arguments of the hidden `abi-selftest`.
-#[derive(clap::Args, Debug)]
-pub(crate) struct AbiSelftestArgs {
-    /// The device.
-    pub(crate) dev: PathBuf,
-    /// Also remove the PCI device and check the file afterwards.
-    #[arg(long)]
-    pub(crate) remove: bool,
 }
 
 /// Parses a number: decimal or `0x` hexadecimal, with an optional `K`,
@@ -721,6 +701,5 @@ pub(crate) mod tests {
             panic!()
         };
         assert_eq!(a.value, None);
-        assert!(parse(&["abi-selftest", "/dev/ivshmem0", "--remove"]).is_ok());
     }
 }

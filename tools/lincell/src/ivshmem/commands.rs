@@ -12,16 +12,13 @@ use lincell_shared::ivshmem::uapi::{self, DeviceInfo};
 use serde::Serialize;
 
 use super::cli::{
-    AbiSelftestArgs, CountersArgs, EchoArgs, InfoArgs, PeekArgs, PingpongArgs, PokeArgs, RingArgs,
-    StateArgs, StatesArgs, WaitArgs,
+    CountersArgs, EchoArgs, InfoArgs, PeekArgs, PingpongArgs, PokeArgs, RingArgs, StateArgs,
+    StatesArgs, WaitArgs,
 };
 use super::dev::{self, describe_error, pci_address, Device};
 use super::endpoint::{self, Target, WaitMode};
 use super::pingpong;
 use crate::error::{Error, Result};
-
-/// The self-test binary `abi-selftest` runs (next to this one).
-pub(crate) const ABI_TEST: &str = "ivshmem-abi-test";
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -478,29 +475,6 @@ pub(crate) fn pingpong(a: &PingpongArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         Err(Error::Reported)
     }
-}
-
-/// The hidden `abi-selftest`: replaces this process with [`ABI_TEST`]
-/// from the same directory, so that its output and exit status are the
-/// self-test's. Returns only if that cannot be started.
-pub(crate) fn abi_selftest(a: &AbiSelftestArgs) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    let tool = std::env::current_exe()
-        .map_err(|e| Error::io("locating this binary", e))?
-        .with_file_name(ABI_TEST);
-    let mut cmd = std::process::Command::new(&tool);
-    cmd.arg(&a.dev);
-    if a.remove {
-        cmd.arg("--remove");
-    }
-    let e = cmd.exec();
-    Err(Error::io(
-        format_args!(
-            "{} (cargo builds it with `cargo build -p lincell`)",
-            tool.display()
-        ),
-        e,
-    ))
 }
 
 #[cfg(test)]
