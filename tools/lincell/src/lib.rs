@@ -19,3 +19,4 @@ pub mod remote;
 mod sys;
 
 pub use error::Error;
+pub use sys::ioctl_request;

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
     clippy::cast_possible_wrap,
     reason = "a widening on glibc, a same-width reinterpretation on musl"
 )]
-pub(crate) fn ioctl_request(cmd: u32) -> libc::Ioctl {
+pub fn ioctl_request(cmd: u32) -> libc::Ioctl {
     cmd as libc::Ioctl
 }
 

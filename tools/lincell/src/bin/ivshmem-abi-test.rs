@@ -576,7 +576,7 @@ fn readonly_checks(t: &mut Tap<'_>, path: &Path) -> io::Result<()> {
     let raw = |cmd: u32, arg: usize| -> io::Result<i32> {
         // SAFETY: `arg` points at a live local at least as large as the
         // size encoded in `cmd`; the driver only copies from/to it.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), cmd.into(), arg) };
+        let r = unsafe { libc::ioctl(file.as_raw_fd(), lincell::ioctl_request(cmd), arg) };
         if r < 0 {
             Err(io::Error::last_os_error())
         } else {
