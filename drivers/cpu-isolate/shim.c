@@ -287,3 +287,15 @@ u64 cpu_isolate_current_runtime(void)
 {
 	return READ_ONCE(current->se.sum_exec_runtime);
 }
+
+/*
+ * cond_resched() is a macro, and a no-op on preemptible kernels (where the
+ * sampler is preempted anyway); on the others it lets the scheduler run
+ * what is due (the soft-lockup watchdog's stopper thread) and reports an
+ * RCU quiescent state, so a long sampler run causes no lockup or stall
+ * reports.
+ */
+void cpu_isolate_cond_resched(void)
+{
+	cond_resched();
+}

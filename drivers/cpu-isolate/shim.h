@@ -57,5 +57,6 @@ u64 cpu_isolate_cpu_irqs(unsigned int cpu);
 u64 cpu_isolate_cpu_softirqs(unsigned int cpu);
 u64 cpu_isolate_cpu_irqtime(unsigned int cpu);
 u64 cpu_isolate_current_runtime(void);
+void cpu_isolate_cond_resched(void);
 
 #endif

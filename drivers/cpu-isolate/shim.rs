@@ -240,6 +240,13 @@ pub(crate) fn current_runtime() -> u64 {
     unsafe { cpu_isolate_current_runtime() }
 }
 
+/// Lets the scheduler run what is due on a non-preemptible kernel (a
+/// no-op on preemptible ones); see `shim.c`.
+pub(crate) fn cond_resched() {
+    // SAFETY: called from process context (the sampler thread).
+    unsafe { cpu_isolate_cond_resched() }
+}
+
 /// Lets `pr_*!` print a [`CpuSet`] as a cpulist (the kernel's printing
 /// macros use their own `Display` trait).
 impl kernel::fmt::Display for CpuSet {

@@ -547,7 +547,7 @@ impl Link {
                     .queue_snapshot()
                     .iter()
                     .flatten()
-                    .any(|q| q.in_flight() > 0);
+                    .any(|q| q.owes_answers && q.in_flight() > 0);
                 let idle_ns = now_ns() - this.last_progress.load(Ordering::Relaxed);
                 if busy && idle_ns > i64::from(timeout_ms) * 1_000_000 {
                     Self::fail(

@@ -44,6 +44,9 @@ pub(crate) struct Queue {
     /// The shared ring: its parts (section offsets) and its allocation.
     pub(crate) shared: RingAddrs,
     pub(crate) shared_alloc: (usize, usize),
+    /// The backend owes an answer for every buffer (not a receive queue):
+    /// buffers held here count towards `request_timeout_ms`.
+    pub(crate) owes_answers: bool,
     /// Shadow bookkeeping, taken from the kick path and the interrupt path.
     #[pin]
     pub(crate) shadow: SpinLockIrq<Shadow<KVec<Head>>>,
@@ -73,6 +76,8 @@ pub(crate) struct QueueParts {
     pub(crate) shared: RingAddrs,
     /// The shared ring's allocation in the bounce pool (offset, length).
     pub(crate) shared_alloc: (usize, usize),
+    /// See [`Queue::owes_answers`].
+    pub(crate) owes_answers: bool,
 }
 
 impl Queue {
@@ -93,6 +98,7 @@ impl Queue {
             private,
             shared,
             shared_alloc,
+            owes_answers,
         } = parts;
         let mut heads = KVec::with_capacity(usize::from(num), GFP_KERNEL)?;
         for _ in 0..num {
@@ -108,6 +114,7 @@ impl Queue {
             private,
             shared,
             shared_alloc,
+            owes_answers,
             shadow <- new_spinlock_irq!(shadow, "vdev_remote::Queue::shadow"),
         }))
     }

@@ -264,7 +264,9 @@ impl VirtioRemote {
         if named.clone().count() > MAX_QUEUES {
             return Err(E2BIG);
         }
-        let with_callback = named.filter(|i| i.callback.is_some()).count();
+        let with_callback = named.clone().filter(|i| i.callback.is_some()).count();
+        // CAST: at most MAX_QUEUES.
+        let count = named.count() as u32;
         // One vector per queue if there are enough, else one for all queues
         // (vector 1, or 0 shared with config changes).
         let per_queue = link.vectors as usize > with_callback;
@@ -284,7 +286,7 @@ impl VirtioRemote {
             } else {
                 0
             };
-            match self.setup_vq(index, info, vector) {
+            match self.setup_vq(index, count, info, vector) {
                 Ok(vq) => *slot = vq,
                 Err(e) => {
                     self.del_vqs();
@@ -330,11 +332,12 @@ impl VirtioRemote {
         })
     }
 
-    /// Sets up queue `index`; `driver_vector` is the vector the backend
-    /// rings for it.
+    /// Sets up queue `index` of `count`; `driver_vector` is the vector the
+    /// backend rings for it.
     fn setup_vq(
         &self,
         index: u32,
+        count: u32,
         info: &ffi::virtqueue_info,
         driver_vector: u32,
     ) -> Result<*mut ffi::virtqueue> {
@@ -368,6 +371,11 @@ impl VirtioRemote {
                 private,
                 shared,
                 shared_alloc: (shared_off, shared_len),
+                owes_answers: device_id::queue_owes_answers(
+                    link.device_id.load(Ordering::Acquire),
+                    index,
+                    count,
+                ),
             })
         };
         let queue = init

@@ -98,6 +98,20 @@ pub fn check(id: u32, param: u32) -> Result<u32, DeviceIdError> {
     Ok(id)
 }
 
+/// Whether the device owes an answer for every buffer on queue `index` of
+/// a device of type `id` with `count` queues, so that a buffer it holds for
+/// long means it stalled. Receive queues (the console's and net's even
+/// queues) are not such queues: an idle device legitimately holds their
+/// buffers until input arrives. virtio-net's control queue (the last one
+/// when the count is odd) is a request queue.
+pub fn queue_owes_answers(id: u32, index: u32, count: u32) -> bool {
+    match id {
+        CONSOLE => index % 2 == 1,
+        NET => index % 2 == 1 || (count % 2 == 1 && index + 1 == count),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +183,21 @@ mod tests {
         // A non-zero, non-frontend protocol is refused even with the
         // parameter set: the backend announced something else.
         assert!(from_v1_protocol(0xc002, BLK).is_err());
+    }
+
+    #[test]
+    fn receive_queues_do_not_owe_answers() {
+        // virtio-console: receiveq, transmitq, control rx, control tx, ...
+        let console: [bool; 6] = core::array::from_fn(|i| queue_owes_answers(CONSOLE, i as u32, 6));
+        assert_eq!(console, [false, true, false, true, false, true]);
+        // virtio-net with one pair and a control queue: rx, tx, ctrl.
+        let net: [bool; 3] = core::array::from_fn(|i| queue_owes_answers(NET, i as u32, 3));
+        assert_eq!(net, [false, true, true]);
+        // Two pairs, no control queue.
+        let net: [bool; 4] = core::array::from_fn(|i| queue_owes_answers(NET, i as u32, 4));
+        assert_eq!(net, [false, true, false, true]);
+        // virtio-blk: every request is answered.
+        assert!((0..4).all(|i| queue_owes_answers(BLK, i, 4)));
     }
 
     #[test]

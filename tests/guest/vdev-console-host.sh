@@ -17,8 +17,10 @@ before=$(hvcs)
 ours() { hvcs | grep -vxF "$before" | head -1; }
 has_ours() { [ -n "$(ours)" ]; }
 
-plan 5
-check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
+plan 7
+# A short request timeout: an idle console (receive buffers held by the
+# backend, nothing to answer) must not count as a stalled backend.
+check "insmod vdev_remote.ko request_timeout_ms=2000" insmod "$(module_path vdev-remote)" request_timeout_ms=2000
 pci=$(pci_devices 1af4 1110 | head -1)
 echo vdev_remote > "$pci/driver_override"
 basename "$pci" > /sys/bus/pci/drivers_probe
@@ -29,3 +31,7 @@ stty -F "$hvc" raw -echo 2>/dev/null
 expect "the host's text arrives on $hvc" "hello from the host" timeout 120 head -n 1 "$hvc"
 check "the guest writes back on $hvc" sh -c "echo 'hello from the guest' > $hvc"
 sleep 3
+# Idle for more than twice the timeout.
+sleep 5
+check "an idle console is not failed as stalled (request_timeout_ms=2000)" sh -c "! dmesg | grep -q 'completed nothing'"
+check "$hvc is still there after the idle time" has_ours
