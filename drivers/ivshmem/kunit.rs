@@ -60,8 +60,15 @@ mod layout_tests {
     }
 
     #[test]
-    fn sections_follow_each_other_page_rounded() -> Result {
-        let l = Layout::new(sizes(8, 3 * PAGE, 1), 2, 1, PAGE, 16 * PAGE).map_err(|_| EINVAL)?;
+    fn sections_follow_each_other() -> Result {
+        // Sizes are the device's; ones that are not page multiples are
+        // refused, not rounded (that would move the later sections).
+        assert_eq!(
+            Layout::new(sizes(8, 3 * PAGE, 1), 2, 1, PAGE, 16 * PAGE),
+            Err(LayoutError::NotPageMultiple)
+        );
+        let l =
+            Layout::new(sizes(PAGE, 3 * PAGE, PAGE), 2, 1, PAGE, 16 * PAGE).map_err(|_| EINVAL)?;
         assert_eq!(
             l.state_table(),
             Section {
@@ -122,6 +129,10 @@ mod layout_tests {
     fn hostile_sizes_are_rejected_without_overflow() {
         assert_eq!(
             Layout::new(sizes(u64::MAX, 0, 0), 2, 0, PAGE, u64::MAX),
+            Err(LayoutError::NotPageMultiple)
+        );
+        assert_eq!(
+            Layout::new(sizes(2 * PAGE, !(PAGE - 1), 0), 2, 0, PAGE, u64::MAX),
             Err(LayoutError::Overflow)
         );
         assert_eq!(

