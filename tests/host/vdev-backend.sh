@@ -11,6 +11,11 @@
 #             restart it with --fault bad-used-index
 #   normal-now restart it normally
 # and stops the backend cleanly once the guest's script is done.
+# Kind `chaos`: once the guest wrote chaos-now, a hostile third peer
+# (ivshmem-chaos) scribbles over the whole shared memory, rings random
+# doorbells and stalls for CHAOS_MS (default 60000) while the backend keeps
+# serving; then the backend is restarted honest (SIGKILL if it no longer
+# answers SIGTERM) and the guest's write-then-verify follows.
 # Kind `stall` serves a disk that stops answering (stays READY) after 40
 # requests once the guest wrote stall-now. Kind `echo-blk` is first the
 # guest's `lincell ivshmem echo` peer for 2 sessions, then serves a disk on
@@ -18,7 +23,7 @@
 # (the vdev-remote benchmark). The disk is LINCELL_DISK if the harness made
 # one (`disk=`), else a fresh 128 MiB file; LINCELL=PATH runs another
 # build of the CLI (the benchmarks' release build).
-# usage: vdev-backend.sh blk|stall|echo-blk|serve|console GUEST_NAME   (TAP on stdout)
+# usage: vdev-backend.sh blk|stall|chaos|echo-blk|serve|console GUEST_NAME   (TAP on stdout)
 kind=$1 guest=$2
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
 g=$LINCELL_OUT/../$guest
@@ -53,7 +58,7 @@ stop() {
 
 [ -n "${LINCELL_DISK:-}" ] || truncate -s 128M "$disk"
 echo "TAP version 13"
-case $kind in blk) echo "1..5";; echo-blk) echo "1..3";; serve) echo "1..1";; *) echo "1..2";; esac
+case $kind in blk) echo "1..5";; echo-blk) echo "1..3";; serve) echo "1..1";; chaos) echo "1..3";; *) echo "1..2";; esac
 if [ "$kind" = echo-blk ]; then
 	if "$lincell" ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --sessions 2 --start-timeout 300000 \
 		--timeout 30000 >"$LINCELL_OUT/echo.txt" 2>&1; then
@@ -108,6 +113,27 @@ if [ "$kind" = stall ]; then
 		ok "backend restarted to stall after 40 requests"
 	else
 		not_ok "backend restarted to stall" "guest never asked"
+	fi
+fi
+if [ "$kind" = chaos ]; then
+	if wait_file chaos-now 300; then
+		chaos=${LINCELL_CHAOS:-$LINCELL_ROOT/target/debug/ivshmem-chaos}
+		if out=$("$chaos" "$LINCELL_IVSHMEM_SOCKET" --duration-ms "${CHAOS_MS:-60000}" --seed "$$" 2>&1); then
+			ok "the chaos peer raged: $out"
+		else
+			not_ok "the chaos peer raged" "$out"
+		fi
+		# The backend's own state may be wrecked too: restart it honest.
+		kill -TERM "$pid" 2>/dev/null
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		serve
+		ok "backend restarted honest after the chaos"
+	else
+		not_ok "the chaos peer raged" "guest never asked"
+		not_ok "backend restarted honest after the chaos" "guest never asked"
 	fi
 fi
 # Until the guest is done, then a clean stop.
