@@ -9,6 +9,9 @@
 #   the module is gone: seen with the workqueue_queue_work trace event),
 #   while binding queues it (the control that the trace matches it);
 # - rmmod while the disk is open: the module unloads, no kernel warning;
+# - a backend that completes reads without writing their buffers: the
+#   reader gets zeros, never bytes of earlier I/O left in the bounce pool
+#   (the swiotlb info-leak class, CVE-2022-0854);
 # - a backend that stays READY but stops completing requests: with
 #   request_timeout_ms=3000 the outstanding reads fail within seconds (the
 #   watchdog), not never.
@@ -37,7 +40,7 @@ reconciles_queued() {
 	grep -c 'vdev_remote_main4link4Link.*WorkItemPointerKy0_E3run' $tracing/trace
 }
 
-plan 14
+plan 16
 check "insmod vdev_remote.ko request_timeout_ms=3000" insmod "$ko" request_timeout_ms=3000
 bind
 check "the disk appears" wait_for 240 test -b /dev/vda
@@ -67,6 +70,20 @@ kill $holder 2>/dev/null
 check "insmod again" insmod "$ko" request_timeout_ms=3000
 bind
 check "the disk comes back after reloading" wait_for 120 test -b /dev/vda
+
+# Stale bounce bytes: random data goes through the pool both ways, then a
+# backend that claims every read done without writing a byte (skip-data).
+head -c 262144 /dev/urandom > /tmp/pattern
+check "write 256 KiB of random data and read it back" sh -c "
+	dd if=/tmp/pattern of=/dev/vda bs=64k seek=32 oflag=direct conv=notrunc,nocreat 2>/dev/null &&
+	dd if=/dev/vda of=/tmp/back bs=64k skip=32 count=4 iflag=direct 2>/dev/null &&
+	cmp /tmp/pattern /tmp/back"
+before=$(attached)
+touch "$out/skip-now"
+wait_for 120 sh -c "[ \$(dmesg | grep -c 'attached: virtio device id') -gt $before ] && [ -b /dev/vda ]"
+timeout 60 dd if=/dev/vda of=/tmp/read bs=64k skip=512 count=4 iflag=direct 2>/dev/null
+check "a read the backend never wrote into gives zeros, not earlier I/O's bytes ($(od -An -tx1 -N8 /tmp/read 2>/dev/null | tr -d ' '))" \
+	cmp -s -n 262144 /tmp/read /dev/zero
 
 # A backend that stops answering but stays READY.
 before=$(attached)

@@ -16,8 +16,10 @@
 # doorbells and stalls for CHAOS_MS (default 60000) while the backend keeps
 # serving; then the backend is restarted honest (SIGKILL if it no longer
 # answers SIGTERM) and the guest's write-then-verify follows.
-# Kind `stall` serves a disk that stops answering (stays READY) after 40
-# requests once the guest wrote stall-now. Kind `echo-blk` is first the
+# Kind `stall` restarts the backend with --fault skip-data (reads complete
+# without a byte written) once the guest wrote skip-now, then serves a disk
+# that stops answering (stays READY) after 40 requests once the guest
+# wrote stall-now. Kind `echo-blk` is first the
 # guest's `lincell ivshmem echo` peer for 2 sessions, then serves a disk on
 # the same peer slot and checks data.sha. Kind `serve` only serves a disk
 # (the vdev-remote benchmark). The disk is LINCELL_DISK if the harness made
@@ -58,7 +60,7 @@ stop() {
 
 [ -n "${LINCELL_DISK:-}" ] || truncate -s 128M "$disk"
 echo "TAP version 13"
-case $kind in blk) echo "1..5";; echo-blk) echo "1..3";; serve) echo "1..1";; chaos) echo "1..3";; *) echo "1..2";; esac
+case $kind in blk) echo "1..5";; echo-blk) echo "1..3";; serve) echo "1..1";; chaos | stall) echo "1..3";; *) echo "1..2";; esac
 if [ "$kind" = echo-blk ]; then
 	if "$lincell" ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --sessions 2 --start-timeout 300000 \
 		--timeout 30000 >"$LINCELL_OUT/echo.txt" 2>&1; then
@@ -107,6 +109,13 @@ if [ "$kind" = blk ]; then
 	fi
 fi
 if [ "$kind" = stall ]; then
+	if wait_file skip-now 300; then
+		stop
+		serve --fault skip-data --fault-after 0
+		ok "backend restarted to complete requests without writing their buffers"
+	else
+		not_ok "backend restarted to complete requests without writing their buffers" "guest never asked"
+	fi
 	if wait_file stall-now 300; then
 		stop
 		serve --fault stall --fault-after 40

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use virtio_queue::Writer;
+
 use super::{log, Chain, Device, Done, Mem, Used};
 
 /// Completions before a `--fault` mode starts misbehaving, by default.
@@ -27,6 +29,11 @@ pub(crate) enum Fault {
     BadUsedLen,
     /// After 8 completions, stop completing anything (but stay ready).
     Stall,
+    /// After 8 completions, complete every request as fully done without
+    /// touching its buffers: the frontend must not hand the driver stale
+    /// bytes of earlier I/O for the buffer bytes never written (a blk read
+    /// then reads zeros, with a zero — OK — status byte).
+    SkipData,
 }
 
 impl fmt::Display for Fault {
@@ -36,6 +43,7 @@ impl fmt::Display for Fault {
             Fault::BadUsedId => "bad-used-id",
             Fault::BadUsedLen => "bad-used-len",
             Fault::Stall => "stall",
+            Fault::SkipData => "skip-data",
         })
     }
 }
@@ -89,6 +97,16 @@ impl<D: Device> Device for Faulty<D> {
     }
 
     fn handle(&mut self, q: usize, chain: Chain<'_>, mem: &Mem) -> Done {
+        if self.fault == Some(Fault::SkipData) && self.completed >= self.after {
+            // Claim every writable byte as written, write none.
+            let writable = Writer::new(mem, chain)
+                .map(|w| u32::try_from(w.available_bytes()).unwrap_or(u32::MAX))
+                .unwrap_or(0);
+            return Done {
+                written: writable,
+                writable,
+            };
+        }
         self.inner.handle(q, chain, mem)
     }
 
