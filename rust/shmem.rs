@@ -66,8 +66,10 @@ macro_rules! word {
 
             unsafe fn load_at(p: *mut u8, order: Ordering) -> Self {
                 // SAFETY: the caller guarantees that `p` is valid, aligned
-                // and only accessed atomically while the reference lives
-                // (this statement).
+                // and not accessed non-atomically by Rust code while the
+                // reference lives (this statement). Other peers are outside
+                // Rust's model and may access the bytes in any way: what
+                // the atomic gives is one untorn access on our side.
                 let a = unsafe { <$atomic>::from_ptr(p.cast()) };
                 <$t>::from_le(a.load(load_order(order)))
             }

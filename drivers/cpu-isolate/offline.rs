@@ -4,8 +4,9 @@
 //! them to a cell) and bringing them back online.
 //!
 //! `remove_cpu()`/`add_cpu()` are the exported entry points; they take the
-//! device hotplug lock themselves, so they are called without any lock of
-//! ours that a hotplug callback could need. The kernel itself refuses the
+//! device hotplug lock themselves. They are called with the module's state
+//! mutex held (isolate and release are serialized by it), which is safe
+//! because no hotplug callback takes it: the module registers none. The kernel itself refuses the
 //! boot CPU (`-EPERM`); the ledger refuses it earlier with a message.
 
 use kernel::bindings;
@@ -30,7 +31,9 @@ impl Offlined {
 
     /// Takes `cpu` offline.
     pub(crate) fn take(&mut self, cpu: u32) -> Result {
-        // SAFETY: process context, no locks held; the kernel validates `cpu`.
+        // SAFETY: process context; the only lock of ours held is the state
+        // mutex, which no hotplug callback takes (module doc). The kernel
+        // validates `cpu`.
         to_result(unsafe { bindings::remove_cpu(cpu) })?;
         self.cpus.insert(cpu);
         Ok(())
@@ -55,7 +58,7 @@ impl Drop for Offlined {
 pub(crate) fn bring_online(cpus: &CpuSet) -> core::result::Result<(), (u32, Error)> {
     let mut first = Ok(());
     for cpu in cpus.iter() {
-        // SAFETY: process context, no locks held; the kernel validates `cpu`.
+        // SAFETY: as in `Offlined::take`.
         if let Err(e) = to_result(unsafe { bindings::add_cpu(cpu) }) {
             if first.is_ok() {
                 first = Err((cpu, e));
