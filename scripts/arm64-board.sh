@@ -50,7 +50,9 @@ for d in "$src"/drivers/*/; do
 		cp "$ko" "$rd/lincell/drivers/$(basename "$d")/"
 	done
 done
-cp "$root/target/aarch64-unknown-linux-musl/debug/lincell" "$rd/lincell/target/debug/"
+for tool in lincell ivshmem-order; do
+	cp "$root/target/aarch64-unknown-linux-musl/debug/$tool" "$rd/lincell/target/debug/"
+done
 cp "$root/virtme/guest-lib.sh" "$root/virtme/guest-run.sh" "$rd/lincell/virtme/"
 cp "$root"/tests/guest/*.sh "$rd/lincell/tests/guest/"
 # The harness's kernel arguments reach /init as environment variables:
