@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod error;
 pub mod ivshmem;
 pub mod remote;
+pub mod rng;
 mod sys;
 
 pub use error::Error;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ivshmem_peer::Peer;
+use lincell::rng::Rng;
 use lincell_shared::ivshmem::v1layout;
 use lincell_shared::shmem::{RawRegion, SharedMemory as _};
 
@@ -65,25 +66,6 @@ struct Args {
     /// A stall every N stores (0: none).
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     stall_every: u64,
-}
-
-/// xorshift64*: enough randomness for an attacker, and reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A value below `n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Bytes at the start of the R/W section that focused stores aim at: the
@@ -138,7 +120,7 @@ fn main() -> ExitCode {
         eprintln!("ivshmem-chaos: nothing writable to attack");
         return ExitCode::from(2);
     };
-    let mut rng = Rng(args.seed.max(1));
+    let mut rng = Rng::new(args.seed);
     let (mut stores, mut doorbells, mut stalls) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     let limit = Duration::from_millis(args.duration_ms);

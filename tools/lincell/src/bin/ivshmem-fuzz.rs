@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use lincell::rng::Rng;
 use lincell_shared::ivshmem::uapi::{self, ArrayArg};
 
 /// Unprivileged random calls on /dev/ivshmemN while it comes and goes.
@@ -72,29 +73,6 @@ struct Args {
     /// Map the device N times and check that removal revokes every mapping.
     #[arg(long, value_name = "N")]
     survivors: Option<u32>,
-}
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        // CAST: an index into `items`.
-        items[self.below(items.len() as u64) as usize]
-    }
 }
 
 fn page() -> usize {
@@ -597,7 +575,7 @@ fn main() -> ExitCode {
                 // leave a later read waiting for a byte that is not there.
                 unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_NONBLOCK) };
                 let mut w = Worker {
-                    rng: Rng((seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(t)).max(1)),
+                    rng: Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(t)),
                     scratch: &scratch,
                     file: None,
                     maps: Vec::new(),
