@@ -519,19 +519,16 @@ pub(crate) fn attach(link: &Arc<Link>, backend: u32) -> Result<NonNull<VirtioRem
     let config_len = header::check_header(revision, size, HEADER_AREA as u64)
         .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
         .map_err(|_| EPROTO)?;
-    let param = crate::module_parameters::v1_device_id.value();
-    let id = match &link.v1_header {
-        Some(h) => device_id::from_v1_protocol(
-            h.fallback().load::<u32>(v1layout::off::PROTOCOL, Acquire),
-            param,
-        ),
-        // ivshmem 2.0: the device's protocol, checked the same way.
-        None => device_id::check(link.device_id.load(Ordering::Acquire), 0),
-    };
-    let id = id
-        .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
-        .map_err(|_| EPROTO)?;
-    link.device_id.store(id, Ordering::Release);
+    // ivshmem 2.0: the type is the device's protocol, checked at probe. QEMU
+    // ivshmem: the backend announces it, at every attach.
+    if let Some(h) = &link.v1_header {
+        let param = crate::module_parameters::v1_device_id.value();
+        let protocol = h.fallback().load::<u32>(v1layout::off::PROTOCOL, Acquire);
+        let id = device_id::from_v1_protocol(protocol, param)
+            .inspect_err(|e| dev_err!(link.dev(), "backend peer {}: {}\n", backend, e))
+            .map_err(|_| EPROTO)?;
+        link.device_id.store(id, Ordering::Release);
+    }
     link.config_len.store(config_len, Ordering::Release);
     link.backend.store(backend, Ordering::Release);
     link.dead.store(false, Ordering::Release);
