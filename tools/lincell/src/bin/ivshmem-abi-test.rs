@@ -565,46 +565,27 @@ fn section_checks(t: &mut Tap<'_>, dev: &Device, info: &DeviceInfo, page: usize)
 /// A file opened read-only may look but not act on the peers: RING and
 /// SET_STATE are `EBADF`, INFO and GET_STATE work.
 fn readonly_checks(t: &mut Tap<'_>, path: &Path) -> io::Result<()> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    // Opening reads INFO, so this also checks that INFO works read-only.
+    let dev = match Device::open_read_only(path) {
+        Ok(d) => d,
         Err(e) => {
             return t
-                .result("open the device read-only", Err(e.into()))
+                .result("open the device read-only (INFO works)", Err(e.into()))
                 .map(|_| ())
         }
     };
-    let raw = |cmd: u32, arg: usize| -> io::Result<i32> {
-        // SAFETY: `arg` points at a live local at least as large as the
-        // size encoded in `cmd`; the driver only copies from/to it.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), lincell::ioctl_request(cmd), arg) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    };
+    t.result("open the device read-only (INFO works)", Ok(()))?;
     let ring = Ring { peer: 0, vector: 0 };
-    let state: u32 = 0;
-    let mut info = std::mem::MaybeUninit::<DeviceInfo>::zeroed();
     t.result(
         "RING on a read-only file -> EBADF",
         expect_errno(
-            raw(uapi::IOCTL_RING, ptr::from_ref(&ring) as usize),
+            ioctl(&dev, uapi::IOCTL_RING, ptr::from_ref(&ring) as usize),
             libc::EBADF,
         ),
     )?;
     t.result(
         "SET_STATE on a read-only file -> EBADF",
-        expect_errno(
-            raw(uapi::IOCTL_SET_STATE, ptr::from_ref(&state) as usize),
-            libc::EBADF,
-        ),
-    )?;
-    t.result(
-        "INFO on a read-only file works",
-        raw(uapi::IOCTL_INFO, info.as_mut_ptr() as usize)
-            .map(|_| ())
-            .map_err(Into::into),
+        expect_errno(dev.set_state(0), libc::EBADF),
     )?;
     Ok(())
 }
@@ -893,14 +874,32 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// removal race it; none may keep the memory.
 fn spawn_mapper(dev: &Device, offset: u64, page: usize) -> io::Result<libc::pid_t> {
     let fd = dev.as_fd().as_raw_fd();
+    // The child says when its first mapping exists, so that the removal
+    // races the loop, not the child's start-up.
+    let mut started = [0; 2];
+    // SAFETY: a pipe of our own.
+    if unsafe { libc::pipe(started.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: the process is single-threaded here; the child runs only
     // syscalls and plain reads until `_exit`.
     let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid > 0 {
-        return Ok(pid);
+    if pid != 0 {
+        let mut b = 0u8;
+        // SAFETY: our pipe; the read returns 1 once the child mapped, or 0
+        // when it exited before (the reaping reports why).
+        unsafe {
+            libc::close(started[1]);
+            if pid > 0 {
+                libc::read(started[0], ptr::from_mut(&mut b).cast(), 1);
+            }
+            libc::close(started[0]);
+        }
+        return if pid < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(pid)
+        };
     }
     // SAFETY: in the child: mmap with our own arguments; the read of the
     // last mapping is of a live VMA (never unmapped), expected to SIGBUS.
@@ -923,7 +922,10 @@ fn spawn_mapper(dev: &Device, offset: u64, page: usize) -> io::Result<libc::pid_
                 libc::_exit(4);
             }
             // Only the newest mapping is kept (the map count is limited).
-            if !last.is_null() {
+            if last.is_null() {
+                libc::write(started[1], ptr::from_ref(&1u8).cast(), 1);
+                libc::close(started[1]);
+            } else {
                 libc::munmap(last.cast(), page);
             }
             last = p.cast();

@@ -115,10 +115,20 @@ pub struct Device {
 impl Device {
     /// Opens `path` read/write (close-on-exec) and reads its [`DeviceInfo`].
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
-        let path = path.as_ref();
+        Self::open_mode(path.as_ref(), true)
+    }
+
+    /// Opens `path` read-only: the device can be looked at (INFO, states,
+    /// read-only mappings) but not acted on (RING and SET_STATE are
+    /// `EBADF`).
+    pub fn open_read_only(path: impl AsRef<Path>) -> io::Result<Self> {
+        Self::open_mode(path.as_ref(), false)
+    }
+
+    fn open_mode(path: &Path, write: bool) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(write)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| context(path, "open", e))?;
