@@ -50,11 +50,11 @@ for d in "$src"/drivers/*/; do
 		cp "$ko" "$rd/lincell/drivers/$(basename "$d")/"
 	done
 done
-for tool in lincell ivshmem-order; do
+for tool in lincell ivshmem-order cpu-isolate-fuzz; do
 	cp "$root/target/aarch64-unknown-linux-musl/debug/$tool" "$rd/lincell/target/debug/"
 done
 cp "$root/virtme/guest-lib.sh" "$root/virtme/guest-run.sh" "$rd/lincell/virtme/"
-cp "$root"/tests/guest/*.sh "$rd/lincell/tests/guest/"
+cp "$root"/tests/guest/*.sh "$root"/tests/guest/*.lib "$rd/lincell/tests/guest/"
 # The harness's kernel arguments reach /init as environment variables:
 # lincell_guest (the guest's name) and lincell_run, a comma-separated list
 # of SCRIPT:OUT (a script under /lincell; its output directory relative to

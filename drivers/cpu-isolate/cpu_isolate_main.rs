@@ -64,6 +64,8 @@ struct CpuIsolateModule {
     // everything first.
     sysfs: Option<SysfsDir>,
     state: Pin<KBox<Mutex<State>>>,
+    // Last: the steering reads its record until the state is torn down.
+    _hotplug: shim::HotplugWatch,
 }
 
 impl kernel::Module for CpuIsolateModule {
@@ -73,6 +75,7 @@ impl kernel::Module for CpuIsolateModule {
             pr_err!("{} CPU ids; this module handles at most {}\n", nr, MAX_CPUS);
             return Err(ENODEV);
         }
+        let hotplug = shim::HotplugWatch::new()?;
         let state = KBox::pin_init(new_mutex!(State::new()), GFP_KERNEL)?;
         // SAFETY: `state` is pinned on the heap and, by field order, outlives
         // the directory.
@@ -80,6 +83,7 @@ impl kernel::Module for CpuIsolateModule {
         Ok(CpuIsolateModule {
             sysfs: Some(sysfs),
             state,
+            _hotplug: hotplug,
         })
     }
 }

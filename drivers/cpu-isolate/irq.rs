@@ -12,7 +12,9 @@
 //!
 //! If someone changes an interrupt's affinity while it is steered (through
 //! `/proc/irq/N/smp_affinity`), that choice becomes its new original: the
-//! module does not undo an administrator's later decision.
+//! module does not undo an administrator's later decision. The kernel's
+//! own change when every CPU of the affinity went offline is not such a
+//! decision ([`SinceLastPass`]): the original stays.
 //!
 //! Kernel-managed interrupts (multi-queue devices) and interrupts whose chip
 //! cannot move them are never touched; those that touch isolated CPUs are
@@ -20,6 +22,7 @@
 
 use kernel::prelude::*;
 
+use crate::isolation::SinceLastPass;
 use crate::shared::cpu_isolate::cpuset::CpuSet;
 use crate::shared::cpu_isolate::ledger::steered;
 use crate::shim::{self, irq_flags, IrqScratch};
@@ -133,6 +136,7 @@ impl IrqSteering {
         isolated: &CpuSet,
         housekeeping: &CpuSet,
         online: &CpuSet,
+        since: &SinceLastPass<'_>,
     ) -> Result {
         let mut scratch = IrqScratch::new()?;
         self.report.clear();
@@ -162,7 +166,7 @@ impl IrqSteering {
                 continue;
             }
             match pos {
-                Some(i) => self.update(i, &info.affinity, isolated, housekeeping, online)?,
+                Some(i) => self.update(i, &info.affinity, isolated, housekeeping, online, since)?,
                 None if info.affinity.intersects(isolated) => {
                     let target = steered(&info.affinity, isolated, housekeeping, online);
                     // Reserve first, so the change is always remembered.
@@ -197,15 +201,25 @@ impl IrqSteering {
         isolated: &CpuSet,
         housekeeping: &CpuSet,
         online: &CpuSet,
+        since: &SinceLastPass<'_>,
     ) -> Result {
         let s = &mut self.steered[i];
+        let original = since.original_after(&s.original, &s.applied, current)?;
         if *current != s.applied {
-            pr_info!(
-                "IRQ {}: affinity changed to {} while isolated; keeping it\n",
-                s.irq,
-                current
-            );
-            s.original = *current;
+            if original == *current {
+                pr_info!(
+                    "IRQ {}: affinity changed to {} while isolated; keeping it\n",
+                    s.irq,
+                    current
+                );
+            } else {
+                pr_info!(
+                    "IRQ {}: the kernel moved it to {} when its CPUs went offline; steering it again\n",
+                    s.irq,
+                    current
+                );
+            }
+            s.original = original;
         }
         let (irq, original) = (s.irq, s.original);
         let restore = isolated.is_empty() || !original.intersects(isolated);

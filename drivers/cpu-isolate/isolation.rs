@@ -16,7 +16,7 @@ use crate::irq::IrqSteering;
 use crate::kthreads::KthreadSteering;
 use crate::offline::{self, Offlined};
 use crate::shared::cpu_isolate::cpuset::CpuSet;
-use crate::shared::cpu_isolate::ledger::{Ledger, Refusal, Region};
+use crate::shared::cpu_isolate::ledger::{original_after, Ledger, Refusal, Region};
 use crate::shared::cpu_isolate::request::{IsolateRequest, Mode, ReleaseRequest};
 use crate::shim;
 
@@ -53,6 +53,39 @@ pub(crate) struct Isolator {
     ledger: Ledger,
     irqs: IrqSteering,
     kthreads: KthreadSteering,
+    /// The CPUs online at the last steering pass.
+    online_then: CpuSet,
+}
+
+/// What CPU hotplug did since the last steering pass, for telling the
+/// kernel's own affinity changes from someone's choice
+/// ([`original_after`]).
+pub(crate) struct SinceLastPass<'a> {
+    online_then: &'a CpuSet,
+}
+
+impl SinceLastPass<'_> {
+    /// The original to keep for something steered from `original` to
+    /// `applied`, now found at `current`.
+    pub(crate) fn original_after(
+        &self,
+        original: &CpuSet,
+        applied: &CpuSet,
+        current: &CpuSet,
+    ) -> Result<CpuSet> {
+        if current == applied {
+            return Ok(*original);
+        }
+        // Read after `current`: a break visible there is recorded here.
+        let went_offline = shim::went_offline()?;
+        Ok(original_after(
+            original,
+            applied,
+            current,
+            self.online_then,
+            &went_offline,
+        ))
+    }
 }
 
 impl Isolator {
@@ -62,6 +95,7 @@ impl Isolator {
             ledger: Ledger::new(),
             irqs: IrqSteering::new(),
             kthreads: KthreadSteering::new(),
+            online_then: CpuSet::new(),
         }
     }
 
@@ -87,8 +121,17 @@ impl Isolator {
             .online
             .intersection(&topo.housekeeping)
             .difference(isolated);
-        self.irqs.reconcile(isolated, &hk, &topo.online)?;
-        self.kthreads.reconcile(isolated, &hk, &topo.online)
+        let seen = shim::went_offline()?;
+        let since = SinceLastPass {
+            online_then: &self.online_then,
+        };
+        self.irqs.reconcile(isolated, &hk, &topo.online, &since)?;
+        self.kthreads
+            .reconcile(isolated, &hk, &topo.online, &since)?;
+        // Every steered item was just checked with `topo.online` online;
+        // CPUs that go offline from now on stay recorded.
+        self.online_then = topo.online;
+        shim::forget_offline(&seen)
     }
 
     /// Isolates `req.cpus`, or changes nothing.

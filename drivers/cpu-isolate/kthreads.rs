@@ -21,6 +21,7 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::task::Task;
 
+use crate::isolation::SinceLastPass;
 use crate::shared::cpu_isolate::cpuset::CpuSet;
 use crate::shared::cpu_isolate::ledger::steered;
 use crate::shim;
@@ -88,6 +89,7 @@ impl KthreadSteering {
         isolated: &CpuSet,
         housekeeping: &CpuSet,
         online: &CpuSet,
+        since: &SinceLastPass<'_>,
     ) -> Result {
         let tasks = shim::kthreads()?;
         let mut counts = Counts::default();
@@ -127,11 +129,9 @@ impl KthreadSteering {
                 None => continue,
             };
             let s = &mut self.steered[i];
-            if current != s.applied {
-                // Changed by someone else (or by the kernel's own kthread
-                // affinity management on hotplug): that is the new original.
-                s.original = current;
-            }
+            // Changed by someone else: that is the new original; by the
+            // kernel because its CPUs went offline: it is not.
+            s.original = since.original_after(&s.original, &s.applied, &current)?;
             let restore = isolated.is_empty() || !s.original.intersects(isolated);
             let target = if restore {
                 s.original

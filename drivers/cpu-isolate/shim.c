@@ -10,6 +10,7 @@
  */
 
 #include <linux/cpu.h>
+#include <linux/cpuhotplug.h>
 #include <linux/cpumask.h>
 #include <linux/irq.h>
 #include <linux/irqdesc.h>
@@ -298,4 +299,62 @@ u64 cpu_isolate_current_runtime(void)
 void cpu_isolate_cond_resched(void)
 {
 	cond_resched();
+}
+
+/*
+ * CPUs that went offline since the module last looked (the steering code
+ * clears what it has seen). When every CPU an interrupt or a kernel thread
+ * may use goes offline, the kernel replaces its affinity ("breaks" it:
+ * migrate_one_irq(), select_fallback_rq()); the steering code must not
+ * take that for an administrator's choice. The teardown callback runs in
+ * the hotplug thread of the outgoing CPU, before the interrupts and tasks
+ * are migrated off it; it only sets a bit (atomically) and takes no lock,
+ * so remove_cpu() under the module's mutex cannot deadlock on it.
+ */
+static struct cpumask cpu_isolate_offlined;
+static int cpu_isolate_hp_state = -1;
+
+static int cpu_isolate_cpu_down(unsigned int cpu)
+{
+	cpumask_set_cpu(cpu, &cpu_isolate_offlined);
+	/* The bit is visible before the affinities are broken. */
+	smp_mb__after_atomic();
+	return 0;
+}
+
+int cpu_isolate_hotplug_watch(void)
+{
+	int ret = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "cpu_isolate:offline",
+					    NULL, cpu_isolate_cpu_down);
+
+	if (ret < 0)
+		return ret;
+	cpu_isolate_hp_state = ret;
+	return 0;
+}
+
+void cpu_isolate_hotplug_unwatch(void)
+{
+	if (cpu_isolate_hp_state >= 0)
+		cpuhp_remove_state_nocalls(cpu_isolate_hp_state);
+	cpu_isolate_hp_state = -1;
+}
+
+void cpu_isolate_went_offline(struct cpumask *out)
+{
+	unsigned int cpu;
+
+	/* Pairs with the barrier in cpu_isolate_cpu_down(). */
+	smp_mb();
+	cpumask_clear(out);
+	for_each_cpu(cpu, &cpu_isolate_offlined)
+		cpumask_set_cpu(cpu, out);
+}
+
+void cpu_isolate_forget_offline(const struct cpumask *seen)
+{
+	unsigned int cpu;
+
+	for_each_cpu(cpu, seen)
+		cpumask_clear_cpu(cpu, &cpu_isolate_offlined);
 }

@@ -59,4 +59,9 @@ u64 cpu_isolate_cpu_irqtime(unsigned int cpu);
 u64 cpu_isolate_current_runtime(void);
 void cpu_isolate_cond_resched(void);
 
+int cpu_isolate_hotplug_watch(void);
+void cpu_isolate_hotplug_unwatch(void);
+void cpu_isolate_went_offline(struct cpumask *out);
+void cpu_isolate_forget_offline(const struct cpumask *seen);
+
 #endif

@@ -247,6 +247,49 @@ pub(crate) fn cond_resched() {
     unsafe { cpu_isolate_cond_resched() }
 }
 
+/// Records which CPUs go offline while it lives (a CPU hotplug teardown
+/// callback; see `shim.c`): [`went_offline`] reads the record.
+///
+/// # Invariants
+///
+/// The callback is registered (one per module: the record is global).
+pub(crate) struct HotplugWatch(());
+
+impl HotplugWatch {
+    /// Registers the callback.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: process context (module init); paired with the
+        // unregistration in `drop`.
+        kernel::error::to_result(unsafe { cpu_isolate_hotplug_watch() })?;
+        // INVARIANT: registered just now.
+        Ok(HotplugWatch(()))
+    }
+}
+
+impl Drop for HotplugWatch {
+    fn drop(&mut self) {
+        // SAFETY: registered, per the invariants; process context.
+        unsafe { cpu_isolate_hotplug_unwatch() };
+    }
+}
+
+/// The CPUs that went offline since [`forget_offline`] last cleared them.
+pub(crate) fn went_offline() -> Result<CpuSet> {
+    let mask = CpumaskVar::new_zero(GFP_KERNEL)?;
+    // SAFETY: `mask` is a valid, writable cpumask.
+    unsafe { cpu_isolate_went_offline(mask.as_raw()) };
+    Ok(to_set(&mask))
+}
+
+/// Clears `seen` from the record [`went_offline`] reads (CPUs going
+/// offline meanwhile stay recorded).
+pub(crate) fn forget_offline(seen: &CpuSet) -> Result {
+    let mask = to_mask(seen)?;
+    // SAFETY: `mask` is a valid cpumask.
+    unsafe { cpu_isolate_forget_offline(mask.as_raw()) };
+    Ok(())
+}
+
 /// Lets `pr_*!` print a [`CpuSet`] as a cpulist (the kernel's printing
 /// macros use their own `Display` trait).
 impl kernel::fmt::Display for CpuSet {

@@ -289,6 +289,33 @@ pub fn steered(
     }
 }
 
+/// The original to keep for something the module steered (an IRQ, a
+/// kernel thread), on finding its affinity `current` where the module had
+/// `applied` it.
+///
+/// If someone else changed it (an administrator, through
+/// `/proc/irq/N/smp_affinity` or `taskset`), that choice is the new
+/// original. But the kernel itself replaces an affinity whose CPUs have all
+/// gone offline ("breaks" it, taking every online CPU); that is nobody's
+/// choice, and the original stays. `online_then` are the CPUs that were
+/// online when the module last saw `applied` in place, `went_offline` those
+/// that went offline since: if every CPU of `applied` that was online then
+/// went offline since, the kernel may have broken it (it cannot have
+/// otherwise), and the original is kept.
+pub fn original_after(
+    original: &CpuSet,
+    applied: &CpuSet,
+    current: &CpuSet,
+    online_then: &CpuSet,
+    went_offline: &CpuSet,
+) -> CpuSet {
+    if current == applied || applied.intersection(online_then).is_subset(went_offline) {
+        *original
+    } else {
+        *current
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::cpulist;
@@ -524,6 +551,36 @@ mod tests {
         assert_eq!(
             Refusal::NotHotpluggable(0).to_string(),
             "CPU 0 cannot be taken offline (boot CPU or not hotpluggable)"
+        );
+    }
+
+    #[test]
+    fn hotplug_breaks_are_not_taken_for_a_choice() {
+        let (orig, applied, all) = (cpus("0-3"), cpus("2-3"), cpus("0-3"));
+        let none = CpuSet::new();
+        // Untouched: the original stays.
+        assert_eq!(original_after(&orig, &applied, &applied, &all, &none), orig);
+        // An administrator's change, no hotplug: it is the new original.
+        let admin = cpus("1");
+        assert_eq!(original_after(&orig, &applied, &admin, &all, &none), admin);
+        // Only CPU 3 went offline: the kernel had CPU 2 left, so it did not
+        // break the affinity; the change is someone's choice.
+        assert_eq!(
+            original_after(&orig, &applied, &admin, &all, &cpus("3")),
+            admin
+        );
+        // Both went offline (and maybe came back): the kernel broke it.
+        let broken = cpus("0-1");
+        assert_eq!(
+            original_after(&orig, &applied, &broken, &all, &cpus("2-3")),
+            orig
+        );
+        // CPU 3 was already offline when the module applied 2-3: CPU 2
+        // going offline is enough for the kernel to break it.
+        let then = cpus("0-2");
+        assert_eq!(
+            original_after(&orig, &applied, &broken, &then, &cpus("2")),
+            orig
         );
     }
 }

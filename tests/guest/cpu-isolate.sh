@@ -10,39 +10,11 @@
 # lincell-vm: arch=x86_64,arm64 cpus=4 memory=1G timeout=420 boot=isolate
 # lincell-vm: append=nohz_full=2-3 rcu_nocbs=2-3
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
+. "$LINCELL_ROOT/tests/guest/cpu-isolate.lib"
 plan 38
 
 D=/sys/kernel/cpu_isolate
 OUT=$LINCELL_OUT
-PF_NO_SETAFFINITY=$((0x04000000))
-
-# write1 TEXT: TEXT on stdout in one write(2), a failed write reported
-# with the errno text: coreutils printf does (dash's echo does not say
-# which error); busybox's printf (the arm64 board) reports nothing, its
-# shell's echo does. (python3 would be clearer but costs a second per call
-# under TCG.)
-if [ -L /usr/bin/printf ]; then
-	write1() { echo -n "$1"; }
-else
-	write1() { /usr/bin/printf '%s' "$1"; }
-fi
-
-# wr FILE TEXT: writes TEXT in one write(2); prints OK or the errno name.
-wr() {
-	if err=$(write1 "$2" 2>&1 >"$1"); then
-		echo OK
-		return
-	fi
-	case $err in
-	*"Operation not permitted"*) echo EPERM ;;
-	*"No such file or directory"*) echo ENOENT ;;
-	*"Device or resource busy"*) echo EBUSY ;;
-	*"No such device"*) echo ENODEV ;;
-	*"Invalid argument"*) echo EINVAL ;;
-	*"No space left on device"*) echo ENOSPC ;;
-	*) echo "$err" ;;
-	esac
-}
 
 # expect FILE TEXT ERRNO: the write gets ERRNO.
 expect() {
@@ -59,40 +31,6 @@ HITS='function hits(l,  n, i, r, a) {
 	}
 	return 0
 }'
-
-# Kernel threads that may be moved (no PF_NO_SETAFFINITY): their pids.
-movable_kthreads() {
-	awk -v nsa=$PF_NO_SETAFFINITY '{
-		pid = $1; s = $0; sub(/.*\) /, "", s); split(s, f, " ")
-		# f[2] is ppid, f[7] the PF_* flags.
-		if ((pid == 2 || f[2] == 2) && int(f[7] / nsa) % 2 == 0) print pid
-	}' /proc/[0-9]*/stat 2>/dev/null
-}
-
-# "pid cpulist" of every movable kernel thread.
-kthread_affinities() {
-	files=$(movable_kthreads | sed 's|.*|/proc/&/status|')
-	[ -n "$files" ] || return 0
-	awk '/^Cpus_allowed_list:/ { f = FILENAME; gsub(/[^0-9]/, "", f); print f, $2 }' $files 2>/dev/null
-}
-
-# The state release must restore: IRQ affinities, movable kthread
-# affinities, online CPUs. One "key value" line each.
-snapshot() {
-	grep -H . /proc/irq/*/smp_affinity_list | sed 's|/proc/irq/\([0-9]*\)/smp_affinity_list:|irq\1 |'
-	kthread_affinities | sed 's/^/pid/'
-	echo "online $(cat /sys/devices/system/cpu/online)"
-}
-
-# same_state A B: every key present in both has the same value (threads
-# may come and go between the two snapshots, IRQs and CPUs may not).
-same_state() {
-	awk 'NR == FNR { v[$1] = $2; next }
-	     ($1 in v) && v[$1] != $2 { print "changed: " $1 " " v[$1] " -> " $2; bad = 1 }
-	     END { exit bad }' "$1" "$2" || return 1
-	a=$(grep -c '^irq' "$1"); b=$(grep -c '^irq' "$2")
-	[ "$a" = "$b" ] || { echo "IRQ count $a -> $b"; return 1; }
-}
 
 # irq_states: writes "irq state" lines from the module's report to a file
 # and prints its name; state is managed, unmovable, pending (a move the

@@ -129,6 +129,8 @@ if [ "$kind" = chaos ]; then
 		chaos=${LINCELL_CHAOS:-$LINCELL_ROOT/target/debug/ivshmem-chaos}
 		if out=$("$chaos" "$LINCELL_IVSHMEM_SOCKET" --duration-ms "${CHAOS_MS:-60000}" --seed "$$" 2>&1); then
 			ok "the chaos peer raged: $out"
+			# As benchmark figures (bench/soak-vdev-chaos.sh): chaos.stores=N ...
+			printf '%s\n' "$out" | tr ' ' '\n' | sed -n 's/^\([a-z]*\)=\([0-9.]*\)$/chaos.\1=\2/p'
 		else
 			not_ok "the chaos peer raged" "$out"
 		fi

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `lincell-vm bench`: benchmarks are scenarios (`bench/*.sh`, the same
-//! `# lincell-vm:` directives as guest tests) whose guest script prints,
-//! besides its TAP, one result per line:
+//! `# lincell-vm:` directives as guest tests) whose guest script (and host
+//! peer, if it has one) prints, besides its TAP, one result per line:
 //!
 //! ```text
 //! ROW.COLUMN=VALUE            e.g. read.p50_us=256.3

@@ -378,14 +378,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 for c in &report.cases {
                     totals.record(c);
                 }
-                let tap = std::fs::read_to_string(
-                    runner
-                        .work
-                        .join(&name)
-                        .join(scenario::DEFAULT_GUEST)
-                        .join("tap.txt"),
-                )
-                .unwrap_or_default();
+                // Figures come from the guest and, after them, the host peer.
+                let dir = runner.work.join(&name);
+                let tap = [dir.join(scenario::DEFAULT_GUEST), dir.join("host")]
+                    .iter()
+                    .map(|d| std::fs::read_to_string(d.join("tap.txt")).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 let groups = bench::tables(&bench::parse(&tap), &d.ratio);
                 println!(
                     "\n{name} ({:.0} s):\n{}",
