@@ -38,7 +38,7 @@ rm -f /tmp/fuzz-stop
 ) &
 loop=$!
 check "$FUZZ_CALLS unprivileged random calls while the device comes and goes" \
-	timeout $((300 * (FUZZ_CALLS + 99999) / 100000)) sh -c "$fuzz --uid 65534 --gid $gid --calls $FUZZ_CALLS --threads 4 --seed $$ > /tmp/fuzz.out 2>&1"
+	timeout $((300 * ((FUZZ_CALLS + 99999) / 100000))) sh -c "$fuzz --uid 65534 --gid $gid --calls $FUZZ_CALLS --threads 4 --seed $$ > /tmp/fuzz.out 2>&1"
 sed 's/^/# /' /tmp/fuzz.out
 tr ' ' '\n' </tmp/fuzz.out | sed -n 's/^\([a-z]*\)=\([0-9.]*\)$/fuzz.\1=\2/p'
 touch /tmp/fuzz-stop
