@@ -56,6 +56,9 @@ APT_PACKAGES=(
 	qemu-system-x86 udev busybox-static
 	# The arm64 leg: cross GCC for the kernel and modules, QEMU's virt board.
 	gcc-aarch64-linux-gnu qemu-system-arm
+	# The field's own instruments, run in the guests (which see the host's
+	# root filesystem): cyclictest, and stress-ng for load.
+	rt-tests stress-ng
 )
 
 step "Debian packages"

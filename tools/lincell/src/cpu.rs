@@ -7,12 +7,15 @@
 //! - [`cpuset`]: the cgroup v2 isolated partition that goes with an
 //!   isolation;
 //! - [`load`]: the load generator for `noise --load`;
-//! - [`results`]: the sampler's results format and the table.
+//! - [`results`]: the sampler's results format and the table;
+//! - [`run`]: `lincell run` (and `isolate -- COMMAND`): a command placed in
+//!   the partition, on the CPUs, with a real-time policy.
 
 mod cpuset;
 mod load;
 mod module;
 mod results;
+mod run;
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,12 +43,19 @@ With --offline the CPUs are also taken offline (a hand-off to another OS);
 offline CPUs cannot belong to a partition, so none is created.
 
 A refusal prints the module's reason and errno (e.g. `CPU 2 is already
-isolated (errno 16) [EBUSY]`) and exits with status 1.",
+isolated (errno 16) [EBUSY]`) and exits with status 1.
+
+With `-- COMMAND [ARGS...]`: isolate, run COMMAND there as `lincell run`
+does (inside the partition, on the isolated CPUs, with --fifo/--rr if
+given), wait for it, release the isolation (also when COMMAND fails or is
+interrupted: SIGINT and SIGTERM go to COMMAND, not to lincell), and exit
+with COMMAND's status (128 + N if signal N killed it).",
     after_help = "\
 Examples:
   lincell isolate 2-3
   lincell isolate 2-3,6 --no-cpuset
-  lincell isolate 3 --offline"
+  lincell isolate 3 --offline
+  lincell isolate 3 --fifo 80 -- cyclictest -a 3 -t1 -p 80 -m -D 60"
 )]
 pub struct IsolateArgs {
     /// CPUs to isolate, as a cpulist (`2-3`, `2-3,6`).
@@ -57,6 +67,57 @@ pub struct IsolateArgs {
     /// Do not create a cgroup v2 cpuset isolated partition for the CPUs.
     #[arg(long)]
     no_cpuset: bool,
+    /// With a COMMAND: run it SCHED_FIFO at this priority (1..=99).
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99),
+          conflicts_with = "rr", requires = "command")]
+    fifo: Option<u8>,
+    /// With a COMMAND: run it SCHED_RR at this priority (1..=99).
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99),
+          requires = "command")]
+    rr: Option<u8>,
+    /// A command to run on the isolated CPUs, after `--`; the isolation is
+    /// released when it ends.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<std::ffi::OsString>,
+}
+
+/// Run a command on isolated CPUs: inside their cpuset partition, pinned, optionally real-time.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "\
+Run COMMAND where an isolation put the CPUs. A cpuset isolated partition
+admits only the tasks of its own cgroup, so a program started from a shell
+that asks for an isolated CPU (taskset, cyclictest -a) is refused and runs
+elsewhere (cyclictest: \"WARN: Could not set CPU affinity\"). lincell run
+moves itself into the lincell partition that holds --cpus (the one
+`lincell isolate` created), sets its CPU affinity to --cpus and, with
+--fifo or --rr, a real-time policy, then executes COMMAND, which inherits
+all three (and passes them on to its children).
+
+If no lincell partition holds the CPUs (isolated with --no-cpuset, or not
+isolated at all), only the affinity is set, with a warning. CPUs isolated
+by a cpuset partition lincell did not create are refused with the cgroup
+to join instead. Exit status: COMMAND's; 2 if it could not be started
+(bad CPUs, no permission for the policy, command not found).",
+    after_help = "\
+Examples:
+  lincell isolate 3 && lincell run --cpus 3 --fifo 80 -- cyclictest -a 3 -t1 -p 80 -m -D 60
+  lincell run --cpus 2-3 -- taskset -pc $$"
+)]
+pub struct RunArgs {
+    /// CPUs COMMAND may run on (a cpulist).
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: CpuSet,
+    /// Run it SCHED_FIFO at this priority (1..=99).
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99),
+          conflicts_with = "rr")]
+    fifo: Option<u8>,
+    /// Run it SCHED_RR at this priority (1..=99).
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99))]
+    rr: Option<u8>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<std::ffi::OsString>,
 }
 
 /// Release an isolation, restoring exactly what was there before.
@@ -211,7 +272,49 @@ pub fn isolate(a: IsolateArgs) -> Result<()> {
             ),
         }
     }
-    Ok(())
+    if a.command.is_empty() {
+        return Ok(());
+    }
+    let code = run_child(&cpus, run::Policy::from_options(a.fifo, a.rr), &a.command);
+    release(ReleaseArgs {
+        cpus: Release::Cpus(cpus),
+    })?;
+    match code? {
+        0 => Ok(()),
+        c => Err(Error::Exited(c)),
+    }
+}
+
+/// Runs `lincell run` for `command` as a child and waits for it; SIGINT
+/// and SIGTERM meanwhile are the child's alone (the terminal sends them to
+/// both; a `kill` of lincell is passed on), so the caller always releases.
+fn run_child(
+    cpus: &CpuSet,
+    policy: Option<run::Policy>,
+    command: &[std::ffi::OsString],
+) -> Result<u8> {
+    let me = std::env::current_exe().map_err(|e| Error::io("cannot find the lincell binary", e))?;
+    let mut c = std::process::Command::new(me);
+    c.arg("run").arg("--cpus").arg(cpus.to_string());
+    if let Some(p) = policy {
+        c.args(p.to_args());
+    }
+    let mut child = c
+        .arg("--")
+        .args(command)
+        .spawn()
+        .map_err(|e| Error::io("cannot start lincell run", e))?;
+    let forward = crate::sys::ForwardSignals::to(child.id())?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("waiting for the command", e));
+    drop(forward);
+    Ok(run::exit_code(status?))
+}
+
+/// `lincell run`.
+pub fn run(a: RunArgs) -> Result<()> {
+    run::exec(&a.cpus, run::Policy::from_options(a.fifo, a.rr), &a.command)
 }
 
 /// `lincell release`.

@@ -11,6 +11,7 @@
 //! | 0 | (none) | success; `remote serve`: stopped by SIGINT/SIGTERM |
 //! | 1 | [`Error::Failed`], [`Error::Reported`], [`Error::Refused`], [`Error::Remote`] | the command ran and the answer is no: a check failed, a wait timed out, cpu_isolate.ko refused the request, the vdev-remote backend or benchmark failed at run time |
 //! | 2 | [`Error::Usage`], [`Error::Io`] | the command could not run: bad arguments, a missing device or module, a failing system call |
+//! | N | [`Error::Exited`] | `isolate -- COMMAND`: COMMAND's own exit status (128 + the signal that killed it) |
 //!
 //! Command-line syntax errors never get here: clap reports them and exits
 //! with status 2 as well.
@@ -52,6 +53,10 @@ pub enum Error {
     /// backend logs and survives); the benchmark's device (exit status 1).
     #[error("{0}")]
     Remote(String),
+    /// `isolate -- COMMAND`: COMMAND exited with this status, which
+    /// becomes lincell's; nothing more is printed.
+    #[error("the command exited with status {0}")]
+    Exited(u8),
 }
 
 impl Error {

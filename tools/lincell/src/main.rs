@@ -25,6 +25,8 @@ Drive lincell's kernel modules from userspace:
             ivshmem-server
   isolate, release, status, noise
             cpu_isolate.ko: isolate CPUs and restore them, measure noise
+  run       start a command on isolated CPUs: inside their cpuset
+            partition, pinned, optionally SCHED_FIFO/SCHED_RR
   remote    backends for vdev_remote.ko (virtio-blk, virtio-console over
             ivshmem), and a block benchmark
 
@@ -36,7 +38,9 @@ Exit status, the same for every command:
      out, cpu_isolate.ko refused the request (its reason and errno are
      printed), the vdev-remote backend or benchmark failed at run time
   2  the command could not run: bad arguments, no such device, module not
-     loaded, a failing system call",
+     loaded, a failing system call
+  N  run, isolate -- COMMAND: COMMAND's own status (128 + N if signal N
+     killed it)",
     after_help = "\
 Examples:
   lincell ivshmem info /dev/ivshmem0
@@ -58,6 +62,7 @@ enum Command {
     Release(cpu::ReleaseArgs),
     Status(cpu::StatusArgs),
     Noise(cpu::NoiseArgs),
+    Run(cpu::RunArgs),
     Remote(remote::Args),
 }
 
@@ -66,6 +71,7 @@ fn exit_status(e: &Error) -> u8 {
     match e {
         Error::Failed(_) | Error::Reported | Error::Refused { .. } | Error::Remote(_) => 1,
         Error::Usage(_) | Error::Io(_) => 2,
+        Error::Exited(code) => *code,
     }
 }
 
@@ -75,9 +81,11 @@ fn main() -> ExitCode {
     let prefix = match &command {
         Command::Ivshmem(_) => "lincell ivshmem",
         Command::Remote(a) => a.prefix(),
-        Command::Isolate(_) | Command::Release(_) | Command::Status(_) | Command::Noise(_) => {
-            "lincell"
-        }
+        Command::Isolate(_)
+        | Command::Release(_)
+        | Command::Status(_)
+        | Command::Noise(_)
+        | Command::Run(_) => "lincell",
     };
     let result = match command {
         Command::Ivshmem(args) => ivshmem::run(args),
@@ -85,12 +93,13 @@ fn main() -> ExitCode {
         Command::Release(args) => cpu::release(args),
         Command::Status(args) => cpu::status(args),
         Command::Noise(args) => cpu::noise(args),
+        Command::Run(args) => cpu::run(args),
         Command::Remote(args) => remote::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if !matches!(e, Error::Reported) {
+            if !matches!(e, Error::Reported | Error::Exited(_)) {
                 eprintln!("{prefix}: {e}");
             }
             ExitCode::from(exit_status(&e))
