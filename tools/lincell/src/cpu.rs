@@ -25,6 +25,7 @@ use lincell_shared::cpu_isolate::cpulist;
 use lincell_shared::cpu_isolate::cpuset::CpuSet;
 
 use crate::error::{Error, Result};
+pub(crate) use cpuset::cgroup2_root;
 use module::Module;
 pub use module::WriteError;
 

@@ -15,6 +15,7 @@
 pub mod cpu;
 pub mod error;
 pub mod ivshmem;
+pub mod platform;
 pub mod remote;
 pub mod rng;
 mod sys;

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lincell::{cpu, ivshmem, remote, Error};
+use lincell::{cpu, ivshmem, platform, remote, Error};
 
 /// Drive lincell's kernel modules from userspace.
 #[derive(Parser, Debug)]
@@ -27,6 +27,9 @@ Drive lincell's kernel modules from userspace:
             cpu_isolate.ko: isolate CPUs and restore them, measure noise
   run       start a command on isolated CPUs: inside their cpuset
             partition, pinned, optionally SCHED_FIFO/SCHED_RR
+  platform  this machine's virtualization and isolation hooks (CPU
+            virtualization, IOMMU, cache partitioning, interrupt
+            controller, SR-IOV, ivshmem, preemption, isolation in force)
   remote    backends for vdev_remote.ko (virtio-blk, virtio-console over
             ivshmem), and a block benchmark
 
@@ -63,6 +66,7 @@ enum Command {
     Status(cpu::StatusArgs),
     Noise(cpu::NoiseArgs),
     Run(cpu::RunArgs),
+    Platform(platform::Args),
     Remote(remote::Args),
 }
 
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         | Command::Status(_)
         | Command::Noise(_)
         | Command::Run(_) => "lincell",
+        Command::Platform(_) => "lincell platform",
     };
     let result = match command {
         Command::Ivshmem(args) => ivshmem::run(args),
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cpu::status(args),
         Command::Noise(args) => cpu::noise(args),
         Command::Run(args) => cpu::run(args),
+        Command::Platform(args) => platform::run(args),
         Command::Remote(args) => remote::run(args),
     };
     match result {

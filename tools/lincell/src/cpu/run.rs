@@ -119,9 +119,10 @@ fn set_affinity(cpus: &CpuSet) -> Result<()> {
 /// Sets the calling thread's scheduling policy.
 fn set_policy(policy: Policy) -> Result<()> {
     let (raw, prio) = policy.raw();
-    let param = libc::sched_param {
-        sched_priority: libc::c_int::from(prio),
-    };
+    // musl's sched_param has more (reserved) fields than glibc's.
+    // SAFETY: sched_param is plain data; zeroed is a valid value.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = libc::c_int::from(prio);
     // SAFETY: `param` is a valid sched_param.
     if unsafe { libc::sched_setscheduler(0, raw, &param) } != 0 {
         let e = io::Error::last_os_error();
