@@ -25,6 +25,8 @@
 /// interface of every layout, header and ring below.
 pub mod shmem;
 
+pub mod channel;
+
 /// Host-only additions to [`shmem`]: heap-backed test memory, I/O errors.
 #[cfg(any(test, feature = "std"))]
 pub mod host;

@@ -735,3 +735,34 @@ fn uapi_structures_have_no_implicit_padding_and_natural_alignment() {
     assert_eq!((uapi::IOCTL_COUNTERS >> 16) & 0x3fff, 16);
     assert_eq!(uapi::READ_SIZE, 8);
 }
+
+/// The message channel's two blocks (`rust/channel.rs`,
+/// `include/uapi/lincell/channel.h`), byte for byte.
+#[test]
+fn channel_blocks_are_little_endian_and_as_documented() {
+    use lincell_shared::channel::{Consumer, Geometry, Producer};
+    let m = bytes(0x1000);
+    let geo = Geometry::new(2, 16).unwrap();
+    let mut tx = Producer::create(&m, 0x100, &m, 0x800, geo, 0x0102_0304).unwrap();
+    let mut rx = Consumer::attach(&m, 0x100, &m, 0x800).unwrap();
+    tx.try_send(&[0xaa, 0xbb, 0xcc]).unwrap();
+    #[rustfmt::skip]
+    let producer: [u8; 0x28] = [
+        b'L', b'C', b'M', b'Q', 1, 0, 0, 0,   16, 0, 0, 0,   2, 0, 0, 0,     // magic version slot_size slots
+        4, 3, 2, 1,             1, 0, 0, 0,   0, 0, 0, 0,    0, 0, 0, 0,     // epoch head flags (pad)
+        0, 0, 0, 0, 0, 0, 0, 0,                                              // (pad to 0x28)
+    ];
+    assert_eq!(m.slice(0x100, 0x28), producer);
+    // Slot 0 at +0x40: len, reserved, payload.
+    assert_eq!(
+        m.slice(0x140, 11),
+        [3, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb, 0xcc]
+    );
+    let mut buf = [0u8; 8];
+    rx.try_recv(&mut buf).unwrap();
+    #[rustfmt::skip]
+    let consumer: [u8; 16] = [
+        b'L', b'C', b'M', b'C', 4, 3, 2, 1,   1, 0, 0, 0,   0, 0, 0, 0,      // magic epoch tail flags
+    ];
+    assert_eq!(m.slice(0x800, 16), consumer);
+}
