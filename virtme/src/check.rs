@@ -13,7 +13,7 @@ use std::process::Command;
 
 use lincell_ktap::{cargo, ktap, splat};
 
-use crate::scenario::{script_name, GuestResult, Runner, DEFAULT_GUEST};
+use crate::scenario::{script_name, GuestResult, Revision, Runner, DEFAULT_GUEST};
 
 /// One counted test case.
 #[derive(Debug, PartialEq, Eq)]
@@ -343,6 +343,9 @@ pub enum Job {
     /// Guest scripts sharing one boot (often just one script), on the
     /// runner's guest kind.
     Boot(Vec<PathBuf>),
+    /// The ivshmem 2.0 run of `revisions=` scripts sharing one boot
+    /// ([`Runner::for_revision`]).
+    V2Boot(Vec<PathBuf>),
     /// Build the arm64 board's modules, tools and initramfs, then queue
     /// its boots.
     BuildArm64(Arm64),
@@ -379,11 +382,12 @@ pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl
     });
     let wake = std::sync::Condvar::new();
     let board: std::sync::OnceLock<Runner> = std::sync::OnceLock::new();
+    let v2 = runner.for_revision(Revision::V2);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         for _ in 0..parallel.max(1) {
             let tx = tx.clone();
-            let (queue, wake, board) = (&queue, &wake, &board);
+            let (queue, wake, board, v2) = (&queue, &wake, &board, &v2);
             scope.spawn(move || {
                 // The queue's lock is held only to take the next job.
                 let next = || {
@@ -404,6 +408,7 @@ pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl
                 while let Some(job) = next() {
                     let report = match job {
                         Job::Boot(scripts) => guest_boot(runner, &scripts),
+                        Job::V2Boot(scripts) => guest_boot(v2, &scripts),
                         Job::Arm64Boot(scripts) => match board.get() {
                             Some(b) => guest_boot(b, &scripts),
                             None => Report::default(),
@@ -477,6 +482,7 @@ fn build_arm64(runner: &Runner, kdir: &Path) -> (Report, Option<Runner>) {
                 work,
                 echo: runner.echo,
                 kind: crate::guest::Kind::Arm64 { initramfs },
+                revision: Revision::V1,
             };
             (report, Some(board))
         }
@@ -492,11 +498,13 @@ fn build_arm64(runner: &Runner, kdir: &Path) -> (Report, Option<Runner>) {
 pub fn guest_boot(runner: &Runner, scripts: &[PathBuf]) -> Report {
     let mut report = Report::default();
     // Test names say which board a script ran on, but for the x86_64
-    // guests (the default).
-    let arch = match runner.kind {
+    // guests (the default), and which ivshmem revision a `revisions=`
+    // script had, but for v1 (the names those tests always had).
+    let board = match runner.kind {
         crate::guest::Kind::Vng => "",
         crate::guest::Kind::Arm64 { .. } => "arm64/",
     };
+    let arch = format!("{board}{}", runner.revision.prefix());
     let names: Vec<String> = scripts
         .iter()
         .map(|s| format!("{arch}{}", script_name(s)))
