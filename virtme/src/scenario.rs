@@ -26,7 +26,8 @@
 //!   ([`Ivshmem2`]): starts the device process (`ivshmem-server --v2`) with
 //!   PEERS as Maximum Peers, an R/W section of RWSIZE, an output section of
 //!   OUTSIZE per peer (default 0) and PROTOCOL (hex, the class code's
-//!   sub-class and prog-if; default 0), one vfio-user socket per guest, and
+//!   sub-class and prog-if; default 0; sizes in whole 4 KiB pages), one
+//!   vfio-user socket per guest, and
 //!   boots every guest with QEMU 11 ([`guest::qemu11`]: Debian 12's QEMU has
 //!   no `vfio-user-pci`; `make setup` installs it) and a `vfio-user-pci`
 //!   device on its socket. Host peers join through the device process's
@@ -283,7 +284,8 @@ pub struct Ivshmem2 {
     pub one_shot: bool,
 }
 
-/// Granule of lincell's v1 layout as x86_64 guests create it (their page size).
+/// Granule of lincell's v1 layout as x86_64 guests create it (their page
+/// size), and what ivshmem 2.0 section sizes are multiples of.
 const V1_GRANULE: u64 = 4096;
 /// Maximum Peers of lincell's v1 layout (Documentation/ivshmem-v1-layout.md).
 const V1_MAX_PEERS: u32 = 8;
@@ -336,10 +338,17 @@ impl Ivshmem2 {
             .ok()
             .filter(|p| (1..=u32::from(u16::MAX)).contains(p))
             .ok_or_else(|| bad("PEERS must be 1 to 65535"))?;
-        let size_or_zero = |s: &str| if s == "0" { Ok(0) } else { parse_size(s) };
-        let rw_size = size_or_zero(parts[1]).map_err(|e| bad(&e))?;
+        // Sections are whole pages (the device maps them into guests).
+        let section = |s: &str| {
+            let n = if s == "0" { 0 } else { parse_size(s)? };
+            if n % V1_GRANULE != 0 {
+                return Err(format!("`{s}` is not a multiple of 4096"));
+            }
+            Ok(n)
+        };
+        let rw_size = section(parts[1]).map_err(|e: String| bad(&e))?;
         let output_size = match parts.get(2) {
-            Some(s) => size_or_zero(s).map_err(|e| bad(&e))?,
+            Some(s) => section(s).map_err(|e| bad(&e))?,
             None => 0,
         };
         let protocol = match parts.get(3) {
@@ -1167,6 +1176,8 @@ mod tests {
             "# lincell-vm: ivshmem2=65536:1M",
             "# lincell-vm: ivshmem2=x:1M",
             "# lincell-vm: ivshmem2=2:1Q",
+            "# lincell-vm: ivshmem2=2:1000",
+            "# lincell-vm: ivshmem2=2:1M:6K",
             "# lincell-vm: ivshmem2=2:1M:64K:0x10000",
             "# lincell-vm: ivshmem2=2:1M:64K:zz",
             "# lincell-vm: ivshmem2=2:1M:64K:0x8002:9",
