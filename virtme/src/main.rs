@@ -112,7 +112,8 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct Scripts {
     /// Run only the scripts whose name contains this (the arm64 board's
-    /// are named `arm64/NAME`).
+    /// are named `arm64/NAME`, the ivshmem 2.0 runs of `revisions=` scripts
+    /// `v2/NAME`).
     #[arg(long)]
     filter: Option<String>,
     /// Echo guest consoles to stderr while they run.
