@@ -363,6 +363,37 @@ pub struct Arm64 {
     pub boots: Vec<Vec<PathBuf>>,
 }
 
+/// The x86_64 guests' jobs for `scripts` (those that run on x86_64): the
+/// boots of every script as written or on v1 ([`Job::Boot`]), then the
+/// ivshmem 2.0 boots of the `revisions=` scripts that name v2
+/// ([`Job::V2Boot`]). With a filter, only the scripts whose run's name
+/// (`NAME`, `v2/NAME`) contains it.
+pub fn x86_jobs(scripts: &[PathBuf], filter: Option<&str>) -> std::io::Result<Vec<Job>> {
+    let wanted = |rev: Revision, p: &Path| {
+        filter.is_none_or(|f| format!("{}{}", rev.prefix(), script_name(p)).contains(f))
+    };
+    let mut by_rev = [Vec::new(), Vec::new()];
+    for p in scripts {
+        let runs = crate::scenario::read_directives(p)?.runs();
+        for (rev, list) in [Revision::V1, Revision::V2].into_iter().zip(&mut by_rev) {
+            if runs.contains(&rev) && wanted(rev, p) {
+                list.push(p.clone());
+            }
+        }
+    }
+    let [v1, v2] = by_rev;
+    let mut jobs: Vec<Job> = crate::scenario::group_by_boot(&v1)?
+        .into_iter()
+        .map(Job::Boot)
+        .collect();
+    jobs.extend(
+        crate::scenario::group_by_boot(&v2)?
+            .into_iter()
+            .map(Job::V2Boot),
+    );
+    Ok(jobs)
+}
+
 /// The work of [`run_jobs`]: jobs waiting, and builds whose jobs are not
 /// queued yet.
 struct Queue {
@@ -636,6 +667,52 @@ mod tests {
         assert!(cases
             .iter()
             .any(|c| c.name.ends_with("/exit-status") && c.outcome == ktap::Outcome::Fail));
+    }
+
+    #[test]
+    fn revisions_scripts_get_a_v2_boot() {
+        let dir = std::env::temp_dir().join(format!("lincell-vm-jobs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = |name: &str, header: &str| {
+            let p = dir.join(format!("{name}.sh"));
+            std::fs::write(&p, format!("# lincell-vm: {header}\n")).unwrap();
+            p
+        };
+        let scripts = [
+            script("a-plain", "cpus=1"),
+            script("b-both", "ivshmem-doorbell=2:1M revisions=v1,v2"),
+            script("c-v2only", "ivshmem-doorbell=2:1M revisions=v2"),
+            script("d-device", "ivshmem2=2:1M"),
+        ];
+        let names = |jobs: &[Job]| -> Vec<String> {
+            jobs.iter()
+                .map(|j| match j {
+                    Job::Boot(s) => format!("v1 {}", script_name(&s[0])),
+                    Job::V2Boot(s) => format!("v2 {}", script_name(&s[0])),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&x86_jobs(&scripts, None).unwrap()),
+            [
+                "v1 a-plain",
+                "v1 b-both",
+                "v1 d-device",
+                "v2 b-both",
+                "v2 c-v2only"
+            ]
+        );
+        assert_eq!(
+            names(&x86_jobs(&scripts, Some("v2/")).unwrap()),
+            ["v2 b-both", "v2 c-v2only"]
+        );
+        assert_eq!(
+            names(&x86_jobs(&scripts, Some("b-both")).unwrap()),
+            ["v1 b-both", "v2 b-both"]
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -340,31 +340,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             let x86 = for_arch(&scripts, "x86_64")?;
-            let mut x86_v1 = Vec::new();
-            let mut x86_v2 = Vec::new();
-            for p in x86 {
-                let runs = scenario::read_directives(&p)
-                    .map_err(|e| e.to_string())?
-                    .runs();
-                if runs.contains(&scenario::Revision::V1) && matches("", &p) {
-                    x86_v1.push(p.clone());
-                }
-                if runs.contains(&scenario::Revision::V2) && matches("v2/", &p) {
-                    x86_v2.push(p);
-                }
-            }
-            work_items.extend(
-                scenario::group_by_boot(&x86_v1)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(check::Job::Boot),
-            );
-            work_items.extend(
-                scenario::group_by_boot(&x86_v2)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(check::Job::V2Boot),
-            );
+            work_items.extend(check::x86_jobs(&x86, filter.as_deref()).map_err(|e| e.to_string())?);
             let parallel =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             println!(
