@@ -30,7 +30,8 @@
 #                         make dist: the tools' Rust target (for instance
 #                         aarch64-unknown-linux-musl for an arm64 board)
 #   FILTER=name           make check: run only guest tests whose name contains it
-#                         (arm64/NAME on the arm64 board); make bench: only those benchmarks
+#                         (arm64/NAME on the arm64 board, v2/NAME the ivshmem 2.0 runs of
+#                         revisions= tests); make bench: only those benchmarks
 #   V=1                   make check, make bench: echo guest consoles
 
 ROOT := $(CURDIR)

@@ -45,8 +45,8 @@ apt_private() {
 	mkdir -p "$LINCELL_APT"/{lists/partial,cache/archives/partial,etc/preferences.d}
 	local key=/usr/share/keyrings/debian-archive-keyring.gpg
 	cat >"$LINCELL_APT/etc/sources.list" <<-EOF
-		deb [signed-by=$key] http://deb.debian.org/debian trixie-backports main
-		deb [signed-by=$key] http://deb.debian.org/debian sid main
+		deb [signed-by=$key] $DEBIAN_MIRROR trixie-backports main
+		deb [signed-by=$key] $DEBIAN_MIRROR sid main
 	EOF
 	APT_OPTS=(
 		-o "Dir::Etc::SourceList=$LINCELL_APT/etc/sources.list"

@@ -23,6 +23,18 @@ LIBCLANG_WHEEL_VERSION=18.1.1
 LINCELL_VENV=$LINCELL_CACHE/venv
 LINCELL_APT=$LINCELL_CACHE/apt
 
+# The Debian mirror every download uses (the kernel source, the QEMU 11 tree).
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# QEMU 11 for the guests with an ivshmem 2.0 device (vfio-user-pci needs
+# QEMU >= 10.1; Debian 12 has 7.2): a Debian trixie tree with
+# trixie-backports' qemu-system-x86, built by scripts/setup.sh and run from
+# outside the tree by scripts/qemu11.sh. The stamp holds the package version
+# and is written last: a tree without it is not finished. (The harness finds
+# the tree the same way: $LINCELL_QEMU11, else $LINCELL_CACHE/qemu-trixie.)
+LINCELL_QEMU11=${LINCELL_QEMU11:-$LINCELL_CACHE/qemu-trixie}
+LINCELL_QEMU11_STAMP=$LINCELL_QEMU11/.lincell-qemu-version
+
 export PATH="$HOME/.cargo/bin:$LINCELL_VENV/bin:$PATH"
 
 # libclang for bindgen comes from the PyPI wheel (Debian 12's clang is too old).

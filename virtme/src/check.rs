@@ -13,7 +13,7 @@ use std::process::Command;
 
 use lincell_ktap::{cargo, ktap, splat};
 
-use crate::scenario::{script_name, GuestResult, Runner, DEFAULT_GUEST};
+use crate::scenario::{script_name, GuestResult, Revision, Runner, DEFAULT_GUEST};
 
 /// One counted test case.
 #[derive(Debug, PartialEq, Eq)]
@@ -343,6 +343,9 @@ pub enum Job {
     /// Guest scripts sharing one boot (often just one script), on the
     /// runner's guest kind.
     Boot(Vec<PathBuf>),
+    /// The ivshmem 2.0 run of `revisions=` scripts sharing one boot
+    /// ([`Runner::for_revision`]).
+    V2Boot(Vec<PathBuf>),
     /// Build the arm64 board's modules, tools and initramfs, then queue
     /// its boots.
     BuildArm64(Arm64),
@@ -358,6 +361,37 @@ pub struct Arm64 {
     pub kdir: PathBuf,
     /// Its boots (see [`crate::scenario::group_by_boot`]).
     pub boots: Vec<Vec<PathBuf>>,
+}
+
+/// The x86_64 guests' jobs for `scripts` (those that run on x86_64): the
+/// boots of every script as written or on v1 ([`Job::Boot`]), then the
+/// ivshmem 2.0 boots of the `revisions=` scripts that name v2
+/// ([`Job::V2Boot`]). With a filter, only the scripts whose run's name
+/// (`NAME`, `v2/NAME`) contains it.
+pub fn x86_jobs(scripts: &[PathBuf], filter: Option<&str>) -> std::io::Result<Vec<Job>> {
+    let wanted = |rev: Revision, p: &Path| {
+        filter.is_none_or(|f| format!("{}{}", rev.prefix(), script_name(p)).contains(f))
+    };
+    let mut by_rev = [Vec::new(), Vec::new()];
+    for p in scripts {
+        let runs = crate::scenario::read_directives(p)?.runs();
+        for (rev, list) in [Revision::V1, Revision::V2].into_iter().zip(&mut by_rev) {
+            if runs.contains(&rev) && wanted(rev, p) {
+                list.push(p.clone());
+            }
+        }
+    }
+    let [v1, v2] = by_rev;
+    let mut jobs: Vec<Job> = crate::scenario::group_by_boot(&v1)?
+        .into_iter()
+        .map(Job::Boot)
+        .collect();
+    jobs.extend(
+        crate::scenario::group_by_boot(&v2)?
+            .into_iter()
+            .map(Job::V2Boot),
+    );
+    Ok(jobs)
 }
 
 /// The work of [`run_jobs`]: jobs waiting, and builds whose jobs are not
@@ -379,11 +413,12 @@ pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl
     });
     let wake = std::sync::Condvar::new();
     let board: std::sync::OnceLock<Runner> = std::sync::OnceLock::new();
+    let v2 = runner.for_revision(Revision::V2);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         for _ in 0..parallel.max(1) {
             let tx = tx.clone();
-            let (queue, wake, board) = (&queue, &wake, &board);
+            let (queue, wake, board, v2) = (&queue, &wake, &board, &v2);
             scope.spawn(move || {
                 // The queue's lock is held only to take the next job.
                 let next = || {
@@ -404,6 +439,7 @@ pub fn run_jobs(runner: &Runner, jobs: Vec<Job>, parallel: usize, mut done: impl
                 while let Some(job) = next() {
                     let report = match job {
                         Job::Boot(scripts) => guest_boot(runner, &scripts),
+                        Job::V2Boot(scripts) => guest_boot(v2, &scripts),
                         Job::Arm64Boot(scripts) => match board.get() {
                             Some(b) => guest_boot(b, &scripts),
                             None => Report::default(),
@@ -477,6 +513,7 @@ fn build_arm64(runner: &Runner, kdir: &Path) -> (Report, Option<Runner>) {
                 work,
                 echo: runner.echo,
                 kind: crate::guest::Kind::Arm64 { initramfs },
+                revision: Revision::V1,
             };
             (report, Some(board))
         }
@@ -492,11 +529,13 @@ fn build_arm64(runner: &Runner, kdir: &Path) -> (Report, Option<Runner>) {
 pub fn guest_boot(runner: &Runner, scripts: &[PathBuf]) -> Report {
     let mut report = Report::default();
     // Test names say which board a script ran on, but for the x86_64
-    // guests (the default).
-    let arch = match runner.kind {
+    // guests (the default), and which ivshmem revision a `revisions=`
+    // script had, but for v1 (the names those tests always had).
+    let board = match runner.kind {
         crate::guest::Kind::Vng => "",
         crate::guest::Kind::Arm64 { .. } => "arm64/",
     };
+    let arch = format!("{board}{}", runner.revision.prefix());
     let names: Vec<String> = scripts
         .iter()
         .map(|s| format!("{arch}{}", script_name(s)))
@@ -628,6 +667,52 @@ mod tests {
         assert!(cases
             .iter()
             .any(|c| c.name.ends_with("/exit-status") && c.outcome == ktap::Outcome::Fail));
+    }
+
+    #[test]
+    fn revisions_scripts_get_a_v2_boot() {
+        let dir = std::env::temp_dir().join(format!("lincell-vm-jobs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = |name: &str, header: &str| {
+            let p = dir.join(format!("{name}.sh"));
+            std::fs::write(&p, format!("# lincell-vm: {header}\n")).unwrap();
+            p
+        };
+        let scripts = [
+            script("a-plain", "cpus=1"),
+            script("b-both", "ivshmem-doorbell=2:1M revisions=v1,v2"),
+            script("c-v2only", "ivshmem-doorbell=2:1M revisions=v2"),
+            script("d-device", "ivshmem2=2:1M"),
+        ];
+        let names = |jobs: &[Job]| -> Vec<String> {
+            jobs.iter()
+                .map(|j| match j {
+                    Job::Boot(s) => format!("v1 {}", script_name(&s[0])),
+                    Job::V2Boot(s) => format!("v2 {}", script_name(&s[0])),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&x86_jobs(&scripts, None).unwrap()),
+            [
+                "v1 a-plain",
+                "v1 b-both",
+                "v1 d-device",
+                "v2 b-both",
+                "v2 c-v2only"
+            ]
+        );
+        assert_eq!(
+            names(&x86_jobs(&scripts, Some("v2/")).unwrap()),
+            ["v2 b-both", "v2 c-v2only"]
+        );
+        assert_eq!(
+            names(&x86_jobs(&scripts, Some("b-both")).unwrap()),
+            ["v1 b-both", "v2 b-both"]
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

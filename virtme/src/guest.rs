@@ -46,8 +46,14 @@ pub struct GuestSpec {
     pub cpus: u32,
     /// Memory, in QEMU's syntax (`1G`).
     pub memory: String,
-    /// Extra QEMU arguments (devices).
+    /// Extra QEMU arguments (devices). A virtme-ng guest's reach QEMU
+    /// through a shell (vng runs virtme-run with `sh -c`): an argument with
+    /// characters the shell treats specially is quoted for it (see
+    /// [`vfio_user_device`]).
     pub qemu_opts: Vec<String>,
+    /// The QEMU a virtme-ng guest runs (`vng --qemu`), if not the system's
+    /// (Debian 12's 7.2): [`qemu11`] for guests with an ivshmem 2.0 device.
+    pub qemu: Option<PathBuf>,
     /// Kernel arguments after [`DEFAULT_KERNEL_ARGS`].
     pub kernel_args: Vec<String>,
     /// Shell command run inside a virtme-ng guest; its exit code is the
@@ -95,6 +101,14 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+/// The project's cache, as `scripts/lib.sh` defines it: `LINCELL_CACHE`,
+/// else `~/.cache/lincell`.
+fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("LINCELL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lincell")))
+}
+
 /// The `vng` program to run: `LINCELL_VNG` if set, else the one in the
 /// project's venv (`$LINCELL_CACHE/venv`, default `~/.cache/lincell/venv`,
 /// where `make setup` installs it), else `vng` from `PATH`.
@@ -102,13 +116,101 @@ fn vng_program() -> String {
     if let Ok(p) = std::env::var("LINCELL_VNG") {
         return p;
     }
-    let cache = std::env::var_os("LINCELL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lincell")));
-    match cache.map(|c| c.join("venv/bin/vng")) {
+    match cache_dir().map(|c| c.join("venv/bin/vng")) {
         Some(p) if p.exists() => p.display().to_string(),
         _ => "vng".into(),
     }
+}
+
+/// The QEMU 11 tree `make setup` builds (`scripts/setup.sh`):
+/// `LINCELL_QEMU11` if set, else `$LINCELL_CACHE/qemu-trixie`.
+pub fn qemu11_tree() -> Option<PathBuf> {
+    std::env::var_os("LINCELL_QEMU11")
+        .map(PathBuf::from)
+        .or_else(|| cache_dir().map(|c| c.join("qemu-trixie")))
+}
+
+/// The QEMU for guests with an ivshmem 2.0 device: QEMU 11 with
+/// `vfio-user-pci` (Debian 12's 7.2 has none), run by the wrapper
+/// `scripts/qemu11.sh` of the repository at `root` from the tree
+/// [`qemu11_tree`].
+///
+/// # Errors
+///
+/// [`io::ErrorKind::NotFound`] if the tree is not there or not finished
+/// (its stamp is written last), telling the user to run `make setup`.
+pub fn qemu11(root: &Path) -> io::Result<PathBuf> {
+    qemu11_in(root, qemu11_tree())
+}
+
+/// [`qemu11`] with the tree at `tree`.
+fn qemu11_in(root: &Path, tree: Option<PathBuf>) -> io::Result<PathBuf> {
+    let tree = tree.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "cannot find the QEMU 11 tree: neither LINCELL_QEMU11, LINCELL_CACHE nor HOME is set",
+        )
+    })?;
+    if !tree.join(".lincell-qemu-version").is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "ivshmem 2.0 guests need QEMU 11 (vfio-user-pci), and {} holds none: \
+                 run `make setup` (it installs it there, about 40 s)",
+                tree.display()
+            ),
+        ));
+    }
+    Ok(root.join("scripts/qemu11.sh"))
+}
+
+/// The QEMU option that attaches a `vfio-user-pci` device served on the
+/// UNIX socket `socket`, for [`GuestSpec::qemu_opts`]. Its `socket`
+/// property is a structure, which only `-device`'s JSON form can give; the
+/// JSON is single-quoted for the shell vng runs QEMU through.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::InvalidInput`] for a path the quoting cannot carry
+/// (quotes, backslashes, white space, not UTF-8) or one too long for a
+/// UNIX socket address.
+pub fn vfio_user_device(socket: &Path) -> io::Result<String> {
+    let path = socket
+        .to_str()
+        .filter(|p| !p.contains(['\'', '"', '\\']) && !p.contains(char::is_whitespace))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: a vfio-user socket path may not hold quotes, backslashes or spaces",
+                    socket.display()
+                ),
+            )
+        })?;
+    check_socket_path(socket)?;
+    Ok(format!(
+        r#"-device '{{"driver":"vfio-user-pci","socket":{{"type":"unix","path":"{path}"}}}}'"#
+    ))
+}
+
+/// Longest UNIX socket path: `sun_path` holds 108 bytes with the NUL.
+const SUN_PATH_MAX: usize = 107;
+
+/// Fails for a path too long to be a UNIX socket's address (QEMU and the
+/// ivshmem server would fail later, with less clear messages).
+pub fn check_socket_path(socket: &Path) -> io::Result<()> {
+    let len = socket.as_os_str().len();
+    if len > SUN_PATH_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: {len} bytes is too long for a UNIX socket path (at most {SUN_PATH_MAX}); \
+                 use a shorter --work directory",
+                socket.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Kernel arguments every guest boots with:
@@ -160,6 +262,9 @@ pub fn command_line(kdir: &Path, spec: &GuestSpec) -> Vec<String> {
     ];
     if !use_kvm() {
         args.push("--disable-kvm".into());
+    }
+    if let Some(qemu) = &spec.qemu {
+        args.push(format!("--qemu={}", qemu.display()));
     }
     for d in &spec.rw_dirs {
         args.push(format!("--rwdir={}", d.display()));
@@ -491,6 +596,7 @@ mod tests {
             cpus: 2,
             memory: "1G".into(),
             qemu_opts: vec!["-device ivshmem-plain,memdev=hm".into()],
+            qemu: None,
             kernel_args: vec!["nohz_full=1".into()],
             command: "true".into(),
             rw_dirs: vec![PathBuf::from("/tmp/out")],
@@ -643,5 +749,52 @@ mod tests {
         assert!(args.contains(&"--append=slub_debug=FZP".to_string()));
         assert!(args.contains(&"--append=nohz_full=1".to_string()));
         assert_eq!(args[args.len() - 2..], ["--exec", "true"]);
+        assert!(
+            !args.iter().any(|a| a.starts_with("--qemu=")),
+            "the system's QEMU by default"
+        );
+    }
+
+    #[test]
+    fn command_line_runs_the_given_qemu() {
+        let mut spec = spec();
+        spec.qemu = Some(PathBuf::from("/r/scripts/qemu11.sh"));
+        let args = command_line(Path::new("/k"), &spec);
+        assert!(args.contains(&"--qemu=/r/scripts/qemu11.sh".to_string()));
+    }
+
+    #[test]
+    fn vfio_user_device_is_json_quoted_for_the_shell() {
+        assert_eq!(
+            vfio_user_device(Path::new("/w/s/vfio-a.sock")).unwrap(),
+            r#"-device '{"driver":"vfio-user-pci","socket":{"type":"unix","path":"/w/s/vfio-a.sock"}}'"#
+        );
+        for bad in [
+            "/w/it's.sock",
+            "/w/a b.sock",
+            "/w/a\"b.sock",
+            "/w/a\\b.sock",
+        ] {
+            let e = vfio_user_device(Path::new(bad)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+        }
+        let long = format!("/{}/vfio-a.sock", "d".repeat(100));
+        let e = vfio_user_device(Path::new(&long)).unwrap_err();
+        assert!(e.to_string().contains("too long"), "{e}");
+    }
+
+    #[test]
+    fn missing_qemu11_tree_says_to_run_make_setup() {
+        let dir = std::env::temp_dir().join(format!("lincell-vm-noqemu-{}", std::process::id()));
+        let e = qemu11_in(Path::new("/r"), Some(dir.clone())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("make setup"), "{e}");
+        // A tree without its stamp is unfinished: the same.
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(qemu11_in(Path::new("/r"), Some(dir.clone())).is_err());
+        std::fs::write(dir.join(".lincell-qemu-version"), "1:11.1.3\n").unwrap();
+        let q = qemu11_in(Path::new("/r"), Some(dir.clone())).unwrap();
+        assert_eq!(q, Path::new("/r/scripts/qemu11.sh"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -54,6 +54,10 @@ enum Cmd {
         /// Host directory the guest may write (repeatable).
         #[arg(long = "rwdir", value_name = "DIR")]
         rw_dirs: Vec<PathBuf>,
+        /// Boot with QEMU 11 (scripts/qemu11.sh, installed by `make setup`;
+        /// it has vfio-user-pci) instead of the system's QEMU.
+        #[arg(long)]
+        qemu11: bool,
         /// The command to run in the guest.
         #[arg(required = true, trailing_var_arg = true)]
         command: Vec<String>,
@@ -67,6 +71,10 @@ enum Cmd {
     Scenario {
         /// The script.
         script: PathBuf,
+        /// For a script with `revisions=`: the ivshmem revision to run it on
+        /// (v1: its ivshmem-doorbell device; v2: an ivshmem 2.0 device).
+        #[arg(long, default_value_t = scenario::Revision::V1)]
+        revision: scenario::Revision,
     },
     /// Run every test layer (host, KUnit, guest) and print `N passed, N failed`.
     Check {
@@ -104,7 +112,8 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct Scripts {
     /// Run only the scripts whose name contains this (the arm64 board's
-    /// are named `arm64/NAME`).
+    /// are named `arm64/NAME`, the ivshmem 2.0 runs of `revisions=` scripts
+    /// `v2/NAME`).
     #[arg(long)]
     filter: Option<String>,
     /// Echo guest consoles to stderr while they run.
@@ -216,6 +225,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ivshmem_plain,
             mut qemu_opts,
             rw_dirs,
+            qemu11,
             command,
         } => {
             let kdir = require_kdir(cli.kdir)?;
@@ -237,6 +247,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 cpus,
                 memory,
                 qemu_opts,
+                qemu: if qemu11 {
+                    Some(guest::qemu11(&root).map_err(|e| e.to_string())?)
+                } else {
+                    None
+                },
                 kernel_args: Vec::new(),
                 command: command.join(" "),
                 rw_dirs,
@@ -249,14 +264,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 other => Err(format!("the guest {}", other.describe())),
             }
         }
-        Cmd::Scenario { script } => {
+        Cmd::Scenario { script, revision } => {
             let runner = scenario::Runner {
                 kdir: require_kdir(cli.kdir)?,
                 root: root.clone(),
                 work: root.join("target/lincell-vm/scenario"),
                 echo: true,
                 kind: guest::Kind::Vng,
-            };
+                revision: scenario::Revision::V1,
+            }
+            .for_revision(revision);
             let results = runner.run(&script).map_err(|e| e.to_string())?;
             let mut ok = true;
             for r in &results {
@@ -298,6 +315,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 work,
                 echo: verbose,
                 kind: guest::Kind::Vng,
+                revision: scenario::Revision::V1,
             };
             let scripts = scripts_in(&root.join("tests/guest"), None)?;
             let matches = |prefix: &str, p: &PathBuf| {
@@ -321,16 +339,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     }));
                 }
             }
-            let x86: Vec<PathBuf> = for_arch(&scripts, "x86_64")?
-                .into_iter()
-                .filter(|p| matches("", p))
-                .collect();
-            work_items.extend(
-                scenario::group_by_boot(&x86)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(check::Job::Boot),
-            );
+            let x86 = for_arch(&scripts, "x86_64")?;
+            work_items.extend(check::x86_jobs(&x86, filter.as_deref()).map_err(|e| e.to_string())?);
             let parallel =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             println!(
@@ -356,6 +366,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 work: work.unwrap_or_else(|| root.join("target/lincell-vm/bench")),
                 echo: verbose,
                 kind: guest::Kind::Vng,
+                revision: scenario::Revision::V1,
             };
             println!("==> building lincell (release): a debug build would measure the debug build");
             let built = std::process::Command::new("cargo")
@@ -368,30 +379,39 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let mut totals = check::Totals::default();
             let mut figures = String::new();
-            for script in scripts_in(&root.join("bench"), filter.as_deref())? {
+            for script in scripts_in(&root.join("bench"), None)? {
                 let d = scenario::read_directives(&script).map_err(|e| e.to_string())?;
-                let name = scenario::script_name(&script);
                 let about = script_summary(&script);
-                println!("==> {name}: {about} (at most {} s)", d.timeout.as_secs());
-                let start = Instant::now();
-                let report = check::guest_boot(&runner, std::slice::from_ref(&script));
-                for c in &report.cases {
-                    totals.record(c);
+                // A `revisions=` benchmark runs on each revision, one after
+                // the other; the v2 run's figures are named `v2/NAME`.
+                for rev in d.runs() {
+                    let script_name = scenario::script_name(&script);
+                    let name = format!("{}{script_name}", rev.prefix());
+                    if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+                        continue;
+                    }
+                    let runner = runner.for_revision(rev);
+                    println!("==> {name}: {about} (at most {} s)", d.timeout.as_secs());
+                    let start = Instant::now();
+                    let report = check::guest_boot(&runner, std::slice::from_ref(&script));
+                    for c in &report.cases {
+                        totals.record(c);
+                    }
+                    // Figures come from the guest and, after them, the host peer.
+                    let dir = runner.work.join(&script_name);
+                    let tap = [dir.join(scenario::DEFAULT_GUEST), dir.join("host")]
+                        .iter()
+                        .map(|d| std::fs::read_to_string(d.join("tap.txt")).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let groups = bench::tables(&bench::parse(&tap), &d.ratio);
+                    println!(
+                        "\n{name} ({:.0} s):\n{}",
+                        start.elapsed().as_secs_f64(),
+                        bench::render(&groups)
+                    );
+                    figures.push_str(&bench::key_values(&name, &groups));
                 }
-                // Figures come from the guest and, after them, the host peer.
-                let dir = runner.work.join(&name);
-                let tap = [dir.join(scenario::DEFAULT_GUEST), dir.join("host")]
-                    .iter()
-                    .map(|d| std::fs::read_to_string(d.join("tap.txt")).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let groups = bench::tables(&bench::parse(&tap), &d.ratio);
-                println!(
-                    "\n{name} ({:.0} s):\n{}",
-                    start.elapsed().as_secs_f64(),
-                    bench::render(&groups)
-                );
-                figures.push_str(&bench::key_values(&name, &groups));
             }
             let file = runner.work.join("results.txt");
             std::fs::create_dir_all(&runner.work)

@@ -22,8 +22,34 @@
 //! - `ivshmem-doorbell=VECTORS:SIZE`: starts the project's `ivshmem-server`
 //!   on a private socket and attaches each guest as `-device
 //!   ivshmem-doorbell` (interrupts between guests and host peers);
+//! - `ivshmem2=PEERS:RWSIZE[:OUTSIZE[:PROTOCOL]]`: an ivshmem 2.0 device
+//!   ([`Ivshmem2`]): starts the device process (`ivshmem-server --v2`) with
+//!   PEERS as Maximum Peers, an R/W section of RWSIZE, an output section of
+//!   OUTSIZE per peer (default 0) and PROTOCOL (hex, the class code's
+//!   sub-class and prog-if; default 0; sizes in whole 4 KiB pages), one
+//!   vfio-user socket per guest, and
+//!   boots every guest with QEMU 11 ([`guest::qemu11`]: Debian 12's QEMU has
+//!   no `vfio-user-pci`; `make setup` installs it) and a `vfio-user-pci`
+//!   device on its socket. Host peers join through the device process's
+//!   socket (`LINCELL_IVSHMEM_SOCKET`), as with `ivshmem-doorbell`. Options:
+//!   `ivshmem2-vectors=N` (MSI-X vectors per peer, default 1, like
+//!   `ivshmem-server -n` and QEMU's `ivshmem-doorbell`), `ivshmem2-strict=1`
+//!   (the state table and the other peers' output sections are not mapped
+//!   into guests but served by the device process, which refuses writes to
+//!   them), `ivshmem2-one-shot=1` (one-shot interrupt mode). x86_64 guests
+//!   only; without `revisions=`, not together with `ivshmem-doorbell`;
+//! - `revisions=v1,v2`: run the script once per ivshmem revision ([`Revision`]):
+//!   v1 with its `ivshmem-doorbell` device as written, v2 with an ivshmem
+//!   2.0 device instead — the script's `ivshmem2=` if it has one, else the
+//!   one equivalent to its `ivshmem-doorbell=VECTORS:SIZE` under lincell's
+//!   v1 layout ([`Ivshmem2::like_doorbell`]: same vectors, Maximum Peers,
+//!   R/W and output section sizes). The v2 run's results are named
+//!   `v2/NAME` (like the arm64 board's `arm64/NAME`; `--filter v2/` selects
+//!   them all), its output goes under `<work>/v2/`. The arm64 board runs v1
+//!   only (it has no QEMU 11). Needs `ivshmem-doorbell=`;
 //! - `host=COMMAND`: a host-side peer started once the guests boot; its TAP
-//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`);
+//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`, and
+//!   `LINCELL_IVSHMEM_REV` as below);
 //! - `append=ARGS`: extra kernel command-line arguments (the rest of the
 //!   line, e.g. `append=nohz_full=2-3 rcu_nocbs=2-3`), after the ones every
 //!   guest gets ([`guest::DEFAULT_KERNEL_ARGS`]);
@@ -41,6 +67,23 @@
 //!   the same file);
 //! - `ratio=ROW/ROW` (benchmarks, repeatable): see [`crate::bench`].
 //!
+//! A scenario with an ivshmem device gives its scripts (and its host peer)
+//! `LINCELL_IVSHMEM_REV`: `2` with an ivshmem 2.0 device, `1` with QEMU's
+//! ivshmem (`ivshmem-doorbell`, `ivshmem-plain`). A `revisions=` script is
+//! the same script on both; where the revisions differ it asks, e.g.
+//!
+//! ```text
+//! # lincell-vm: ivshmem-doorbell=2:1M revisions=v1,v2 cpus=2 timeout=300
+//! dev=$(ls -d /sys/bus/pci/devices/*/ivshmem | head -1)
+//! if [ "${LINCELL_IVSHMEM_REV:-1}" = 2 ]; then
+//!     grep -qx 0x4106 "$dev/../device" && echo "ok 1 - ivshmem 2.0 device"
+//! else
+//!     grep -qx 0x1110 "$dev/../device" && echo "ok 1 - ivshmem v1 device"
+//! fi
+//! ```
+//!
+//! (the arm64 board does not set it: `${LINCELL_IVSHMEM_REV:-1}`).
+//!
 //! Inside the guest each script runs through `virtme/guest-run.sh`, which
 //! mounts debugfs, runs it with `LINCELL_OUT` pointing to a writable
 //! directory, saves (and clears) the kernel log, and writes a `done` marker.
@@ -49,10 +92,12 @@
 //! board has no directory shared with the host: `guest-run.sh` sends those
 //! files, and those a script sends with `host_copy`, over its console.)
 
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::guest::{self, Exit, GuestSpec};
@@ -75,6 +120,11 @@ pub struct Directives {
     pub ivshmem_plain: Option<u64>,
     /// `(vectors, size)` of an `ivshmem-doorbell` server, if any.
     pub ivshmem_doorbell: Option<(u32, u64)>,
+    /// An ivshmem 2.0 device (`ivshmem2=`), if any.
+    pub ivshmem2: Option<Ivshmem2>,
+    /// The ivshmem revisions a `revisions=` script runs on (empty: the
+    /// script runs once, with the devices it names).
+    pub revisions: Vec<Revision>,
     /// Host-side peer command, if any.
     pub host: Option<String>,
     /// Extra kernel arguments.
@@ -117,6 +167,250 @@ impl Directives {
         }
         Ok(merged)
     }
+
+    /// The runs the script asks for: its `revisions=`, or one run as
+    /// written (reported as v1, the runner's default).
+    pub fn runs(&self) -> Vec<Revision> {
+        if self.revisions.is_empty() {
+            vec![Revision::V1]
+        } else {
+            self.revisions.clone()
+        }
+    }
+
+    /// The directives of the run on revision `rev`: for a `revisions=`
+    /// script, v1 keeps its `ivshmem-doorbell` device and drops `ivshmem2=`,
+    /// v2 swaps the doorbell device for its ivshmem 2.0 device (see
+    /// `revisions=`). Other scripts run as written, whatever `rev`.
+    pub fn resolve(&self, rev: Revision) -> Directives {
+        let mut d = self.clone();
+        if self.revisions.is_empty() {
+            return d;
+        }
+        match rev {
+            Revision::V1 => d.ivshmem2 = None,
+            Revision::V2 => {
+                let like = self
+                    .ivshmem_doorbell
+                    .map(|(vectors, size)| Ivshmem2::like_doorbell(vectors, size));
+                d.ivshmem2 = self.ivshmem2.clone().or(like);
+                d.ivshmem_doorbell = None;
+            }
+        }
+        d
+    }
+
+    /// The ivshmem revision the scenario's guests see (`LINCELL_IVSHMEM_REV`),
+    /// if it has an ivshmem device.
+    pub fn ivshmem_rev(&self) -> Option<Revision> {
+        if self.ivshmem2.is_some() {
+            Some(Revision::V2)
+        } else if self.ivshmem_doorbell.is_some() || self.ivshmem_plain.is_some() {
+            Some(Revision::V1)
+        } else {
+            None
+        }
+    }
+}
+
+/// An ivshmem revision, for `revisions=`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Revision {
+    /// QEMU's ivshmem (`1af4:1110`, `ivshmem-doorbell`), with lincell's v1
+    /// layout.
+    #[default]
+    V1,
+    /// ivshmem 2.0 (`110a:4106`): the device process behind QEMU 11's
+    /// `vfio-user-pci`.
+    V2,
+}
+
+impl Revision {
+    /// Its number, as scripts see it in `LINCELL_IVSHMEM_REV`.
+    pub fn number(self) -> u8 {
+        match self {
+            Revision::V1 => 1,
+            Revision::V2 => 2,
+        }
+    }
+
+    /// What the names of a `revisions=` script's results on this revision
+    /// start with: nothing on v1 (the names tests always had), `v2/` on v2.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Revision::V1 => "",
+            Revision::V2 => "v2/",
+        }
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.number())
+    }
+}
+
+impl FromStr for Revision {
+    type Err = String;
+
+    /// `v1` or `v2` (also `1`, `2`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v1" | "1" => Ok(Revision::V1),
+            "v2" | "2" => Ok(Revision::V2),
+            _ => Err(format!("bad ivshmem revision `{s}` (v1 or v2)")),
+        }
+    }
+}
+
+/// An ivshmem 2.0 device: what the device process is started with
+/// (`ivshmem2=` and its options, see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ivshmem2 {
+    /// Maximum Peers (guests and host peers together).
+    pub max_peers: u32,
+    /// Size of the R/W section, in bytes (may be 0).
+    pub rw_size: u64,
+    /// Size of each peer's output section, in bytes (may be 0).
+    pub output_size: u64,
+    /// Protocol (the class code's sub-class and prog-if), e.g. `0x8002` for
+    /// a virtio-over-ivshmem block frontend.
+    pub protocol: u16,
+    /// MSI-X vectors per peer.
+    pub vectors: u32,
+    /// Strict mode: the read-only parts are served, not mapped.
+    pub strict: bool,
+    /// One-shot interrupt mode.
+    pub one_shot: bool,
+}
+
+/// Granule of lincell's v1 layout as x86_64 guests create it (their page
+/// size), and what ivshmem 2.0 section sizes are multiples of.
+const V1_GRANULE: u64 = 4096;
+/// Maximum Peers of lincell's v1 layout (Documentation/ivshmem-v1-layout.md).
+const V1_MAX_PEERS: u32 = 8;
+
+impl Ivshmem2 {
+    /// Default `ivshmem2-vectors`.
+    pub const DEFAULT_VECTORS: u32 = 1;
+
+    /// The ivshmem 2.0 device whose sections are those lincell's v1 layout
+    /// makes of an `ivshmem-doorbell=VECTORS:SIZE` device (x86_64 guests,
+    /// 4 KiB granule; Documentation/ivshmem-v1-layout.md): 8 peers, output
+    /// sections of `min(SIZE / 16, 64 KiB)` (0 below 1 MiB), the rest after
+    /// the header and the state table as R/W section, VECTORS vectors,
+    /// protocol 0. A script sees the same section sizes on both revisions.
+    pub fn like_doorbell(vectors: u32, size: u64) -> Ivshmem2 {
+        let down = |n: u64| n / V1_GRANULE * V1_GRANULE;
+        let output_size = if size < 1 << 20 {
+            0
+        } else {
+            down((size / 16).min(64 << 10))
+        };
+        // The header and the state table take one granule each.
+        let rw_size = down(
+            size.saturating_sub(2 * V1_GRANULE)
+                .saturating_sub(u64::from(V1_MAX_PEERS) * output_size),
+        );
+        Ivshmem2 {
+            max_peers: V1_MAX_PEERS,
+            rw_size,
+            output_size,
+            protocol: 0,
+            vectors,
+            strict: false,
+            one_shot: false,
+        }
+    }
+
+    /// Parses the value of `ivshmem2=`: `PEERS:RWSIZE[:OUTSIZE[:PROTOCOL]]`
+    /// (the options at their defaults).
+    pub fn parse(value: &str) -> Result<Ivshmem2, String> {
+        let bad = |what: &str| {
+            format!("`ivshmem2={value}`: {what} (expected PEERS:RWSIZE[:OUTSIZE[:PROTOCOL]])")
+        };
+        let parts: Vec<&str> = value.split(':').collect();
+        if !(2..=4).contains(&parts.len()) {
+            return Err(bad("wrong number of fields"));
+        }
+        let max_peers = parts[0]
+            .parse::<u32>()
+            .ok()
+            .filter(|p| (1..=u32::from(u16::MAX)).contains(p))
+            .ok_or_else(|| bad("PEERS must be 1 to 65535"))?;
+        // Sections are whole pages (the device maps them into guests).
+        let section = |s: &str| {
+            let n = if s == "0" { 0 } else { parse_size(s)? };
+            if n % V1_GRANULE != 0 {
+                return Err(format!("`{s}` is not a multiple of 4096"));
+            }
+            Ok(n)
+        };
+        let rw_size = section(parts[1]).map_err(|e: String| bad(&e))?;
+        let output_size = match parts.get(2) {
+            Some(s) => section(s).map_err(|e| bad(&e))?,
+            None => 0,
+        };
+        let protocol = match parts.get(3) {
+            Some(s) => {
+                let digits = s
+                    .strip_prefix("0x")
+                    .or_else(|| s.strip_prefix("0X"))
+                    .unwrap_or(s);
+                u16::from_str_radix(digits, 16)
+                    .map_err(|_| bad("PROTOCOL must be 16-bit hex, e.g. 0x8002"))?
+            }
+            None => 0,
+        };
+        Ok(Ivshmem2 {
+            max_peers,
+            rw_size,
+            output_size,
+            protocol,
+            vectors: Self::DEFAULT_VECTORS,
+            strict: false,
+            one_shot: false,
+        })
+    }
+
+    /// The device process's arguments (after the program): host socket
+    /// `socket`, its files in `dir`, one vfio-user socket per guest.
+    pub fn server_args(&self, dir: &Path, socket: &Path, vfio_sockets: &[PathBuf]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--v2".into(),
+            "-F".into(),
+            "-S".into(),
+            socket.display().to_string(),
+            "-m".into(),
+            dir.display().to_string(),
+            "--max-peers".into(),
+            self.max_peers.to_string(),
+            "-n".into(),
+            self.vectors.to_string(),
+            "--rw-size".into(),
+            self.rw_size.to_string(),
+            "--output-size".into(),
+            self.output_size.to_string(),
+            "--protocol".into(),
+            format!("{:#06x}", self.protocol),
+        ];
+        if self.one_shot {
+            args.push("--one-shot".into());
+        }
+        if self.strict {
+            args.push("--strict".into());
+        }
+        for s in vfio_sockets {
+            args.push("--vfio-user".into());
+            args.push(s.display().to_string());
+        }
+        args
+    }
+}
+
+/// The vfio-user socket of guest `guest` of the scenario in `dir`.
+pub fn vfio_socket(dir: &Path, guest: &str) -> PathBuf {
+    dir.join(format!("vfio-{guest}.sock"))
 }
 
 impl Default for Directives {
@@ -128,6 +422,8 @@ impl Default for Directives {
             timeout: Duration::from_secs(240),
             ivshmem_plain: None,
             ivshmem_doorbell: None,
+            ivshmem2: None,
+            revisions: Vec::new(),
             host: None,
             append: Vec::new(),
             boot: None,
@@ -160,6 +456,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Reads the directives from a script's text.
 pub fn parse_directives(text: &str) -> Result<Directives, String> {
     let mut d = Directives::default();
+    // The `ivshmem2-*` options, applied to `ivshmem2=` at the end (they
+    // may come before it).
+    let mut v2_vectors = None;
+    let mut v2_strict = None;
+    let mut v2_one_shot = None;
     for line in text.lines() {
         let Some(rest) = line.trim_start().strip_prefix("# lincell-vm:") else {
             continue;
@@ -227,11 +528,68 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                     let v = u32::try_from(num(v)?).map_err(|_| format!("bad `{item}`"))?;
                     d.ivshmem_doorbell = Some((v, parse_size(s)?));
                 }
+                "ivshmem2" => d.ivshmem2 = Some(Ivshmem2::parse(value)?),
+                "ivshmem2-vectors" => {
+                    let n = u32::try_from(num(value)?)
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| format!("`{item}`: 1 to 64 vectors"))?;
+                    v2_vectors = Some(n);
+                }
+                "ivshmem2-strict" => v2_strict = Some(flag(item, value)?),
+                "ivshmem2-one-shot" => v2_one_shot = Some(flag(item, value)?),
+                "revisions" => {
+                    d.revisions = value
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<Vec<Revision>, _>>()
+                        .map_err(|e| format!("`{item}`: {e}"))?;
+                    let mut sorted = d.revisions.clone();
+                    sorted.sort();
+                    sorted.dedup();
+                    if sorted.len() != d.revisions.len() {
+                        return Err(format!("`{item}`: a revision twice"));
+                    }
+                }
                 _ => return Err(format!("unknown directive `{key}`")),
             }
         }
     }
+    match &mut d.ivshmem2 {
+        Some(dev) => {
+            dev.vectors = v2_vectors.unwrap_or(dev.vectors);
+            dev.strict = v2_strict.unwrap_or(dev.strict);
+            dev.one_shot = v2_one_shot.unwrap_or(dev.one_shot);
+        }
+        None if v2_vectors.is_some() || v2_strict.is_some() || v2_one_shot.is_some() => {
+            return Err("the `ivshmem2-*` options need `ivshmem2=`".into());
+        }
+        None => {}
+    }
+    if d.revisions.is_empty() {
+        if d.ivshmem2.is_some() && d.ivshmem_doorbell.is_some() {
+            return Err(
+                "`ivshmem2=` with `ivshmem-doorbell=`: a guest gets one of them \
+                 (`revisions=v1,v2` runs the script once with each)"
+                    .into(),
+            );
+        }
+        if d.ivshmem2.is_some() && d.arch.iter().any(|a| a != "x86_64") {
+            return Err("`ivshmem2=` guests are x86_64 only (QEMU 11)".into());
+        }
+    } else if d.ivshmem_doorbell.is_none() {
+        return Err("`revisions=` needs the v1 device, `ivshmem-doorbell=`".into());
+    }
     Ok(d)
+}
+
+/// The value of a boolean directive: `1` or `0`.
+fn flag(item: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => Err(format!("`{item}`: expected 1 or 0")),
+    }
 }
 
 /// What one guest (or the host peer) of a scenario produced.
@@ -273,6 +631,7 @@ fn read_marker(path: &Path) -> Option<i32> {
 }
 
 /// Everything needed to run scenarios.
+#[derive(Clone, Debug)]
 pub struct Runner {
     /// Kernel build directory.
     pub kdir: PathBuf,
@@ -284,6 +643,8 @@ pub struct Runner {
     pub echo: bool,
     /// What the guests boot.
     pub kind: guest::Kind,
+    /// The revision `revisions=` scripts run on ([`Directives::resolve`]).
+    pub revision: Revision,
 }
 
 /// Kills a host helper process when dropped.
@@ -294,6 +655,44 @@ impl Drop for HostProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Waits until the server `server` (its log `dir/ivshmem-server.log`) has
+/// created every socket of `sockets` (QEMU connects at start-up); fails at
+/// once if it exits, with the end of its log.
+fn wait_for_sockets(
+    mut server: HostProcess,
+    dir: &Path,
+    sockets: &[PathBuf],
+) -> io::Result<HostProcess> {
+    let log = dir.join("ivshmem-server.log");
+    let until = Instant::now() + Duration::from_secs(10);
+    while let Some(missing) = sockets.iter().find(|s| !s.exists()) {
+        let tail = || {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(10)..].join("\n")
+        };
+        if let Ok(Some(status)) = server.0.try_wait() {
+            return Err(io::Error::other(format!(
+                "ivshmem-server exited ({status}) before creating {}:\n{}",
+                missing.display(),
+                tail()
+            )));
+        }
+        if Instant::now() > until {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "ivshmem-server did not create {} within 10 s:\n{}",
+                    missing.display(),
+                    tail()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(server)
 }
 
 /// The file name of a script without `.sh`: its scenario name.
@@ -330,6 +729,18 @@ pub fn group_by_boot(scripts: &[PathBuf]) -> io::Result<Vec<Vec<PathBuf>>> {
 }
 
 impl Runner {
+    /// The runner of `revisions=` scripts on `rev`: the same guests, on
+    /// `rev`, with their output under `<work>/v2` for v2 (both revisions of
+    /// a script may run at once).
+    pub fn for_revision(&self, rev: Revision) -> Runner {
+        let mut r = self.clone();
+        r.revision = rev;
+        if rev != Revision::V1 {
+            r.work = self.work.join(rev.to_string());
+        }
+        r
+    }
+
     /// Runs the scenario in `script`; one result per guest (plus the host
     /// peer, if any).
     pub fn run(&self, script: &Path) -> io::Result<Vec<GuestResult>> {
@@ -368,8 +779,20 @@ impl Runner {
             .iter()
             .map(|s| read_directives(s))
             .collect::<io::Result<Vec<_>>>()?;
-        let d =
-            Directives::merge(&all).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let d = Directives::merge(&all)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .resolve(self.revision);
+        // Before anything starts: QEMU 11 for an ivshmem 2.0 device.
+        let qemu = match (&d.ivshmem2, &self.kind) {
+            (None, _) => None,
+            (Some(_), guest::Kind::Vng) => Some(guest::qemu11(&self.root)?),
+            (Some(_), guest::Kind::Arm64 { .. }) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the arm64 board has no ivshmem 2.0 device (no QEMU 11 for it)",
+                ))
+            }
+        };
         let names: Vec<String> = scripts.iter().map(|s| script_name(s)).collect();
         // A lone script keeps the simple layout host peers rely on
         // (`<work>/<script>/<guest>`); a shared boot nests each script's
@@ -408,6 +831,13 @@ impl Runner {
                 socket.display()
             ));
         }
+        if let Some(dev) = &d.ivshmem2 {
+            _server = Some(self.start_device(&dir, &socket, dev, &d.guests)?);
+        }
+        let rev_env = d
+            .ivshmem_rev()
+            .map(|r| format!("env LINCELL_IVSHMEM_REV={} ", r.number()))
+            .unwrap_or_default();
 
         let deadline = Instant::now() + d.timeout;
         let mut running = Vec::new();
@@ -418,7 +848,10 @@ impl Runner {
             } else {
                 vec![gdir.clone()]
             };
-            let mut command = format!("sh {}/virtme/guest-run.sh {name}", self.root.display());
+            let mut command = format!(
+                "{rev_env}sh {}/virtme/guest-run.sh {name}",
+                self.root.display()
+            );
             // The board's: each script as the initramfs holds it, and its
             // output directory relative to the guest's.
             let mut board_run = Vec::new();
@@ -438,11 +871,16 @@ impl Runner {
             if matches!(self.kind, guest::Kind::Arm64 { .. }) {
                 kernel_args.push(guest::board_run_arg(&board_run));
             }
+            let mut guest_opts = qemu_opts.clone();
+            if d.ivshmem2.is_some() {
+                guest_opts.push(guest::vfio_user_device(&vfio_socket(&dir, name))?);
+            }
             let spec = GuestSpec {
                 name: name.clone(),
                 cpus: d.cpus,
                 memory: d.memory.clone(),
-                qemu_opts: qemu_opts.clone(),
+                qemu_opts: guest_opts,
+                qemu: qemu.clone(),
                 kernel_args,
                 command,
                 rw_dirs: vec![gdir.clone()],
@@ -452,7 +890,13 @@ impl Runner {
         }
 
         let host = match &d.host {
-            Some(cmd) => Some(self.start_host(cmd, &dir, &socket, d.disk.map(|_| &*disk))?),
+            Some(cmd) => Some(self.start_host(
+                cmd,
+                &dir,
+                &socket,
+                d.disk.map(|_| &*disk),
+                d.ivshmem_rev(),
+            )?),
             None => None,
         };
 
@@ -508,18 +952,35 @@ impl Runner {
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display()))
             })?;
-        // QEMU connects at start-up: wait until the socket exists.
-        let until = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            if Instant::now() > until {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "ivshmem-server did not create its socket",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        wait_for_sockets(HostProcess(child), dir, &[socket.to_path_buf()])
+    }
+
+    /// Starts the ivshmem 2.0 device process for `guests` (`ivshmem-server
+    /// --v2`, [`Ivshmem2::server_args`]) and waits for its sockets.
+    fn start_device(
+        &self,
+        dir: &Path,
+        socket: &Path,
+        dev: &Ivshmem2,
+        guests: &[String],
+    ) -> io::Result<HostProcess> {
+        let vfio: Vec<PathBuf> = guests.iter().map(|g| vfio_socket(dir, g)).collect();
+        for s in vfio.iter().chain([&socket.to_path_buf()]) {
+            guest::check_socket_path(s)?;
         }
-        Ok(HostProcess(child))
+        let bin = self.root.join("target/debug/ivshmem-server");
+        let child = Command::new(&bin)
+            .args(dev.server_args(dir, socket, &vfio))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("ivshmem-server.log"))?)
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display()))
+            })?;
+        let mut all = vec![socket.to_path_buf()];
+        all.extend(vfio);
+        wait_for_sockets(HostProcess(child), dir, &all)
     }
 
     fn start_host(
@@ -528,12 +989,16 @@ impl Runner {
         dir: &Path,
         socket: &Path,
         disk: Option<&Path>,
+        rev: Option<Revision>,
     ) -> io::Result<(HostProcess, Instant)> {
         let out = dir.join("host");
         fs::create_dir_all(&out)?;
         let mut command = Command::new("sh");
         if let Some(disk) = disk {
             command.env("LINCELL_DISK", disk);
+        }
+        if let Some(rev) = rev {
+            command.env("LINCELL_IVSHMEM_REV", rev.number().to_string());
         }
         let child = command
             .arg("-c")
@@ -706,9 +1171,185 @@ mod tests {
             "# lincell-vm: disk=0",
             "# lincell-vm: ratio=read",
             "# lincell-vm: ratio=/spin",
+            "# lincell-vm: ivshmem2=3",
+            "# lincell-vm: ivshmem2=0:1M",
+            "# lincell-vm: ivshmem2=65536:1M",
+            "# lincell-vm: ivshmem2=x:1M",
+            "# lincell-vm: ivshmem2=2:1Q",
+            "# lincell-vm: ivshmem2=2:1000",
+            "# lincell-vm: ivshmem2=2:1M:6K",
+            "# lincell-vm: ivshmem2=2:1M:64K:0x10000",
+            "# lincell-vm: ivshmem2=2:1M:64K:zz",
+            "# lincell-vm: ivshmem2=2:1M:64K:0x8002:9",
+            "# lincell-vm: ivshmem2=2:1M ivshmem2-vectors=0",
+            "# lincell-vm: ivshmem2=2:1M ivshmem2-vectors=65",
+            "# lincell-vm: ivshmem2=2:1M ivshmem2-strict=yes",
+            "# lincell-vm: ivshmem2-strict=1",
+            "# lincell-vm: ivshmem2-one-shot=1 ivshmem-doorbell=2:1M",
+            "# lincell-vm: ivshmem2=2:1M ivshmem-doorbell=2:1M",
+            "# lincell-vm: ivshmem2=2:1M arch=x86_64,arm64",
+            "# lincell-vm: revisions=v1,v2",
+            "# lincell-vm: revisions=v3 ivshmem-doorbell=2:1M",
+            "# lincell-vm: revisions=v1,v1 ivshmem-doorbell=2:1M",
+            "# lincell-vm: revisions= ivshmem-doorbell=2:1M",
         ] {
             assert!(parse_directives(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ivshmem2_device_and_its_options() {
+        let d = parse_directives("# lincell-vm: ivshmem2=3:1M guests=a,b\n").unwrap();
+        assert_eq!(
+            d.ivshmem2,
+            Some(Ivshmem2 {
+                max_peers: 3,
+                rw_size: 1 << 20,
+                output_size: 0,
+                protocol: 0,
+                vectors: Ivshmem2::DEFAULT_VECTORS,
+                strict: false,
+                one_shot: false,
+            })
+        );
+        assert_eq!(d.ivshmem_rev(), Some(Revision::V2));
+        // The options may come before the device, on another line.
+        let d = parse_directives(
+            "# lincell-vm: ivshmem2-strict=1 ivshmem2-vectors=4\n\
+             # lincell-vm: ivshmem2=2:1M:64K:0x8002 ivshmem2-one-shot=1\n",
+        )
+        .unwrap();
+        let dev = d.ivshmem2.unwrap();
+        assert_eq!(
+            (dev.max_peers, dev.rw_size, dev.output_size, dev.protocol),
+            (2, 1 << 20, 64 << 10, 0x8002)
+        );
+        assert_eq!((dev.vectors, dev.strict, dev.one_shot), (4, true, true));
+        // Hex with or without 0x; sections may be empty.
+        let dev = Ivshmem2::parse("16:0:4096:8001").unwrap();
+        assert_eq!(
+            (dev.rw_size, dev.output_size, dev.protocol),
+            (0, 4096, 0x8001)
+        );
+        assert_eq!(
+            parse_directives("# lincell-vm: ivshmem2=2:1M ivshmem2-strict=0")
+                .unwrap()
+                .ivshmem2
+                .map(|d| d.strict),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn ivshmem2_server_command_line() {
+        let mut dev = Ivshmem2::parse("3:1M:64K:0x8002").unwrap();
+        dev.vectors = 2;
+        let dir = Path::new("/w/s");
+        let socks = [vfio_socket(dir, "a"), vfio_socket(dir, "b")];
+        assert_eq!(
+            dev.server_args(dir, &dir.join("ivshmem.sock"), &socks)
+                .join(" "),
+            "--v2 -F -S /w/s/ivshmem.sock -m /w/s --max-peers 3 -n 2 \
+             --rw-size 1048576 --output-size 65536 --protocol 0x8002 \
+             --vfio-user /w/s/vfio-a.sock --vfio-user /w/s/vfio-b.sock"
+        );
+        dev.strict = true;
+        dev.one_shot = true;
+        dev.protocol = 0;
+        let args = dev.server_args(dir, &dir.join("ivshmem.sock"), &socks[..1]);
+        assert_eq!(
+            args[args.len() - 6..],
+            [
+                "--protocol",
+                "0x0000",
+                "--one-shot",
+                "--strict",
+                "--vfio-user",
+                "/w/s/vfio-a.sock"
+            ]
+        );
+    }
+
+    #[test]
+    fn revisions_run_the_script_on_each() {
+        let d =
+            parse_directives("# lincell-vm: ivshmem-doorbell=2:1M revisions=v1,v2 guests=a,b\n")
+                .unwrap();
+        assert_eq!(d.runs(), [Revision::V1, Revision::V2]);
+        let v1 = d.resolve(Revision::V1);
+        assert_eq!(v1.ivshmem_doorbell, Some((2, 1 << 20)));
+        assert_eq!(v1.ivshmem2, None);
+        assert_eq!(v1.ivshmem_rev(), Some(Revision::V1));
+        let v2 = d.resolve(Revision::V2);
+        assert_eq!(v2.ivshmem_doorbell, None);
+        assert_eq!(v2.ivshmem2, Some(Ivshmem2::like_doorbell(2, 1 << 20)));
+        assert_eq!(v2.ivshmem_rev(), Some(Revision::V2));
+        assert_eq!(v2.guests, ["a", "b"]);
+        // A script's own ivshmem2= is its v2 device.
+        let d = parse_directives(
+            "# lincell-vm: ivshmem-doorbell=4:16M revisions=v1,v2\n\
+             # lincell-vm: ivshmem2=3:1M ivshmem2-strict=1\n",
+        )
+        .unwrap();
+        let v2 = d.resolve(Revision::V2).ivshmem2.unwrap();
+        assert_eq!((v2.max_peers, v2.strict), (3, true));
+        assert_eq!(d.resolve(Revision::V1).ivshmem2, None);
+        // Scripts without revisions= run as written.
+        let plain = parse_directives("# lincell-vm: ivshmem-doorbell=2:1M\n").unwrap();
+        assert_eq!(plain.runs(), [Revision::V1]);
+        assert_eq!(plain.resolve(Revision::V2), plain);
+        assert_eq!(Directives::default().ivshmem_rev(), None);
+        // Only v2, and the arm64 board (which runs v1) is fine.
+        let d = parse_directives(
+            "# lincell-vm: ivshmem-doorbell=2:1M revisions=v2 arch=x86_64,arm64\n",
+        )
+        .unwrap();
+        assert_eq!(d.runs(), [Revision::V2]);
+    }
+
+    #[test]
+    fn doorbell_equivalent_has_the_v1_layout_sections() {
+        // 1 MiB: 64 KiB outputs for 8 peers, the rest after header and
+        // state table (4 KiB each) is R/W.
+        let d = Ivshmem2::like_doorbell(2, 1 << 20);
+        assert_eq!(d.max_peers, 8);
+        assert_eq!(d.output_size, 64 << 10);
+        assert_eq!(d.rw_size, (1 << 20) - 8192 - 8 * (64 << 10));
+        assert_eq!(d.vectors, 2);
+        assert_eq!((d.protocol, d.strict, d.one_shot), (0, false, false));
+        // Below 1 MiB: no output sections.
+        let d = Ivshmem2::like_doorbell(1, 512 << 10);
+        assert_eq!((d.output_size, d.rw_size), (0, (512 << 10) - 8192));
+        // Outputs are at most 64 KiB.
+        assert_eq!(Ivshmem2::like_doorbell(4, 16 << 20).output_size, 64 << 10);
+    }
+
+    #[test]
+    fn revision_names() {
+        assert_eq!("v2".parse(), Ok(Revision::V2));
+        assert_eq!("1".parse(), Ok(Revision::V1));
+        assert!("v3".parse::<Revision>().is_err());
+        assert_eq!(Revision::V2.to_string(), "v2");
+        assert_eq!((Revision::V1.prefix(), Revision::V2.prefix()), ("", "v2/"));
+        assert_eq!(Revision::default(), Revision::V1);
+    }
+
+    #[test]
+    fn v2_runner_writes_beside_the_v1_one() {
+        let r = Runner {
+            kdir: "/k".into(),
+            root: "/r".into(),
+            work: "/w".into(),
+            echo: false,
+            kind: guest::Kind::Vng,
+            revision: Revision::V1,
+        };
+        let v2 = r.for_revision(Revision::V2);
+        assert_eq!(
+            (v2.work.as_path(), v2.revision),
+            (Path::new("/w/v2"), Revision::V2)
+        );
+        assert_eq!(r.for_revision(Revision::V1).work, Path::new("/w"));
     }
 
     #[test]

@@ -99,6 +99,11 @@ fn assert_cold_run(scratch: &Path, home: &Path, cache: Option<&Path>, expected_c
     for (log, step) in [
         ("apt-install.log", "apt-get install"),
         ("bindgen-install.log", "cargo install"),
+        (
+            "qemu11-debootstrap.log",
+            "debootstrap --variant=minbase trixie",
+        ),
+        ("qemu11-apt.log", "qemu_install"),
     ] {
         let logged = fs::read_to_string(expected_cache.join(log)).unwrap_or_default();
         assert!(
