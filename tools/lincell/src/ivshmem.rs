@@ -10,6 +10,8 @@
 //! - [`endpoint`]: one trait over a device and a host peer;
 //! - [`proto`]: the ping-pong session header in shared memory;
 //! - [`pingpong`]: the `pingpong` initiator and the `echo` responder;
+//! - [`latency`]: `lincell latency`, the real-time loop across cells over a
+//!   message channel;
 //! - [`bench`](mod@bench): latency statistics.
 //!
 //! The ABI self-test that the guest tests run is a binary of its own,
@@ -20,6 +22,7 @@ mod cli;
 mod commands;
 pub mod dev;
 pub(crate) mod endpoint;
+pub mod latency;
 mod pingpong;
 mod proto;
 

@@ -27,6 +27,8 @@ Drive lincell's kernel modules from userspace:
             cpu_isolate.ko: isolate CPUs and restore them, measure noise
   run       start a command on isolated CPUs: inside their cpuset
             partition, pinned, optionally SCHED_FIFO/SCHED_RR
+  latency   a cyclictest-like RT loop to another cell over a message
+            channel: round trips and wake-ups, histogram, JSON, SVG
   platform  this machine's virtualization and isolation hooks (CPU
             virtualization, IOMMU, cache partitioning, interrupt
             controller, SR-IOV, ivshmem, preemption, isolation in force)
@@ -67,6 +69,7 @@ enum Command {
     Noise(cpu::NoiseArgs),
     Run(cpu::RunArgs),
     Platform(platform::Args),
+    Latency(ivshmem::latency::Args),
     Remote(remote::Args),
 }
 
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         | Command::Noise(_)
         | Command::Run(_) => "lincell",
         Command::Platform(_) => "lincell platform",
+        Command::Latency(_) => "lincell latency",
     };
     let result = match command {
         Command::Ivshmem(args) => ivshmem::run(args),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Noise(args) => cpu::noise(args),
         Command::Run(args) => cpu::run(args),
         Command::Platform(args) => platform::run(args),
+        Command::Latency(args) => ivshmem::latency::run(args),
         Command::Remote(args) => remote::run(args),
     };
     match result {
