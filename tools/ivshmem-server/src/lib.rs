@@ -25,6 +25,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod memory;
+pub mod peers;
 pub mod server;
 pub mod signals;
 
