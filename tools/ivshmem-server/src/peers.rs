@@ -96,11 +96,6 @@ impl PeerTable {
         }
     }
 
-    /// The shared memory's file.
-    pub(crate) fn memory(&self) -> &SharedMemoryFile {
-        &self.memory
-    }
-
     /// Ids of the connected peers, ascending.
     pub(crate) fn peer_ids(&self) -> Vec<u16> {
         self.clients.keys().copied().collect()
