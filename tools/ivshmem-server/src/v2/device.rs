@@ -411,3 +411,321 @@ fn fill(data: &mut [u8], value: u32) {
         *d = v;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::RingError;
+    use crate::v2::testutil::Rng;
+    use ivshmem_peer::{eventfd, SharedMemory};
+    use lincell_shared::ivshmem::layout::SectionSizes;
+    use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
+    use std::sync::Mutex;
+
+    const PAGE: u64 = 4096;
+
+    /// A fabric of `N` peer slots that records rings.
+    struct TestFabric {
+        shm: SharedMemory,
+        present: Vec<bool>,
+        rings: Mutex<Vec<(u16, u16)>>,
+    }
+
+    impl Fabric for TestFabric {
+        fn ring(&self, target: u16, vector: u16) -> Result<(), RingError> {
+            if !self.present.get(usize::from(target)).copied().unwrap_or(false) {
+                return Err(RingError::NoSuchPeer);
+            }
+            self.rings.lock().unwrap().push((target, vector));
+            Ok(())
+        }
+        fn ring_others(&self, except: u16) {
+            for (p, _) in self.present.iter().enumerate().filter(|(_, &on)| on) {
+                let p = p as u16;
+                if p != except {
+                    self.rings.lock().unwrap().push((p, 0));
+                }
+            }
+        }
+        fn memory(&self) -> &SharedMemory {
+            &self.shm
+        }
+    }
+
+    fn memfd(len: u64) -> OwnedFd {
+        // SAFETY: the name is a NUL-terminated literal.
+        let fd = unsafe { libc::memfd_create(c"v2-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: freshly created descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: plain syscall on a valid fd.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as i64) }, 0);
+        fd
+    }
+
+    use std::os::fd::AsRawFd;
+
+    fn params(protection: Protection, one_shot: bool) -> DeviceParams {
+        let sizes = SectionSizes {
+            state_table: PAGE,
+            rw: 2 * PAGE,
+            output: PAGE,
+        };
+        let layout = Layout::new(sizes, 3, 0, PAGE, u64::MAX).unwrap();
+        DeviceParams {
+            max_peers: 3,
+            vectors: 2,
+            protocol: 0x4001,
+            one_shot,
+            protection,
+            layout,
+            bar2_size: layout.total().next_power_of_two(),
+            page_size: PAGE,
+        }
+    }
+
+    fn setup(id: u16, p: DeviceParams) -> (Device<TestFabric>, Arc<TestFabric>, Arc<Stats>) {
+        let fd = memfd(p.layout.total());
+        let fabric = Arc::new(TestFabric {
+            shm: SharedMemory::map(fd.as_fd()).unwrap(),
+            present: vec![true, true, false],
+            rings: Mutex::new(Vec::new()),
+        });
+        let stats = Arc::new(Stats::default());
+        let dev = Device::new(id, p, fabric.clone(), stats.clone()).unwrap();
+        (dev, fabric, stats)
+    }
+
+    fn rd(dev: &mut Device<TestFabric>, reg: usize) -> u32 {
+        let mut b = [0u8; 4];
+        dev.region_read(region::BAR0, reg as u64, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(dev: &mut Device<TestFabric>, reg: usize, v: u32) {
+        dev.region_write(region::BAR0, reg as u64, &v.to_le_bytes())
+            .unwrap();
+    }
+
+    fn msix_fd() -> (File, OwnedFd) {
+        let fd = eventfd::create().unwrap();
+        eventfd::set_nonblocking(fd.as_fd()).unwrap();
+        let dup = fd.try_clone().unwrap();
+        // SAFETY: `dup` is an owned descriptor handed over to the File.
+        (unsafe { File::from_raw_fd(dup.into_raw_fd()) }, fd)
+    }
+
+    #[test]
+    fn registers_read_as_specified() {
+        let (mut dev, _, _) = setup(1, params(Protection::MapAll, false));
+        assert_eq!(rd(&mut dev, v2::ID), 1);
+        assert_eq!(rd(&mut dev, v2::MAX_PEERS), 3);
+        assert_eq!(rd(&mut dev, v2::INT_CONTROL), 0, "reset value 0");
+        assert_eq!(rd(&mut dev, v2::DOORBELL), 0);
+        assert_eq!(rd(&mut dev, v2::STATE), 0);
+        assert_eq!(rd(&mut dev, 0x14), 0, "unbacked");
+        assert_eq!(rd(&mut dev, 0xffc), 0, "unbacked");
+        wr(&mut dev, v2::ID, 7);
+        wr(&mut dev, v2::MAX_PEERS, 7);
+        assert_eq!((rd(&mut dev, v2::ID), rd(&mut dev, v2::MAX_PEERS)), (1, 3));
+        wr(&mut dev, v2::INT_CONTROL, 0xffff_ffff);
+        assert_eq!(rd(&mut dev, v2::INT_CONTROL), 1, "only bit 0");
+    }
+
+    #[test]
+    fn doorbells_route_to_present_targets_and_vectors() {
+        let (mut dev, fabric, stats) = setup(0, params(Protection::MapAll, false));
+        wr(&mut dev, v2::DOORBELL, 1 << 16 | 1);
+        wr(&mut dev, v2::DOORBELL, 0);
+        wr(&mut dev, v2::DOORBELL, 2 << 16, );
+        wr(&mut dev, v2::DOORBELL, 1 << 16 | 2);
+        wr(&mut dev, v2::DOORBELL, 0xffff_ffff);
+        assert_eq!(*fabric.rings.lock().unwrap(), vec![(1, 1), (0, 0)]);
+        let s = stats.snapshot();
+        assert_eq!((s.doorbells, s.dropped_doorbells), (2, 3));
+    }
+
+    #[test]
+    fn state_write_fans_out_vector0_once_per_change() {
+        let (mut dev, fabric, _) = setup(1, params(Protection::MapAll, false));
+        wr(&mut dev, v2::STATE, 5);
+        assert_eq!(rd(&mut dev, v2::STATE), 5);
+        let mem = fabric.shm.region();
+        assert_eq!(mem.load::<u32>(4, Ordering::Relaxed), Ok(5), "own entry");
+        assert_eq!(mem.load::<u32>(0, Ordering::Relaxed), Ok(0));
+        assert_eq!(*fabric.rings.lock().unwrap(), vec![(0, 0)]);
+        wr(&mut dev, v2::STATE, 5);
+        assert_eq!(fabric.rings.lock().unwrap().len(), 1, "no change, no interrupt");
+        dev.reset();
+        assert_eq!(rd(&mut dev, v2::STATE), 0, "reset clears the state");
+        assert_eq!(fabric.rings.lock().unwrap().len(), 2, "and the others hear it");
+    }
+
+    #[test]
+    fn reset_clears_interrupt_control_and_config() {
+        let (mut dev, _, _) = setup(0, params(Protection::MapAll, false));
+        wr(&mut dev, v2::INT_CONTROL, 1);
+        dev.region_write(region::CONFIG, 4, &[0x06, 0]).unwrap();
+        dev.reset();
+        assert_eq!(rd(&mut dev, v2::INT_CONTROL), 0);
+        let mut cmd = [0u8; 2];
+        dev.region_read(region::CONFIG, 4, &mut cmd).unwrap();
+        assert_eq!(cmd, [0, 0]);
+    }
+
+    #[test]
+    fn msix_eventfds_and_gate() {
+        let (mut dev, _, _) = setup(0, params(Protection::MapAll, true));
+        let (f, r) = msix_fd();
+        let fl = irqs::ACTION_TRIGGER | irqs::DATA_EVENTFD;
+        dev.set_irqs(irqs::MSIX, fl, 1, 1, vec![f]).unwrap();
+        let gate = dev.gate();
+        assert_eq!(gate.deliver(1), super::super::irq::Delivery::Disabled);
+        wr(&mut dev, v2::INT_CONTROL, 1);
+        assert_eq!(gate.deliver(1), super::super::irq::Delivery::Raised);
+        assert_eq!(rd(&mut dev, v2::INT_CONTROL), 0, "one-shot cleared it");
+        assert_eq!(eventfd::try_read(r.as_fd()).unwrap(), Some(1));
+        // Disable all, bad indices and ranges.
+        dev.set_irqs(irqs::MSIX, irqs::ACTION_TRIGGER | irqs::DATA_NONE, 0, 0, vec![])
+            .unwrap();
+        wr(&mut dev, v2::INT_CONTROL, 1);
+        assert_eq!(gate.deliver(1), super::super::irq::Delivery::NoEventfd);
+        assert!(dev.set_irqs(irqs::MSIX, fl, 2, 1, vec![]).is_err());
+        assert!(dev.set_irqs(irqs::MSIX, fl, u32::MAX, u32::MAX, vec![]).is_err());
+        assert!(dev.set_irqs(irqs::INTX, fl, 0, 1, vec![]).is_err());
+        assert!(dev.set_irqs(irqs::INTX, irqs::DATA_NONE | irqs::ACTION_TRIGGER, 0, 0, vec![]).is_ok());
+        assert!(dev.set_irqs(irqs::MSIX, 0, 0, 1, vec![]).is_err());
+    }
+
+    #[test]
+    fn map_areas_by_protection() {
+        let (all, _, _) = setup(1, params(Protection::MapAll, false));
+        assert_eq!(all.map_areas(), vec![MapArea { offset: 0, len: 6 * PAGE }]);
+        let (strict, _, _) = setup(1, params(Protection::Strict, false));
+        assert_eq!(
+            strict.map_areas(),
+            vec![
+                MapArea { offset: PAGE, len: 2 * PAGE },
+                MapArea { offset: 4 * PAGE, len: PAGE }
+            ]
+        );
+    }
+
+    #[test]
+    fn strict_mode_refuses_foreign_sections() {
+        let (mut dev, fabric, stats) = setup(1, params(Protection::Strict, false));
+        let mem = fabric.shm.region();
+        mem.store(0, 0xaa_u32, Ordering::Relaxed).unwrap();
+        mem.store((3 * PAGE) as usize, 0xbb_u32, Ordering::Relaxed).unwrap();
+        let mut b = [0u8; 4];
+        dev.region_read(region::BAR2, 0, &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0xaa, "state table readable");
+        dev.region_read(region::BAR2, 3 * PAGE, &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0xbb, "peer 0's output readable");
+        for offset in [0, 4, 3 * PAGE, 5 * PAGE, 6 * PAGE, 7 * PAGE + 4092] {
+            dev.region_write(region::BAR2, offset, &[1, 2, 3, 4]).unwrap();
+        }
+        // Straddling the own output section's end.
+        dev.region_write(region::BAR2, 5 * PAGE - 2, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(stats.snapshot().refused_writes, 7);
+        assert_eq!(mem.load::<u32>(0, Ordering::Relaxed), Ok(0xaa));
+        assert_eq!(mem.load::<u32>((3 * PAGE) as usize, Ordering::Relaxed), Ok(0xbb));
+        // Own sections are writable even when trapped.
+        dev.region_write(region::BAR2, PAGE, &7u32.to_le_bytes()).unwrap();
+        dev.region_write(region::BAR2, 4 * PAGE, &8u32.to_le_bytes()).unwrap();
+        assert_eq!(mem.load::<u32>(PAGE as usize, Ordering::Relaxed), Ok(7));
+        assert_eq!(mem.load::<u32>((4 * PAGE) as usize, Ordering::Relaxed), Ok(8));
+        assert_eq!(stats.snapshot().refused_writes, 7);
+        // Padding after the sections reads 0; past BAR2 is an error.
+        dev.region_read(region::BAR2, 7 * PAGE, &mut b).unwrap();
+        assert_eq!(b, [0; 4]);
+        assert_eq!(dev.region_read(region::BAR2, 8 * PAGE, &mut b), Err(DeviceError::OutOfRange));
+    }
+
+    #[test]
+    fn default_mode_allows_trapped_writes_inside_the_memory() {
+        let (mut dev, fabric, stats) = setup(1, params(Protection::MapAll, false));
+        dev.region_write(region::BAR2, 3 * PAGE, &9u32.to_le_bytes()).unwrap();
+        assert_eq!(fabric.shm.region().load::<u32>((3 * PAGE) as usize, Ordering::Relaxed), Ok(9));
+        dev.region_write(region::BAR2, 6 * PAGE, &9u32.to_le_bytes()).unwrap();
+        assert_eq!(stats.snapshot().refused_writes, 1, "padding is not memory");
+    }
+
+    #[test]
+    fn bad_regions_and_offsets_are_errors() {
+        let (mut dev, _, stats) = setup(0, params(Protection::MapAll, false));
+        let mut b = [0u8; 4];
+        for r in [3, 4, 5, 6, 8, 9, u32::MAX] {
+            assert_eq!(dev.region_read(r, 0, &mut b), Err(DeviceError::NoSuchRegion(r)));
+            assert_eq!(dev.region_write(r, 0, &b), Err(DeviceError::NoSuchRegion(r)));
+        }
+        for r in [region::BAR0, region::BAR1, region::BAR2, region::CONFIG] {
+            assert_eq!(dev.region_read(r, u64::MAX, &mut b), Err(DeviceError::OutOfRange));
+            assert_eq!(dev.region_write(r, u64::MAX - 2, &b), Err(DeviceError::OutOfRange));
+        }
+        // Misaligned and odd-sized register accesses read 0, change nothing.
+        dev.region_write(region::BAR0, 9, &[1, 0, 0, 0]).unwrap();
+        dev.region_write(region::BAR0, 8, &[1, 0]).unwrap();
+        dev.region_write(region::BAR0, 8, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!(rd(&mut dev, v2::INT_CONTROL), 0);
+        let mut odd = [0xffu8; 3];
+        dev.region_read(region::BAR0, 0, &mut odd).unwrap();
+        assert_eq!(odd, [0; 3]);
+        assert_eq!(stats.snapshot().bad_accesses, 4);
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = Rng::new(0xfeed_beef);
+        for protection in [Protection::MapAll, Protection::Strict] {
+            let (mut dev, fabric, _) = setup(1, params(protection, true));
+            for _ in 0..50_000 {
+                let region = match rng.below(6) {
+                    0 => region::BAR0,
+                    1 => region::BAR1,
+                    2 => region::BAR2,
+                    3 => region::CONFIG,
+                    _ => rng.next() as u32,
+                };
+                let offset = match rng.below(3) {
+                    0 => rng.below(0x40),
+                    1 => rng.below(0x10000),
+                    _ => rng.next(),
+                };
+                let len = [0, 1, 2, 3, 4, 8, 16, 4096][rng.below(8) as usize];
+                let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                match rng.below(10) {
+                    0 => {
+                        let mut out = vec![0u8; len];
+                        let _ = dev.region_read(region, offset, &mut out);
+                    }
+                    1 => dev.reset(),
+                    2 => {
+                        let _ = dev.set_irqs(
+                            rng.below(6) as u32,
+                            rng.next() as u32,
+                            rng.next() as u32,
+                            rng.below(4) as u32,
+                            vec![],
+                        );
+                    }
+                    _ => {
+                        let _ = dev.region_write(region, offset, &data);
+                    }
+                }
+            }
+            // Identity survives; the other peers' output section survives
+            // in strict mode.
+            assert_eq!(rd(&mut dev, v2::ID), 1);
+            assert_eq!(rd(&mut dev, v2::MAX_PEERS), 3);
+            let mut id = [0u8; 4];
+            dev.region_read(region::CONFIG, 0, &mut id).unwrap();
+            assert_eq!(id, [0x0a, 0x11, 0x06, 0x41]);
+            if protection == Protection::Strict {
+                let mut other = vec![0u8; PAGE as usize];
+                fabric.shm.read_bytes(3 * PAGE as usize, &mut other).unwrap();
+                assert!(other.iter().all(|&b| b == 0), "peer 0's output untouched");
+            }
+        }
+    }
+}
