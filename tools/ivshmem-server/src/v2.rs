@@ -18,9 +18,9 @@
 //! - [`endpoint`]: the vfio-user socket of one guest (thin).
 //!
 //! Host peers learn the layout from the command line the device was
-//! started with (`ivshmem_peer::v2::V2Layout`, `lincell ivshmem ...
-//! --v2-...`): the server protocol has no room for it, and it stays
-//! byte-compatible with QEMU's so that v1-only peers can still join.
+//! started with ([`V2Layout`], [`V2Config::host_layout`]): the server
+//! protocol has no room for it, and it stays byte-compatible with QEMU's so
+//! that v1-only peers can still join.
 
 pub mod config;
 pub mod device;
@@ -37,8 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use ivshmem_peer::v2::V2Layout;
 use ivshmem_peer::SharedMemory;
-use lincell_shared::ivshmem::layout::{Layout, SectionSizes, MAX_PEERS_LIMIT};
+use lincell_shared::ivshmem::layout::{Layout, MAX_PEERS_LIMIT};
 
 use crate::cli::MemoryBacking;
 use crate::memory::SharedMemoryFile;
@@ -227,12 +228,13 @@ pub fn page_size() -> u64 {
 }
 
 impl V2Config {
-    /// The section sizes: the state table is 4 bytes per peer, page-rounded.
-    pub fn sizes(&self, page: u64) -> SectionSizes {
-        SectionSizes {
-            state_table: (4 * u64::from(self.max_peers)).next_multiple_of(page),
-            rw: self.rw_size,
-            output: self.output_size,
+    /// What host peers must be told: the same numbers give the same
+    /// layout (one definition, [`V2Layout::sizes`]).
+    pub fn host_layout(&self) -> V2Layout {
+        V2Layout {
+            max_peers: self.max_peers,
+            rw_size: self.rw_size,
+            output_size: self.output_size,
         }
     }
 
@@ -245,8 +247,14 @@ impl V2Config {
                 self.max_peers
             )));
         }
-        Layout::new(self.sizes(page), self.max_peers, 0, page, u64::MAX)
-            .map_err(|e| bad(format!("invalid section sizes: {e} (page size {page})")))
+        Layout::new(
+            self.host_layout().sizes(page),
+            self.max_peers,
+            0,
+            page,
+            u64::MAX,
+        )
+        .map_err(|e| bad(format!("invalid section sizes: {e} (page size {page})")))
     }
 
     /// The parameters every guest's function gets.
@@ -257,11 +265,17 @@ impl V2Config {
             .total()
             .max(config::REG_BAR_SIZE)
             .checked_next_power_of_two()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "shared memory too large"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "shared memory too large")
+            })?;
         if !(1..=config::MAX_VECTORS).contains(&self.vectors) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("-n {}: 1 to {} vectors are supported", self.vectors, config::MAX_VECTORS),
+                format!(
+                    "-n {}: 1 to {} vectors are supported",
+                    self.vectors,
+                    config::MAX_VECTORS
+                ),
             ));
         }
         Ok(DeviceParams {

@@ -346,7 +346,10 @@ mod tests {
             let mut out = vec![0u8; len];
             let _ = c.read(offset, &mut out);
         }
-        assert_eq!((r16(&c, 0), r16(&c, 2), r32(&c, 8) >> 8), (0x110a, 0x4106, 0xff_80_02));
+        assert_eq!(
+            (r16(&c, 0), r16(&c, 2), r32(&c, 8) >> 8),
+            (0x110a, 0x4106, 0xff_80_02)
+        );
         assert_eq!(r8(&c, 0x34), 0x40);
         assert_eq!(r32(&c, 0x18) & 0xf, 0xc);
     }

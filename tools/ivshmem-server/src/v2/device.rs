@@ -218,7 +218,12 @@ impl<F: Fabric> Device<F> {
     }
 
     /// A write of `data` at `offset` of `region`.
-    pub fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
+    pub fn region_write(
+        &mut self,
+        region: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), DeviceError> {
         match region {
             region::CONFIG => self.config.write(offset, data),
             region::BAR0 => {
@@ -283,8 +288,12 @@ impl<F: Fabric> Device<F> {
                 self.gate.clear_eventfds();
                 return Ok(());
             }
-            let (first, end) = range(u64::from(start), usize::try_from(count).map_err(|_| DeviceError::BadIrq)?, u64::from(self.params.vectors))
-                .map_err(|_| DeviceError::BadIrq)?;
+            let (first, end) = range(
+                u64::from(start),
+                usize::try_from(count).map_err(|_| DeviceError::BadIrq)?,
+                u64::from(self.params.vectors),
+            )
+            .map_err(|_| DeviceError::BadIrq)?;
             for v in first..end {
                 self.gate.raise(v);
             }
@@ -313,7 +322,9 @@ impl<F: Fabric> Device<F> {
             v2::INT_CONTROL => self.gate.set_enabled(value & 1 != 0),
             v2::DOORBELL => self.doorbell(Doorbell::from_register_value(value)),
             v2::STATE => {
-                let Some(at) = self.state_offset() else { return };
+                let Some(at) = self.state_offset() else {
+                    return;
+                };
                 let mem = self.fabric.memory().region();
                 let old = mem.load::<u32>(at, Ordering::Acquire).unwrap_or(0);
                 if old == value {
@@ -349,7 +360,11 @@ impl<F: Fabric> Device<F> {
 
     fn state_entry(&self) -> Option<u32> {
         let at = self.state_offset()?;
-        self.fabric.memory().region().load(at, Ordering::Acquire).ok()
+        self.fabric
+            .memory()
+            .region()
+            .load(at, Ordering::Acquire)
+            .ok()
     }
 
     /// A trapped read of BAR2: answered from the memory; the padding after
@@ -380,10 +395,9 @@ impl<F: Fabric> Device<F> {
             Protection::MapAll => offset
                 .checked_add(len)
                 .is_some_and(|end| end <= self.layout.total()),
-            Protection::Strict => matches!(
-                self.layout.lookup(offset, len),
-                Ok((_, Access::ReadWrite))
-            ),
+            Protection::Strict => {
+                matches!(self.layout.lookup(offset, len), Ok((_, Access::ReadWrite)))
+            }
         };
         if !allowed || data.is_empty() {
             self.stats.count_refused(self.id, offset, len);
@@ -433,7 +447,12 @@ mod tests {
 
     impl Fabric for TestFabric {
         fn ring(&self, target: u16, vector: u16) -> Result<(), RingError> {
-            if !self.present.get(usize::from(target)).copied().unwrap_or(false) {
+            if !self
+                .present
+                .get(usize::from(target))
+                .copied()
+                .unwrap_or(false)
+            {
                 return Err(RingError::NoSuchPeer);
             }
             self.rings.lock().unwrap().push((target, vector));
@@ -537,7 +556,7 @@ mod tests {
         let (mut dev, fabric, stats) = setup(0, params(Protection::MapAll, false));
         wr(&mut dev, v2::DOORBELL, 1 << 16 | 1);
         wr(&mut dev, v2::DOORBELL, 0);
-        wr(&mut dev, v2::DOORBELL, 2 << 16, );
+        wr(&mut dev, v2::DOORBELL, 2 << 16);
         wr(&mut dev, v2::DOORBELL, 1 << 16 | 2);
         wr(&mut dev, v2::DOORBELL, 0xffff_ffff);
         assert_eq!(*fabric.rings.lock().unwrap(), vec![(1, 1), (0, 0)]);
@@ -555,10 +574,18 @@ mod tests {
         assert_eq!(mem.load::<u32>(0, Ordering::Relaxed), Ok(0));
         assert_eq!(*fabric.rings.lock().unwrap(), vec![(0, 0)]);
         wr(&mut dev, v2::STATE, 5);
-        assert_eq!(fabric.rings.lock().unwrap().len(), 1, "no change, no interrupt");
+        assert_eq!(
+            fabric.rings.lock().unwrap().len(),
+            1,
+            "no change, no interrupt"
+        );
         dev.reset();
         assert_eq!(rd(&mut dev, v2::STATE), 0, "reset clears the state");
-        assert_eq!(fabric.rings.lock().unwrap().len(), 2, "and the others hear it");
+        assert_eq!(
+            fabric.rings.lock().unwrap().len(),
+            2,
+            "and the others hear it"
+        );
     }
 
     #[test]
@@ -586,27 +613,55 @@ mod tests {
         assert_eq!(rd(&mut dev, v2::INT_CONTROL), 0, "one-shot cleared it");
         assert_eq!(eventfd::try_read(r.as_fd()).unwrap(), Some(1));
         // Disable all, bad indices and ranges.
-        dev.set_irqs(irqs::MSIX, irqs::ACTION_TRIGGER | irqs::DATA_NONE, 0, 0, vec![])
-            .unwrap();
+        dev.set_irqs(
+            irqs::MSIX,
+            irqs::ACTION_TRIGGER | irqs::DATA_NONE,
+            0,
+            0,
+            vec![],
+        )
+        .unwrap();
         wr(&mut dev, v2::INT_CONTROL, 1);
         assert_eq!(gate.deliver(1), super::super::irq::Delivery::NoEventfd);
         assert!(dev.set_irqs(irqs::MSIX, fl, 2, 1, vec![]).is_err());
-        assert!(dev.set_irqs(irqs::MSIX, fl, u32::MAX, u32::MAX, vec![]).is_err());
+        assert!(dev
+            .set_irqs(irqs::MSIX, fl, u32::MAX, u32::MAX, vec![])
+            .is_err());
         assert!(dev.set_irqs(irqs::INTX, fl, 0, 1, vec![]).is_err());
-        assert!(dev.set_irqs(irqs::INTX, irqs::DATA_NONE | irqs::ACTION_TRIGGER, 0, 0, vec![]).is_ok());
+        assert!(dev
+            .set_irqs(
+                irqs::INTX,
+                irqs::DATA_NONE | irqs::ACTION_TRIGGER,
+                0,
+                0,
+                vec![]
+            )
+            .is_ok());
         assert!(dev.set_irqs(irqs::MSIX, 0, 0, 1, vec![]).is_err());
     }
 
     #[test]
     fn map_areas_by_protection() {
         let (all, _, _) = setup(1, params(Protection::MapAll, false));
-        assert_eq!(all.map_areas(), vec![MapArea { offset: 0, len: 6 * PAGE }]);
+        assert_eq!(
+            all.map_areas(),
+            vec![MapArea {
+                offset: 0,
+                len: 6 * PAGE
+            }]
+        );
         let (strict, _, _) = setup(1, params(Protection::Strict, false));
         assert_eq!(
             strict.map_areas(),
             vec![
-                MapArea { offset: PAGE, len: 2 * PAGE },
-                MapArea { offset: 4 * PAGE, len: PAGE }
+                MapArea {
+                    offset: PAGE,
+                    len: 2 * PAGE
+                },
+                MapArea {
+                    offset: 4 * PAGE,
+                    len: PAGE
+                }
             ]
         );
     }
@@ -616,38 +671,60 @@ mod tests {
         let (mut dev, fabric, stats) = setup(1, params(Protection::Strict, false));
         let mem = fabric.shm.region();
         mem.store(0, 0xaa_u32, Ordering::Relaxed).unwrap();
-        mem.store((3 * PAGE) as usize, 0xbb_u32, Ordering::Relaxed).unwrap();
+        mem.store((3 * PAGE) as usize, 0xbb_u32, Ordering::Relaxed)
+            .unwrap();
         let mut b = [0u8; 4];
         dev.region_read(region::BAR2, 0, &mut b).unwrap();
         assert_eq!(u32::from_le_bytes(b), 0xaa, "state table readable");
         dev.region_read(region::BAR2, 3 * PAGE, &mut b).unwrap();
         assert_eq!(u32::from_le_bytes(b), 0xbb, "peer 0's output readable");
         for offset in [0, 4, 3 * PAGE, 5 * PAGE, 6 * PAGE, 7 * PAGE + 4092] {
-            dev.region_write(region::BAR2, offset, &[1, 2, 3, 4]).unwrap();
+            dev.region_write(region::BAR2, offset, &[1, 2, 3, 4])
+                .unwrap();
         }
         // Straddling the own output section's end.
-        dev.region_write(region::BAR2, 5 * PAGE - 2, &[1, 2, 3, 4]).unwrap();
+        dev.region_write(region::BAR2, 5 * PAGE - 2, &[1, 2, 3, 4])
+            .unwrap();
         assert_eq!(stats.snapshot().refused_writes, 7);
         assert_eq!(mem.load::<u32>(0, Ordering::Relaxed), Ok(0xaa));
-        assert_eq!(mem.load::<u32>((3 * PAGE) as usize, Ordering::Relaxed), Ok(0xbb));
+        assert_eq!(
+            mem.load::<u32>((3 * PAGE) as usize, Ordering::Relaxed),
+            Ok(0xbb)
+        );
         // Own sections are writable even when trapped.
-        dev.region_write(region::BAR2, PAGE, &7u32.to_le_bytes()).unwrap();
-        dev.region_write(region::BAR2, 4 * PAGE, &8u32.to_le_bytes()).unwrap();
+        dev.region_write(region::BAR2, PAGE, &7u32.to_le_bytes())
+            .unwrap();
+        dev.region_write(region::BAR2, 4 * PAGE, &8u32.to_le_bytes())
+            .unwrap();
         assert_eq!(mem.load::<u32>(PAGE as usize, Ordering::Relaxed), Ok(7));
-        assert_eq!(mem.load::<u32>((4 * PAGE) as usize, Ordering::Relaxed), Ok(8));
+        assert_eq!(
+            mem.load::<u32>((4 * PAGE) as usize, Ordering::Relaxed),
+            Ok(8)
+        );
         assert_eq!(stats.snapshot().refused_writes, 7);
         // Padding after the sections reads 0; past BAR2 is an error.
         dev.region_read(region::BAR2, 7 * PAGE, &mut b).unwrap();
         assert_eq!(b, [0; 4]);
-        assert_eq!(dev.region_read(region::BAR2, 8 * PAGE, &mut b), Err(DeviceError::OutOfRange));
+        assert_eq!(
+            dev.region_read(region::BAR2, 8 * PAGE, &mut b),
+            Err(DeviceError::OutOfRange)
+        );
     }
 
     #[test]
     fn default_mode_allows_trapped_writes_inside_the_memory() {
         let (mut dev, fabric, stats) = setup(1, params(Protection::MapAll, false));
-        dev.region_write(region::BAR2, 3 * PAGE, &9u32.to_le_bytes()).unwrap();
-        assert_eq!(fabric.shm.region().load::<u32>((3 * PAGE) as usize, Ordering::Relaxed), Ok(9));
-        dev.region_write(region::BAR2, 6 * PAGE, &9u32.to_le_bytes()).unwrap();
+        dev.region_write(region::BAR2, 3 * PAGE, &9u32.to_le_bytes())
+            .unwrap();
+        assert_eq!(
+            fabric
+                .shm
+                .region()
+                .load::<u32>((3 * PAGE) as usize, Ordering::Relaxed),
+            Ok(9)
+        );
+        dev.region_write(region::BAR2, 6 * PAGE, &9u32.to_le_bytes())
+            .unwrap();
         assert_eq!(stats.snapshot().refused_writes, 1, "padding is not memory");
     }
 
@@ -656,17 +733,30 @@ mod tests {
         let (mut dev, _, stats) = setup(0, params(Protection::MapAll, false));
         let mut b = [0u8; 4];
         for r in [3, 4, 5, 6, 8, 9, u32::MAX] {
-            assert_eq!(dev.region_read(r, 0, &mut b), Err(DeviceError::NoSuchRegion(r)));
-            assert_eq!(dev.region_write(r, 0, &b), Err(DeviceError::NoSuchRegion(r)));
+            assert_eq!(
+                dev.region_read(r, 0, &mut b),
+                Err(DeviceError::NoSuchRegion(r))
+            );
+            assert_eq!(
+                dev.region_write(r, 0, &b),
+                Err(DeviceError::NoSuchRegion(r))
+            );
         }
         for r in [region::BAR0, region::BAR1, region::BAR2, region::CONFIG] {
-            assert_eq!(dev.region_read(r, u64::MAX, &mut b), Err(DeviceError::OutOfRange));
-            assert_eq!(dev.region_write(r, u64::MAX - 2, &b), Err(DeviceError::OutOfRange));
+            assert_eq!(
+                dev.region_read(r, u64::MAX, &mut b),
+                Err(DeviceError::OutOfRange)
+            );
+            assert_eq!(
+                dev.region_write(r, u64::MAX - 2, &b),
+                Err(DeviceError::OutOfRange)
+            );
         }
         // Misaligned and odd-sized register accesses read 0, change nothing.
         dev.region_write(region::BAR0, 9, &[1, 0, 0, 0]).unwrap();
         dev.region_write(region::BAR0, 8, &[1, 0]).unwrap();
-        dev.region_write(region::BAR0, 8, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        dev.region_write(region::BAR0, 8, &[1, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
         assert_eq!(rd(&mut dev, v2::INT_CONTROL), 0);
         let mut odd = [0xffu8; 3];
         dev.region_read(region::BAR0, 0, &mut odd).unwrap();
@@ -723,7 +813,10 @@ mod tests {
             assert_eq!(id, [0x0a, 0x11, 0x06, 0x41]);
             if protection == Protection::Strict {
                 let mut other = vec![0u8; PAGE as usize];
-                fabric.shm.read_bytes(3 * PAGE as usize, &mut other).unwrap();
+                fabric
+                    .shm
+                    .read_bytes(3 * PAGE as usize, &mut other)
+                    .unwrap();
                 assert!(other.iter().all(|&b| b == 0), "peer 0's output untouched");
             }
         }

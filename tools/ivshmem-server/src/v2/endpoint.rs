@@ -115,9 +115,8 @@ impl Endpoint {
             }
             Err(_) => {}
         }
-        let listener = UnixListener::bind(&path).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {shown}: {e}"))
-        })?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {shown}: {e}")))?;
         let meta = std::fs::symlink_metadata(&path)?;
         let thread = std::thread::Builder::new()
             .name(format!("vfio-user {shown}"))
@@ -185,9 +184,14 @@ fn serve(listener: &UnixListener, hub: &Arc<Hub>, stop: &AtomicBool, shown: &str
 
 /// Serves the pending connection on `listener` as peer `id`, whose
 /// eventfds are `events`, until it closes.
-fn serve_guest(listener: &UnixListener, hub: &Arc<Hub>, id: u16, events: Vec<OwnedFd>) -> io::Result<()> {
-    let mut device = Device::new(id, hub.params, hub.clone(), hub.stats.clone())
-        .map_err(io::Error::from)?;
+fn serve_guest(
+    listener: &UnixListener,
+    hub: &Arc<Hub>,
+    id: u16,
+    events: Vec<OwnedFd>,
+) -> io::Result<()> {
+    let mut device =
+        Device::new(id, hub.params, hub.clone(), hub.stats.clone()).map_err(io::Error::from)?;
     let stop = eventfd::create()?;
     let stop_ring = stop.try_clone()?;
     let forwarder = {
@@ -210,7 +214,9 @@ fn serve_guest(listener: &UnixListener, hub: &Arc<Hub>, id: u16, events: Vec<Own
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(io::Error::other(format!("connection ended: {e}"))),
-        Err(_) => Err(io::Error::other("connection dropped after a panic in the vfio-user layer")),
+        Err(_) => Err(io::Error::other(
+            "connection dropped after a panic in the vfio-user layer",
+        )),
     }
 }
 
@@ -219,8 +225,16 @@ fn irq_infos(vectors: u16) -> Vec<IrqInfo> {
     (0..irqs::COUNT)
         .map(|index| IrqInfo {
             index,
-            flags: if index == irqs::MSIX { VFIO_IRQ_INFO_EVENTFD } else { 0 },
-            count: if index == irqs::MSIX { u32::from(vectors) } else { 0 },
+            flags: if index == irqs::MSIX {
+                VFIO_IRQ_INFO_EVENTFD
+            } else {
+                0
+            },
+            count: if index == irqs::MSIX {
+                u32::from(vectors)
+            } else {
+                0
+            },
         })
         .collect()
 }

@@ -66,7 +66,12 @@ impl IrqGate {
 
     /// Replaces the eventfds of vectors `start..start + count` with `fds`
     /// (in order; vectors beyond the descriptors given lose theirs).
-    pub fn set_eventfds(&self, start: u32, count: u32, fds: Vec<File>) -> Result<(), super::DeviceError> {
+    pub fn set_eventfds(
+        &self,
+        start: u32,
+        count: u32,
+        fds: Vec<File>,
+    ) -> Result<(), super::DeviceError> {
         let mut table = self.fds();
         let (start, end) = super::config::range(
             u64::from(start),
@@ -208,7 +213,10 @@ mod tests {
         assert!(gate.set_eventfds(u32::MAX, 2, vec![]).is_err());
         assert!(gate.set_eventfds(0, 3, vec![]).is_err());
         let (a, _ra) = efd();
-        assert!(gate.set_eventfds(0, 0, vec![a]).is_err(), "more fds than count");
+        assert!(
+            gate.set_eventfds(0, 0, vec![a]).is_err(),
+            "more fds than count"
+        );
         assert!(gate.set_eventfds(0, 2, vec![]).is_ok());
     }
 

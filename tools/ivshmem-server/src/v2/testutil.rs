@@ -8,7 +8,11 @@ pub(crate) struct Rng(u64);
 impl Rng {
     /// A generator seeded with `seed` (0 is replaced by a constant).
     pub(crate) fn new(seed: u64) -> Self {
-        Self(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next 64 random bits.
