@@ -76,11 +76,7 @@ impl std::error::Error for DeviceError {}
 
 impl From<DeviceError> for io::Error {
     fn from(e: DeviceError) -> Self {
-        let kind = match e {
-            DeviceError::BadParameter(_) => io::ErrorKind::InvalidInput,
-            _ => io::ErrorKind::InvalidInput,
-        };
-        io::Error::new(kind, e)
+        io::Error::new(io::ErrorKind::InvalidInput, e)
     }
 }
 
@@ -386,6 +382,11 @@ impl V2Device {
         })
     }
 
+    /// The vfio-user endpoints, in command-line order.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
     /// The host peers' socket.
     pub fn server(&self) -> &Server {
         &self.server
@@ -403,6 +404,10 @@ impl V2Device {
 
     /// Serves until `stop` is set; prints the counters to stderr whenever
     /// `dump` is set (and clears it).
+    ///
+    /// Endpoint threads that are serving a guest are not waited for (the
+    /// vfio-user loop blocks until QEMU goes away): the caller exits, and
+    /// dropping the device removes every socket.
     pub fn run_until(&mut self, stop: &AtomicBool, dump: &AtomicBool) -> io::Result<()> {
         while !stop.load(Ordering::SeqCst) {
             self.server.poll_once(Some(Duration::from_millis(200)))?;
@@ -413,9 +418,6 @@ impl V2Device {
                     self.stats()
                 );
             }
-        }
-        for e in &mut self.endpoints {
-            e.join();
         }
         Ok(())
     }

@@ -45,6 +45,8 @@ fn start(cfg: &V2Config) {
     let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
     let dump: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
     let mut dev = V2Device::new(cfg, stop).expect("device starts");
+    assert_eq!(dev.endpoints().len(), cfg.endpoints.len());
+    assert!(dev.endpoints().iter().all(|e| !e.is_finished()), "serving");
     assert!(
         cfg.endpoints[0].exists() && cfg.socket_path.exists(),
         "sockets exist when ready"
@@ -209,4 +211,34 @@ fn strict_mode_traps_foreign_sections() {
     guest.region_write(0, 9, &[1, 2, 3]).unwrap();
     guest.region_write(0, 0x800, &[0xff; 8]).unwrap();
     assert_eq!(r32(&mut guest, 0, ID), 0, "still serving");
+}
+
+#[test]
+fn two_guests_ring_each_other() {
+    let dir = TempDir::new("v2two");
+    let mut cfg = config(&dir.0, false);
+    cfg.endpoints.push(dir.0.join("g1"));
+    start(&cfg);
+    let mut a = vfio_user::Client::new(&cfg.endpoints[0]).unwrap();
+    let a_id = r32(&mut a, 0, ID);
+    let mut b = vfio_user::Client::new(&cfg.endpoints[1]).unwrap();
+    let b_id = r32(&mut b, 0, ID);
+    assert_ne!(a_id, b_id, "one id space");
+    let a_irq = msix_fds(&mut a);
+    let b_irq = msix_fds(&mut b);
+    w32(&mut a, 0, INT_CONTROL, 1);
+    w32(&mut b, 0, INT_CONTROL, 1);
+    w32(&mut b, 0, DOORBELL, a_id << 16 | 1);
+    assert!(wait_fd(&a_irq[1]), "guest b -> guest a, vector 1");
+    w32(&mut a, 0, DOORBELL, b_id << 16);
+    assert!(wait_fd(&b_irq[0]), "guest a -> guest b, vector 0");
+    // A state change reaches the other guest's vector 0; a guest that
+    // leaves rings it again (its entry was not 0).
+    w32(&mut a, 0, STATE, 1);
+    assert!(wait_fd(&b_irq[0]), "state change seen by b");
+    assert_eq!(r32(&mut b, 2, u64::from(a_id) * 4), 1);
+    a.shutdown().unwrap();
+    drop(a);
+    assert!(wait_fd(&b_irq[0]), "a's leave seen by b");
+    assert_eq!(r32(&mut b, 2, u64::from(a_id) * 4), 0, "entry cleared");
 }

@@ -133,11 +133,10 @@ impl Endpoint {
         &self.path
     }
 
-    /// Waits for the serving thread (after the stop flag was set).
-    pub fn join(&mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Whether the serving thread has ended (the stop flag was set while no
+    /// guest was attached, or the socket failed).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 }
 
