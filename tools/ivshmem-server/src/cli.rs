@@ -192,9 +192,12 @@ pub struct Cli {
     #[arg(long, value_name = "0xNNNN", default_value = "0", requires = "v2", value_parser = parse_protocol)]
     pub protocol: u16,
 
-    /// vfio-user socket for one guest; repeat for more guests
-    #[arg(long = "vfio-user", value_name = "PATH", requires = "v2")]
-    pub vfio_user: Vec<PathBuf>,
+    /// vfio-user socket for one guest; repeat for more guests. PATH may end
+    /// in ",protocol=0xNNNN": that guest's function gets this protocol
+    /// instead of --protocol (e.g. a virtio frontend/backend pair)
+    #[arg(long = "vfio-user", value_name = "PATH[,protocol=P]", requires = "v2",
+          value_parser = parse_endpoint)]
+    pub vfio_user: Vec<crate::v2::EndpointSpec>,
 
     /// ivshmem 2.0 one-shot interrupt mode (privileged control bit 0)
     #[arg(long, requires = "v2")]
@@ -244,6 +247,22 @@ impl Cli {
             verbose: self.verbose,
         }
     }
+}
+
+/// Parses a `--vfio-user` value: a path, optionally followed by
+/// `,protocol=0xNNNN`.
+pub fn parse_endpoint(s: &str) -> Result<crate::v2::EndpointSpec, String> {
+    let (path, protocol) = match s.rsplit_once(",protocol=") {
+        Some((path, p)) => (path, Some(parse_protocol(p)?)),
+        None => (s, None),
+    };
+    if path.is_empty() {
+        return Err(format!("invalid --vfio-user '{s}': empty path"));
+    }
+    Ok(crate::v2::EndpointSpec {
+        path: path.into(),
+        protocol,
+    })
 }
 
 /// Parses a protocol number: `0x` hexadecimal or decimal, 16 bits.

@@ -51,8 +51,8 @@ fn run_v2(
     let mut config = cli.v2_config();
     // Absolute, so that they still work after daemonize's chdir("/").
     config.socket_path = std::path::absolute(&config.socket_path)?;
-    for p in &mut config.endpoints {
-        *p = std::path::absolute(&*p)?;
+    for e in &mut config.endpoints {
+        e.path = std::path::absolute(&e.path)?;
     }
     if let ivshmem_server::MemoryBacking::Dir(d) = &mut config.memory {
         *d = std::path::absolute(&*d)?;
@@ -86,7 +86,10 @@ fn run_v2(
             l.output(0).map_or(0, |s| s.offset),
             l.total(),
             params.bar2_size,
-            config.endpoints.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+            config.endpoints.iter().map(|e| match e.protocol {
+                Some(p) => format!("{} (protocol {p:#06x})", e.path.display()),
+                None => e.path.display().to_string(),
+            }).collect::<Vec<_>>().join(" ")
         );
     }
     device.run_until(stop, dump)

@@ -190,6 +190,25 @@ pub trait Fabric: Send + Sync {
     fn memory(&self) -> &SharedMemory;
 }
 
+/// One `--vfio-user` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// The socket's path.
+    pub path: PathBuf,
+    /// The protocol of this guest's function, if not the device's
+    /// (`--protocol`).
+    pub protocol: Option<u16>,
+}
+
+impl From<PathBuf> for EndpointSpec {
+    fn from(path: PathBuf) -> Self {
+        Self {
+            path,
+            protocol: None,
+        }
+    }
+}
+
 /// Everything the command line says about a `--v2` device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V2Config {
@@ -212,7 +231,7 @@ pub struct V2Config {
     /// Strict BAR2 protection.
     pub strict: bool,
     /// vfio-user sockets, one guest each.
-    pub endpoints: Vec<PathBuf>,
+    pub endpoints: Vec<EndpointSpec>,
     /// Log peers joining and leaving.
     pub verbose: bool,
 }
@@ -373,7 +392,11 @@ impl V2Device {
         let endpoints = config
             .endpoints
             .iter()
-            .map(|p| Endpoint::start(p, hub.clone(), stop))
+            .map(|e| {
+                let mut params = hub.params;
+                params.protocol = e.protocol.unwrap_or(params.protocol);
+                Endpoint::start(&e.path, hub.clone(), params, stop)
+            })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Self {
             endpoints,

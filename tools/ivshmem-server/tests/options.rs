@@ -140,7 +140,7 @@ fn v2_options_as_the_harness_passes_them() {
         "--vfio-user",
         "/tmp/a",
         "--vfio-user",
-        "/tmp/b",
+        "/tmp/b,protocol=0xc002",
         "--one-shot",
         "--strict",
     ])
@@ -150,8 +150,19 @@ fn v2_options_as_the_harness_passes_them() {
     assert_eq!((c.rw_size, c.output_size), (504 << 10, 64 << 10));
     assert_eq!(
         c.endpoints,
-        vec![std::path::PathBuf::from("/tmp/a"), "/tmp/b".into()]
+        vec![
+            ivshmem_server::v2::EndpointSpec {
+                path: "/tmp/a".into(),
+                protocol: None
+            },
+            ivshmem_server::v2::EndpointSpec {
+                path: "/tmp/b".into(),
+                protocol: Some(0xc002)
+            },
+        ]
     );
+    assert!(parse(&["--v2", "--vfio-user", "/tmp/x,protocol=zz"]).is_err());
+    assert!(parse(&["--v2", "--vfio-user", ",protocol=1"]).is_err());
     assert!(c.one_shot && c.strict);
     assert_eq!(c.memory, MemoryBacking::Dir("/dev/shm".into()));
     let p = c.device_params().unwrap();

@@ -35,7 +35,7 @@ fn config(dir: &Path, strict: bool) -> V2Config {
         protocol: 0x4001,
         one_shot: false,
         strict,
-        endpoints: vec![dir.join("g0")],
+        endpoints: vec![dir.join("g0").into()],
         verbose: false,
     }
 }
@@ -48,7 +48,7 @@ fn start(cfg: &V2Config) {
     assert_eq!(dev.endpoints().len(), cfg.endpoints.len());
     assert!(dev.endpoints().iter().all(|e| !e.is_finished()), "serving");
     assert!(
-        cfg.endpoints[0].exists() && cfg.socket_path.exists(),
+        cfg.endpoints[0].path.exists() && cfg.socket_path.exists(),
         "sockets exist when ready"
     );
     std::thread::spawn(move || dev.run_until(stop, dump));
@@ -115,7 +115,7 @@ fn guest_and_host_peers_share_doorbells_and_states() {
         "memory = sections"
     );
 
-    let mut guest = vfio_user::Client::new(&cfg.endpoints[0]).unwrap();
+    let mut guest = vfio_user::Client::new(&cfg.endpoints[0].path).unwrap();
     wait_event(&mut host, PeerEvent::Joined(1));
     assert_eq!(r32(&mut guest, 7, 0), 0x4106_110a);
     assert_eq!(r32(&mut guest, 7, 8), 0xff40_0100);
@@ -174,7 +174,7 @@ fn guest_and_host_peers_share_doorbells_and_states() {
     wait_event(&mut host, PeerEvent::Left(1));
     assert_eq!(host.wait(0, Some(WAIT)).unwrap(), 1);
     assert_eq!(host.v2(layout).unwrap().state_of(1).unwrap(), 0);
-    let mut again = vfio_user::Client::new(&cfg.endpoints[0]).unwrap();
+    let mut again = vfio_user::Client::new(&cfg.endpoints[0].path).unwrap();
     wait_event(&mut host, PeerEvent::Joined(2));
     assert_eq!(r32(&mut again, 0, ID), 2);
 }
@@ -184,7 +184,7 @@ fn strict_mode_traps_foreign_sections() {
     let dir = TempDir::new("v2strict");
     let cfg = config(&dir.0, true);
     start(&cfg);
-    let mut guest = vfio_user::Client::new(&cfg.endpoints[0]).unwrap();
+    let mut guest = vfio_user::Client::new(&cfg.endpoints[0].path).unwrap();
     assert_eq!(r32(&mut guest, 0, ID), 0);
     let areas: Vec<(u64, u64)> = guest
         .region(2)
@@ -217,13 +217,22 @@ fn strict_mode_traps_foreign_sections() {
 fn two_guests_ring_each_other() {
     let dir = TempDir::new("v2two");
     let mut cfg = config(&dir.0, false);
-    cfg.endpoints.push(dir.0.join("g1"));
+    cfg.endpoints.push(ivshmem_server::v2::EndpointSpec {
+        path: dir.0.join("g1"),
+        protocol: Some(0xc002),
+    });
     start(&cfg);
-    let mut a = vfio_user::Client::new(&cfg.endpoints[0]).unwrap();
+    let mut a = vfio_user::Client::new(&cfg.endpoints[0].path).unwrap();
     let a_id = r32(&mut a, 0, ID);
-    let mut b = vfio_user::Client::new(&cfg.endpoints[1]).unwrap();
+    let mut b = vfio_user::Client::new(&cfg.endpoints[1].path).unwrap();
     let b_id = r32(&mut b, 0, ID);
     assert_ne!(a_id, b_id, "one id space");
+    assert_eq!(r32(&mut a, 7, 8) >> 8, 0xff_4001, "the device's protocol");
+    assert_eq!(
+        r32(&mut b, 7, 8) >> 8,
+        0xff_c002,
+        "the endpoint's own protocol"
+    );
     let a_irq = msix_fds(&mut a);
     let b_irq = msix_fds(&mut b);
     w32(&mut a, 0, INT_CONTROL, 1);

@@ -32,7 +32,7 @@ use vfio_bindings::bindings::vfio::{
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, ServerBackend, ServerRegion, SparseArea};
 
 use super::config::{CONFIG_SIZE, REG_BAR_SIZE};
-use super::device::{irqs, region, Device};
+use super::device::{irqs, region, Device, DeviceParams};
 use super::irq;
 use super::Hub;
 
@@ -102,7 +102,12 @@ pub struct Endpoint {
 impl Endpoint {
     /// Creates the socket at `path` (replacing a stale socket) and starts
     /// serving guests on it until `stop` is set.
-    pub(crate) fn start(path: &Path, hub: Arc<Hub>, stop: &'static AtomicBool) -> io::Result<Self> {
+    pub(crate) fn start(
+        path: &Path,
+        hub: Arc<Hub>,
+        params: DeviceParams,
+        stop: &'static AtomicBool,
+    ) -> io::Result<Self> {
         let path = std::path::absolute(path)?;
         let shown = path.display().to_string();
         match std::fs::symlink_metadata(&path) {
@@ -120,7 +125,7 @@ impl Endpoint {
         let meta = std::fs::symlink_metadata(&path)?;
         let thread = std::thread::Builder::new()
             .name(format!("vfio-user {shown}"))
-            .spawn(move || serve(&listener, &hub, stop, &shown))?;
+            .spawn(move || serve(&listener, &hub, params, stop, &shown))?;
         Ok(Self {
             path,
             inode: (meta.dev(), meta.ino()),
@@ -151,7 +156,13 @@ impl Drop for Endpoint {
 }
 
 /// Serves one guest after the other on `listener`.
-fn serve(listener: &UnixListener, hub: &Arc<Hub>, stop: &AtomicBool, shown: &str) {
+fn serve(
+    listener: &UnixListener,
+    hub: &Arc<Hub>,
+    params: DeviceParams,
+    stop: &AtomicBool,
+    shown: &str,
+) {
     while !stop.load(Ordering::SeqCst) {
         match poll::wait_readable(listener.as_fd(), Some(STOP_CHECK)) {
             Ok(true) => {}
@@ -173,7 +184,7 @@ fn serve(listener: &UnixListener, hub: &Arc<Hub>, stop: &AtomicBool, shown: &str
             }
         };
         hub.log(format_args!("{shown}: guest is peer {id}"));
-        if let Err(e) = serve_guest(listener, hub, id, events) {
+        if let Err(e) = serve_guest(listener, hub, params, id, events) {
             eprintln!("ivshmem-server: {shown}: guest peer {id}: {e}");
         }
         hub.table().drop_clients(vec![id]);
@@ -186,11 +197,12 @@ fn serve(listener: &UnixListener, hub: &Arc<Hub>, stop: &AtomicBool, shown: &str
 fn serve_guest(
     listener: &UnixListener,
     hub: &Arc<Hub>,
+    params: DeviceParams,
     id: u16,
     events: Vec<OwnedFd>,
 ) -> io::Result<()> {
     let mut device =
-        Device::new(id, hub.params, hub.clone(), hub.stats.clone()).map_err(io::Error::from)?;
+        Device::new(id, params, hub.clone(), hub.stats.clone()).map_err(io::Error::from)?;
     let stop = eventfd::create()?;
     let stop_ring = stop.try_clone()?;
     let forwarder = {
