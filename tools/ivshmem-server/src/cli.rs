@@ -67,7 +67,10 @@ ivshmem 2.0 mode (--v2):
   the guest's peer leaves and the socket accepts the next QEMU (a new
   peer). Guests and host peers (clients of -S, speaking the protocol
   above) take ids from one space, the next free id below --max-peers, when
-  they connect; every socket exists once the server is ready.
+  they connect; every socket exists once the server is ready. A socket
+  given as PATH,protocol=0xNNNN gives its guest that protocol instead of
+  --protocol (e.g. 0x8002 for a virtio-blk frontend, 0xc002 for its
+  backend in another guest).
 
   The memory (-m or -M; -l is not used) holds, in this order: the state
   table (4 bytes per peer, rounded up to a page), the R/W section
@@ -192,9 +195,10 @@ pub struct Cli {
     #[arg(long, value_name = "0xNNNN", default_value = "0", requires = "v2", value_parser = parse_protocol)]
     pub protocol: u16,
 
-    /// vfio-user socket for one guest; repeat for more guests. PATH may end
-    /// in ",protocol=0xNNNN": that guest's function gets this protocol
-    /// instead of --protocol (e.g. a virtio frontend/backend pair)
+    /// vfio-user socket for one guest; repeat for more guests
+    ///
+    /// PATH may end in ",protocol=0xNNNN": that guest's function gets this
+    /// protocol instead of --protocol (e.g. a virtio frontend/backend pair).
     #[arg(long = "vfio-user", value_name = "PATH[,protocol=P]", requires = "v2",
           value_parser = parse_endpoint)]
     pub vfio_user: Vec<crate::v2::EndpointSpec>,
