@@ -39,8 +39,8 @@ use super::Hub;
 /// How often a waiting endpoint looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
-/// The vfio-user server's view of a [`Device`].
-struct Backend<'a>(&'a mut Device<Hub>);
+/// The vfio-user server's view of a [`Device`] (and the hub, for logs).
+struct Backend<'a>(&'a mut Device<Hub>, &'a Hub);
 
 impl ServerBackend for Backend<'_> {
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
@@ -85,6 +85,11 @@ impl ServerBackend for Backend<'_> {
         count: u32,
         fds: Vec<File>,
     ) -> io::Result<()> {
+        self.1.log(format_args!(
+            "peer {}: SET_IRQS index {index} flags {flags:#x} start {start} count {count}, {} eventfds",
+            self.0.id(),
+            fds.len()
+        ));
         self.0
             .set_irqs(index, flags, start, count, fds)
             .map_err(io::Error::from)
@@ -219,7 +224,9 @@ fn serve_guest(
     );
     // A panic in the vfio-user crate (e.g. on a malformed message) ends
     // this connection only.
-    let result = catch_unwind(AssertUnwindSafe(|| server.run(&mut Backend(&mut device))));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        server.run(&mut Backend(&mut device, hub))
+    }));
     let _ = eventfd::signal(stop_ring.as_fd());
     let _ = forwarder.join();
     match result {
