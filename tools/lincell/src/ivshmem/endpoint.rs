@@ -417,6 +417,11 @@ impl PeerEndpoint {
         &self.peer
     }
 
+    /// The ivshmem 2.0 layout this peer was given ([`V2_LAYOUT_ENV`]).
+    pub(crate) fn v2_layout(&self) -> Option<V2Layout> {
+        self.v2
+    }
+
     /// Applies the server's news (peers joining or leaving).
     pub(crate) fn refresh(&mut self) -> io::Result<()> {
         self.peer.process_messages().map(drop).map_err(|e| {
