@@ -251,3 +251,55 @@ fn two_guests_ring_each_other() {
     assert!(wait_fd(&b_irq[0]), "a's leave seen by b");
     assert_eq!(r32(&mut b, 2, u64::from(a_id) * 4), 0, "entry cleared");
 }
+
+#[test]
+fn garbage_clients_do_not_take_the_endpoint_down() {
+    use std::io::Write;
+    let dir = TempDir::new("v2garbage");
+    let cfg = config(&dir.0, false);
+    start(&cfg);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for round in 0..8 {
+        let mut s = std::os::unix::net::UnixStream::connect(&cfg.endpoints[0].path).unwrap();
+        let garbage: Vec<u8> = (0..4096)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        // A header-sized prefix that parses (command 1..=12), then noise.
+        let mut msg = garbage.clone();
+        msg[2..4].copy_from_slice(&(1 + round as u16 % 12).to_le_bytes());
+        // Small sizes, so that the server parses message after message.
+        for chunk in msg.chunks_mut(64) {
+            if chunk.len() >= 8 {
+                let size = 16 + u32::from(chunk[4] % 48);
+                chunk[4..8].copy_from_slice(&size.to_le_bytes());
+            }
+        }
+        let _ = s.write_all(&msg);
+        // Drain the replies for a while, then hang up.
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut sink = [0u8; 4096];
+        while matches!(std::io::Read::read(&mut s, &mut sink), Ok(n) if n > 0) {}
+        drop(s);
+    }
+    // The endpoint still serves a well-behaved client, as a fresh peer.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match vfio_user::Client::new(&cfg.endpoints[0].path) {
+            Ok(mut c) => {
+                assert_eq!(r32(&mut c, 0, MAX_PEERS), 3);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("retrying: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("endpoint dead: {e}"),
+        }
+    }
+}
