@@ -202,6 +202,14 @@ unsafe extern "C" fn fop_open(_inode: *mut bindings::inode, file: *mut bindings:
         }
         users.open += 1;
     }
+    if shared.sections.as_ref().is_some_and(|s| s.one_shot) {
+        // One-shot mode: an interrupt delivered while nobody read (before
+        // this open) disabled interrupts, and only a read re-enables them;
+        // a new reader must not wait behind that forever.
+        if let Some(bar) = shared.regs.try_access() {
+            shared.model.enable_interrupts(&Regs(&bar));
+        }
+    }
     // SAFETY: we own `private_data` during open; every other fop reads it
     // back as an `OpenPtr` until release takes it.
     unsafe { (*file).private_data = of.into_foreign() };

@@ -59,6 +59,56 @@ fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// Length of the capability without a base address (shared memory in BAR2).
+pub const LEN_WITHOUT_BASE: u8 = 0x18;
+/// Length of the capability with a base address.
+pub const LEN_WITH_BASE: u8 = 0x20;
+
+/// Why a capability cannot be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The state table size does not fit the capability's 32-bit field.
+    StateTableTooLarge,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::StateTableTooLarge => f.write_str("state table size exceeds 32 bits"),
+        }
+    }
+}
+
+impl V2Capability {
+    /// The capability's bytes as a device presents them in configuration
+    /// space, with `next` as the next-capability pointer: the inverse of
+    /// [`parse`] (used by device models, which own these values).
+    ///
+    /// The returned array is [`LEN_WITH_BASE`] long; only the first
+    /// [`LEN_WITHOUT_BASE`] bytes belong to the capability when `base` is
+    /// `None`, the rest is zero.
+    pub fn encode(&self, next: u8) -> Result<[u8; LEN_WITH_BASE as usize], EncodeError> {
+        let state_table =
+            u32::try_from(self.sizes.state_table).map_err(|_| EncodeError::StateTableTooLarge)?;
+        let mut c = [0u8; LEN_WITH_BASE as usize];
+        c[0] = CAP_ID_VENDOR;
+        c[1] = next;
+        c[2] = if self.base.is_some() {
+            LEN_WITH_BASE
+        } else {
+            LEN_WITHOUT_BASE
+        };
+        c[PRIV_CONTROL] = if self.one_shot { PRIV_ONE_SHOT } else { 0 };
+        c[0x04..0x08].copy_from_slice(&state_table.to_le_bytes());
+        c[0x08..0x10].copy_from_slice(&self.sizes.rw.to_le_bytes());
+        c[0x10..0x18].copy_from_slice(&self.sizes.output.to_le_bytes());
+        if let Some(base) = self.base {
+            c[0x18..0x20].copy_from_slice(&base.to_le_bytes());
+        }
+        Ok(c)
+    }
+}
+
 /// Decodes the capability from its bytes in configuration space.
 pub fn parse(cap: &[u8]) -> Result<V2Capability, CapError> {
     if cap.first() != Some(&CAP_ID_VENDOR) {
@@ -115,6 +165,36 @@ mod tests {
         );
         assert_eq!((c.base, c.one_shot), (None, true));
         assert_eq!(parse(&cap(0x20)).unwrap().base, Some(0xfe00_0000));
+    }
+
+    #[test]
+    fn encode_is_the_inverse_of_parse() {
+        for base in [None, Some(0xfe00_0000)] {
+            for one_shot in [false, true] {
+                let c = V2Capability {
+                    sizes: SectionSizes {
+                        state_table: 0x1000,
+                        rw: 0x10_0000,
+                        output: 0x2000,
+                    },
+                    base,
+                    one_shot,
+                };
+                let bytes = c.encode(0x60).unwrap();
+                assert_eq!((bytes[0], bytes[1]), (CAP_ID_VENDOR, 0x60));
+                assert_eq!(parse(&bytes), Ok(c));
+            }
+        }
+        let huge = V2Capability {
+            sizes: SectionSizes {
+                state_table: 1 << 32,
+                rw: 0,
+                output: 0,
+            },
+            base: None,
+            one_shot: false,
+        };
+        assert_eq!(huge.encode(0), Err(EncodeError::StateTableTooLarge));
     }
 
     #[test]

@@ -24,12 +24,15 @@
 //! ```
 //!
 //! The wire format lives in [`protocol`] and is shared with the server.
+//! [`v2`] adds the ivshmem 2.0 view (sections, state table, own state) for
+//! peers of an `ivshmem-server --v2` device.
 
 pub mod eventfd;
 pub mod peer;
 pub mod poll;
 pub mod protocol;
 pub mod shm;
+pub mod v2;
 
 pub use peer::{ConnectOptions, Peer, PeerEvent};
 pub use shm::SharedMemory;

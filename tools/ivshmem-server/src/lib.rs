@@ -25,8 +25,10 @@
 pub mod cli;
 pub mod daemon;
 pub mod memory;
+pub mod peers;
 pub mod server;
 pub mod signals;
+pub mod v2;
 
 pub use cli::{parse_size, Cli, Config, MemoryBacking};
 pub use server::Server;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ivshmem_server::daemon::{self, PidFileGuard};
+use ivshmem_server::v2::V2Device;
 use ivshmem_server::{signals, Cli, Server};
 
 /// Starts the server as `cli` says and serves until SIGINT/SIGTERM.
@@ -16,6 +17,9 @@ fn run(cli: &Cli) -> io::Result<()> {
         .map(std::path::absolute)
         .transpose()?;
     let stop = signals::install()?;
+    if cli.v2 {
+        return run_v2(cli, pidfile, stop);
+    }
     let mut server = Server::new(&cli.config())?;
     if cli.foreground {
         if let Some(path) = &pidfile {
@@ -34,6 +38,61 @@ fn run(cli: &Cli) -> io::Result<()> {
         );
     }
     server.run_until(stop)
+}
+
+/// `--v2`: the ivshmem 2.0 device. Stays in the foreground unless `-F` is
+/// missing, in which case it daemonizes before any thread starts.
+fn run_v2(
+    cli: &Cli,
+    pidfile: Option<std::path::PathBuf>,
+    stop: &'static std::sync::atomic::AtomicBool,
+) -> io::Result<()> {
+    let dump = signals::install_dump()?;
+    let mut config = cli.v2_config();
+    // Absolute, so that they still work after daemonize's chdir("/").
+    config.socket_path = std::path::absolute(&config.socket_path)?;
+    for e in &mut config.endpoints {
+        e.path = std::path::absolute(&e.path)?;
+    }
+    if let ivshmem_server::MemoryBacking::Dir(d) = &mut config.memory {
+        *d = std::path::absolute(&*d)?;
+    }
+    // Validate before daemonizing, so that errors reach the terminal.
+    let params = config.device_params()?;
+    if cli.foreground {
+        if let Some(path) = &pidfile {
+            daemon::write_pidfile(path, std::process::id())?;
+        }
+    } else {
+        // Threads start in V2Device::new: fork first.
+        daemon::daemonize(pidfile.as_deref())?;
+    }
+    let _pidfile = pidfile.map(PidFileGuard);
+    let mut device = V2Device::new(&config, stop)?;
+    if cli.verbose {
+        let l = params.layout;
+        eprintln!(
+            "ivshmem-server: ivshmem 2.0 device, host peers on {}, {} max peers, {} vectors, protocol {:#06x}{}{}; state table {:#x}, R/W {:#x}+{:#x}, output {:#x} each from {:#x}; memory {} bytes, BAR2 {} bytes; vfio-user: {}",
+            device.server().socket_path().display(),
+            params.max_peers,
+            params.vectors,
+            params.protocol,
+            if params.one_shot { ", one-shot" } else { "" },
+            if cli.strict { ", strict" } else { "" },
+            l.state_table().len,
+            l.rw().offset,
+            l.rw().len,
+            l.output(0).map_or(0, |s| s.len),
+            l.output(0).map_or(0, |s| s.offset),
+            l.total(),
+            params.bar2_size,
+            config.endpoints.iter().map(|e| match e.protocol {
+                Some(p) => format!("{} (protocol {p:#06x})", e.path.display()),
+                None => e.path.display().to_string(),
+            }).collect::<Vec<_>>().join(" ")
+        );
+    }
+    device.run_until(stop, dump)
 }
 
 fn main() -> ExitCode {

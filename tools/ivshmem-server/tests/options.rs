@@ -117,3 +117,77 @@ fn vectors_out_of_range_and_bad_combinations() {
         clap::error::ErrorKind::DisplayHelp
     );
 }
+
+#[test]
+fn v2_options_as_the_harness_passes_them() {
+    let cli = parse(&[
+        "--v2",
+        "-F",
+        "-S",
+        "/tmp/h",
+        "-m",
+        "/dev/shm",
+        "--max-peers",
+        "8",
+        "-n",
+        "2",
+        "--rw-size",
+        "504K",
+        "--output-size",
+        "64K",
+        "--protocol",
+        "0x8002",
+        "--vfio-user",
+        "/tmp/a",
+        "--vfio-user",
+        "/tmp/b,protocol=0xc002",
+        "--one-shot",
+        "--strict",
+    ])
+    .unwrap();
+    let c = cli.v2_config();
+    assert_eq!((c.max_peers, c.vectors, c.protocol), (8, 2, 0x8002));
+    assert_eq!((c.rw_size, c.output_size), (504 << 10, 64 << 10));
+    assert_eq!(
+        c.endpoints,
+        vec![
+            ivshmem_server::v2::EndpointSpec {
+                path: "/tmp/a".into(),
+                protocol: None
+            },
+            ivshmem_server::v2::EndpointSpec {
+                path: "/tmp/b".into(),
+                protocol: Some(0xc002)
+            },
+        ]
+    );
+    assert!(parse(&["--v2", "--vfio-user", "/tmp/x,protocol=zz"]).is_err());
+    assert!(parse(&["--v2", "--vfio-user", ",protocol=1"]).is_err());
+    assert!(c.one_shot && c.strict);
+    assert_eq!(c.memory, MemoryBacking::Dir("/dev/shm".into()));
+    let p = c.device_params().unwrap();
+    assert_eq!(p.layout.total(), 4096 + (504 << 10) + 8 * (64 << 10));
+    assert_eq!(p.bar2_size, 1 << 20);
+}
+
+#[test]
+fn v2_options_are_checked() {
+    // v2-only options need --v2; -l does not go with it.
+    assert!(parse(&["--max-peers", "4"]).is_err());
+    assert!(parse(&["--strict"]).is_err());
+    assert!(parse(&["--v2", "-l", "4M"]).is_err());
+    assert!(parse(&["--v2", "--max-peers", "1"]).is_err());
+    assert!(parse(&["--v2", "--max-peers", "65537"]).is_err());
+    assert!(
+        parse(&["--v2", "--rw-size", "1000"]).is_err(),
+        "not a page multiple"
+    );
+    assert!(parse(&["--v2", "--protocol", "0x10000"]).is_err());
+    assert!(parse(&["--v2", "--protocol", "zz"]).is_err());
+    let cli = parse(&["--v2", "--protocol", "49154", "--rw-size", "0"]).unwrap();
+    assert_eq!((cli.protocol, cli.rw_size, cli.max_peers), (0xc002, 0, 2));
+    // v1 use is unchanged.
+    let v1 = parse(&["-l", "16M", "-n", "2"]).unwrap();
+    assert!(!v1.v2);
+    assert_eq!(v1.config().size, 16 << 20);
+}

@@ -269,7 +269,11 @@ fn start<D: Device>(target: &Target, dev: D, a: &ServeArgs, tick: Duration) -> R
         Target::Socket(s) => {
             let ep = PeerEndpoint::connect(s)
                 .map_err(|e| Error::Remote(format!("{}: {e}", s.display())))?;
-            runner::prepare_v1(&ep, dev.device_id())?;
+            // An ivshmem 2.0 device (LINCELL_IVSHMEM_V2_LAYOUT) has its
+            // sections already; the v1 header would land on its state table.
+            if ep.v2_layout().is_none() {
+                runner::prepare_v1(&ep, dev.device_id())?;
+            }
             Box::new(ep)
         }
         Target::Device(_) => {

@@ -37,6 +37,12 @@ section. Use that form when the memory has a section layout (ivshmem 2.0,
 or the lincell v1 layout header that ivshmem.ko writes on QEMU devices):
 there the region starts with read-only parts, and a host peer finds the
 section by reading the same header.
+A host peer of an `ivshmem-server --v2` device (ivshmem 2.0 for vfio-user
+guests) cannot read the layout from the memory: give it in the environment
+as LINCELL_IVSHMEM_V2_LAYOUT=MAX_PEERS:RW_SIZE:OUTPUT_SIZE (the server's
+--max-peers, --rw-size, --output-size); then `rw+N` offsets and host-side
+users of the state table (the vdev-remote backend, `lincell remote serve`)
+use the ivshmem 2.0 sections and state table.
 
 Exit status: 0 success; 1 a wait timed out or a check failed; 2 an error
 (bad arguments, missing device, failing system call).",

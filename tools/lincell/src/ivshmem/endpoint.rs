@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use ivshmem_peer::v2::V2Layout;
 use ivshmem_peer::{eventfd, poll, Peer, SharedMemory};
 
 use lincell_shared::ivshmem::uapi;
@@ -359,21 +360,66 @@ impl Endpoint for DeviceEndpoint {
 pub(crate) struct PeerEndpoint {
     peer: Peer,
     socket: PathBuf,
+    /// The ivshmem 2.0 layout of an `ivshmem-server --v2` device, from
+    /// [`V2_LAYOUT_ENV`]; `None`: the lincell v1 layout header, if any.
+    v2: Option<V2Layout>,
+}
+
+/// Environment variable that tells host peers the layout of an
+/// `ivshmem-server --v2` device (the server protocol carries none):
+/// `MAX_PEERS:RW_SIZE:OUTPUT_SIZE`, the numbers given to `--max-peers`,
+/// `--rw-size` and `--output-size` (decimal, 0x-hex, K/M/G suffixes).
+pub(crate) const V2_LAYOUT_ENV: &str = "LINCELL_IVSHMEM_V2_LAYOUT";
+
+/// Parses a [`V2_LAYOUT_ENV`] value.
+pub(crate) fn parse_v2_layout(s: &str) -> io::Result<V2Layout> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{V2_LAYOUT_ENV}={s:?}: expected MAX_PEERS:RW_SIZE:OUTPUT_SIZE, e.g. 3:64K:16K"
+            ),
+        )
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    let [peers, rw, out] = parts[..] else {
+        return Err(bad());
+    };
+    Ok(V2Layout {
+        max_peers: super::cli::number::<u32>(peers).map_err(|_| bad())?,
+        rw_size: super::cli::number::<u64>(rw).map_err(|_| bad())?,
+        output_size: super::cli::number::<u64>(out).map_err(|_| bad())?,
+    })
 }
 
 impl PeerEndpoint {
     /// Connects to the server at `socket`.
     pub(crate) fn connect(socket: &Path) -> io::Result<Self> {
         let peer = Peer::connect(socket)?;
+        let v2 = match std::env::var(V2_LAYOUT_ENV) {
+            Ok(v) if !v.is_empty() => {
+                let layout = parse_v2_layout(&v)?;
+                // Fail early when the numbers do not fit this memory.
+                peer.v2(layout)?;
+                Some(layout)
+            }
+            _ => None,
+        };
         Ok(PeerEndpoint {
             peer,
             socket: socket.to_path_buf(),
+            v2,
         })
     }
 
     /// The connected peer.
     pub(crate) fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// The ivshmem 2.0 layout this peer was given ([`V2_LAYOUT_ENV`]).
+    pub(crate) fn v2_layout(&self) -> Option<V2Layout> {
+        self.v2
     }
 
     /// Applies the server's news (peers joining or leaving).
@@ -474,6 +520,12 @@ impl Endpoint for PeerEndpoint {
         self.peer.shm()
     }
     fn rw_section(&self) -> (usize, usize) {
+        if let Some(view) = self.v2.and_then(|l| self.peer.v2(l).ok()) {
+            let rw = view.rw();
+            if let (Ok(o), Ok(n)) = (usize::try_from(rw.offset), usize::try_from(rw.len)) {
+                return (o, n);
+            }
+        }
         v1_rw_section(self.peer.shm().region())
     }
     fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
@@ -485,6 +537,9 @@ impl Endpoint for PeerEndpoint {
         Some((unsafe { self.peer.shm().as_ptr().add(off) }, len))
     }
     fn peer_states(&self) -> io::Result<Vec<u32>> {
+        if let Some(l) = self.v2 {
+            return self.peer.v2(l)?.states();
+        }
         let shm = self.peer.shm().region();
         let (table, max_peers) = v1_state_table(shm).ok_or_else(no_v1_layout)?;
         (0..max_peers)
@@ -492,6 +547,10 @@ impl Endpoint for PeerEndpoint {
             .collect()
     }
     fn set_state(&mut self, state: u32) -> io::Result<()> {
+        if let Some(l) = self.v2 {
+            self.refresh()?;
+            return self.peer.v2(l)?.set_state(state).map(drop);
+        }
         let shm = self.peer.shm().region();
         let (table, max_peers) = v1_state_table(shm).ok_or_else(no_v1_layout)?;
         let own = self.id();
@@ -630,6 +689,29 @@ impl Target {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn v2_layout_from_the_environment_syntax() {
+        assert_eq!(
+            parse_v2_layout("3:64K:0x4000").unwrap(),
+            V2Layout {
+                max_peers: 3,
+                rw_size: 64 << 10,
+                output_size: 0x4000
+            }
+        );
+        for bad in [
+            "",
+            "3",
+            "3:64K",
+            "3:64K:16K:1",
+            "x:1:1",
+            "3:1:-1",
+            "99999999999:0:0",
+        ] {
+            assert!(parse_v2_layout(bad).is_err(), "{bad:?}");
+        }
+    }
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::thread::{self, JoinHandle};
