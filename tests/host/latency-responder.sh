@@ -26,3 +26,4 @@ sleep 1
 kill -KILL $pid 2>/dev/null && echo "ok 2 - killed the second responder mid-stream" ||
 	echo "not ok 2 - killed the second responder mid-stream"
 wait $pid 2>/dev/null
+exit 0

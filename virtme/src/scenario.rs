@@ -48,8 +48,10 @@
 //!   them all), its output goes under `<work>/v2/`. The arm64 board runs v1
 //!   only (it has no QEMU 11). Needs `ivshmem-doorbell=`;
 //! - `host=COMMAND`: a host-side peer started once the guests boot; its TAP
-//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`, and
-//!   `LINCELL_IVSHMEM_REV` as below);
+//!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`,
+//!   `LINCELL_IVSHMEM_REV` as below, and with an ivshmem 2.0 device
+//!   `LINCELL_IVSHMEM_V2_LAYOUT=MAX_PEERS:RW_SIZE:OUTPUT_SIZE`, which
+//!   `lincell` and `ivshmem-peer` read to find the sections);
 //! - `append=ARGS`: extra kernel command-line arguments (the rest of the
 //!   line, e.g. `append=nohz_full=2-3 rcu_nocbs=2-3`), after the ones every
 //!   guest gets ([`guest::DEFAULT_KERNEL_ARGS`]);
@@ -896,6 +898,7 @@ impl Runner {
                 &socket,
                 d.disk.map(|_| &*disk),
                 d.ivshmem_rev(),
+                d.ivshmem2.as_ref(),
             )?),
             None => None,
         };
@@ -990,6 +993,7 @@ impl Runner {
         socket: &Path,
         disk: Option<&Path>,
         rev: Option<Revision>,
+        v2: Option<&Ivshmem2>,
     ) -> io::Result<(HostProcess, Instant)> {
         let out = dir.join("host");
         fs::create_dir_all(&out)?;
@@ -999,6 +1003,14 @@ impl Runner {
         }
         if let Some(rev) = rev {
             command.env("LINCELL_IVSHMEM_REV", rev.number().to_string());
+        }
+        // Host peers of an ivshmem 2.0 device learn its sections from the
+        // command line it was started with (the server protocol has none).
+        if let Some(v2) = v2 {
+            command.env(
+                "LINCELL_IVSHMEM_V2_LAYOUT",
+                format!("{}:{}:{}", v2.max_peers, v2.rw_size, v2.output_size),
+            );
         }
         let child = command
             .arg("-c")
