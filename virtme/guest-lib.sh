@@ -57,10 +57,27 @@ expect() {
 shm_flag() { "$LINCELL_ROOT/target/debug/lincell" ivshmem poke "$1" "$2" "$3" >/dev/null; }
 shm_flag_is() { "$LINCELL_ROOT/target/debug/lincell" ivshmem peek "$1" "$2" ${#3} 2>/dev/null | grep -qx "$3"; }
 
+# ivshmem_pci: the sysfs path of the guest's ivshmem device, of the
+# revision the harness gave it (LINCELL_IVSHMEM_REV: 1 QEMU's 1af4:1110,
+# 2 ivshmem 2.0's 110a:4106).
+ivshmem_pci() {
+	if [ "${LINCELL_IVSHMEM_REV:-1}" = 2 ]; then
+		pci_devices 110a 4106
+	else
+		pci_devices 1af4 1110
+	fi | head -1
+}
+
 # to_vdev_remote PCI: hands the PCI function PCI (its sysfs path) to
-# vdev_remote.ko (driver_override, unbound first from a driver that has it,
-# then probed); true once vdev_remote has it.
+# vdev_remote.ko; true once vdev_remote has it. QEMU's ivshmem (v1) has no
+# protocol: driver_override (unbound first from a driver that has it, then
+# probed). An ivshmem 2.0 virtio frontend (protocol 0x8000 | device id)
+# binds by ID when vdev_remote loads: only wait for it (10 s).
 to_vdev_remote() {
+	if [ "$(cat "$1/vendor")" = 0x110a ]; then
+		wait_for 10 sh -c "readlink '$1/driver' | grep -q '/vdev_remote\$'"
+		return
+	fi
 	echo vdev_remote >"$1/driver_override"
 	[ -e "$1/driver" ] && basename "$1" >"$1/driver/unbind"
 	basename "$1" >/sys/bus/pci/drivers_probe

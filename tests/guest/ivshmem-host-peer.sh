@@ -15,24 +15,30 @@
 # heap when a peer id that disconnected connects again soon after (the
 # project's server now hands out ids round robin, as QEMU's does).
 # All waits are bounded: a dead peer fails the other side, never hangs it.
-# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=420
+# Runs on both revisions (revisions=): QEMU's ivshmem-doorbell, and the
+# project's ivshmem 2.0 device (ivshmem-server --v2 over vfio-user, QEMU 11).
+# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=420 revisions=v1,v2
 # lincell-vm: host=target/debug/lincell ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --tap --start-timeout 300000 --timeout 30000
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 lincell=$LINCELL_ROOT/target/debug/lincell
 dev=/dev/ivshmem0
 N=2000
-
+rev=${LINCELL_IVSHMEM_REV:-1}
+case $rev in
+1) rev_text="revision: 1 (QEMU ivshmem)" ;;
+*) rev_text="revision: 2 (ivshmem 2.0)" ;;
+esac
 
 plan 13
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 check "$dev appears" wait_for 10 test -c $dev
 info=$("$lincell" ivshmem info $dev 2>&1)
 id=$(printf '%s\n' "$info" | sed -n 's/^own id: //p')
-expect "info: revision 1, 2 vectors, doorbells, 1 MiB, sections" "revision: 1 (QEMU ivshmem)
+expect "info: revision $rev, 2 vectors, doorbells, 1 MiB, sections" "$rev_text
 vectors: 2
 DOORBELL
 shared memory: 1048576 bytes" printf '%s\n' "$info"
-check "info: own id ($id) is the id the driver logged" sh -c "test -n '$id' && dmesg | grep -q 'ivshmem v1: peer $id of '"
+check "info: own id ($id) is the id the driver logged" sh -c "test -n '$id' && dmesg | grep -q 'ivshmem v$rev: peer $id of '"
 expect "guest -> host doorbell and back wakes read(); data verified both ways" "1/1 round trips
 data: the responder's payload verified
 PASSED" "$lincell" ivshmem pingpong $dev --count 1 --mode read --connect-timeout 120000

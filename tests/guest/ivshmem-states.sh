@@ -5,7 +5,7 @@
 # b follows it with `lincell ivshmem states --watch` and sees 0 -> 7 and,
 # once a's last user closes the device, 7 -> 0. Flags in the R/W section
 # sequence the two guests; every wait is bounded.
-# lincell-vm: guests=a,b ivshmem-doorbell=2:1M cpus=1 timeout=300 boot=pair
+# lincell-vm: guests=a,b ivshmem-doorbell=2:1M cpus=1 timeout=300 boot=pair revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 5
 

@@ -5,7 +5,7 @@
 # invents them), its kernel log stays clean, and a single doorbell after the
 # storm still wakes a blocking read. Flags in the R/W section sequence the
 # guests; every wait is bounded.
-# lincell-vm: guests=a,b ivshmem-doorbell=2:1M cpus=1 timeout=300 boot=pair
+# lincell-vm: guests=a,b ivshmem-doorbell=2:1M cpus=1 timeout=300 boot=pair revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 if [ "$LINCELL_GUEST" = a ]; then plan 4; else plan 3; fi
 

@@ -6,7 +6,7 @@
 # wake read() and poll() on both sides; 2000-round ping-pongs in read and
 # poll mode without a lost or spurious event (then EAGAIN, COUNTERS exact).
 # Every wait is bounded: a dead guest fails the other one, never hangs it.
-# lincell-vm: guests=a,b ivshmem-doorbell=2:1M cpus=1 timeout=480 boot=pair
+# lincell-vm: guests=a,b ivshmem-doorbell=2:1M cpus=1 timeout=480 boot=pair revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 lincell=$LINCELL_ROOT/target/debug/lincell
 dev=/dev/ivshmem0

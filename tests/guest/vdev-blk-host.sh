@@ -13,8 +13,11 @@
 # used index gets the device failed (I/O errors, a logged reason) and a good
 # backend brings it back again. No kernel warning anywhere (the harness
 # checks every guest's log). Runs on the x86_64 guest and the arm64 board
-# (whose busybox has no mkfs.ext4: those 3 cases are skipped there).
+# (whose busybox has no mkfs.ext4: those 3 cases are skipped there), and
+# on the x86_64 guest a second time on an ivshmem 2.0 device (revisions=),
+# a virtio-blk frontend (protocol 0x8002) that vdev_remote binds by ID.
 # lincell-vm: arch=x86_64,arm64 ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: revisions=v1,v2 ivshmem2=2:16M:0:0x8002 ivshmem2-vectors=4
 # lincell-vm: host=sh tests/host/vdev-backend.sh blk guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 DATA_OFF=$((32 << 20))
@@ -35,8 +38,8 @@ attached() { dmesg | grep -c 'attached: virtio device id'; }
 
 plan 19
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
-pci=$(pci_devices 1af4 1110 | head -1)
-check "driver_override binds $(basename "$pci") to vdev_remote" to_vdev_remote "$pci"
+pci=$(ivshmem_pci)
+check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 check "a virtio disk appears once the host backend is READY" wait_for 240 has_disk
 expect "virtio_blk drives it: 128 MiB" "134217728" blockdev --getsize64 "$(disk)"
 

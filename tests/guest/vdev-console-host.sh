@@ -4,8 +4,10 @@
 # --console unix:SOCKET`, tests/host/vdev-backend.sh): the kernel's own
 # virtio_console gives the guest a new /dev/hvcN; text a host client writes
 # into the backend's socket arrives there, and text the guest writes to it
-# reaches the host client (checked on the host side).
+# reaches the host client (checked on the host side). Also on an ivshmem
+# 2.0 virtio-console frontend (protocol 0x8003, bound by ID; revisions=).
 # lincell-vm: ivshmem-doorbell=4:4M cpus=2 timeout=400
+# lincell-vm: revisions=v1,v2 ivshmem2=2:4M:0:0x8003 ivshmem2-vectors=4
 # lincell-vm: host=sh tests/host/vdev-backend.sh console guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 
@@ -21,10 +23,8 @@ plan 7
 # A short request timeout: an idle console (receive buffers held by the
 # backend, nothing to answer) must not count as a stalled backend.
 check "insmod vdev_remote.ko request_timeout_ms=2000" insmod "$(module_path vdev-remote)" request_timeout_ms=2000
-pci=$(pci_devices 1af4 1110 | head -1)
-echo vdev_remote > "$pci/driver_override"
-basename "$pci" > /sys/bus/pci/drivers_probe
-check "driver_override binds $(basename "$pci") to vdev_remote" sh -c "readlink $pci/driver | grep -q '/vdev_remote$'"
+pci=$(ivshmem_pci)
+check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 check "virtio_console adds an hvc once the backend is READY" wait_for 240 has_ours
 hvc=$(ours)
 stty -F "$hvc" raw -echo 2>/dev/null
