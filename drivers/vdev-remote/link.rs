@@ -122,6 +122,11 @@ pub(crate) struct Link {
     pub(crate) backend: AtomicU32,
     /// The backend failed: outstanding and new buffers complete with errors.
     pub(crate) dead: AtomicBool,
+    /// The failed backend was still READY when it was failed (a misbehaving
+    /// one, which must restart before it is attached again), rather than
+    /// failed for leaving READY (whose next READY is a restart already,
+    /// even under the same peer id: ivshmem 2.0 with two peers reuses it).
+    failed_ready: AtomicBool,
     /// The driver is unbinding: no new attach, no more work.
     removing: AtomicBool,
     /// Bytes of device config the backend declared.
@@ -259,6 +264,7 @@ impl Link {
             vdev: AtomicPtr::new(core::ptr::null_mut()),
             backend: AtomicU32::new(NO_BACKEND),
             dead: AtomicBool::new(false),
+            failed_ready: AtomicBool::new(false),
             removing: AtomicBool::new(false),
             config_len: AtomicUsize::new(0),
             last_progress: AtomicI64::new(0),
@@ -351,9 +357,12 @@ impl Link {
     /// Declares the backend failed: logs `why` once, completes everything
     /// outstanding with errors and schedules the teardown.
     pub(crate) fn fail(this: &Arc<Self>, why: core::fmt::Arguments<'_>) {
+        let backend = this.backend.load(Ordering::Acquire);
+        let still_ready = backend != NO_BACKEND && this.state_of(backend) == STATE_READY;
         if this.dead.swap(true, Ordering::AcqRel) {
             return;
         }
+        this.failed_ready.store(still_ready, Ordering::Release);
         dev_err!(
             this.dev(),
             "backend (peer {}) failed: {}; failing its I/O\n",
@@ -456,7 +465,7 @@ impl Link {
             return;
         };
         let backend = self.backend.load(Ordering::Acquire);
-        if self.dead.load(Ordering::Acquire) {
+        if self.dead.load(Ordering::Acquire) && self.failed_ready.load(Ordering::Acquire) {
             st.wait_restart = Some(backend);
         }
         self.vdev.store(core::ptr::null_mut(), Ordering::Release);
