@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# State exchange between two guests over QEMU ivshmem with the lincell v1
-# layout: a sets its state (state table entry + vector 0 to the other peer);
+# State exchange between two guests, over QEMU ivshmem with the lincell v1
+# layout and over ivshmem 2.0's State register (revisions=): a sets its state (state table entry + vector 0 to the other peer);
 # b follows it with `lincell ivshmem states --watch` and sees 0 -> 7 and,
 # once a's last user closes the device, 7 -> 0. Flags in the R/W section
 # sequence the two guests; every wait is bounded.
