@@ -15,7 +15,7 @@ mod cpuset;
 mod load;
 mod module;
 mod results;
-mod run;
+pub(crate) mod run;
 
 use std::thread;
 use std::time::{Duration, Instant};

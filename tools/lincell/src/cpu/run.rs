@@ -89,7 +89,7 @@ fn join_partition(cpus: &CpuSet) -> Result<bool> {
 }
 
 /// Sets the calling thread's CPU affinity to `cpus`.
-fn set_affinity(cpus: &CpuSet) -> Result<()> {
+pub(crate) fn set_affinity(cpus: &CpuSet) -> Result<()> {
     // SAFETY: a zeroed cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for cpu in cpus.iter() {
@@ -117,7 +117,7 @@ fn set_affinity(cpus: &CpuSet) -> Result<()> {
 }
 
 /// Sets the calling thread's scheduling policy.
-fn set_policy(policy: Policy) -> Result<()> {
+pub(crate) fn set_policy(policy: Policy) -> Result<()> {
     let (raw, prio) = policy.raw();
     // musl's sched_param has more (reserved) fields than glibc's.
     // SAFETY: sched_param is plain data; zeroed is a valid value.

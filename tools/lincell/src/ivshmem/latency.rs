@@ -34,7 +34,9 @@ use serde::Serialize;
 use super::bench::Stats;
 use super::cli::{number, shm_offset, Dev};
 use super::endpoint::{Endpoint, ShmOffset, WaitMode};
+use crate::cpu::run as placement;
 use crate::error::{Error, Result};
+use lincell_shared::cpu_isolate::cpuset::CpuSet;
 
 /// Ring geometry of both directions.
 const SLOTS: u32 = 64;
@@ -236,34 +238,14 @@ fn go_realtime(cpu: Option<usize>, priority: u8) -> Result<()> {
         return Err(Error::io("mlockall", io::Error::last_os_error()));
     }
     if let Some(cpu) = cpu {
-        // SAFETY: a zeroed cpu_set_t is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return Err(Error::Usage(format!("--cpu {cpu}: out of range")));
-        }
-        // SAFETY: `cpu` is below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: a valid set of the size passed.
-        if unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) } != 0 {
-            return Err(Error::io(
-                format!(
-                    "cannot run on CPU {cpu} (isolated? start with `lincell run --cpus {cpu} --`)"
-                ),
-                io::Error::last_os_error(),
-            ));
-        }
+        let cpu =
+            u32::try_from(cpu).map_err(|_| Error::Usage(format!("--cpu {cpu}: out of range")))?;
+        let mut set = CpuSet::new();
+        set.insert(cpu);
+        placement::set_affinity(&set)?;
     }
     if priority > 0 {
-        // SAFETY: sched_param is plain data; zeroed is valid (musl has more fields).
-        let mut p: libc::sched_param = unsafe { std::mem::zeroed() };
-        p.sched_priority = libc::c_int::from(priority);
-        // SAFETY: a valid sched_param.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) } != 0 {
-            return Err(Error::io(
-                format!("SCHED_FIFO {priority} (needs CAP_SYS_NICE; --priority 0 keeps the normal policy)"),
-                io::Error::last_os_error(),
-            ));
-        }
+        placement::set_policy(placement::Policy::Fifo(priority))?;
     }
     Ok(())
 }
@@ -330,7 +312,17 @@ struct Side<'e> {
     rings: u64,
 }
 
-impl Side<'_> {
+impl<'e> Side<'e> {
+    fn new(ep: &'e mut dyn Endpoint, vector: u32, spin_us: u64) -> Self {
+        Side {
+            ep,
+            vector,
+            peer: None,
+            spin: Duration::from_micros(spin_us),
+            rings: 0,
+        }
+    }
+
     fn ring_peer(&mut self) -> Result<()> {
         if let Some(p) = self.peer {
             self.ep.ring(p, self.vector)?;
@@ -562,13 +554,7 @@ fn initiate(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<Report> {
     let mut tx = Producer::create(region, TX_PRODUCER, region, TX_CONSUMER, geo, epoch)
         .map_err(|e| channel_err("creating the ring", e))?;
     let connect = Duration::from_millis(a.connect_timeout_ms);
-    let mut side = Side {
-        ep,
-        vector,
-        peer: None,
-        spin: Duration::from_micros(a.spin_us),
-        rings: 0,
-    };
+    let mut side = Side::new(ep, vector, a.spin_us);
     // The hello carries this ring's epoch, which the responder's hello
     // echoes: a ring left by an earlier responder is not taken for its.
     let hello = Msg {
@@ -701,13 +687,7 @@ fn respond(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<()> {
     let connect = Duration::from_millis(a.connect_timeout_ms);
     // Between pings the initiator sleeps an interval: allow plenty.
     let idle = Duration::from_millis(a.timeout_ms.max(10_000));
-    let mut side = Side {
-        ep,
-        vector,
-        peer: None,
-        spin: Duration::from_micros(a.spin_us),
-        rings: 0,
-    };
+    let mut side = Side::new(ep, vector, a.spin_us);
     for session in 0..a.sessions {
         // Each initiator creates its ring anew (a new epoch) and says hello
         // with that epoch: a ring left by an earlier one is not answered.
