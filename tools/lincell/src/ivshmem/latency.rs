@@ -783,11 +783,14 @@ pub(crate) fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "mode {:?}, interval {} µs, cpu {}, SCHED_FIFO {}{}",
+        "mode {:?}, interval {} µs, cpu {}, {}{}",
         r.mode,
         r.interval_us,
         r.cpu.map_or("any".into(), |c| c.to_string()),
-        r.priority,
+        match r.priority {
+            0 => "normal policy".to_string(),
+            p => format!("SCHED_FIFO {p}"),
+        },
         if r.load { ", loaded" } else { "" }
     );
     let _ = writeln!(
