@@ -13,7 +13,11 @@
 # latency percentiles per mode (µs); the harness adds read/spin and
 # poll/spin. Release builds (spinning in a debug build measures the debug
 # build).
-# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=900
+# Runs on both revisions in one `make bench` (revisions=): QEMU's
+# ivshmem-doorbell, then the project's ivshmem 2.0 device over vfio-user
+# (QEMU 11), whose figures are named v2/ivshmem-doorbell; each revision's
+# ratios are against its own spin baseline.
+# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=900 revisions=v1,v2
 # lincell-vm: host=target/release/lincell ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --tap --start-timeout 300000 --timeout 30000
 # lincell-vm: ratio=read/spin ratio=poll/spin
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
