@@ -66,6 +66,10 @@ pub(crate) const WRITE_TIMEOUT_MS: i64 = 2000;
 const WATCHDOG_MS: u32 = 1000;
 /// No backend attached.
 const NO_BACKEND: u32 = u32::MAX;
+/// `VIRTIO_CONFIG_S_DRIVER_OK` in the device status.
+pub(crate) const DRIVER_OK: u8 = 4;
+/// Why a backend found republished is failed.
+const RESTARTED: &str = "it published its header anew (restarted under the same peer id)";
 
 /// Bounce pool: which chunks are taken, and for each taken chunk the
 /// buffer its bytes come from / go back to.
@@ -78,9 +82,18 @@ pub(crate) struct Bounce {
 struct Attach {
     /// The registered virtio device, if any.
     current: Option<NonNull<VirtioRemote>>,
-    /// A backend that failed while READY: not re-attached before its state
-    /// has left READY.
-    wait_restart: Option<u32>,
+    /// A backend that failed while READY: not re-attached before it
+    /// restarted.
+    wait_restart: Option<WaitRestart>,
+}
+
+/// A failed backend waited for (see [`Link::restarted`]).
+#[derive(Clone, Copy)]
+struct WaitRestart {
+    peer: u32,
+    /// The header held DRIVER_OK when it failed: a header without it is
+    /// the backend's own, published anew.
+    had_driver_ok: bool,
 }
 
 // SAFETY: the pointer is only used under the `attach` mutex, from process
@@ -127,6 +140,9 @@ pub(crate) struct Link {
     /// failed for leaving READY (whose next READY is a restart already,
     /// even under the same peer id: ivshmem 2.0 with two peers reuses it).
     failed_ready: AtomicBool,
+    /// The attached device's driver set DRIVER_OK (and has not reset it):
+    /// the header's status must keep it, or the backend restarted.
+    pub(crate) driver_ok: AtomicBool,
     /// The driver is unbinding: no new attach, no more work.
     removing: AtomicBool,
     /// Bytes of device config the backend declared.
@@ -265,6 +281,7 @@ impl Link {
             backend: AtomicU32::new(NO_BACKEND),
             dead: AtomicBool::new(false),
             failed_ready: AtomicBool::new(false),
+            driver_ok: AtomicBool::new(false),
             removing: AtomicBool::new(false),
             config_len: AtomicUsize::new(0),
             last_progress: AtomicI64::new(0),
@@ -319,6 +336,27 @@ impl Link {
         self.sections.state_of(peer).unwrap_or(0)
     }
 
+    /// Whether the attached backend published its header anew (a restart
+    /// the state table did not show: it left READY and came back under the
+    /// same peer id between two looks, as ivshmem 2.0 with two peers does):
+    /// the driver set DRIVER_OK, the header's status no longer has it.
+    fn backend_restarted(&self) -> bool {
+        self.driver_ok.load(Ordering::Acquire) && !self.header_driver_ok()
+    }
+
+    /// The header's device status has DRIVER_OK.
+    fn header_driver_ok(&self) -> bool {
+        self.section().load::<u32>(off::DEVICE_STATUS, Relaxed) & u32::from(DRIVER_OK) != 0
+    }
+
+    /// Whether a failed backend restarted since: it left READY, or (when
+    /// it came back under the same peer id too fast for the state table to
+    /// show it) it published its header anew, which clears the status.
+    fn restarted(&self, failed: WaitRestart) -> bool {
+        self.state_of(failed.peer) != STATE_READY
+            || (failed.had_driver_ok && !self.header_driver_ok())
+    }
+
     /// The lowest other peer that is READY: the backend.
     fn find_backend(&self) -> Option<u32> {
         (0..self.sections.layout.max_peers())
@@ -359,6 +397,18 @@ impl Link {
     pub(crate) fn fail(this: &Arc<Self>, why: core::fmt::Arguments<'_>) {
         let backend = this.backend.load(Ordering::Acquire);
         let still_ready = backend != NO_BACKEND && this.state_of(backend) == STATE_READY;
+        Self::fail_as(this, why, still_ready);
+    }
+
+    /// Fails a backend found restarted: its next READY (now) is already
+    /// the restart, so it is attached again without waiting.
+    fn fail_restarted(this: &Arc<Self>) {
+        Self::fail_as(this, format_args!("{}", RESTARTED), false);
+    }
+
+    /// [`Link::fail`], saying whether the backend must leave READY before
+    /// it is attached again.
+    fn fail_as(this: &Arc<Self>, why: core::fmt::Arguments<'_>, still_ready: bool) {
         if this.dead.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -436,6 +486,10 @@ impl Link {
             Self::schedule_reconcile(this);
             return;
         }
+        if this.backend_restarted() && !this.dead.load(Ordering::Acquire) {
+            Self::fail_restarted(this);
+            return;
+        }
         if this.take_config_event() {
             let vdev = this.vdev.load(Ordering::Acquire);
             if !vdev.is_null() {
@@ -466,7 +520,10 @@ impl Link {
         };
         let backend = self.backend.load(Ordering::Acquire);
         if self.dead.load(Ordering::Acquire) && self.failed_ready.load(Ordering::Acquire) {
-            st.wait_restart = Some(backend);
+            st.wait_restart = Some(WaitRestart {
+                peer: backend,
+                had_driver_ok: self.header_driver_ok(),
+            });
         }
         self.vdev.store(core::ptr::null_mut(), Ordering::Release);
         self.synchronize_irqs();
@@ -476,6 +533,7 @@ impl Link {
         // completed with errors by the fail work meanwhile.
         unsafe { crate::ffi::unregister_virtio_device((*dev.as_ptr()).as_raw()) };
         self.backend.store(NO_BACKEND, Ordering::Release);
+        self.driver_ok.store(false, Ordering::Release);
         self.dead.store(false, Ordering::Release);
         dev_info!(
             self.dev(),
@@ -498,7 +556,7 @@ impl Link {
             return;
         }
         if let Some(failed) = st.wait_restart {
-            if this.state_of(failed) == STATE_READY {
+            if !this.restarted(failed) {
                 return;
             }
             st.wait_restart = None;
@@ -519,7 +577,10 @@ impl Link {
                     e
                 );
                 this.backend.store(NO_BACKEND, Ordering::Release);
-                st.wait_restart = Some(backend);
+                st.wait_restart = Some(WaitRestart {
+                    peer: backend,
+                    had_driver_ok: this.header_driver_ok(),
+                });
             }
         }
     }
@@ -551,6 +612,8 @@ impl Link {
                     this,
                     format_args!("it left READY (state {})", this.state_of(backend)),
                 );
+            } else if this.backend_restarted() {
+                Self::fail_restarted(this);
             } else if timeout_ms > 0 {
                 let busy = this
                     .queue_snapshot()

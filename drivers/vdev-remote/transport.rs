@@ -20,7 +20,9 @@ use kernel::{
 };
 
 use crate::ffi;
-use crate::link::{now_ns, BackendWait, Link, HEADER_AREA, MAX_QUEUES, WRITE_TIMEOUT_MS};
+use crate::link::{
+    now_ns, BackendWait, Link, DRIVER_OK, HEADER_AREA, MAX_QUEUES, WRITE_TIMEOUT_MS,
+};
 use crate::queue::{Queue, QueueParts};
 use crate::shared::ivshmem::v1layout;
 use crate::shared::shmem::RawRegion;
@@ -208,12 +210,25 @@ impl VirtioRemote {
 
     /// Sets the device status.
     pub(crate) fn set_status(&self, status: u8) {
+        // The header may lack DRIVER_OK only while `driver_ok` is false:
+        // cleared before a write without it, set after a write with it.
+        // From then on a header without it is a backend that published
+        // itself anew (see `Link::backend_restarted`).
+        let ok = status & DRIVER_OK != 0;
+        if !ok {
+            self.link.driver_ok.store(false, Ordering::Release);
+        }
         self.status.store(status, Ordering::Release);
         let _ = Link::reg_write(&self.link, off::DEVICE_STATUS, u64::from(status), 4);
+        if ok {
+            self.link.driver_ok.store(true, Ordering::Release);
+        }
     }
 
     /// Resets the device (waits until the backend took the reset).
     pub(crate) fn reset(&self) {
+        // Before the header loses DRIVER_OK (see `set_status`).
+        self.link.driver_ok.store(false, Ordering::Release);
         self.status.store(0, Ordering::Release);
         // A failed backend cannot reset; its queues are abandoned anyway.
         let _ = Link::reg_write_sync(&self.link, off::DEVICE_STATUS, 0, 4);
