@@ -66,6 +66,17 @@ pub(crate) const WRITE_TIMEOUT_MS: i64 = 2000;
 const WATCHDOG_MS: u32 = 1000;
 /// No backend attached.
 const NO_BACKEND: u32 = u32::MAX;
+/// The queue for all of this driver's work: the kernel's default unbound
+/// queue, `system_dfl_wq`. Not `system_wq` or `system_unbound_wq`, which
+/// 7.3 deprecates (with a warning on first use) and the kernel crate's
+/// accessors still return; unbound work also stays off CPUs that cpusets
+/// or `isolcpus=` isolate.
+fn work_queue() -> &'static workqueue::Queue {
+    // SAFETY: `system_dfl_wq` is allocated at boot, before any module
+    // loads, and never freed.
+    unsafe { workqueue::Queue::from_raw(bindings::system_dfl_wq) }
+}
+
 /// `VIRTIO_CONFIG_S_DRIVER_OK` in the device status.
 pub(crate) const DRIVER_OK: u8 = 4;
 /// Why a backend found republished is failed.
@@ -426,7 +437,7 @@ impl Link {
     /// Runs the fail work (again): buffers queued after a failure get their
     /// errors from it too.
     pub(crate) fn schedule_fail(this: &Arc<Self>) {
-        let _ = workqueue::system().enqueue::<Arc<Link>, 1>(this.clone());
+        let _ = work_queue().enqueue::<Arc<Link>, 1>(this.clone());
     }
 
     /// Queues the reconcile work, unless the driver is going away: every
@@ -434,7 +445,7 @@ impl Link {
     /// set `removing` nothing can queue it behind the final flush.
     fn schedule_reconcile(this: &Arc<Self>) {
         if !this.removing.load(Ordering::Acquire) {
-            let _ = workqueue::system().enqueue::<Arc<Link>, 0>(this.clone());
+            let _ = work_queue().enqueue::<Arc<Link>, 0>(this.clone());
         }
     }
 
@@ -643,7 +654,7 @@ impl Link {
             || this.backend.load(Ordering::Acquire) != NO_BACKEND
         {
             let delay = kernel::time::msecs_to_jiffies(WATCHDOG_MS);
-            let _ = workqueue::system().enqueue_delayed::<Arc<Link>, 2>(this.clone(), delay);
+            let _ = work_queue().enqueue_delayed::<Arc<Link>, 2>(this.clone(), delay);
         }
     }
 
