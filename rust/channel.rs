@@ -490,12 +490,6 @@ impl<'a, P: SharedMemory + ?Sized, C: SharedMemory + ?Sized> Consumer<'a, P, C> 
         self.epoch
     }
 
-    /// Whether the sender still has the ring this receiver attached to
-    /// (`false`: it created it again, or vanished; attach again).
-    pub fn is_current(&self) -> bool {
-        !matches!(self.head(), Err(ChannelError::Reset))
-    }
-
     /// The sender's head, validated against this side's tail.
     fn head(&self) -> Result<u32, ChannelError> {
         let p = self.peer;

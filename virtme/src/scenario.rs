@@ -941,13 +941,32 @@ impl Runner {
         vectors: u32,
         size: u64,
     ) -> io::Result<HostProcess> {
+        let (size, vectors) = (size.to_string(), vectors.to_string());
+        let args: [&std::ffi::OsStr; 9] = [
+            "-F".as_ref(),
+            "-S".as_ref(),
+            socket.as_os_str(),
+            "-m".as_ref(),
+            dir.as_os_str(),
+            "-l".as_ref(),
+            size.as_ref(),
+            "-n".as_ref(),
+            vectors.as_ref(),
+        ];
+        let child = self.spawn_server(dir, args)?;
+        wait_for_sockets(child, dir, &[socket.to_path_buf()])
+    }
+
+    /// Starts the project's `ivshmem-server` with `args`, its stderr in
+    /// `DIR/ivshmem-server.log` (both device kinds).
+    fn spawn_server<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        dir: &Path,
+        args: impl IntoIterator<Item = S>,
+    ) -> io::Result<HostProcess> {
         let bin = self.root.join("target/debug/ivshmem-server");
         let child = Command::new(&bin)
-            .args(["-F", "-S"])
-            .arg(socket)
-            .arg("-m")
-            .arg(dir)
-            .args(["-l", &size.to_string(), "-n", &vectors.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("ivshmem-server.log"))?)
@@ -955,7 +974,7 @@ impl Runner {
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display()))
             })?;
-        wait_for_sockets(HostProcess(child), dir, &[socket.to_path_buf()])
+        Ok(HostProcess(child))
     }
 
     /// Starts the ivshmem 2.0 device process for `guests` (`ivshmem-server
@@ -971,19 +990,10 @@ impl Runner {
         for s in vfio.iter().chain([&socket.to_path_buf()]) {
             guest::check_socket_path(s)?;
         }
-        let bin = self.root.join("target/debug/ivshmem-server");
-        let child = Command::new(&bin)
-            .args(dev.server_args(dir, socket, &vfio))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("ivshmem-server.log"))?)
-            .spawn()
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot start {}: {e}", bin.display()))
-            })?;
+        let child = self.spawn_server(dir, dev.server_args(dir, socket, &vfio))?;
         let mut all = vec![socket.to_path_buf()];
         all.extend(vfio);
-        wait_for_sockets(HostProcess(child), dir, &all)
+        wait_for_sockets(child, dir, &all)
     }
 
     fn start_host(

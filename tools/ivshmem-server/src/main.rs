@@ -21,14 +21,7 @@ fn run(cli: &Cli) -> io::Result<()> {
         return run_v2(cli, pidfile, stop);
     }
     let mut server = Server::new(&cli.config())?;
-    if cli.foreground {
-        if let Some(path) = &pidfile {
-            daemon::write_pidfile(path, std::process::id())?;
-        }
-    } else {
-        daemon::daemonize(pidfile.as_deref())?;
-    }
-    let _pidfile = pidfile.map(PidFileGuard);
+    let _pidfile = detach(cli, pidfile)?;
     if cli.verbose {
         eprintln!(
             "ivshmem-server: listening on {} ({} bytes, {} vectors)",
@@ -38,6 +31,19 @@ fn run(cli: &Cli) -> io::Result<()> {
         );
     }
     server.run_until(stop)
+}
+
+/// Daemonizes unless `-F`, writing the pid file (in the foreground, or
+/// by the daemon); it is removed when the returned guard drops.
+fn detach(cli: &Cli, pidfile: Option<std::path::PathBuf>) -> io::Result<Option<PidFileGuard>> {
+    if cli.foreground {
+        if let Some(path) = &pidfile {
+            daemon::write_pidfile(path, std::process::id())?;
+        }
+    } else {
+        daemon::daemonize(pidfile.as_deref())?;
+    }
+    Ok(pidfile.map(PidFileGuard))
 }
 
 /// `--v2`: the ivshmem 2.0 device. Stays in the foreground unless `-F` is
@@ -59,15 +65,8 @@ fn run_v2(
     }
     // Validate before daemonizing, so that errors reach the terminal.
     let params = config.device_params()?;
-    if cli.foreground {
-        if let Some(path) = &pidfile {
-            daemon::write_pidfile(path, std::process::id())?;
-        }
-    } else {
-        // Threads start in V2Device::new: fork first.
-        daemon::daemonize(pidfile.as_deref())?;
-    }
-    let _pidfile = pidfile.map(PidFileGuard);
+    // Threads start in V2Device::new: fork first.
+    let _pidfile = detach(cli, pidfile)?;
     let mut device = V2Device::new(&config, stop)?;
     if cli.verbose {
         let l = params.layout;

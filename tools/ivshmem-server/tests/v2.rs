@@ -80,17 +80,7 @@ fn msix_fds(c: &mut vfio_user::Client) -> Vec<OwnedFd> {
 }
 
 fn wait_event(peer: &mut Peer, want: PeerEvent) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if peer
-            .poll_server(Some(Duration::from_millis(100)))
-            .unwrap()
-            .contains(&want)
-        {
-            return;
-        }
-    }
-    panic!("no {want:?}");
+    common::expect_event_within(peer, want, WAIT);
 }
 
 #[test]

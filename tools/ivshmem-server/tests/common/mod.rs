@@ -84,7 +84,12 @@ impl Drop for Running {
 
 /// Processes server messages until `want` is seen (panics after 10 s).
 pub(crate) fn expect_event(peer: &mut Peer, want: PeerEvent) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    expect_event_within(peer, want, Duration::from_secs(10));
+}
+
+/// [`expect_event`] with another limit.
+pub(crate) fn expect_event_within(peer: &mut Peer, want: PeerEvent, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if peer
             .poll_server(Some(Duration::from_millis(100)))

@@ -332,8 +332,7 @@ impl<'e> Side<'e> {
     }
 
     /// The next message, waiting as `mode` says, within `timeout`; `None`
-    /// if none came, or the ring was created anew (see
-    /// [`Consumer::is_current`]).
+    /// if none came, or the sender created the ring anew (attach again).
     fn receive(
         &mut self,
         rx: &mut Consumer<'_, RawRegion, RawRegion>,
