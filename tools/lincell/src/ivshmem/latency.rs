@@ -722,6 +722,10 @@ fn respond(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<()> {
             .map_err(|e| channel_err("attaching", e))?;
         let _ = side.receive(&mut rx, Mode::Spin, Duration::from_millis(10))?;
         side.peer = Some(hello.id);
+        eprintln!(
+            "lincell latency: session {session}: initiator peer {}",
+            hello.id
+        );
         // CAST: any 32 bits of the clock make a fresh epoch.
         let epoch = (now_ns() as u32) | 1;
         let mut tx = Producer::create(region, RX_PRODUCER, region, RX_CONSUMER, geo, epoch)
