@@ -4,10 +4,14 @@
 # serve /dev/ivshmem0 --blk FILE`, on its ivshmem.ko device; guest b binds
 # its device to vdev_remote (driver_override) and gets a virtio disk from
 # a. b writes random data through its /dev/vda and reads it back; a checks
-# the very same bytes in its backing file. A backend in a guest cannot
-# write the v1 layout header (read-only to users), so b names the device
-# type with vdev_remote's v1_device_id parameter.
+# the very same bytes in its backing file. On v1 a backend in a guest
+# cannot write the layout header (read-only to users), so b names the
+# device type with vdev_remote's v1_device_id parameter and binds by
+# driver_override. On ivshmem 2.0 the device process gives a's function the
+# virtio-blk back-end protocol (0xc002) and b's the front-end one (0x8002):
+# ivshmem.ko takes a's, vdev_remote binds b's by ID, with no parameter.
 # lincell-vm: guests=a,b ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: revisions=v1,v2 ivshmem2=2:16M:0:0x8002 ivshmem2-vectors=4 ivshmem2-backend=a
 # lincell-vm: host=sh tests/host/vdev-two-guests.sh
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 lincell=$LINCELL_ROOT/target/debug/lincell
@@ -16,9 +20,12 @@ OFF=$((8 << 20))
 LEN=$((4 << 20))
 
 if [ "$LINCELL_GUEST" = a ]; then
-	plan 5
+	plan $((5 + (${LINCELL_IVSHMEM_REV:-1} == 2)))
 	check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 	check "/dev/ivshmem0 appears" wait_for 10 test -c /dev/ivshmem0
+	if [ "${LINCELL_IVSHMEM_REV:-1}" = 2 ]; then
+		expect "its function is the virtio-blk back-end" 0xc002 cat "$(ivshmem_pci)/ivshmem/protocol"
+	fi
 	truncate -s 64M "$out/disk.img"
 	"$lincell" remote serve /dev/ivshmem0 --blk "$out/disk.img" 2>"$out/backend.log" &
 	pid=$!
@@ -29,11 +36,13 @@ if [ "$LINCELL_GUEST" = a ]; then
 	check "the backend stops cleanly (exit 0)" test $? -eq 0
 else
 	plan 7
-	check "insmod vdev_remote.ko v1_device_id=2" insmod "$(module_path vdev-remote)" v1_device_id=2
-	pci=$(pci_devices 1af4 1110 | head -1)
-	echo vdev_remote > "$pci/driver_override"
-	basename "$pci" > /sys/bus/pci/drivers_probe
-	check "driver_override binds $(basename "$pci") to vdev_remote" sh -c "readlink $pci/driver | grep -q '/vdev_remote$'"
+	if [ "${LINCELL_IVSHMEM_REV:-1}" = 2 ]; then
+		check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
+	else
+		check "insmod vdev_remote.ko v1_device_id=2" insmod "$(module_path vdev-remote)" v1_device_id=2
+	fi
+	pci=$(ivshmem_pci)
+	check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 	check "a virtio disk served by guest a appears" wait_for 400 test -b /dev/vda
 	disk=$(ls /dev/vd? | head -1)
 	expect "64 MiB" "67108864" blockdev --getsize64 "$disk"

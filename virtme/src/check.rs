@@ -114,6 +114,21 @@ pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
         ));
     }
     match r.script_exit {
+        // Killed by the host peer, as the scenario says (`killed=`): its
+        // TAP so far is its result; its kernel log died with it.
+        None if r.killed => cases.push(case(
+            format!("{prefix}/killed"),
+            ktap::Outcome::Pass,
+            "",
+        )),
+        Some(code) if r.killed => cases.push(case(
+            format!("{prefix}/killed"),
+            ktap::Outcome::Fail,
+            format!(
+                "{} was to be killed by the host peer, but its script ran to its end (exit code {code})",
+                r.name
+            ),
+        )),
         None => cases.push(case(
             format!("{prefix}/finished"),
             ktap::Outcome::Fail,
@@ -590,6 +605,7 @@ mod tests {
             console: "booting\nlast line\n".into(),
             seconds: None,
             elapsed: Duration::from_secs(3),
+            killed: false,
         }
     }
 
@@ -667,6 +683,33 @@ mod tests {
         assert!(cases
             .iter()
             .any(|c| c.name.ends_with("/exit-status") && c.outcome == ktap::Outcome::Fail));
+    }
+
+    #[test]
+    fn a_killed_guest_must_not_finish() {
+        let tap = "TAP version 13\n1..1\nok 1 - before the kill\n";
+        let mut r = result(tap, None, "");
+        r.killed = true;
+        assert_eq!(
+            outcomes(&evaluate("s", &r)),
+            [
+                ("guest/s/a/before the kill".to_string(), ktap::Outcome::Pass),
+                ("guest/s/a/killed".to_string(), ktap::Outcome::Pass),
+            ]
+        );
+        // It finished: the kill came too late or never.
+        let mut r = result(tap, Some(0), "");
+        r.killed = true;
+        let cases = evaluate("s", &r);
+        assert!(cases
+            .iter()
+            .any(|c| c.name.ends_with("/killed") && c.outcome == ktap::Outcome::Fail));
+        // What it printed before still counts.
+        let mut r = result("TAP version 13\n1..2\nok 1 - x\n", None, "");
+        r.killed = true;
+        assert!(evaluate("s", &r)
+            .iter()
+            .any(|c| c.name.ends_with("/tap") && c.outcome == ktap::Outcome::Fail));
     }
 
     #[test]

@@ -36,8 +36,11 @@
 //!   `ivshmem-server -n` and QEMU's `ivshmem-doorbell`), `ivshmem2-strict=1`
 //!   (the state table and the other peers' output sections are not mapped
 //!   into guests but served by the device process, which refuses writes to
-//!   them), `ivshmem2-one-shot=1` (one-shot interrupt mode). x86_64 guests
-//!   only; without `revisions=`, not together with `ivshmem-doorbell`;
+//!   them), `ivshmem2-one-shot=1` (one-shot interrupt mode),
+//!   `ivshmem2-backend=GUEST` (that guest's function gets the virtio
+//!   back-end protocol, `0xc000 | ID`, of the front-end PROTOCOL `0x8000 |
+//!   ID` the others get: a backend in a guest). x86_64 guests only; without
+//!   `revisions=`, not together with `ivshmem-doorbell`;
 //! - `revisions=v1,v2`: run the script once per ivshmem revision ([`Revision`]):
 //!   v1 with its `ivshmem-doorbell` device as written, v2 with an ivshmem
 //!   2.0 device instead — the script's `ivshmem2=` if it has one, else the
@@ -52,6 +55,11 @@
 //!   `LINCELL_IVSHMEM_REV` as below, and with an ivshmem 2.0 device
 //!   `LINCELL_IVSHMEM_V2_LAYOUT=MAX_PEERS:RW_SIZE:OUTPUT_SIZE`, which
 //!   `lincell` and `ivshmem-peer` read to find the sections);
+//! - `killed=GUEST[,GUEST]`: the host peer kills these guests (e.g. `pkill
+//!   -KILL` of the QEMU whose command line holds `vfio-GUEST.sock` or the
+//!   scenario directory): a killed guest's results are the TAP it printed
+//!   first, plus `killed`, which fails if its script ran to its end. Its
+//!   kernel log is lost with it. Needs `host=`;
 //! - `append=ARGS`: extra kernel command-line arguments (the rest of the
 //!   line, e.g. `append=nohz_full=2-3 rcu_nocbs=2-3`), after the ones every
 //!   guest gets ([`guest::DEFAULT_KERNEL_ARGS`]);
@@ -139,6 +147,8 @@ pub struct Directives {
     pub disk: Option<u64>,
     /// Benchmark ratios, `(numerator row, denominator row)`.
     pub ratio: Vec<(String, String)>,
+    /// Guests the host peer kills (`killed=`).
+    pub killed: Vec<String>,
 }
 
 impl Directives {
@@ -284,6 +294,9 @@ pub struct Ivshmem2 {
     pub strict: bool,
     /// One-shot interrupt mode.
     pub one_shot: bool,
+    /// The guest whose function is the virtio back-end of the front-end
+    /// `protocol` (`ivshmem2-backend=`): it gets [`Ivshmem2::backend_protocol`].
+    pub backend: Option<String>,
 }
 
 /// Granule of lincell's v1 layout as x86_64 guests create it (their page
@@ -322,6 +335,7 @@ impl Ivshmem2 {
             vectors,
             strict: false,
             one_shot: false,
+            backend: None,
         }
     }
 
@@ -372,12 +386,26 @@ impl Ivshmem2 {
             vectors: Self::DEFAULT_VECTORS,
             strict: false,
             one_shot: false,
+            backend: None,
         })
     }
 
+    /// The protocol of the virtio back-end paired with the front-end
+    /// `protocol` (`0x8000 | id` -> `0xc000 | id`, ivshmem 2.0's virtio
+    /// classes), or `None` if `protocol` is no virtio front-end.
+    pub fn backend_protocol(&self) -> Option<u16> {
+        (self.protocol & 0xc000 == 0x8000).then_some(self.protocol | 0x4000)
+    }
+
     /// The device process's arguments (after the program): host socket
-    /// `socket`, its files in `dir`, one vfio-user socket per guest.
-    pub fn server_args(&self, dir: &Path, socket: &Path, vfio_sockets: &[PathBuf]) -> Vec<String> {
+    /// `socket`, its files in `dir`, one vfio-user socket per guest (the
+    /// back-end guest's with its protocol).
+    pub fn server_args(
+        &self,
+        dir: &Path,
+        socket: &Path,
+        vfio_sockets: &[(String, PathBuf)],
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--v2".into(),
             "-F".into(),
@@ -402,9 +430,14 @@ impl Ivshmem2 {
         if self.strict {
             args.push("--strict".into());
         }
-        for s in vfio_sockets {
+        for (guest, s) in vfio_sockets {
             args.push("--vfio-user".into());
-            args.push(s.display().to_string());
+            match self.backend_protocol() {
+                Some(p) if self.backend.as_ref() == Some(guest) => {
+                    args.push(format!("{},protocol={p:#06x}", s.display()))
+                }
+                _ => args.push(s.display().to_string()),
+            }
         }
         args
     }
@@ -432,6 +465,7 @@ impl Default for Directives {
             arch: vec!["x86_64".into()],
             disk: None,
             ratio: Vec::new(),
+            killed: Vec::new(),
         }
     }
 }
@@ -463,6 +497,7 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
     let mut v2_vectors = None;
     let mut v2_strict = None;
     let mut v2_one_shot = None;
+    let mut v2_backend = None;
     for line in text.lines() {
         let Some(rest) = line.trim_start().strip_prefix("# lincell-vm:") else {
             continue;
@@ -515,6 +550,7 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                     }
                 }
                 "disk" => d.disk = Some(parse_size(value)?),
+                "killed" => d.killed = value.split(',').map(str::to_string).collect(),
                 "ratio" => {
                     let (n, m) = value
                         .split_once('/')
@@ -540,6 +576,7 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                 }
                 "ivshmem2-strict" => v2_strict = Some(flag(item, value)?),
                 "ivshmem2-one-shot" => v2_one_shot = Some(flag(item, value)?),
+                "ivshmem2-backend" => v2_backend = Some(value.to_string()),
                 "revisions" => {
                     d.revisions = value
                         .split(',')
@@ -562,11 +599,36 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
             dev.vectors = v2_vectors.unwrap_or(dev.vectors);
             dev.strict = v2_strict.unwrap_or(dev.strict);
             dev.one_shot = v2_one_shot.unwrap_or(dev.one_shot);
+            if let Some(g) = v2_backend {
+                if dev.backend_protocol().is_none() {
+                    return Err(format!(
+                        "`ivshmem2-backend={g}`: the device's protocol {:#06x} is no virtio \
+                         front-end (0x8000 | device ID)",
+                        dev.protocol
+                    ));
+                }
+                if !d.guests.contains(&g) {
+                    return Err(format!(
+                        "`ivshmem2-backend={g}`: no guest `{g}` (see `guests=`)"
+                    ));
+                }
+                dev.backend = Some(g);
+            }
         }
-        None if v2_vectors.is_some() || v2_strict.is_some() || v2_one_shot.is_some() => {
+        None if v2_vectors.is_some()
+            || v2_strict.is_some()
+            || v2_one_shot.is_some()
+            || v2_backend.is_some() =>
+        {
             return Err("the `ivshmem2-*` options need `ivshmem2=`".into());
         }
         None => {}
+    }
+    if let Some(g) = d.killed.iter().find(|g| !d.guests.contains(g)) {
+        return Err(format!("`killed={g}`: no guest `{g}` (see `guests=`)"));
+    }
+    if !d.killed.is_empty() && d.host.is_none() {
+        return Err("`killed=` needs a host peer (`host=`) to kill the guest".into());
     }
     if d.revisions.is_empty() {
         if d.ivshmem2.is_some() && d.ivshmem_doorbell.is_some() {
@@ -615,6 +677,8 @@ pub struct GuestResult {
     pub seconds: Option<f64>,
     /// Wall time.
     pub elapsed: Duration,
+    /// The host peer was to kill this guest (`killed=`): it must not finish.
+    pub killed: bool,
 }
 
 /// A guest whose launcher died early without a word: no results, no
@@ -920,6 +984,7 @@ impl Runner {
                         .ok()
                         .and_then(|t| t.trim().parse().ok()),
                     elapsed: o.elapsed,
+                    killed: d.killed.contains(&name),
                 });
             }
         }
@@ -986,13 +1051,17 @@ impl Runner {
         dev: &Ivshmem2,
         guests: &[String],
     ) -> io::Result<HostProcess> {
-        let vfio: Vec<PathBuf> = guests.iter().map(|g| vfio_socket(dir, g)).collect();
-        for s in vfio.iter().chain([&socket.to_path_buf()]) {
+        let vfio: Vec<(String, PathBuf)> = guests
+            .iter()
+            .map(|g| (g.clone(), vfio_socket(dir, g)))
+            .collect();
+        for (_, s) in &vfio {
             guest::check_socket_path(s)?;
         }
+        guest::check_socket_path(socket)?;
         let child = self.spawn_server(dir, dev.server_args(dir, socket, &vfio))?;
         let mut all = vec![socket.to_path_buf()];
-        all.extend(vfio);
+        all.extend(vfio.into_iter().map(|(_, s)| s));
         wait_for_sockets(child, dir, &all)
     }
 
@@ -1066,6 +1135,7 @@ impl Runner {
             console: fs::read_to_string(out.join("stderr.txt")).unwrap_or_default(),
             seconds: None,
             elapsed: start.elapsed(),
+            killed: false,
         }
     }
 }
@@ -1085,6 +1155,7 @@ mod tests {
             console: console.into(),
             seconds: None,
             elapsed: Duration::from_secs(secs),
+            killed: false,
         };
         assert!(launcher_failed(&r("", "", 12, None)));
         assert!(!launcher_failed(&r(
@@ -1214,6 +1285,11 @@ mod tests {
             "# lincell-vm: revisions=v3 ivshmem-doorbell=2:1M",
             "# lincell-vm: revisions=v1,v1 ivshmem-doorbell=2:1M",
             "# lincell-vm: revisions= ivshmem-doorbell=2:1M",
+            "# lincell-vm: guests=a,b ivshmem2=2:1M ivshmem2-backend=a",
+            "# lincell-vm: guests=a,b ivshmem2=2:1M:0:0x8002 ivshmem2-backend=c",
+            "# lincell-vm: guests=a,b ivshmem2-backend=a",
+            "# lincell-vm: guests=a,b killed=b",
+            "# lincell-vm: guests=a,b killed=c\n# lincell-vm: host=true",
         ] {
             assert!(parse_directives(bad).is_err(), "{bad}");
         }
@@ -1232,6 +1308,7 @@ mod tests {
                 vectors: Ivshmem2::DEFAULT_VECTORS,
                 strict: false,
                 one_shot: false,
+                backend: None,
             })
         );
         assert_eq!(d.ivshmem_rev(), Some(Revision::V2));
@@ -1267,7 +1344,7 @@ mod tests {
         let mut dev = Ivshmem2::parse("3:1M:64K:0x8002").unwrap();
         dev.vectors = 2;
         let dir = Path::new("/w/s");
-        let socks = [vfio_socket(dir, "a"), vfio_socket(dir, "b")];
+        let socks = ["a", "b"].map(|g| (g.to_string(), vfio_socket(dir, g)));
         assert_eq!(
             dev.server_args(dir, &dir.join("ivshmem.sock"), &socks)
                 .join(" "),
@@ -1275,6 +1352,18 @@ mod tests {
              --rw-size 1048576 --output-size 65536 --protocol 0x8002 \
              --vfio-user /w/s/vfio-a.sock --vfio-user /w/s/vfio-b.sock"
         );
+        // The back-end guest's function gets the back-end protocol.
+        dev.backend = Some("b".into());
+        let args = dev.server_args(dir, &dir.join("ivshmem.sock"), &socks);
+        assert_eq!(
+            args[args.len() - 3..],
+            [
+                "/w/s/vfio-a.sock",
+                "--vfio-user",
+                "/w/s/vfio-b.sock,protocol=0xc002"
+            ]
+        );
+        dev.backend = None;
         dev.strict = true;
         dev.one_shot = true;
         dev.protocol = 0;
@@ -1289,6 +1378,27 @@ mod tests {
                 "--vfio-user",
                 "/w/s/vfio-a.sock"
             ]
+        );
+    }
+
+    #[test]
+    fn backend_guests_and_killed_guests() {
+        let d = parse_directives(
+            "# lincell-vm: guests=a,b ivshmem2-backend=a ivshmem2=2:16M:0:0x8002\n\
+             # lincell-vm: killed=b\n# lincell-vm: host=sh x.sh\n",
+        )
+        .unwrap();
+        let dev = d.ivshmem2.unwrap();
+        assert_eq!(dev.backend.as_deref(), Some("a"));
+        assert_eq!(dev.backend_protocol(), Some(0xc002));
+        assert_eq!(d.killed, ["b"]);
+        assert_eq!(
+            Ivshmem2::parse("2:1M:0:0x4001").unwrap().backend_protocol(),
+            None
+        );
+        assert_eq!(
+            Ivshmem2::parse("2:1M:0:0xc001").unwrap().backend_protocol(),
+            None
         );
     }
 
