@@ -406,9 +406,11 @@ impl Ivshmem2 {
         socket: &Path,
         vfio_sockets: &[(String, PathBuf)],
     ) -> Vec<String> {
+        // -v: peers joining and leaving go to the log (ivshmem-server.log).
         let mut args: Vec<String> = vec![
             "--v2".into(),
             "-F".into(),
+            "-v".into(),
             "-S".into(),
             socket.display().to_string(),
             "-m".into(),
@@ -1007,8 +1009,9 @@ impl Runner {
         size: u64,
     ) -> io::Result<HostProcess> {
         let (size, vectors) = (size.to_string(), vectors.to_string());
-        let args: [&std::ffi::OsStr; 9] = [
+        let args: [&std::ffi::OsStr; 10] = [
             "-F".as_ref(),
+            "-v".as_ref(),
             "-S".as_ref(),
             socket.as_os_str(),
             "-m".as_ref(),
@@ -1348,7 +1351,7 @@ mod tests {
         assert_eq!(
             dev.server_args(dir, &dir.join("ivshmem.sock"), &socks)
                 .join(" "),
-            "--v2 -F -S /w/s/ivshmem.sock -m /w/s --max-peers 3 -n 2 \
+            "--v2 -F -v -S /w/s/ivshmem.sock -m /w/s --max-peers 3 -n 2 \
              --rw-size 1048576 --output-size 65536 --protocol 0x8002 \
              --vfio-user /w/s/vfio-a.sock --vfio-user /w/s/vfio-b.sock"
         );
