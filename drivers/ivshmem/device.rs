@@ -8,6 +8,8 @@
 //! revocable: the registers are a `DevresBar` (gone once unbound), and
 //! `Events::dead` tells readers and pollers to give up.
 
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use kernel::{
     new_mutex, new_poll_condvar, new_spinlock_irq,
     pci::DevresBar,
@@ -18,7 +20,7 @@ use kernel::{
 use crate::common::irq::VectorHandler;
 use crate::common::mmio::{Regs, ShmemWindow};
 use crate::common::sections::DeviceSections;
-use crate::shared::ivshmem::doorbell::Doorbell;
+use crate::shared::ivshmem::doorbell::{Doorbell, EchoError, EchoRequest};
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
 use crate::shared::ivshmem::uapi::{DeviceInfo, MAX_VECTORS};
 
@@ -79,6 +81,11 @@ pub(crate) struct Shared {
     /// Open files and local state.
     #[pin]
     pub(crate) users: Mutex<Users>,
+    /// The in-kernel echo (sysfs `echo`): 0 off, else the peer answered
+    /// plus one. Read by the interrupt handlers.
+    echo: AtomicU32,
+    /// Doorbells the in-kernel echo answered since probe.
+    echoed: AtomicU64,
 }
 
 impl Shared {
@@ -106,6 +113,8 @@ impl Shared {
                 mappings: KVec::new(),
                 memtype,
             }),
+            echo: AtomicU32::new(0),
+            echoed: AtomicU64::new(0),
         })
     }
 
@@ -115,6 +124,58 @@ impl Shared {
             *c = c.wrapping_add(1);
         }
         self.waiters.notify_all();
+    }
+
+    /// The in-kernel echo's setting.
+    pub(crate) fn echo(&self) -> EchoRequest {
+        match self.echo.load(Ordering::Acquire) {
+            0 => EchoRequest::Off,
+            p => EchoRequest::Peer(p - 1),
+        }
+    }
+
+    /// Doorbells the in-kernel echo answered since probe.
+    pub(crate) fn echoed(&self) -> u64 {
+        self.echoed.load(Ordering::Relaxed)
+    }
+
+    /// Turns the in-kernel echo on (for a valid peer other than us, on a
+    /// device with at least two vectors) or off.
+    pub(crate) fn set_echo(&self, req: EchoRequest) -> Result {
+        let info = &self.info;
+        let value = match req.validate(info.own_id, info.max_peers, info.vectors) {
+            Ok(EchoRequest::Off) => 0,
+            Ok(EchoRequest::Peer(p)) => {
+                self.check_present()?;
+                // The peer id is below 1 << 16: no overflow.
+                p + 1
+            }
+            Err(EchoError::NoVectors) => return Err(EOPNOTSUPP),
+            Err(_) => return Err(EINVAL),
+        };
+        self.echo.store(value, Ordering::Release);
+        Ok(())
+    }
+
+    /// The in-kernel echo, from the interrupt handler of `vector`: rings
+    /// the configured peer on the same vector (never for vector 0, which
+    /// carries state changes). One doorbell out per doorbell in, without a
+    /// lock: a peer ringing us in a loop costs the same either way.
+    fn answer(&self, vector: usize) {
+        let Ok(vector) = u32::try_from(vector) else {
+            return;
+        };
+        let Some(doorbell) = self
+            .echo()
+            .answer(vector, self.info.max_peers, self.info.vectors)
+        else {
+            return;
+        };
+        // Revocable registers: nothing is rung once the device is unbound.
+        if let Some(bar) = self.regs.try_access() {
+            self.model.ring(&Regs(&bar), doorbell);
+            self.echoed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Fails with `ENODEV` once the device is going away.
@@ -167,6 +228,7 @@ impl Shared {
     /// Marks the device gone, wakes everyone and zaps user mappings of the
     /// shared memory so no process keeps access to a removed BAR.
     pub(crate) fn kill(&self) {
+        self.echo.store(0, Ordering::Release);
         let mut users = self.users.lock();
         if users.state != 0 {
             // Peers see us leave; best effort, the device may be gone.
@@ -197,6 +259,8 @@ impl Shared {
 
 impl VectorHandler for Shared {
     fn vector(this: &Arc<Self>, vector: usize) {
+        // The answer first: it is the latency being measured.
+        this.answer(vector);
         this.signal(vector);
     }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Read-only sysfs attributes on the PCI device, in its `ivshmem/` directory.
+//! sysfs attributes on the PCI device, in its `ivshmem/` directory: what
+//! the device reports (read-only), and the in-kernel echo (`echo`, written
+//! by root; `echo_count`).
 //!
 //! 7.3 has no sysfs abstraction, so this is a static C attribute group. The
 //! show callback finds the driver data through the device's drvdata, which
@@ -18,6 +20,7 @@ use kernel::{bindings, device::Bound, ffi::c_char, pci, prelude::*, types::Forei
 use crate::common::irq::raw_pci_dev;
 use crate::device::Shared;
 use crate::driver::IvshmemDevice;
+use crate::shared::ivshmem::doorbell::EchoRequest;
 
 /// Most peer states `peer_states` prints (one page of output).
 const MAX_PRINTED_STATES: u32 = 256;
@@ -36,6 +39,8 @@ enum Field {
     OutputSize,
     State,
     PeerStates,
+    Echo,
+    EchoCount,
 }
 
 struct Attr(bindings::device_attribute, Field);
@@ -44,22 +49,25 @@ unsafe impl Sync for Attr {}
 
 macro_rules! attr {
     ($name:literal, $field:ident) => {
+        attr!($name, $field, 0o444, pin_init::zeroed())
+    };
+    ($name:literal, $field:ident, $mode:literal, $store:expr) => {
         Attr(
             bindings::device_attribute {
                 attr: bindings::attribute {
                     name: kernel::str::as_char_ptr_in_const_context($name),
-                    mode: 0o444,
+                    mode: $mode,
                     ..pin_init::zeroed()
                 },
                 __bindgen_anon_1: bindings::device_attribute__bindgen_ty_1 { show: Some(show) },
-                __bindgen_anon_2: pin_init::zeroed(),
+                __bindgen_anon_2: $store,
             },
             Field::$field,
         )
     };
 }
 
-static ATTRS: [Attr; 11] = [
+static ATTRS: [Attr; 13] = [
     attr!(c"revision", Revision),
     attr!(c"id", Id),
     attr!(c"max_peers", MaxPeers),
@@ -71,9 +79,18 @@ static ATTRS: [Attr; 11] = [
     attr!(c"output_size", OutputSize),
     attr!(c"state", State),
     attr!(c"peer_states", PeerStates),
+    attr!(
+        c"echo",
+        Echo,
+        0o644,
+        bindings::device_attribute__bindgen_ty_2 {
+            store: Some(store_echo)
+        }
+    ),
+    attr!(c"echo_count", EchoCount),
 ];
 
-struct AttrList([*const bindings::attribute; 12]);
+struct AttrList([*const bindings::attribute; 14]);
 // SAFETY: pointers to the immutable statics above, never written.
 unsafe impl Sync for AttrList {}
 
@@ -89,6 +106,8 @@ static ATTR_LIST: AttrList = AttrList([
     addr_of!(ATTRS[8].0.attr),
     addr_of!(ATTRS[9].0.attr),
     addr_of!(ATTRS[10].0.attr),
+    addr_of!(ATTRS[11].0.attr),
+    addr_of!(ATTRS[12].0.attr),
     null(),
 ]);
 
@@ -160,6 +179,11 @@ fn format(shared: &Shared, field: Field, out: &mut PageWriter<'_>) -> core::fmt:
             }
             Ok(())
         }
+        Field::Echo => match shared.echo() {
+            EchoRequest::Off => writeln!(out, "off"),
+            EchoRequest::Peer(p) => writeln!(out, "{p}"),
+        },
+        Field::EchoCount => writeln!(out, "{}", shared.echoed()),
     }
 }
 
@@ -179,17 +203,10 @@ unsafe extern "C" fn show(
     else {
         return EINVAL.to_errno() as isize;
     };
-    // SAFETY: `dev` is valid during `show`.
-    let data = unsafe { bindings::dev_get_drvdata(dev) };
-    if data.is_null() {
-        // Probe has not finished, or unbind has started.
+    // SAFETY: sysfs calls `show` for an attribute of `dev`, valid meanwhile.
+    let Some(this) = (unsafe { bound(dev) }) else {
         return ENODEV.to_errno() as isize;
-    }
-    // SAFETY: a non-null drvdata of a device bound to this driver is the
-    // `Pin<KBox<IvshmemDevice>>` the PCI core stored after probe; it is not
-    // dropped before `SysfsGroup` removed this group, which waits for us.
-    let this =
-        unsafe { <Pin<KBox<IvshmemDevice>> as ForeignOwnable>::borrow(data.cast::<c_void>()) };
+    };
     // SAFETY: sysfs hands `show` a zeroed page.
     let page =
         unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
@@ -198,6 +215,55 @@ unsafe extern "C" fn show(
         // CAST: at most one page.
         Ok(()) => out.len as isize,
         Err(_) => EOVERFLOW.to_errno() as isize,
+    }
+}
+
+/// The driver data of `dev`, or `None` before probe finished or once unbind
+/// started.
+///
+/// # Safety
+///
+/// `dev` is a device with our group, in one of its `show`/`store` calls;
+/// the returned reference does not outlive that call.
+unsafe fn bound<'a>(dev: *mut bindings::device) -> Option<Pin<&'a IvshmemDevice>> {
+    // SAFETY: `dev` is valid during the call (the caller's contract).
+    let data = unsafe { bindings::dev_get_drvdata(dev) };
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null drvdata of a device bound to this driver is the
+    // `Pin<KBox<IvshmemDevice>>` the PCI core stored after probe; it is not
+    // dropped before `SysfsGroup` removed this group, which waits for the
+    // running `show`/`store` the caller is in.
+    Some(unsafe { <Pin<KBox<IvshmemDevice>> as ForeignOwnable>::borrow(data.cast::<c_void>()) })
+}
+
+/// `store` of `echo`: `off`, `-1` or a peer id (see
+/// [`EchoRequest::parse`]); the file is root's (mode 0644).
+///
+/// # Safety
+///
+/// Called by sysfs for our `echo` attribute of a PCI device that had the
+/// group added; `buf` holds `count` bytes.
+unsafe extern "C" fn store_echo(
+    dev: *mut bindings::device,
+    _attr: *mut bindings::device_attribute,
+    buf: *const c_char,
+    count: usize,
+) -> isize {
+    // SAFETY: sysfs calls `store` for an attribute of `dev`, valid meanwhile.
+    let Some(this) = (unsafe { bound(dev) }) else {
+        return ENODEV.to_errno() as isize;
+    };
+    // SAFETY: sysfs hands `store` `count` readable bytes at `buf`.
+    let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
+    let result = EchoRequest::parse(input)
+        .map_err(|_| EINVAL)
+        .and_then(|req| this.shared().set_echo(req));
+    match result {
+        // CAST: sysfs input is at most a page.
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
     }
 }
 

@@ -83,9 +83,118 @@ impl Doorbell {
     }
 }
 
+/// What was written to the in-kernel echo's sysfs file (`ivshmem/echo`):
+/// `off` (or `-1`) turns it off, a decimal peer id turns it on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoRequest {
+    /// Stop answering.
+    Off,
+    /// Answer every doorbell on vectors 1 and up by ringing this peer on
+    /// the same vector.
+    Peer(u32),
+}
+
+/// Why an echo request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoError {
+    /// Neither `off`, `-1` nor a decimal number (surrounding white space
+    /// and one trailing newline are fine).
+    Syntax,
+    /// The peer does not exist or is the device itself (which would ring
+    /// itself from its own interrupt handler forever).
+    BadPeer,
+    /// The device has fewer than two vectors: vector 0 carries state
+    /// changes, which are never echoed, so nothing could be.
+    NoVectors,
+}
+
+impl EchoRequest {
+    /// Parses what a user wrote.
+    pub fn parse(input: &[u8]) -> Result<Self, EchoError> {
+        let text = core::str::from_utf8(input)
+            .map_err(|_| EchoError::Syntax)?
+            .trim();
+        match text {
+            "off" | "-1" => Ok(EchoRequest::Off),
+            _ if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
+                .parse()
+                .map(EchoRequest::Peer)
+                .map_err(|_| EchoError::Syntax),
+            _ => Err(EchoError::Syntax),
+        }
+    }
+
+    /// Checks a request against the device: `own_id`, `max_peers` and
+    /// `vectors` as it reports them.
+    pub fn validate(self, own_id: u32, max_peers: u32, vectors: u32) -> Result<Self, EchoError> {
+        match self {
+            EchoRequest::Off => Ok(self),
+            _ if vectors < 2 => Err(EchoError::NoVectors),
+            EchoRequest::Peer(p)
+                if p == own_id || Doorbell::new(p, 1, max_peers, vectors).is_err() =>
+            {
+                Err(EchoError::BadPeer)
+            }
+            EchoRequest::Peer(_) => Ok(self),
+        }
+    }
+
+    /// The doorbell that answers one on `vector`, if it is echoed: vector 0
+    /// (state changes) and vectors the device does not have are not.
+    pub fn answer(self, vector: u32, max_peers: u32, vectors: u32) -> Option<Doorbell> {
+        match self {
+            EchoRequest::Peer(p) if vector != 0 => {
+                Doorbell::new(p, vector, max_peers, vectors).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echo_requests_parse_and_validate() {
+        assert_eq!(EchoRequest::parse(b"3\n"), Ok(EchoRequest::Peer(3)));
+        assert_eq!(EchoRequest::parse(b"  12 "), Ok(EchoRequest::Peer(12)));
+        assert_eq!(EchoRequest::parse(b"off\n"), Ok(EchoRequest::Off));
+        assert_eq!(EchoRequest::parse(b"-1"), Ok(EchoRequest::Off));
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"+3",
+            b"-2",
+            b"3 4",
+            b"0x3",
+            b"99999999999",
+            b"on",
+            b"\xff",
+        ] {
+            assert_eq!(EchoRequest::parse(bad), Err(EchoError::Syntax), "{bad:?}");
+        }
+        let v = |r: EchoRequest| r.validate(1, 4, 2);
+        assert_eq!(v(EchoRequest::Peer(0)), Ok(EchoRequest::Peer(0)));
+        assert_eq!(v(EchoRequest::Peer(1)), Err(EchoError::BadPeer));
+        assert_eq!(v(EchoRequest::Peer(4)), Err(EchoError::BadPeer));
+        assert_eq!(v(EchoRequest::Off), Ok(EchoRequest::Off));
+        assert_eq!(
+            EchoRequest::Peer(0).validate(1, 4, 1),
+            Err(EchoError::NoVectors)
+        );
+        assert_eq!(EchoRequest::Off.validate(1, 4, 0), Ok(EchoRequest::Off));
+    }
+
+    #[test]
+    fn echo_answers_on_the_same_vector_never_on_0() {
+        let e = EchoRequest::Peer(2);
+        assert_eq!(e.answer(1, 4, 3), Doorbell::new(2, 1, 4, 3).ok());
+        assert_eq!(e.answer(2, 4, 3), Doorbell::new(2, 2, 4, 3).ok());
+        assert_eq!(e.answer(0, 4, 3), None);
+        assert_eq!(e.answer(3, 4, 3), None);
+        assert_eq!(EchoRequest::Off.answer(1, 4, 3), None);
+    }
 
     #[test]
     fn encodes_peer_high_vector_low() {

@@ -14,7 +14,7 @@
 # the self-test prints the TAP (plan at the end). Its exit status 1 means
 # "some check failed", which the TAP already says; other statuses mean it
 # could not run to its end and are passed on.
-# lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain
+# lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 abi_test=$LINCELL_ROOT/target/debug/ivshmem-abi-test
 

@@ -10,7 +10,7 @@
 # kernel splat. FUZZ_CALLS (default 100000) sets the number of calls: the
 # soak benchmark (bench/soak-ivshmem-fuzz.sh) sources this script with
 # 1000000 and reads the figures it prints (fuzz.calls=N ...).
-# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=420
+# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=420 revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 fuzz=$LINCELL_ROOT/target/debug/ivshmem-fuzz
 gid=4242
@@ -18,7 +18,7 @@ FUZZ_CALLS=${FUZZ_CALLS:-100000}
 plan 5
 
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
-pci=$(pci_devices 1af4 1110 | head -1)
+pci=$(ivshmem_pci)
 bdf=$(basename "$pci")
 drv=/sys/bus/pci/drivers/ivshmem
 grant() { for n in /dev/ivshmem*; do [ -c "$n" ] && chgrp $gid "$n" && chmod 0660 "$n"; done 2>/dev/null; }

@@ -4,12 +4,12 @@
 # unbind with a mapping and an open fd, rmmod with an open fd, surprise
 # removal while a reader is blocked in read(2), then rescan and rebind.
 # The harness also fails the run on any kernel splat.
-# lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain
+# lincell-vm: ivshmem-plain=1M cpus=2 timeout=240 boot=plain revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 11
 
 L=$LINCELL_ROOT/target/debug/lincell
-dev=$(pci_devices 1af4 1110)
+dev=$(ivshmem_pci)
 name=$(basename "$dev")
 insmod "$(module_path ivshmem)"
 

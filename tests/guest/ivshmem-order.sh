@@ -6,7 +6,7 @@
 # lincell's peers use (fields relaxed, the publishing index release, the
 # index read acquire), and checks every one. TCG runs the two vCPUs in
 # parallel host threads; on the arm64 board the memory model is weak.
-# lincell-vm: arch=x86_64,arm64 ivshmem-plain=1M cpus=2 timeout=240 boot=plain
+# lincell-vm: arch=x86_64,arm64 ivshmem-plain=1M cpus=2 timeout=240 boot=plain revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 3
 order=$LINCELL_ROOT/target/debug/ivshmem-order

@@ -6,12 +6,14 @@
 # none lost), 100 000 back-to-back round trips with every sequence number
 # checked, the JSON report's schema and a well-formed SVG plot, the loop on
 # a CPU isolated by cpu_isolate (`lincell isolate 1 -- lincell latency
-# --cpu 1`), and a responder killed mid-stream: the initiator reports the
+# --cpu 1`), the two compared in one command (`--compare-isolated 1
+# --load`: housekeeping CPU 0 loaded by stress-ng, then CPU 1 isolated and
+# released), and a responder killed mid-stream: the initiator reports the
 # missing answer and exits 1 within its timeout instead of hanging.
-# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=600
-# lincell-vm: host=sh tests/host/latency-responder.sh guest 5
+# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=600 revisions=v1,v2
+# lincell-vm: host=sh tests/host/latency-responder.sh guest 7
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
-plan 9
+plan 10
 
 L=$LINCELL_ROOT/target/debug/lincell
 OUT=$LINCELL_OUT
@@ -59,6 +61,26 @@ isolated() {
 	grep -q '"received": 2000' "$OUT/isolated.json" && grep -q '"cpu": 1' "$OUT/isolated.json"
 }
 check "on CPU 1 isolated by cpu_isolate (lincell isolate 1 -- lincell latency --cpu 1)" isolated
+# The product in one command: housekeeping CPU 0 against CPU 1 isolated,
+# stress-ng on CPU 0 throughout; CPU 1 is released afterwards.
+compared() {
+	insmod "$(module_path cpu-isolate)" || return 1
+	"$L" latency /dev/ivshmem0 --compare-isolated 1 --load --count 1000 --priority 80 \
+		--connect-timeout-ms 240000 --plot "$OUT/cmp.svg" >"$OUT/compare.txt" 2>&1
+	rc=$?
+	released=$(sed -n 's/^isolated=//p' /sys/kernel/cpu_isolate/status)
+	rmmod cpu_isolate
+	sed 's/^/# /' "$OUT/compare.txt"
+	[ $rc = 0 ] && [ -z "$released" ] &&
+		grep -q '^RT loop across cells: housekeeping CPU 0 vs CPU 1 isolated by cpu_isolate, stress-ng on every CPU but 1$' "$OUT/compare.txt" &&
+		grep -Eq '^round trips +1000\.0 +1000\.0' "$OUT/compare.txt" &&
+		grep -Eq '^rtt p99 µs +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$OUT/compare.txt" &&
+		python3 -c "
+import xml.dom.minidom
+for t in ('housekeeping', 'isolated'):
+    assert xml.dom.minidom.parse('$OUT/cmp-%s.svg' % t).documentElement.tagName == 'svg'"
+}
+check "--compare-isolated 1 --load: both runs, the table, both plots, CPU 1 released" compared
 # The host's second responder is killed once we say so.
 dies() {
 	touch "$OUT/kill-now"

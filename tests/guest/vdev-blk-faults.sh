@@ -16,14 +16,16 @@
 #   request_timeout_ms=3000 the outstanding reads fail within seconds (the
 #   watchdog), not never.
 # lincell-vm: ivshmem-doorbell=4:16M cpus=2 timeout=500
+# lincell-vm: revisions=v1,v2 ivshmem2=2:16M:0:0x8002 ivshmem2-vectors=4
 # lincell-vm: host=sh tests/host/vdev-backend.sh stall guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 out=$LINCELL_OUT
 ko=$(module_path vdev-remote)
-pci=$(pci_devices 1af4 1110 | head -1)
+pci=$(ivshmem_pci)
 bdf=$(basename "$pci")
 attached() { dmesg | grep -c 'attached: virtio device id'; }
-bind() { echo vdev_remote > "$pci/driver_override"; echo "$bdf" > /sys/bus/pci/drivers_probe; }
+# v1: driver_override; v2: bound by ID when vdev_remote loads.
+bind() { to_vdev_remote "$pci"; }
 
 # The link's reconcile work item: the run function of WorkItemPointer<0>
 # for vdev_remote's Link (the fail work is <1>, the watchdog <2>).

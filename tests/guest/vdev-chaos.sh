@@ -13,20 +13,20 @@
 # (bench/soak-vdev-chaos.sh) sources this script with CHAOS_S=600 and
 # reads the figures it prints (chaos.io_ok=N ...).
 # lincell-vm: ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: revisions=v1,v2 ivshmem2=3:16M:0:0x8002 ivshmem2-vectors=4
 # lincell-vm: host=sh tests/host/vdev-backend.sh chaos guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 out=$LINCELL_OUT
 CHAOS_S=${CHAOS_S:-60}
 ko=$(module_path vdev-remote)
-pci=$(pci_devices 1af4 1110 | head -1)
+pci=$(ivshmem_pci)
 attached() { dmesg | grep -c 'attached: virtio device id'; }
 # The kernel log as it happens, for the host to read if the guest hangs.
 dmesg -w > "$out/dmesg-live.txt" 2>&1 &
 
 plan 6
 check "insmod vdev_remote.ko request_timeout_ms=3000" insmod "$ko" request_timeout_ms=3000
-echo vdev_remote > "$pci/driver_override"
-basename "$pci" > /sys/bus/pci/drivers_probe
+to_vdev_remote "$pci"
 check "the disk appears" wait_for 240 test -b /dev/vda
 
 before=$(attached)

@@ -46,10 +46,11 @@
 //!   2.0 device instead — the script's `ivshmem2=` if it has one, else the
 //!   one equivalent to its `ivshmem-doorbell=VECTORS:SIZE` under lincell's
 //!   v1 layout ([`Ivshmem2::like_doorbell`]: same vectors, Maximum Peers,
-//!   R/W and output section sizes). The v2 run's results are named
+//!   R/W and output section sizes), or to its `ivshmem-plain=SIZE` (the
+//!   same with one vector: ivshmem 2.0 always has MSI-X). The v2 run's results are named
 //!   `v2/NAME` (like the arm64 board's `arm64/NAME`; `--filter v2/` selects
 //!   them all), its output goes under `<work>/v2/`. The arm64 board runs v1
-//!   only (it has no QEMU 11). Needs `ivshmem-doorbell=`;
+//!   only (it has no QEMU 11). Needs `ivshmem-doorbell=` or `ivshmem-plain=`;
 //! - `host=COMMAND`: a host-side peer started once the guests boot; its TAP
 //!   output is counted like a guest's (env: `LINCELL_IVSHMEM_SOCKET`,
 //!   `LINCELL_IVSHMEM_REV` as below, and with an ivshmem 2.0 device
@@ -202,11 +203,15 @@ impl Directives {
         match rev {
             Revision::V1 => d.ivshmem2 = None,
             Revision::V2 => {
+                // A plain device's v2 twin has one vector: ivshmem 2.0
+                // always has MSI-X.
                 let like = self
                     .ivshmem_doorbell
+                    .or(self.ivshmem_plain.map(|size| (1, size)))
                     .map(|(vectors, size)| Ivshmem2::like_doorbell(vectors, size));
                 d.ivshmem2 = self.ivshmem2.clone().or(like);
                 d.ivshmem_doorbell = None;
+                d.ivshmem_plain = None;
             }
         }
         d
@@ -643,8 +648,10 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
         if d.ivshmem2.is_some() && d.arch.iter().any(|a| a != "x86_64") {
             return Err("`ivshmem2=` guests are x86_64 only (QEMU 11)".into());
         }
-    } else if d.ivshmem_doorbell.is_none() {
-        return Err("`revisions=` needs the v1 device, `ivshmem-doorbell=`".into());
+    } else if d.ivshmem_doorbell.is_none() && d.ivshmem_plain.is_none() {
+        return Err(
+            "`revisions=` needs a v1 device, `ivshmem-doorbell=` or `ivshmem-plain=`".into(),
+        );
     }
     Ok(d)
 }
@@ -1285,6 +1292,7 @@ mod tests {
             "# lincell-vm: ivshmem2=2:1M ivshmem-doorbell=2:1M",
             "# lincell-vm: ivshmem2=2:1M arch=x86_64,arm64",
             "# lincell-vm: revisions=v1,v2",
+            "# lincell-vm: revisions=v1,v2 disk=1M",
             "# lincell-vm: revisions=v3 ivshmem-doorbell=2:1M",
             "# lincell-vm: revisions=v1,v1 ivshmem-doorbell=2:1M",
             "# lincell-vm: revisions= ivshmem-doorbell=2:1M",
@@ -1440,6 +1448,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.runs(), [Revision::V2]);
+        // A plain device's twin: one vector.
+        let d = parse_directives("# lincell-vm: ivshmem-plain=1M revisions=v1,v2\n").unwrap();
+        assert_eq!(d.resolve(Revision::V1).ivshmem_plain, Some(1 << 20));
+        let v2 = d.resolve(Revision::V2);
+        assert_eq!(v2.ivshmem_plain, None);
+        assert_eq!(v2.ivshmem2, Some(Ivshmem2::like_doorbell(1, 1 << 20)));
     }
 
     #[test]

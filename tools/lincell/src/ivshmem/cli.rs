@@ -182,6 +182,13 @@ back on the same vector (in spin mode: spins on the sequence number, no
 doorbells). Doorbells on other vectors, coalesced doorbells and doorbells
 without a new ping are counted as anomalies.
 
+A kernel-mode session (pingpong --mode kernel) is answered by ivshmem.ko
+instead: echo turns the device's in-kernel echo on for the initiator (sysfs
+ivshmem/echo, so root only, and a device with two or more vectors), which
+rings it back from the interrupt handler; echo only watches the session
+and turns the echo off at its end. Its round trips are the doorbells the
+kernel answered (ivshmem/echo_count).
+
 Ends after the initiator asks it to stop (pingpong --stop), after --count
 round trips in total or --sessions sessions. A session that does not start
 within --start-timeout, or an initiator silent for --timeout, is a failure
@@ -205,7 +212,10 @@ event fails the run.
 
 Modes: read (devices wait in a blocking read), poll (poll then read), spin
 (no doorbells: both sides spin on the sequence numbers in shared memory,
-the polling baseline). On a device, after the last round: a non-blocking
+the polling baseline), kernel (the responder's kernel answers: ivshmem.ko's
+in-kernel echo rings back from its interrupt handler, without a sequence
+number, the floor of a doorbell round trip; the responder is `echo` on a
+device, run as root). On a device, after the last round: a non-blocking
 read must return EAGAIN and the vector's interrupt counter must have moved
 by exactly --count (0 in spin mode).
 

@@ -146,6 +146,39 @@ impl Device {
         &self.path
     }
 
+    /// The device's `ivshmem/` sysfs directory (on its PCI device), found
+    /// through the open file's device number, whatever the node is called.
+    pub fn sysfs_dir(&self) -> io::Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = self.file.metadata()?.rdev();
+        // The kernel's dev_t encoding as glibc's major()/minor() decode it.
+        let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff);
+        let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0xff);
+        Ok(PathBuf::from(format!(
+            "/sys/dev/char/{major}:{minor}/device/ivshmem"
+        )))
+    }
+
+    /// Turns ivshmem.ko's in-kernel echo on (answer doorbells by ringing
+    /// `peer`) or off (`None`), through sysfs `echo` (root only); returns
+    /// the doorbells it answered so far (`echo_count`).
+    pub fn set_kernel_echo(&self, peer: Option<u32>) -> io::Result<u64> {
+        let dir = self.sysfs_dir()?;
+        let value = peer.map_or_else(|| "off".to_string(), |p| p.to_string());
+        std::fs::write(dir.join("echo"), value)
+            .map_err(|e| context(&dir.join("echo"), "write", e))?;
+        self.kernel_echo_count()
+    }
+
+    /// Doorbells ivshmem.ko's in-kernel echo answered since probe.
+    pub fn kernel_echo_count(&self) -> io::Result<u64> {
+        let path = self.sysfs_dir()?.join("echo_count");
+        let text = std::fs::read_to_string(&path).map_err(|e| context(&path, "read", e))?;
+        text.trim()
+            .parse()
+            .map_err(|_| io::Error::other(format!("{}: not a number: {text:?}", path.display())))
+    }
+
     /// The [`DeviceInfo`] read when the device was opened.
     pub fn info(&self) -> &DeviceInfo {
         &self.info

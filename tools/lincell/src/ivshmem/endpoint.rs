@@ -631,6 +631,16 @@ pub(crate) enum ShmOffset {
     Rw(usize),
 }
 
+impl std::fmt::Display for ShmOffset {
+    /// As the command line takes it (`4096`, `rw+0x1000`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShmOffset::Abs(o) => write!(f, "{o}"),
+            ShmOffset::Rw(o) => write!(f, "rw+{o:#x}"),
+        }
+    }
+}
+
 impl ShmOffset {
     /// The absolute offset on `ep`.
     pub(crate) fn resolve(self, ep: &dyn Endpoint) -> usize {

@@ -93,13 +93,24 @@ same as one JSON object (schema in Documentation/latency.md); --plot FILE
 writes the round-trip histogram as an SVG chart (linear µs, log count).
 --load runs `stress-ng --cpu` on the other CPUs meanwhile.
 
+--compare-isolated CPU puts the product together: the same loop twice
+under the same load, first pinned to a housekeeping CPU (the first other
+online CPU), then on CPU isolated by cpu_isolate.ko and its cpuset
+partition (`lincell isolate CPU -- ...`, released afterwards), with
+stress-ng on every CPU but CPU throughout (with --load); then a table of
+both runs and their ratio. The responder must answer two runs
+(`--respond --sessions 2`). With --plot FILE, each run's chart goes to
+FILE with -housekeeping or -isolated before its extension; with --json, one
+object holds both reports (Documentation/latency.md).
+
 An answer missing for --timeout-ms ends the run with exit status 1 (the
 responder died or stalled): the report covers what was measured.",
     after_help = "\
 Examples:
   lincell latency --respond --socket /tmp/ivshmem.sock            (host cell)
   lincell latency /dev/ivshmem0 --duration 60 --plot rtt.svg     (guest cell)
-  lincell isolate 3 --fifo 80 -- lincell latency /dev/ivshmem0 --cpu 3 --load --json"
+  lincell isolate 3 --fifo 80 -- lincell latency /dev/ivshmem0 --cpu 3 --load --json
+  lincell latency /dev/ivshmem0 --compare-isolated 1 --load --plot /tmp/rtt.svg"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -159,6 +170,9 @@ pub struct Args {
     /// Responder: answer this many runs, then exit.
     #[arg(long, value_name = "N", default_value_t = 1)]
     sessions: u32,
+    /// Run on a housekeeping CPU, then on CPU isolated, and compare.
+    #[arg(long, value_name = "CPU", conflicts_with_all = ["respond", "cpu"])]
+    compare_isolated: Option<usize>,
 }
 
 /// A message.
@@ -519,6 +533,10 @@ pub fn run(a: Args) -> Result<()> {
     if a.respond {
         return respond(ep.as_mut(), &a, vector);
     }
+    if let Some(cpu) = a.compare_isolated {
+        drop(ep);
+        return compare(&a, cpu);
+    }
     let rep = initiate(ep.as_mut(), &a, vector)?;
     let mut out = io::stdout().lock();
     if a.json {
@@ -536,6 +554,212 @@ pub fn run(a: Args) -> Result<()> {
         Some(e) => Err(Error::Failed(e.clone())),
         None => Ok(()),
     }
+}
+
+/// The arguments that make a child `lincell latency` run the loop as `a`
+/// says (but for the CPU, the load, the plot and the comparison).
+fn child_args(a: &Args) -> Vec<String> {
+    let mut v = vec!["latency".to_string()];
+    if a.dev.socket {
+        v.push("--socket".into());
+    }
+    v.push(a.dev.dev.display().to_string());
+    let mode = match a.mode {
+        Mode::Spin => "spin",
+        Mode::Block => "block",
+        Mode::SpinBlock => "spin-block",
+    };
+    let count = a
+        .count
+        .unwrap_or(a.duration * 1_000_000 / a.interval_us.max(1));
+    for (k, val) in [
+        ("--mode", mode.to_string()),
+        ("--spin-us", a.spin_us.to_string()),
+        ("--interval-us", a.interval_us.to_string()),
+        ("--count", count.to_string()),
+        ("--priority", a.priority.to_string()),
+        ("--timeout-ms", a.timeout_ms.to_string()),
+        ("--connect-timeout-ms", a.connect_timeout_ms.to_string()),
+        ("--shm-offset", a.shm_offset.to_string()),
+        ("--hist-bucket-us", a.hist_bucket_us.to_string()),
+        ("--hist-max-us", a.hist_max_us.to_string()),
+    ] {
+        v.push(k.into());
+        v.push(val);
+    }
+    if let Some(vector) = a.vector {
+        v.push("--vector".into());
+        v.push(vector.to_string());
+    }
+    v.push("--json".into());
+    v
+}
+
+/// `FILE` with `-TAG` before its extension (`rtt.svg` -> `rtt-TAG.svg`).
+fn tagged(path: &std::path::Path, tag: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{tag}"),
+    };
+    path.with_file_name(name)
+}
+
+/// One run of the comparison: its JSON report (the child's stdout).
+fn compare_run(mut cmd: Command, what: &str) -> Result<serde_json::Value> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::io(format!("cannot run the {what} loop"), e))?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        Error::Failed(format!(
+            "the {what} run printed no report ({}; exit {}): {}",
+            e,
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim()
+        ))
+    })?;
+    Ok(report)
+}
+
+/// `--compare-isolated CPU`: the loop on a housekeeping CPU, then on CPU
+/// isolated (through `lincell isolate CPU -- lincell latency ...`), under
+/// the same load, and the comparison.
+fn compare(a: &Args, cpu: usize) -> Result<()> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map_err(|e| Error::io("/sys/devices/system/cpu/online", e))?;
+    let online = lincell_shared::cpu_isolate::cpulist::parse(text.trim().as_bytes())
+        .map_err(|e| Error::Failed(format!("/sys/devices/system/cpu/online: {e}")))?;
+    let Ok(cpu32) = u32::try_from(cpu) else {
+        return Err(Error::Usage(format!(
+            "--compare-isolated {cpu}: no such CPU"
+        )));
+    };
+    if !online.contains(cpu32) {
+        return Err(Error::Usage(format!(
+            "--compare-isolated {cpu}: CPU {cpu} is not online ({online})"
+        )));
+    }
+    let Some(housekeeping) = online.iter().find(|&c| c != cpu32) else {
+        return Err(Error::Usage(format!(
+            "--compare-isolated {cpu}: no other CPU online to compare with"
+        )));
+    };
+    let exe = std::env::current_exe().map_err(|e| Error::io("cannot find this program", e))?;
+    let args = child_args(a);
+    let count = a
+        .count
+        .unwrap_or(a.duration * 1_000_000 / a.interval_us.max(1));
+    let seconds = count * a.interval_us.max(1) / 1_000_000;
+    // One load for both runs, on every CPU but the one to isolate (and so
+    // on the housekeeping CPU the first run shares with it).
+    let _load = if a.load {
+        Some(Load::start(Some(cpu), 2 * seconds + 60)?)
+    } else {
+        None
+    };
+    let plot = |tag: &str| a.plot.as_ref().map(|p| tagged(p, tag));
+    let mut first = Command::new(&exe);
+    first.args(&args).arg("--cpu").arg(housekeeping.to_string());
+    if let Some(p) = plot("housekeeping") {
+        first.arg("--plot").arg(p);
+    }
+    eprintln!("latency: run 1 of 2: CPU {housekeeping} (housekeeping)");
+    let hk = compare_run(first, "housekeeping")?;
+    let mut second = Command::new(&exe);
+    second
+        .args(["isolate", &cpu.to_string(), "--"])
+        .arg(&exe)
+        .args(&args)
+        .arg("--cpu")
+        .arg(cpu.to_string());
+    if let Some(p) = plot("isolated") {
+        second.arg("--plot").arg(p);
+    }
+    eprintln!("latency: run 2 of 2: CPU {cpu} (isolated by cpu_isolate, then released)");
+    let iso = compare_run(second, "isolated")?;
+    let mut out = io::stdout().lock();
+    if a.json {
+        let both = serde_json::json!({
+            "version": 1,
+            "housekeeping_cpu": housekeeping,
+            "isolated_cpu": cpu,
+            "load": a.load,
+            "housekeeping": hk,
+            "isolated": iso,
+        });
+        let text = serde_json::to_string_pretty(&both)
+            .map_err(|e| Error::Failed(format!("cannot encode the report: {e}")))?;
+        writeln!(out, "{text}")?;
+    } else {
+        write!(
+            out,
+            "{}",
+            render_comparison(&hk, &iso, housekeeping, cpu, a.load)
+        )?;
+        if let (Some(h), Some(i)) = (plot("housekeeping"), plot("isolated")) {
+            writeln!(out, "plots: {} {}", h.display(), i.display())?;
+        }
+    }
+    match [&hk, &iso]
+        .iter()
+        .find_map(|r| r.get("error").and_then(|e| e.as_str()))
+    {
+        Some(e) => Err(Error::Failed(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// The comparison table of two JSON reports.
+pub(crate) fn render_comparison(
+    hk: &serde_json::Value,
+    iso: &serde_json::Value,
+    hk_cpu: u32,
+    iso_cpu: usize,
+    load: bool,
+) -> String {
+    let num = |r: &serde_json::Value, path: &[&str]| -> Option<f64> {
+        path.iter().try_fold(r, |v, k| v.get(k))?.as_f64()
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "RT loop across cells: housekeeping CPU {hk_cpu} vs CPU {iso_cpu} isolated by cpu_isolate{}",
+        if load {
+            format!(", stress-ng on every CPU but {iso_cpu}")
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        s,
+        "{:<18} {:>14} {:>14} {:>18}",
+        "", "housekeeping", "isolated", "housekeeping/iso"
+    );
+    let rows: [(&str, &[&str]); 10] = [
+        ("round trips", &["received"]),
+        ("lost", &["lost"]),
+        ("overruns", &["overruns"]),
+        ("rtt p50 µs", &["rtt_us", "p50"]),
+        ("rtt p99 µs", &["rtt_us", "p99"]),
+        ("rtt p99.9 µs", &["rtt_us", "p999"]),
+        ("rtt max µs", &["rtt_us", "max"]),
+        ("wake p50 µs", &["wake_us", "p50"]),
+        ("wake p99 µs", &["wake_us", "p99"]),
+        ("wake max µs", &["wake_us", "max"]),
+    ];
+    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    for (name, path) in rows {
+        let (h, i) = (num(hk, path), num(iso, path));
+        let ratio = match (h, i) {
+            (Some(h), Some(i)) if i > 0.0 && path.len() == 2 => format!("{:.2}", h / i),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "{name:<18} {:>14} {:>14} {ratio:>18}", cell(h), cell(i));
+    }
+    s
 }
 
 fn initiate(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<Report> {
@@ -972,6 +1196,83 @@ mod tests {
         assert_eq!(v["mode"], "spin-block");
         assert_eq!(v["rtt_us"]["max"], 12000.0);
         assert_eq!(v["histogram"]["overflow"], 1);
+    }
+
+    #[test]
+    fn the_comparison_reads_both_reports_and_divides() {
+        let hk = serde_json::to_value(report()).unwrap();
+        let mut iso = hk.clone();
+        iso["rtt_us"]["p99"] = serde_json::json!(300.0);
+        iso["rtt_us"]["max"] = serde_json::Value::Null;
+        let t = render_comparison(&hk, &iso, 0, 1, true);
+        assert!(t.starts_with(
+            "RT loop across cells: housekeeping CPU 0 vs CPU 1 isolated by cpu_isolate, stress-ng on every CPU but 1\n"
+        ));
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in\n{t}"))
+                .split_whitespace()
+                .skip(name.split_whitespace().count())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // rtt p99 of report() is 12000 µs (nearest rank of 4 samples).
+        assert_eq!(row("rtt p99 µs"), ["12000.0", "300.0", "40.00"]);
+        // A figure missing on one side: shown as -, no ratio.
+        assert_eq!(row("rtt max µs"), ["12000.0", "-"]);
+        // Counts get no ratio.
+        assert_eq!(row("round trips"), ["4.0", "4.0"]);
+    }
+
+    #[test]
+    fn comparison_children_get_the_loop_s_arguments() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: Args,
+        }
+        let a = Cli::parse_from([
+            "x",
+            "/dev/ivshmem0",
+            "--compare-isolated",
+            "1",
+            "--mode",
+            "block",
+            "--count",
+            "500",
+            "--load",
+        ])
+        .a;
+        let args = child_args(&a).join(" ");
+        assert!(
+            args.starts_with("latency /dev/ivshmem0 --mode block "),
+            "{args}"
+        );
+        assert!(args.contains("--count 500 "), "{args}");
+        assert!(args.contains("--shm-offset rw+0x1000 "), "{args}");
+        assert!(args.ends_with(" --json"), "{args}");
+        assert!(
+            !args.contains("--load") && !args.contains("--compare"),
+            "{args}"
+        );
+        let again = Cli::parse_from(
+            std::iter::once("x".to_string()).chain(child_args(&a).into_iter().skip(1)),
+        )
+        .a;
+        assert_eq!(
+            (again.count, again.mode, again.shm_offset),
+            (Some(500), Mode::Block, a.shm_offset)
+        );
+        assert_eq!(
+            tagged(std::path::Path::new("/tmp/rtt.svg"), "isolated"),
+            PathBuf::from("/tmp/rtt-isolated.svg")
+        );
+        assert_eq!(
+            tagged(std::path::Path::new("rtt"), "x"),
+            PathBuf::from("rtt-x")
+        );
     }
 
     #[test]

@@ -222,6 +222,8 @@ fn sync(
         while Instant::now() < retry_at {
             let left = retry_at.saturating_duration_since(Instant::now());
             match ep.wait(bit, left) {
+                // The kernel echo answers without a pong number.
+                Ok(_) if o.mode == Mode::Kernel => return Ok(()),
                 Ok(_) if Header::new(ep.shm(), base)?.load(off::PONG)? == seq => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
@@ -294,7 +296,7 @@ fn measure(
                 return Ok(());
             }
             let pong = Header::new(ep.shm(), base)?.load(off::PONG)?;
-            if pong != i {
+            if pong != i && o.mode != Mode::Kernel {
                 rep.failure = Some(format!(
                     "round {i}: doorbell arrived but pong is {pong}, expected {i}"
                 ));
@@ -630,6 +632,9 @@ fn serve(
         ));
         return Ok(s);
     }
+    if req.mode == Mode::Kernel {
+        return serve_kernel(ep, o, base, req, s, total);
+    }
     if let Some(wm) = req.mode.wait_mode() {
         ep.set_wait_mode(wm)?;
         // Whatever arrived before the session is not part of it.
@@ -734,6 +739,90 @@ fn serve(
         }
         if o.count.is_some_and(|n| *total >= n) {
             return Ok(s);
+        }
+    }
+}
+
+/// How often a [`Mode::Kernel`] responder looks at the session header.
+const KERNEL_WATCH: Duration = Duration::from_millis(10);
+
+/// Serves a [`Mode::Kernel`] session: ivshmem.ko answers the doorbells
+/// from its interrupt handler. This process turns the in-kernel echo on
+/// for the initiator, accepts, watches the header until the session ends
+/// (the initiator silent for `o.timeout` is a failure), and turns the echo
+/// off again whatever happened. The session's pongs are the doorbells the
+/// kernel answered, up to the rounds planned (it answered the warm-up
+/// too).
+fn serve_kernel(
+    ep: &mut dyn Endpoint,
+    o: &EchoOptions,
+    base: Base,
+    req: &Request,
+    mut s: Session,
+    total: &mut u64,
+) -> io::Result<Session> {
+    let Some(dev) = ep.device() else {
+        s.failure = Some(format!(
+            "kernel mode needs ivshmem.ko's in-kernel echo, and {} is a host peer",
+            ep.describe()
+        ));
+        return Ok(s);
+    };
+    let before = match dev.set_kernel_echo(Some(req.initiator)) {
+        Ok(n) => n,
+        Err(e) => {
+            s.failure = Some(format!("cannot turn the in-kernel echo on: {e}"));
+            return Ok(s);
+        }
+    };
+    let watched = watch_kernel_session(ep, o, base, req, &mut s);
+    let after = ep.device().map(|d| d.set_kernel_echo(None));
+    watched?;
+    let answered = match after {
+        Some(Ok(n)) => n.saturating_sub(before),
+        Some(Err(e)) => {
+            s.failure = Some(format!("cannot turn the in-kernel echo off: {e}"));
+            return Ok(s);
+        }
+        None => 0,
+    };
+    // Warm-up doorbells were answered too; the initiator checked every
+    // round's single answer.
+    s.pongs = answered.min(u64::from(req.iterations));
+    *total += s.pongs;
+    if answered < u64::from(req.iterations) && s.failure.is_none() {
+        s.failure = Some(format!(
+            "the in-kernel echo answered {answered} doorbells, fewer than the {} rounds",
+            req.iterations
+        ));
+    }
+    Ok(s)
+}
+
+/// Accepts a [`Mode::Kernel`] session and waits for its end.
+fn watch_kernel_session(
+    ep: &mut dyn Endpoint,
+    o: &EchoOptions,
+    base: Base,
+    req: &Request,
+    s: &mut Session,
+) -> io::Result<()> {
+    let h = Header::new(ep.shm(), base)?;
+    h.accept(req.nonce, ep.id())?;
+    let (mut last, mut since) = (h.load(off::PING)?, Instant::now());
+    loop {
+        thread::sleep(KERNEL_WATCH);
+        let state = h.state()?;
+        if h.load(off::NONCE)? != req.nonce || state != State::Ready {
+            s.stop = state == State::Stop;
+            return Ok(());
+        }
+        let ping = h.load(off::PING)?;
+        if ping != last {
+            (last, since) = (ping, Instant::now());
+        } else if since.elapsed() >= o.timeout {
+            s.failure = Some(format!("initiator silent for {:?}", o.timeout));
+            return Ok(());
         }
     }
 }

@@ -120,6 +120,11 @@ pub(crate) enum Mode {
     /// No doorbells: both sides spin on the sequence counters in shared
     /// memory (the polling baseline).
     Spin = 2,
+    /// Doorbells answered by the responder's kernel: ivshmem.ko's in-kernel
+    /// echo rings back from its interrupt handler (the floor of a doorbell
+    /// round trip); the initiator waits in a blocking read(2). The
+    /// responder is `echo` on a device, as root
+    Kernel = 3,
 }
 
 impl Mode {
@@ -129,6 +134,7 @@ impl Mode {
             0 => Mode::Read,
             1 => Mode::Poll,
             2 => Mode::Spin,
+            3 => Mode::Kernel,
             _ => return None,
         })
     }
@@ -136,7 +142,7 @@ impl Mode {
     /// How a device waits in this mode (`None`: it spins).
     pub(crate) fn wait_mode(self) -> Option<WaitMode> {
         match self {
-            Mode::Read => Some(WaitMode::Read),
+            Mode::Read | Mode::Kernel => Some(WaitMode::Read),
             Mode::Poll => Some(WaitMode::Poll),
             Mode::Spin => None,
         }
@@ -148,6 +154,7 @@ impl Mode {
             Mode::Read => "read",
             Mode::Poll => "poll",
             Mode::Spin => "spin",
+            Mode::Kernel => "kernel",
         }
     }
 }
