@@ -46,14 +46,17 @@ check "lincell release 3" sh -c "$L release 3 >/dev/null && [ -z \"\$(isolated)\
 
 # The common case in one command.
 oneshot() {
-	"$L" isolate 2 --rr 10 -- sh -c 'grep -q "^0::/lincell-2$" /proc/self/cgroup && chrt -p $$ | grep -q SCHED_RR && exit 7' \
-		>"$OUT/oneshot.txt" 2>&1
+	"$L" isolate 2 --rr 10 -- sh -c 'grep -q "^0::/lincell-2$" /proc/self/cgroup && chrt -p $$ | grep -q SCHED_RR && echo from-command && exit 7' \
+		>"$OUT/oneshot.txt" 2>"$OUT/oneshot.err"
 	rc=$?
-	cat "$OUT/oneshot.txt"
+	cat "$OUT/oneshot.txt" "$OUT/oneshot.err"
 	[ $rc = 7 ] || { echo "exit $rc, want 7"; return 1; }
+	# Standard output is the command's alone; lincell reports on stderr.
+	[ "$(cat "$OUT/oneshot.txt")" = from-command ] || { echo "stdout is not only the command's"; return 1; }
+	grep -q '^isolated 2: ' "$OUT/oneshot.err" && grep -q '^released 2; isolated now: none$' "$OUT/oneshot.err" || return 1
 	[ -z "$(isolated)" ] && [ ! -d $CG/lincell-2 ]
 }
-check "lincell isolate 2 --rr 10 -- COMMAND: runs it in the partition, releases, exits with its status (7)" oneshot
+check "lincell isolate 2 --rr 10 -- COMMAND: runs it in the partition, releases, exits with its status (7), its stdout its own" oneshot
 killed() {
 	"$L" isolate 2 -- sleep 60 >"$OUT/killed.txt" 2>&1 &
 	pid=$!

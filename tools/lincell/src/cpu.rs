@@ -50,7 +50,9 @@ With `-- COMMAND [ARGS...]`: isolate, run COMMAND there as `lincell run`
 does (inside the partition, on the isolated CPUs, with --fifo/--rr if
 given), wait for it, release the isolation (also when COMMAND fails or is
 interrupted: SIGINT and SIGTERM go to COMMAND, not to lincell), and exit
-with COMMAND's status (128 + N if signal N killed it).",
+with COMMAND's status (128 + N if signal N killed it). lincell's own report
+lines then go to standard error: standard output is COMMAND's alone (e.g.
+JSON for a pipe).",
     after_help = "\
 Examples:
   lincell isolate 2-3
@@ -245,12 +247,16 @@ fn request(m: &Module, file: &str, text: &str, what: impl Into<String>) -> Resul
 /// `lincell isolate`.
 pub fn isolate(a: IsolateArgs) -> Result<()> {
     let cpus = a.cpus;
+    // With a command, its standard output is its own (e.g. JSON for a
+    // pipe): lincell's reports go to standard error.
+    let to_stderr = !a.command.is_empty();
+    let say = |msg: String| report(to_stderr, &msg);
     let m = Module::open()?;
     let text = format!("{cpus}{}", if a.offline { " offline" } else { "" });
     request(&m, "isolate", &text, format!("isolate {text}"))?;
     let status = m.status().unwrap_or_default();
     let get = |k: &str| status.get(k).cloned().unwrap_or_default();
-    println!(
+    say(format!(
         "isolated {cpus}{}: {} IRQs moved ({} kernel-managed and {} unmovable stay), {} kernel threads moved ({} per-CPU threads pinned)",
         if a.offline { " and took them offline" } else { "" },
         get("irqs_moved"),
@@ -258,31 +264,40 @@ pub fn isolate(a: IsolateArgs) -> Result<()> {
         get("irqs_unmovable"),
         get("kthreads_moved"),
         get("kthreads_pinned"),
-    );
+    ));
     if a.offline {
-        println!("cpuset partition: not created: offline CPUs cannot belong to a partition (they are handed to another OS)");
+        say("cpuset partition: not created: offline CPUs cannot belong to a partition (they are handed to another OS)".into());
     } else if a.no_cpuset {
-        println!("cpuset partition: not created (--no-cpuset): user tasks and unbound workqueues may still run on {cpus}");
+        say(format!("cpuset partition: not created (--no-cpuset): user tasks and unbound workqueues may still run on {cpus}"));
     } else {
         match cpuset::create(&cpus.to_string()) {
-            cpuset::Outcome::Created { path, isolated } => {
-                println!("cpuset partition: {} (isolated; kernel reports cpuset.cpus.isolated={isolated})", path.display())
-            }
-            cpuset::Outcome::Skipped(why) => println!(
+            cpuset::Outcome::Created { path, isolated } => say(format!(
+                "cpuset partition: {} (isolated; kernel reports cpuset.cpus.isolated={isolated})",
+                path.display()
+            )),
+            cpuset::Outcome::Skipped(why) => say(format!(
                 "cpuset partition: not created: {why}; user tasks and unbound workqueues may still run on {cpus}"
-            ),
+            )),
         }
     }
     if a.command.is_empty() {
         return Ok(());
     }
     let code = run_child(&cpus, run::Policy::from_options(a.fifo, a.rr), &a.command);
-    release(ReleaseArgs {
-        cpus: Release::Cpus(cpus),
-    })?;
+    release_reporting(Release::Cpus(cpus), to_stderr)?;
     match code? {
         0 => Ok(()),
         c => Err(Error::Exited(c)),
+    }
+}
+
+/// A report line of `isolate`/`release`: on standard output, or on
+/// standard error while a command's output is on standard output.
+fn report(to_stderr: bool, msg: &str) {
+    if to_stderr {
+        eprintln!("{msg}");
+    } else {
+        println!("{msg}");
     }
 }
 
@@ -320,8 +335,13 @@ pub fn run(a: RunArgs) -> Result<()> {
 
 /// `lincell release`.
 pub fn release(a: ReleaseArgs) -> Result<()> {
+    release_reporting(a.cpus, false)
+}
+
+/// Releases `cpus`, reporting as [`report`] does.
+fn release_reporting(cpus: Release, to_stderr: bool) -> Result<()> {
     let m = Module::open()?;
-    let (text, which) = match a.cpus {
+    let (text, which) = match cpus {
         Release::All => ("all".to_string(), None),
         Release::Cpus(c) => (c.to_string(), Some(c.to_string())),
     };
@@ -330,19 +350,25 @@ pub fn release(a: ReleaseArgs) -> Result<()> {
     match cpuset::remove(which.as_deref()) {
         Ok(dirs) => {
             for d in dirs {
-                println!("cpuset partition {} removed", d.display());
+                report(
+                    to_stderr,
+                    &format!("cpuset partition {} removed", d.display()),
+                );
             }
         }
         Err(e) => eprintln!("lincell: warning: removing the cpuset partition: {e}"),
     }
     request(&m, "release", &text, format!("release {text}"))?;
     let status = m.status().unwrap_or_default();
-    println!(
-        "released {text}; isolated now: {}",
-        match status.get("isolated").map(String::as_str) {
-            Some("") | None => "none",
-            Some(s) => s,
-        }
+    report(
+        to_stderr,
+        &format!(
+            "released {text}; isolated now: {}",
+            match status.get("isolated").map(String::as_str) {
+                Some("") | None => "none",
+                Some(s) => s,
+            }
+        ),
     );
     Ok(())
 }

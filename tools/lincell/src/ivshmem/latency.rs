@@ -759,7 +759,49 @@ pub(crate) fn render_comparison(
         };
         let _ = writeln!(s, "{name:<18} {:>14} {:>14} {ratio:>18}", cell(h), cell(i));
     }
+    // The histograms, coarsely: round trips per range.
+    let (hh, ih) = (coarse_histogram(hk), coarse_histogram(iso));
+    for ((label, h), (_, i)) in hh.iter().zip(&ih) {
+        let _ = writeln!(s, "{:<18} {h:>14} {i:>14}", format!("rtt {label}"));
+    }
     s
+}
+
+/// Upper edges (µs) of the ranges [`coarse_histogram`] sums into.
+const COARSE_EDGES_US: [u64; 6] = [100, 200, 500, 1000, 2000, 5000];
+
+/// A report's round-trip histogram summed into the [`COARSE_EDGES_US`]
+/// ranges (and the rest): `(label, count)`; empty if it has none.
+fn coarse_histogram(r: &serde_json::Value) -> Vec<(String, u64)> {
+    let h = &r["histogram"];
+    let (Some(width), Some(counts)) = (h["bucket_us"].as_u64(), h["counts"].as_array()) else {
+        return Vec::new();
+    };
+    let mut sums = vec![0u64; COARSE_EDGES_US.len() + 1];
+    for (i, c) in counts.iter().enumerate() {
+        // CAST: a bucket index.
+        let start = i as u64 * width;
+        let slot = COARSE_EDGES_US
+            .iter()
+            .position(|&e| start < e)
+            .unwrap_or(COARSE_EDGES_US.len());
+        sums[slot] += c.as_u64().unwrap_or(0);
+    }
+    sums[COARSE_EDGES_US.len()] += h["overflow"].as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    let mut low = 0;
+    for (i, n) in sums.into_iter().enumerate() {
+        let label = match COARSE_EDGES_US.get(i) {
+            Some(&e) => {
+                let l = format!("{low}-{e} µs");
+                low = e;
+                l
+            }
+            None => format!(">= {low} µs"),
+        };
+        out.push((label, n));
+    }
+    out
 }
 
 fn initiate(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<Report> {
@@ -1223,6 +1265,10 @@ mod tests {
         assert_eq!(row("rtt max µs"), ["12000.0", "-"]);
         // Counts get no ratio.
         assert_eq!(row("round trips"), ["4.0", "4.0"]);
+        // The histogram, coarsely: 500, 600, 700 µs and 12 ms (overflow).
+        assert_eq!(row("rtt 500-1000 µs"), ["3", "3"]);
+        assert_eq!(row("rtt 0-100 µs"), ["0", "0"]);
+        assert_eq!(row("rtt >= 5000 µs"), ["1", "1"]);
     }
 
     #[test]

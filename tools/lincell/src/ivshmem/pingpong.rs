@@ -187,7 +187,9 @@ pub(crate) fn pingpong(ep: &mut dyn Endpoint, o: &PingOptions) -> io::Result<Pin
             if o.stop { State::Stop } else { State::Done } as u32,
         )?;
     }
-    if o.mode != Mode::Spin {
+    // Spinning responders and the kernel-mode one watch the header: no
+    // wake-up (which a kernel echo would answer, one doorbell too many).
+    if !matches!(o.mode, Mode::Spin | Mode::Kernel) {
         // The responder may be gone already (e.g. `echo --count`).
         let _ = ep.ring(peer, o.vector);
     }
