@@ -153,7 +153,16 @@ pub(crate) fn serve<D: Device>(mut ep: Box<dyn Endpoint>, dev: D, opts: &RunOpti
         if STOP.load(Ordering::SeqCst) {
             break Ok(());
         }
-        match ep.wait(u64::MAX, opts.tick) {
+        // One thread, one event loop: the doorbells and, while the device
+        // wants it, its own descriptor (a TAP with a frame pending).
+        let wake = frontend
+            .filter(|_| engine.live())
+            .and_then(|_| engine.device().wake_fd());
+        let woke = match wake {
+            Some(fd) => ep.wait_or(u64::MAX, opts.tick, fd),
+            None => ep.wait(u64::MAX, opts.tick),
+        };
+        match woke {
             Ok(_) => {}
             Err(e)
                 if matches!(
@@ -199,6 +208,9 @@ pub(crate) fn serve<D: Device>(mut ep: Box<dyn Endpoint>, dev: D, opts: &RunOpti
     };
     if let Err(e) = engine.device_mut().sync() {
         log(format_args!("fdatasync: {e}"));
+    }
+    if let Some(r) = engine.device().report() {
+        log(format_args!("{r}"));
     }
     let requests = engine.requests;
     drop(engine);

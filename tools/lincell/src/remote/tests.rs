@@ -912,3 +912,5 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
     assert_eq!(on_disk, data);
     let _ = std::io::stderr().flush();
 }
+
+mod net;
