@@ -308,6 +308,10 @@ fn serve(a: &ServeArgs) -> Result<()> {
             )));
         }
     }
+    // clap's `requires` does not hold within this subcommand: check here.
+    if a.net.is_none() && (a.mac.is_some() || a.mtu.is_some()) {
+        return Err(Error::Usage("--mac and --mtu need --net".into()));
+    }
     let target = Target::resolve(a.dev.as_deref(), a.socket.as_deref(), None)?;
     let remote = |e: std::io::Error| Error::Remote(e.to_string());
     if let Some(NetSpec::Tap(name)) = &a.net {
