@@ -16,8 +16,9 @@ server reads until EOF and answers `COUNT SHA256\\n`. SOURCE: it sends the
 SHA-256 of N random bytes (64 hex digits and a newline), then the bytes,
 then closes. The server appends one line per connection to LOG:
 `sink COUNT SHA256`, `source N SHA256` or `error WHY`.
-Clients exit 0 when the bytes check out, 1 otherwise (the reason on
-stderr); every socket operation times out after 60 s.
+Clients exit 0 when the bytes check out and print the time and rate
+(including the server's random-number generation for SOURCE), 1 otherwise
+(the reason on stderr); every socket operation times out after 60 s.
 """
 
 import hashlib
@@ -25,6 +26,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 TIMEOUT = 60
 CHUNK = 65536
@@ -91,7 +93,13 @@ def connect(host, port):
     return c
 
 
+def rate(count, start):
+    secs = max(time.monotonic() - start, 1e-6)
+    return f"in {secs:.2f} s, {count / secs / 1e6:.2f} MB/s"
+
+
 def sink(host, port, count):
+    start = time.monotonic()
     c = connect(host, port)
     c.sendall(b"SINK\n")
     h, left = hashlib.sha256(), count
@@ -105,10 +113,11 @@ def sink(host, port, count):
     want = f"{count} {h.hexdigest()}"
     if answer != want:
         sys.exit(f"server counted {answer!r}, sent {want!r}")
-    print(f"sent {count} bytes, server's SHA-256 matches")
+    print(f"sent {count} bytes {rate(count, start)}, server's SHA-256 matches")
 
 
 def source(host, port, count):
+    start = time.monotonic()
     c = connect(host, port)
     c.sendall(f"SOURCE {count}\n".encode())
     sha = read_line(c)
@@ -121,7 +130,7 @@ def source(host, port, count):
         n += len(b)
     if n != count or h.hexdigest() != sha:
         sys.exit(f"received {n} bytes with SHA-256 {h.hexdigest()}, expected {count} with {sha}")
-    print(f"received {count} bytes, SHA-256 matches")
+    print(f"received {count} bytes {rate(count, start)}, SHA-256 matches")
 
 
 def main():

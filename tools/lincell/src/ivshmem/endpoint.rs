@@ -925,6 +925,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn wait_or_wakes_for_the_extra_descriptor_and_for_doorbells() {
+        use std::io::{Read, Write};
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let server = TestServer::start(2);
+        let mut a = PeerEndpoint::connect(&server.socket).unwrap();
+        let mut b = PeerEndpoint::connect(&server.socket).unwrap();
+        wait_for_peer(&mut a, b.id());
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both are new descriptors nothing else owns.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (mut r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
+        // Nothing: times out.
+        let e = b
+            .wait_or(u64::MAX, Duration::from_millis(30), r.as_fd())
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        // The descriptor readable: returns at once with no vector.
+        w.write_all(b"x").unwrap();
+        let t = Instant::now();
+        let ev = b
+            .wait_or(u64::MAX, Duration::from_secs(5), r.as_fd())
+            .unwrap();
+        assert_eq!(ev.mask, 0);
+        assert!(t.elapsed() < Duration::from_secs(1));
+        r.read_exact(&mut [0u8; 1]).unwrap();
+        // A doorbell still wakes it, with its vector.
+        a.ring(b.id(), 1).unwrap();
+        let ev = b
+            .wait_or(u64::MAX, Duration::from_secs(5), r.as_fd())
+            .unwrap();
+        assert_eq!(ev.mask, 0b10);
+    }
+
+    #[test]
     fn host_sees_the_r_w_section_of_a_v1_layout() {
         let server = TestServer::start(1);
         let ep = PeerEndpoint::connect(&server.socket).unwrap();
