@@ -213,7 +213,7 @@ routes must be set again).
 Logs go to stderr: a start-up summary, negotiation, state changes and
 errors; -v adds a line per request.
 
-Exit status: 0 stopped by a signal; 1 runtime error (device, memory,
+Exit status: 0 stopped by a signal; 1 runtime error (device, memory, TAP,
 backing file); 2 usage error.",
     after_help = "\
 Examples:
