@@ -211,7 +211,8 @@ others). Restarting it rewrites the header and the frontend re-attaches
 routes must be set again).
 
 Logs go to stderr: a start-up summary, negotiation, state changes and
-errors; -v adds a line per request.
+errors, and at the stop the requests, wake-ups, doorbells rung and CPU time
+used (and the frame counters of virtio-net); -v adds a line per request.
 
 Exit status: 0 stopped by a signal; 1 runtime error (device, memory, TAP,
 backing file); 2 usage error.",
