@@ -23,12 +23,24 @@ n=0
 pid= srv=
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
+# Everything this script starts runs in its namespace: kill what is left
+# there, then delete it.
 cleanup() {
-	[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-	[ -n "$srv" ] && kill -KILL "$srv" 2>/dev/null
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 	ip netns del "$ns" 2>/dev/null
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+# The harness stops a host peer with SIGKILL when its guest never finishes
+# (its `sh -c`, which may be this script's parent): a watcher ends this
+# script then, and cleans up once it is gone.
+me=$$ parent=$PPID
+(
+	trap '' TERM INT HUP
+	while kill -0 "$me" 2>/dev/null && kill -0 "$parent" 2>/dev/null; do sleep 1; done
+	kill -KILL "$me" 2>/dev/null
+	cleanup
+) </dev/null >/dev/null 2>&1 &
 
 serve() {
 	ip netns exec "$ns" "$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" \
