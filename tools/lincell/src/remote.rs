@@ -5,7 +5,7 @@
 //!
 //! - [`mem`]: the R/W section as guest memory, header accessors;
 //! - [`engine`]: the header protocol, virtqueues, completions, faults;
-//! - [`blk`], [`console`]: the device models;
+//! - [`blk`], [`console`], [`net`]: the device models;
 //! - [`runner`]: the daemon loop over an ivshmem endpoint;
 //! - [`bench`](mod@bench): a direct-I/O block benchmark for `make bench`.
 
@@ -14,6 +14,7 @@ mod blk;
 mod console;
 mod engine;
 mod mem;
+mod net;
 mod runner;
 #[cfg(test)]
 mod tests;
@@ -106,6 +107,40 @@ fn parse_console(s: &str) -> Result<ConsoleSpec> {
     }
 }
 
+/// Where virtio-net frames go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NetSpec {
+    /// A TAP device of this name.
+    Tap(String),
+}
+
+/// Parses `--net` (clap value parser).
+fn parse_net(s: &str) -> Result<NetSpec> {
+    match s.strip_prefix("tap:") {
+        Some(name) => {
+            net::tap::check_name(name)?;
+            Ok(NetSpec::Tap(name.into()))
+        }
+        None => Err(Error::Usage(format!("`{s}`: expected `tap:IFNAME`"))),
+    }
+}
+
+/// Parses `--mtu` (clap value parser).
+fn parse_mtu(s: &str) -> Result<u16> {
+    let range = || {
+        Error::Usage(format!(
+            "MTU `{s}` is not a number from {} to {}",
+            net::MIN_MTU,
+            net::MAX_MTU
+        ))
+    };
+    let n: u16 = s.parse().map_err(|_| range())?;
+    if !(net::MIN_MTU..=net::MAX_MTU).contains(&n) {
+        return Err(range());
+    }
+    Ok(n)
+}
+
 /// Parses `--queue-size` (clap value parser).
 fn parse_queue_size(s: &str) -> Result<u16> {
     let n: u16 = s
@@ -119,13 +154,14 @@ fn parse_queue_size(s: &str) -> Result<u16> {
     Ok(n)
 }
 
-/// Serve one virtio device (block or console) to a vdev-remote frontend.
+/// Serve one virtio device (block, console or network) to a vdev-remote
+/// frontend.
 #[derive(clap::Args, Debug)]
 #[command(
     long_about = "\
 Serve one virtio device to a vdev-remote frontend: virtio-blk backed by a
-file or block device (--blk), or virtio-console connected to stdio or a
-UNIX socket (--console).
+file or block device (--blk), virtio-console connected to stdio or a UNIX
+socket (--console), or virtio-net attached to a TAP device (--net).
 
 Start-up: the backend maps the shared memory. On QEMU ivshmem (v1) memory it
 creates lincell's v1 section layout if the memory is blank (or joins the one
@@ -152,22 +188,41 @@ virtio-blk BLK_SIZE (512), SEG_MAX (queue size - 2, at most 126), SIZE_MAX
 (128 KiB), FLUSH, RO (--readonly) and DISCARD (regular files, by punching
 holes); never INDIRECT_DESC, EVENT_IDX or RING_PACKED. virtio-console has
 one port (no MULTIPORT): receiveq 0 carries input to the guest, transmitq 1
-its output.
+its output. virtio-net offers MAC, STATUS (link up) and MTU, and no
+checksum or segmentation offload (no CSUM, GUEST_CSUM, TSO, UFO or
+MRG_RXBUF): receiveq 0 carries frames to the guest, transmitq 1 frames from
+it, each behind a 12-byte virtio_net_hdr; there is no control queue. A
+transmitted frame shorter than an Ethernet header, longer than the MTU plus
+18 bytes (Ethernet header and one VLAN tag), or whose header asks for an
+offload is dropped and counted; so is a frame from the TAP that does not fit
+the guest's receive buffer. The counters are logged when the backend stops.
+
+The network data path is one thread and one event loop: each wake-up (a
+doorbell, or the TAP readable) drains every available transmit chain (up to
+a ring per queue), fills receive chains while frames are pending at the TAP,
+and rings each completed queue's vector once. While a frame waits for a
+receive buffer the TAP is not polled; the guest's refill kick wakes the
+backend.
 
 SIGINT or SIGTERM stops the backend cleanly: the request in hand completes,
 the file is fdatasync'ed, the own state goes to 0 (vector 0 rung to the
-others). Restarting it rewrites the header and the frontend re-attaches.
+others). Restarting it rewrites the header and the frontend re-attaches
+(for virtio-net the guest gets a new network interface: addresses and
+routes must be set again).
 
 Logs go to stderr: a start-up summary, negotiation, state changes and
-errors; -v adds a line per request.
+errors, and at the stop the requests, wake-ups, doorbells rung and CPU time
+used (and the frame counters of virtio-net); -v adds a line per request.
 
-Exit status: 0 stopped by a signal; 1 runtime error (device, memory,
+Exit status: 0 stopped by a signal; 1 runtime error (device, memory, TAP,
 backing file); 2 usage error.",
     after_help = "\
 Examples:
   ivshmem-server -F -S /tmp/ivshmem.sock -l 16M -n 4 &
   lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img
   lincell remote serve /dev/ivshmem0 --console unix:/tmp/hvc.sock
+  ip tuntap add dev lct0 mode tap && ip addr add 10.0.0.1/24 dev lct0 && ip link set lct0 up
+  lincell remote serve --socket /tmp/ivshmem.sock --net tap:lct0 --mac 02:00:00:00:00:02
   lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img --fault stall"
 )]
 struct ServeArgs {
@@ -182,8 +237,8 @@ struct ServeArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "console",
-        conflicts_with = "console"
+        required_unless_present_any = ["console", "net"],
+        conflicts_with_all = ["console", "net"]
     )]
     blk: Option<PathBuf>,
     /// Open the --blk file read-only and offer VIRTIO_BLK_F_RO.
@@ -196,8 +251,27 @@ struct ServeArgs {
     /// Serve virtio-console: `stdio` (guest output to stdout, stdin to the
     /// guest) or `unix:PATH` (listen on a UNIX stream socket at PATH, one
     /// client at a time; a stale socket is replaced).
-    #[arg(long, value_name = "stdio|unix:PATH", value_parser = parse_console)]
+    #[arg(long, value_name = "stdio|unix:PATH", value_parser = parse_console, conflicts_with = "net")]
     console: Option<ConsoleSpec>,
+    /// Serve virtio-net attached to the TAP device IFNAME (IFF_TAP |
+    /// IFF_NO_PI on /dev/net/tun): an existing, persistent TAP (`ip tuntap
+    /// add dev IFNAME mode tap`) keeps its addresses across backend
+    /// restarts; otherwise the kernel creates one that disappears with the
+    /// backend. The TAP lives in the backend's network namespace (run the
+    /// backend with `ip netns exec NS` to put it in NS); bringing it up and
+    /// addressing it is left to the caller. Needs CAP_NET_ADMIN, or a
+    /// persistent TAP owned by the user.
+    #[arg(long, value_name = "tap:IFNAME", value_parser = parse_net)]
+    net: Option<NetSpec>,
+    /// The guest's MAC address (VIRTIO_NET_F_MAC), XX:XX:XX:XX:XX:XX,
+    /// unicast and not zero (default: a locally administered address
+    /// derived from IFNAME, 02:6c:63:..., the same at every start).
+    #[arg(long, value_name = "MAC", requires = "net")]
+    mac: Option<net::Mac>,
+    /// The link's MTU (VIRTIO_NET_F_MTU), 68 to 65000: offered to the guest
+    /// and set on the TAP (default: the TAP's own MTU, 1500 for a new one).
+    #[arg(long, value_name = "BYTES", requires = "net", value_parser = parse_mtu)]
+    mtu: Option<u16>,
     /// Largest queue size offered (a power of two).
     #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
     queue_size: u16,
@@ -235,8 +309,27 @@ fn serve(a: &ServeArgs) -> Result<()> {
             )));
         }
     }
+    // clap's `requires` does not hold within this subcommand: check here.
+    if a.net.is_none() && (a.mac.is_some() || a.mtu.is_some()) {
+        return Err(Error::Usage("--mac and --mtu need --net".into()));
+    }
     let target = Target::resolve(a.dev.as_deref(), a.socket.as_deref(), None)?;
     let remote = |e: std::io::Error| Error::Remote(e.to_string());
+    if let Some(NetSpec::Tap(name)) = &a.net {
+        let tap = net::tap::Tap::open(name)?;
+        let mtu = match a.mtu {
+            Some(m) => {
+                if tap.mtu().ok() != Some(m) {
+                    tap.set_mtu(m)?;
+                }
+                m
+            }
+            None => tap.mtu()?.clamp(net::MIN_MTU, net::MAX_MTU),
+        };
+        let mac = a.mac.unwrap_or_else(|| net::Mac::derived(tap.name()));
+        let d = net::Net::new(tap, mac, mtu, a.verbose)?;
+        return start(&target, d, a, Duration::from_millis(100));
+    }
     match (&a.blk, &a.console) {
         (Some(path), _) => {
             let serial = a
@@ -258,7 +351,7 @@ fn serve(a: &ServeArgs) -> Result<()> {
             start(&target, d, a, Duration::from_millis(10))
         }
         (None, None) => Err(Error::Usage(
-            "give --blk FILE or --console stdio|unix:PATH".into(),
+            "give --blk FILE, --console stdio|unix:PATH or --net tap:IFNAME".into(),
         )),
     }
 }

@@ -8,7 +8,7 @@
 //! guest (`DEV`) and on the host (`--socket PATH`).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -91,6 +91,30 @@ pub(crate) trait Endpoint {
     fn wait(&mut self, mask: u64, timeout: Duration) -> io::Result<Events>;
     /// Takes what is pending without waiting (`None`: nothing).
     fn try_wait(&mut self) -> io::Result<Option<Events>>;
+    /// As [`Endpoint::wait`], but also returns as soon as `extra` is
+    /// readable (or hung up), with the vectors that fired meanwhile (often
+    /// none): for an event loop that serves another descriptor beside the
+    /// doorbells (the vdev-remote backend's TAP device). The default waits
+    /// in slices of at most a millisecond and looks at `extra` in between;
+    /// both endpoints here poll `extra` together with their doorbells.
+    fn wait_or(
+        &mut self,
+        mask: u64,
+        timeout: Duration,
+        extra: BorrowedFd<'_>,
+    ) -> io::Result<Events> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if poll::wait_readable(extra, Some(Duration::ZERO))? {
+                return Ok(self.try_wait()?.unwrap_or_default());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.wait(mask, left.min(Duration::from_millis(1))) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && !left.is_zero() => {}
+                r => return r,
+            }
+        }
+    }
     /// The shared memory.
     fn shm(&self) -> &dyn Shm;
     /// Byte offset and size of the common read/write section: the whole
@@ -316,6 +340,56 @@ impl Endpoint for DeviceEndpoint {
             count: u64::from(mask.count_ones()),
         }))
     }
+    fn wait_or(
+        &mut self,
+        mask: u64,
+        timeout: Duration,
+        extra: BorrowedFd<'_>,
+    ) -> io::Result<Events> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0u64;
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.dev.as_fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: extra.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let left = deadline.saturating_duration_since(Instant::now());
+            poll::poll_fds(&mut fds, Some(left))?;
+            if fds[0].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    format!(
+                        "{}: poll reports the device gone (revents {:#x})",
+                        self.dev.path().display(),
+                        fds[0].revents
+                    ),
+                ));
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                seen |= self.dev.try_read_events()?.unwrap_or(0);
+            }
+            if seen & mask != 0 || fds[1].revents != 0 {
+                return Ok(Events {
+                    mask: seen,
+                    count: u64::from(seen.count_ones()),
+                });
+            }
+            if left.is_zero() {
+                return Err(timed_out(format!(
+                    "{}: no doorbell on vectors {mask:#x} within {timeout:?} (saw {seen:#x})",
+                    self.dev.path().display()
+                )));
+            }
+        }
+    }
     fn shm(&self) -> &dyn Shm {
         &self.map
     }
@@ -432,6 +506,56 @@ impl PeerEndpoint {
         })
     }
 
+    /// [`Endpoint::wait`], and with `extra` [`Endpoint::wait_or`].
+    fn wait_with(
+        &mut self,
+        mask: u64,
+        timeout: Duration,
+        extra: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Events> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut fds = vec![libc::pollfd {
+                fd: self.peer.server_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if let Some(x) = extra {
+                fds.push(libc::pollfd {
+                    fd: x.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            for v in 0..self.peer.vectors().min(64) {
+                if mask & (1 << v) != 0 {
+                    let fd = self.peer.own_event_fd(v)?;
+                    fds.push(libc::pollfd {
+                        fd: fd.as_fd().as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            poll::poll_fds(&mut fds, Some(left))?;
+            if fds[0].revents != 0 {
+                self.refresh()?;
+            }
+            let ev = self.collect(mask)?;
+            let extra_ready = extra.is_some() && fds.get(1).is_some_and(|f| f.revents != 0);
+            if ev.mask != 0 || extra_ready {
+                return Ok(ev);
+            }
+            if left.is_zero() {
+                return Err(timed_out(format!(
+                    "{}: no doorbell on vectors {mask:#x} within {timeout:?}",
+                    self.describe()
+                )));
+            }
+        }
+    }
+
     /// Reads every readable eventfd among `mask`.
     fn collect(&self, mask: u64) -> io::Result<Events> {
         let mut ev = Events::default();
@@ -478,39 +602,15 @@ impl Endpoint for PeerEndpoint {
         }
     }
     fn wait(&mut self, mask: u64, timeout: Duration) -> io::Result<Events> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut fds = vec![libc::pollfd {
-                fd: self.peer.server_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            for v in 0..self.peer.vectors().min(64) {
-                if mask & (1 << v) != 0 {
-                    let fd = self.peer.own_event_fd(v)?;
-                    fds.push(libc::pollfd {
-                        fd: fd.as_fd().as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            poll::poll_fds(&mut fds, Some(left))?;
-            if fds[0].revents != 0 {
-                self.refresh()?;
-            }
-            let ev = self.collect(mask)?;
-            if ev.mask != 0 {
-                return Ok(ev);
-            }
-            if left.is_zero() {
-                return Err(timed_out(format!(
-                    "{}: no doorbell on vectors {mask:#x} within {timeout:?}",
-                    self.describe()
-                )));
-            }
-        }
+        self.wait_with(mask, timeout, None)
+    }
+    fn wait_or(
+        &mut self,
+        mask: u64,
+        timeout: Duration,
+        extra: BorrowedFd<'_>,
+    ) -> io::Result<Events> {
+        self.wait_with(mask, timeout, Some(extra))
     }
     fn try_wait(&mut self) -> io::Result<Option<Events>> {
         let ev = self.collect(u64::MAX)?;
@@ -832,6 +932,42 @@ pub(crate) mod tests {
 
         assert!(a.ring(999, 0).is_err(), "unknown peer");
         assert!(a.ring(b.id(), 2).is_err(), "no vector 2");
+    }
+
+    #[test]
+    fn wait_or_wakes_for_the_extra_descriptor_and_for_doorbells() {
+        use std::io::{Read, Write};
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let server = TestServer::start(2);
+        let mut a = PeerEndpoint::connect(&server.socket).unwrap();
+        let mut b = PeerEndpoint::connect(&server.socket).unwrap();
+        wait_for_peer(&mut a, b.id());
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both are new descriptors nothing else owns.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (mut r, mut w) = (std::fs::File::from(r), std::fs::File::from(w));
+        // Nothing: times out.
+        let e = b
+            .wait_or(u64::MAX, Duration::from_millis(30), r.as_fd())
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        // The descriptor readable: returns at once with no vector.
+        w.write_all(b"x").unwrap();
+        let t = Instant::now();
+        let ev = b
+            .wait_or(u64::MAX, Duration::from_secs(5), r.as_fd())
+            .unwrap();
+        assert_eq!(ev.mask, 0);
+        assert!(t.elapsed() < Duration::from_secs(1));
+        r.read_exact(&mut [0u8; 1]).unwrap();
+        // A doorbell still wakes it, with its vector.
+        a.ring(b.id(), 1).unwrap();
+        let ev = b
+            .wait_or(u64::MAX, Duration::from_secs(5), r.as_fd())
+            .unwrap();
+        assert_eq!(ev.mask, 0b10);
     }
 
     #[test]

@@ -105,8 +105,18 @@ pub(crate) trait Device {
             len: done.written,
         }
     }
+    /// A descriptor whose readability means the device has work of its own
+    /// (a frame pending at a TAP): the runner wakes for it as for a
+    /// doorbell. `None` (the default): doorbells and the tick only.
+    fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
     /// The driver reset the device.
     fn reset(&mut self) {}
+    /// A line of counters for the log when the backend stops.
+    fn report(&self) -> Option<String> {
+        None
+    }
     /// Makes completed writes durable (shutdown).
     fn sync(&mut self) -> std::io::Result<()> {
         Ok(())

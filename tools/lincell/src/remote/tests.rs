@@ -34,6 +34,7 @@ use super::blk::{self, Blk};
 use super::console::{Console, Input, Output};
 use super::engine::{Device, Engine, Fault, Faulty, Options, FAULT_AFTER};
 use super::mem::{Mem, Section};
+use crate::ivshmem::endpoint::Endpoint as _;
 
 const SECTION: usize = 1 << 20;
 /// A ring offset or size from the shared layout as a section offset.
@@ -791,14 +792,24 @@ fn frontend_is_the_lowest_other_ready_peer() {
     assert_eq!(find_frontend(&[], 0), None);
 }
 
+/// Serializes the tests that run the daemon loop (its stop flag,
+/// [`super::runner::STOP`], is one per process) and clears the flag.
+fn daemon_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    super::runner::STOP.store(false, Ordering::SeqCst);
+    g
+}
+
 /// The daemon loop for real: backend and frontend are host peers of an
 /// ivshmem server; the frontend follows the state protocol, negotiates over
 /// doorbells, and does a block write and read.
 #[test]
 fn daemon_serves_a_frontend_over_the_ivshmem_server() {
-    use crate::ivshmem::endpoint::tests::{wait_for_peer, TestServer};
+    use crate::ivshmem::endpoint::tests::TestServer;
     use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint};
 
+    let _one = daemon_lock();
     let server = TestServer::start(4);
     let file = TempFile::new("daemon", 1 << 20);
     let socket = server.socket.clone();
@@ -822,71 +833,8 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
         (id, r)
     });
 
-    let mut fe = PeerEndpoint::connect(&server.socket).unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    let backend_id = loop {
-        let _ = fe.refresh();
-        if let Ok(states) = fe.peer_states() {
-            if let Some(b) = states.iter().position(|&s| s == STATE_READY) {
-                break u32::try_from(b).unwrap();
-            }
-        }
-        assert!(Instant::now() < until, "backend never became READY");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    wait_for_peer(&mut fe, backend_id);
-    let (rw_off, rw_len) = fe.rw_section();
-    assert!(rw_off > 0, "the backend created the v1 layout");
-    assert_eq!(
-        fe.peer()
-            .shm()
-            .region()
-            .load::<u32>(lincell_shared::ivshmem::v1layout::off::PROTOCOL, Acquire),
-        Ok(0x8002)
-    );
-    fe.set_state(STATE_READY).unwrap();
-    let (ptr, len) = fe.rw_ptr().unwrap();
-    assert_eq!(len, rw_len);
-    // SAFETY: the mapping lives as long as `fe`, which outlives `mem`.
-    let mem = Section::new(unsafe { super::mem::mem_from_raw(ptr, len).unwrap() }).unwrap();
-
-    /// Doorbells to a backend in another thread.
-    struct Remote {
-        ep: PeerEndpoint,
-        mem: Section,
-        backend: u32,
-    }
-    impl Link for Remote {
-        fn mem(&self) -> &Section {
-            &self.mem
-        }
-        fn transact(&mut self) {
-            self.ep.ring(self.backend, 0).unwrap();
-            let until = Instant::now() + Duration::from_secs(5);
-            while self
-                .mem
-                .header()
-                .load::<u32>(off::WRITE_TRANSACTION, Acquire)
-                != 0
-            {
-                assert!(
-                    Instant::now() < until,
-                    "backend did not clear the transaction"
-                );
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        fn kick(&mut self) -> Vec<u16> {
-            self.ep.ring(self.backend, 1).unwrap();
-            let ev = self.ep.wait(1 << 1, Duration::from_secs(5)).unwrap();
-            (0..4u16).filter(|v| ev.mask & 1 << v != 0).collect()
-        }
-    }
-    let mut f = Front::new(Remote {
-        ep: fe,
-        mem,
-        backend: backend_id,
-    });
+    let mut f = remote_front(&server, 0x8002, 1 << 1);
+    let backend_id = f.link.backend;
     f.next_buf = 0x40000;
     f.bring_up(1);
     let data = [0x5au8; 1024];
@@ -912,3 +860,93 @@ fn daemon_serves_a_frontend_over_the_ivshmem_server() {
     assert_eq!(on_disk, data);
     let _ = std::io::stderr().flush();
 }
+
+/// A frontend as a second host peer of `server`, once the backend (another
+/// thread) is READY and wrote `protocol`; its kicks ring vector 1 and wait
+/// for `wait_mask`.
+fn remote_front(
+    server: &crate::ivshmem::endpoint::tests::TestServer,
+    protocol: u32,
+    wait_mask: u64,
+) -> Front<Remote> {
+    use crate::ivshmem::endpoint::tests::wait_for_peer;
+    use crate::ivshmem::endpoint::{Endpoint, PeerEndpoint};
+
+    let mut fe = PeerEndpoint::connect(&server.socket).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let backend_id = loop {
+        let _ = fe.refresh();
+        if let Ok(states) = fe.peer_states() {
+            if let Some(b) = states.iter().position(|&s| s == STATE_READY) {
+                break u32::try_from(b).unwrap();
+            }
+        }
+        assert!(Instant::now() < until, "backend never became READY");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_peer(&mut fe, backend_id);
+    let (rw_off, rw_len) = fe.rw_section();
+    assert!(rw_off > 0, "the backend created the v1 layout");
+    assert_eq!(
+        fe.peer()
+            .shm()
+            .region()
+            .load::<u32>(lincell_shared::ivshmem::v1layout::off::PROTOCOL, Acquire),
+        Ok(protocol)
+    );
+    fe.set_state(STATE_READY).unwrap();
+    let (ptr, len) = fe.rw_ptr().unwrap();
+    assert_eq!(len, rw_len);
+    // SAFETY: the mapping lives as long as `fe`, which outlives `mem`.
+    let mem = Section::new(unsafe { super::mem::mem_from_raw(ptr, len).unwrap() }).unwrap();
+
+    let mut f = Front::new(Remote {
+        ep: fe,
+        mem,
+        backend: backend_id,
+        wait_mask,
+    });
+    f.next_buf = 0x40000;
+    f
+}
+
+/// Doorbells to a backend in another thread.
+pub(super) struct Remote {
+    pub(super) ep: crate::ivshmem::endpoint::PeerEndpoint,
+    mem: Section,
+    pub(super) backend: u32,
+    /// The vectors a kick waits for.
+    wait_mask: u64,
+}
+
+impl Link for Remote {
+    fn mem(&self) -> &Section {
+        &self.mem
+    }
+    fn transact(&mut self) {
+        self.ep.ring(self.backend, 0).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while self
+            .mem
+            .header()
+            .load::<u32>(off::WRITE_TRANSACTION, Acquire)
+            != 0
+        {
+            assert!(
+                Instant::now() < until,
+                "backend did not clear the transaction"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    fn kick(&mut self) -> Vec<u16> {
+        self.ep.ring(self.backend, 1).unwrap();
+        let ev = self
+            .ep
+            .wait(self.wait_mask, Duration::from_secs(5))
+            .unwrap();
+        (0..4u16).filter(|v| ev.mask & 1 << v != 0).collect()
+    }
+}
+
+mod net;

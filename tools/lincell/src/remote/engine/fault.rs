@@ -69,6 +69,12 @@ impl<D: Device> Faulty<D> {
         }
     }
 
+    /// The wrapped device.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &D {
+        &self.inner
+    }
+
     /// Whether a stall fault stopped completions.
     fn stalled(&self) -> bool {
         self.fault == Some(Fault::Stall) && self.completed >= self.after
@@ -136,8 +142,16 @@ impl<D: Device> Device for Faulty<D> {
         }
     }
 
+    fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.wake_fd()
+    }
+
     fn reset(&mut self) {
         self.inner.reset()
+    }
+
+    fn report(&self) -> Option<String> {
+        self.inner.report()
     }
 
     fn sync(&mut self) -> std::io::Result<()> {

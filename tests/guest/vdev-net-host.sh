@@ -1,0 +1,97 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# virtio-net over vdev_remote with a host backend: the guest's QEMU
+# ivshmem-doorbell device (4 vectors, 16 MiB) goes to vdev_remote, and
+# `lincell remote serve --net tap:lct0` runs on the host inside a network
+# namespace whose TAP is 10.77.0.1/24 (tests/host/vdev-net.sh, whose TAP
+# counts too). The kernel's own, unmodified virtio_net drives the
+# interface. Checked: the interface has the backend's MAC, MTU and carrier;
+# ping (also full-MTU and fragmented) to the host side; TCP transfers both
+# ways whose bytes are checked (SHA-256, tests/host/tcp-check.py); the
+# backend killed in the middle of a transfer takes the link away (carrier
+# off or the device removed) and the transfer does not complete; a
+# restarted backend brings the interface back by itself, and ping and TCP
+# work again. No kernel warning anywhere (the harness checks every guest's
+# log).
+# On an ivshmem 2.0 device (a virtio-net frontend, protocol 0x8001, bound by
+# ID) it passes too, but not yet reliably enough for `make check`: in 1 of 6
+# runs the frontend failed the device during the full-MTU ping ("it did not
+# take output on queue 1 for 2000 ms", the backend answering normally
+# otherwise) and the failed device's receive-buffer loop then stalled a CPU
+# (RCU stall; Documentation/vdev-remote-backend.md, Features). To run it
+# there, add to the directives:
+#   revisions=v1,v2 ivshmem2=2:16M:0:0x8001 ivshmem2-vectors=4
+# lincell-vm: ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: host=sh tests/host/vdev-net.sh guest
+. "$LINCELL_ROOT/virtme/guest-lib.sh"
+MAC=02:6c:63:00:00:02
+HOST=10.77.0.1
+ADDR=10.77.0.2/24
+TCP="python3 $LINCELL_ROOT/tests/host/tcp-check.py"
+PING="busybox ping"
+
+# The interface with the backend's MAC, if there is one.
+netif() {
+	for d in /sys/class/net/*; do
+		[ "$(cat "$d/address" 2>/dev/null)" = "$MAC" ] && basename "$d" && return 0
+	done
+	return 1
+}
+has_link() { i=$(netif) && [ "$(cat "/sys/class/net/$i/carrier" 2>/dev/null)" = 1 ]; }
+link_gone() { ! has_link; }
+bring_up() {
+	# udev renames eth0 (enp0sN): let it finish first.
+	udevadm settle -t 10 2>/dev/null
+	i=$(netif) || return 1
+	ip addr flush dev "$i" && ip addr add $ADDR dev "$i" && ip link set "$i" up
+}
+attached() { dmesg | grep -c 'attached: virtio device id'; }
+# tcp NAME MODE BYTES: a checked transfer (ok/not ok), its rate as a comment.
+tcp() {
+	if _out=$($TCP "$2" $HOST 5001 "$3" 2>&1); then echo "# $_out"; ok "$1"; else not_ok "$1" "$_out"; fi
+}
+
+plan 19
+check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
+pci=$(ivshmem_pci)
+check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
+check "a network interface with the backend's MAC appears once it is READY" wait_for 240 netif
+ifc=$(netif)
+expect "virtio_net drives $ifc" "virtio_net" readlink "/sys/class/net/$ifc/device/driver"
+expect "its MTU is the TAP's (1500)" "1500" cat "/sys/class/net/$ifc/mtu"
+check "$ifc up with $ADDR" bring_up
+check "carrier on (VIRTIO_NET_F_STATUS, link up)" wait_for 30 has_link
+check "ping $HOST" $PING -c 3 -W 10 $HOST
+check "ping with full-MTU frames (1472-byte payload)" $PING -c 2 -W 10 -s 1472 $HOST
+check "ping with fragmented 4000-byte datagrams" $PING -c 2 -W 10 -s 4000 $HOST
+tcp "TCP guest to host: 4 MiB, SHA-256 checked by the host" sink 4194304
+tcp "TCP host to guest: 4 MiB, SHA-256 checked here" source 4194304
+
+# The backend killed while a long transfer runs.
+$TCP sink $HOST 5001 2000000000 >/tmp/long.out 2>&1 &
+long=$!
+sleep 3
+to_host kill-now
+check "the link goes away (carrier off or the device removed) after the kill" wait_for 120 link_gone
+sleep 2
+if kill -0 $long 2>/dev/null; then
+	ok "the transfer stalls (still unfinished)"
+else
+	wait $long
+	rc=$?
+	if [ $rc != 0 ]; then ok "the transfer fails ($(tail -1 /tmp/long.out))"; else not_ok "the transfer stalls or fails" "it completed: $(cat /tmp/long.out)"; fi
+fi
+kill $long 2>/dev/null
+wait $long 2>/dev/null
+# The frontend sees the backend leave READY (the server clears a dead
+# peer's state) or, if a transmit kick comes first, the output not taken.
+check "the kernel says why ($(dmesg | grep -o 'backend (peer [0-9]*) failed: .*' | tail -1))" \
+	sh -c "dmesg | grep -qE 'backend \(peer [0-9]+\) failed: (it left READY|it did not take output)'"
+before=$(attached)
+back() { [ "$(attached)" -gt "$before" ] && netif; }
+up_again() { bring_up && wait_for 30 has_link; }
+to_host restart-now
+check "a restarted backend brings the interface back by itself" wait_for 180 back
+check "the interface up with $ADDR again, carrier on" up_again
+check "ping $HOST after the restart" wait_for 60 $PING -c 1 -W 2 $HOST
+tcp "TCP guest to host after the restart: 4 MiB, SHA-256 checked" sink 4194304

@@ -1,0 +1,98 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Host side of tests/guest/vdev-net-host.sh: a network namespace with a
+# persistent TAP (lct0, 10.77.0.1/24, up) and a TCP checker listening on it
+# (tests/host/tcp-check.py serve, port 5001), and `lincell remote serve
+# --net tap:lct0` run inside the namespace as an ivshmem-server peer. It
+# follows the guest's script through marker files in the guest's output
+# directory:
+#   kill-now     kill the backend (SIGKILL) while the guest transfers
+#   restart-now  start it again
+# and stops it cleanly (SIGTERM, exit 0 expected) once the guest's script
+# is done; then checks the checker's log (the guest's transfers arrived
+# whole, before and after the restart). The namespace goes away at exit.
+# usage: vdev-net.sh GUEST_NAME   (TAP on stdout)
+guest=$1
+lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
+g=$LINCELL_OUT/../$guest
+log=$LINCELL_OUT/backend.log
+tcplog=$LINCELL_OUT/tcp.log
+ns=lcnet$$
+mac=02:6c:63:00:00:02
+n=0
+pid= srv=
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
+# Everything this script starts runs in its namespace: kill what is left
+# there, then delete it.
+cleanup() {
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+	ip netns del "$ns" 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+# The harness stops a host peer with SIGKILL when its guest never finishes
+# (its `sh -c`, which may be this script's parent): a watcher ends this
+# script then, and cleans up once it is gone.
+me=$$ parent=$PPID
+(
+	trap '' TERM INT HUP
+	while kill -0 "$me" 2>/dev/null && kill -0 "$parent" 2>/dev/null; do sleep 1; done
+	kill -KILL "$me" 2>/dev/null
+	cleanup
+) </dev/null >/dev/null 2>&1 &
+
+serve() {
+	ip netns exec "$ns" "$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" \
+		--net tap:lct0 --mac "$mac" "$@" 2>>"$log" &
+	pid=$!
+}
+# wait_file NAME SECONDS: until the guest wrote NAME (or its script ended).
+wait_file() {
+	i=0
+	while [ $i -lt $(($2 * 10)) ]; do
+		[ -e "$g/$1" ] && return 0
+		[ -e "$g/done" ] && return 1
+		sleep 0.1; i=$((i + 1))
+	done
+	return 1
+}
+
+echo "TAP version 13"
+echo "1..5"
+if ip netns add "$ns" && ip -n "$ns" link set lo up &&
+	ip -n "$ns" tuntap add dev lct0 mode tap &&
+	ip -n "$ns" addr add 10.77.0.1/24 dev lct0 && ip -n "$ns" link set lct0 up; then
+	ok "network namespace $ns with TAP lct0 (10.77.0.1/24)"
+else
+	not_ok "network namespace with a TAP" "ip netns/tuntap failed"
+fi
+: >"$tcplog"
+ip netns exec "$ns" python3 "$LINCELL_ROOT/tests/host/tcp-check.py" serve 10.77.0.1 5001 "$tcplog" \
+	2>>"$LINCELL_OUT/tcp-check.err" &
+srv=$!
+serve
+if wait_file kill-now 600; then
+	kill -KILL "$pid"; wait "$pid" 2>/dev/null
+	ok "backend killed (SIGKILL) while the guest transfers"
+	if wait_file restart-now 300; then
+		serve
+		ok "backend restarted"
+	else
+		not_ok "backend restarted" "guest never asked"
+	fi
+else
+	not_ok "backend killed while the guest transfers" "guest never asked"
+	not_ok "backend restarted" "guest never asked"
+fi
+# Until the guest is done, then a clean stop.
+wait_file never 900
+kill -TERM "$pid" 2>/dev/null
+wait "$pid"; rc=$?
+pid=
+if [ $rc = 0 ]; then ok "backend exits 0 on SIGTERM at the end"
+else not_ok "backend exits 0 on SIGTERM at the end" "exit $rc; log: $(tail -5 "$log")"; fi
+# The guest sends 4 MiB before the kill and 4 MiB after the restart.
+whole=$(grep -c "^sink 4194304 " "$tcplog")
+if [ "$whole" -ge 2 ]; then ok "the TCP checker received the guest's 4 MiB whole, before and after the restart"
+else not_ok "the TCP checker received the guest's 4 MiB twice" "$(cat "$tcplog" "$LINCELL_OUT/tcp-check.err" 2>&1)"; fi
