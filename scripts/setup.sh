@@ -63,8 +63,9 @@ APT_PACKAGES=(
 	# The arm64 leg: cross GCC for the kernel and modules, QEMU's virt board.
 	gcc-aarch64-linux-gnu qemu-system-arm
 	# The field's own instruments, run in the guests (which see the host's
-	# root filesystem): cyclictest, and stress-ng for load.
-	rt-tests stress-ng
+	# root filesystem): cyclictest and rtla (osnoise, timerlat), fio for
+	# the disks, iperf3 for the networks, and stress-ng for load.
+	rt-tests rtla fio iperf3 stress-ng
 )
 
 step "Debian packages"

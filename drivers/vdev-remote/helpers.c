@@ -20,11 +20,15 @@
  * spinlock_t does not turn them off and nothing tells its context apart,
  * while the interrupt thread that would collect the used entries can block
  * on the very lock the spinner holds (hvc_poll takes the hvc lock that
- * hvc_write holds around put_chars), so every kick counts as such a caller.
+ * hvc_write holds around put_chars), so every kick of a driver that spins
+ * (spinning_driver: virtio_console) counts as such a caller. Other drivers
+ * (virtio_net's transmit, virtio_blk) never spin on their buffers: making
+ * each of their kicks wait for the backend cost a backend round trip per
+ * packet.
  */
-bool vdev_remote_kick_may_spin(void)
+bool vdev_remote_kick_may_spin(bool spinning_driver)
 {
-	return IS_ENABLED(CONFIG_PREEMPT_RT) || irqs_disabled();
+	return (IS_ENABLED(CONFIG_PREEMPT_RT) && spinning_driver) || irqs_disabled();
 }
 
 /*

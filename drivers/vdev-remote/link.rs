@@ -46,6 +46,7 @@ use crate::queue::Queue;
 use crate::shared::ivshmem::doorbell::Doorbell;
 use crate::shared::ivshmem::regs::{RegisterModel, BAR0_SIZE};
 use crate::shared::shmem::{Fallback, RawRegion, SharedMemory};
+use crate::shared::vdev::device_id;
 // `HEADER_AREA` is re-exported for `transport.rs`.
 pub(crate) use crate::shared::vdev::header::HEADER_AREA;
 use crate::shared::vdev::header::{self, off, STATE_READY};
@@ -826,8 +827,10 @@ impl Link {
     /// the backend. Always `true` (the virtqueue stays usable; a failed
     /// backend's buffers complete with errors through the fail work).
     pub(crate) fn kick(this: &Arc<Self>, queue: &Queue) -> bool {
+        let spinning_driver =
+            device_id::driver_spins_on_output(this.device_id.load(Ordering::Acquire));
         // SAFETY: no preconditions.
-        let may_spin = unsafe { crate::ffi::vdev_remote_kick_may_spin() };
+        let may_spin = unsafe { crate::ffi::vdev_remote_kick_may_spin(spinning_driver) };
         if this.dead.load(Ordering::Acquire) {
             if may_spin {
                 // The caller may spin for its buffer with interrupts off;

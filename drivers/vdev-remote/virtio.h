@@ -8,5 +8,5 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
-bool vdev_remote_kick_may_spin(void);
+bool vdev_remote_kick_may_spin(bool spinning_driver);
 void vdev_remote_vring_interrupt(struct virtqueue *vq);

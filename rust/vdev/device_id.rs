@@ -112,9 +112,25 @@ pub fn queue_owes_answers(id: u32, index: u32, count: u32) -> bool {
     }
 }
 
+/// Whether the driver of a device of type `id` may kick and then spin
+/// until its output buffer comes back: virtio_console's hvc output does
+/// (`__send_to_port`, holding locks the interrupt path needs), so the
+/// transport collects for it. virtio-net and virtio-blk never do.
+pub fn driver_spins_on_output(id: u32) -> bool {
+    id == CONSOLE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_console_driver_spins_on_output() {
+        assert!(driver_spins_on_output(CONSOLE));
+        assert!(!driver_spins_on_output(NET));
+        assert!(!driver_spins_on_output(BLK));
+        assert!(!driver_spins_on_output(0));
+    }
 
     const VSOCK: u32 = 19;
     const BALLOON: u32 = 5;

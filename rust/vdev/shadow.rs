@@ -468,6 +468,11 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             Relaxed,
         );
         self.private_used = self.private_used.wrapping_add(1);
+        self.not_in_flight(id);
+    }
+
+    /// Head `id` is no longer the backend's.
+    fn not_in_flight(&mut self, id: u32) {
         if let Some(h) = self.heads.get_mut(id as usize) {
             if h.in_flight {
                 h.in_flight = false;
@@ -479,10 +484,19 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         }
     }
 
-    /// Completes every chain the driver handed over, published or not, with
-    /// length 0, after `fill(addr, len)` was called on each device-writable
-    /// buffer. Returns the number of chains completed. Used once the
-    /// backend is considered dead; it reads only the private ring.
+    /// Completes every request the driver handed over, published or not,
+    /// with length 0, after `fill(addr, len)` was called on each
+    /// device-writable buffer. Returns the number of chains completed. Used
+    /// once the backend is considered dead; it reads only the private ring.
+    ///
+    /// Chains with no driver-readable descriptor are not requests but
+    /// buffers offered for the device to fill (virtio-net's and
+    /// virtio-console's receive queues): a dead device owes them nothing, so
+    /// they are taken off the ring and kept, never completed. Completing
+    /// them empty would have the driver refill at once and kick, and the
+    /// failed device complete the refill at once again: a loop that held a
+    /// CPU (an RCU stall) on a failed virtio-net device. The driver gets
+    /// them back when the device is torn down (`detach_unused_buf`).
     pub fn fail_all<P: SharedMemory + ?Sized>(
         &mut self,
         pm: &Fallback<'_, P>,
@@ -490,7 +504,16 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         fill: &mut dyn FnMut(u64, u32),
     ) -> u16 {
         let mut done = 0;
-        let mut fail_chain = |s: &mut Self, head: u16| {
+        let mut fail_chain = |s: &mut Self, head: u16| -> u16 {
+            let mut request = false;
+            let walked = s.walk(pm, pr, head, |_, d| {
+                request |= d.flags & DESC_F_WRITE == 0;
+                Ok(())
+            });
+            if walked.is_ok() && !request {
+                s.not_in_flight(u32::from(head));
+                return 0;
+            }
             // A broken chain (impossible for a private ring) still gets
             // completed; its buffers are just not filled.
             let _ = s.walk(pm, pr, head, |_, d| {
@@ -500,11 +523,11 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
                 Ok(())
             });
             s.push_used(pm, pr, u32::from(head), 0);
+            1
         };
         for head in 0..self.num {
             if self.heads[head as usize].in_flight {
-                fail_chain(self, head);
-                done += 1;
+                done += fail_chain(self, head);
             }
         }
         let avail_idx = load_idx(pm, pr.avail);
@@ -514,8 +537,7 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
             let slot = self.slot(self.next_avail.wrapping_add(k));
             let head: u16 = pm.load(avail_entry(pr.avail, slot), Relaxed);
             if head < self.num {
-                fail_chain(self, head);
-                done += 1;
+                done += fail_chain(self, head);
             }
         }
         self.next_avail = self.next_avail.wrapping_add(n);
@@ -768,19 +790,34 @@ mod tests {
         r.add(0, &[(0x1000, 16, false), (0x2000, 4, true)]);
         r.add(2, &[(0x3000, 8, true)]);
         r.publish().unwrap();
-        r.add(3, &[(0x4000, 2, true)]); // not published yet
+        r.add(3, &[(0x4000, 2, false), (0x4100, 2, true)]); // not published yet
+        r.add(5, &[(0x5000, 8, true)]); // not published, receive-only
         let mut filled = Vec::new();
         assert_eq!(
             r.shadow
                 .fail_all(&r.pm.fallback(), &r.pr, &mut |a, l| filled.push((a, l))),
-            3
+            2
         );
+        // Requests (a driver-readable part) complete with their writable
+        // buffers filled; receive-only chains (2, 5) are kept, not filled.
         filled.sort();
-        assert_eq!(filled, vec![(0x2000, 4), (0x3000, 8), (0x4000, 2)]);
+        assert_eq!(filled, vec![(0x2000, 4), (0x4100, 2)]);
         let mut used = r.private_used();
         used.sort();
-        assert_eq!(used, vec![(0, 0), (2, 0), (3, 0)]);
+        assert_eq!(used, vec![(0, 0), (3, 0)]);
         assert_eq!(r.shadow.in_flight(), 0);
+        // Nothing is left to fail: a second pass (the next kick of a failed
+        // device) completes nothing, so the driver has nothing to refill.
+        assert_eq!(
+            r.shadow.fail_all(&r.pm.fallback(), &r.pr, &mut |_, _| {}),
+            0
+        );
+        r.add(6, &[(0x6000, 8, true)]); // a refill after the failure
+        assert_eq!(
+            r.shadow.fail_all(&r.pm.fallback(), &r.pr, &mut |_, _| {}),
+            0
+        );
+        assert_eq!(r.private_used().len(), 2);
     }
 
     #[test]
