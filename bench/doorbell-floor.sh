@@ -27,19 +27,13 @@ D=/dev/ivshmem0
 N=5000
 LAT_N=3000
 
-# pingpong MODE: N round trips; MODE.COLUMN=VALUE from the report's
-# "latency_us: min A p50 B ... mean G (n=N)".
+# pingpong MODE: N round trips; MODE.COLUMN=VALUE (pingpong_figures).
 pingpong() {
 	stop=
 	[ "$1" = spin ] && stop=--stop
 	"$L" ivshmem pingpong $D --peer "$bid" --count $N --mode "$1" $stop \
 		--connect-timeout 240000 >"$LINCELL_OUT/$1.txt" 2>&1 || { cat "$LINCELL_OUT/$1.txt"; return 1; }
-	mode=$1
-	set -- $(sed -n 's/^latency_us://p' "$LINCELL_OUT/$mode.txt" | sed 's/(n=[0-9]*)//')
-	while [ $# -ge 2 ]; do
-		echo "$mode.$(echo "$1" | tr -d .)_us=$2"
-		shift 2
-	done
+	pingpong_figures "$1" "$LINCELL_OUT/$1.txt"
 }
 
 # latency MODE: the RT loop; lat-MODE.COLUMN=VALUE from its JSON rtt_us.

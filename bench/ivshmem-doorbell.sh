@@ -31,13 +31,7 @@ pingpong() {
 	[ "$1" = spin ] && stop=--stop
 	"$L" ivshmem pingpong /dev/ivshmem0 --count $N --mode "$1" $stop \
 		--connect-timeout 120000 >"$LINCELL_OUT/$1.txt" 2>&1 || { cat "$LINCELL_OUT/$1.txt"; return 1; }
-	mode=$1
-	set -- $(sed -n 's/^latency_us://p' "$LINCELL_OUT/$mode.txt" | sed 's/(n=[0-9]*)//')
-	while [ $# -ge 2 ]; do
-		echo "$mode.$(echo "$1" | tr -d .)_us=$2"
-		shift 2
-	done
-	sed -n "s/^lost: \([0-9]*\) spurious: \([0-9]*\)$/$mode.lost=\1\n$mode.spurious=\2/p" "$LINCELL_OUT/$mode.txt"
+	pingpong_figures "$1" "$LINCELL_OUT/$1.txt"
 }
 
 plan 4

@@ -114,3 +114,18 @@ results() {
 	_name=$1; shift
 	if _out=$("$@" 2>&1); then printf '%s\n' "$_out"; ok "$_name"; else not_ok "$_name" "$_out"; fi
 }
+
+# pingpong_figures ROW FILE: a `lincell ivshmem pingpong` report's latency
+# percentiles as ROW.COLUMN_us=VALUE results ("latency_us: min A p50 B ...
+# mean G (n=N)" gives ROW.min_us=A ROW.p50_us=B ...), and its lost and
+# spurious counts as ROW.lost and ROW.spurious, for benchmarks.
+pingpong_figures() {
+	set -- "$1" "$2" $(sed -n 's/^latency_us://p' "$2" | sed 's/(n=[0-9]*)//')
+	_row=$1 _file=$2
+	shift 2
+	while [ $# -ge 2 ]; do
+		echo "$_row.$(echo "$1" | tr -d .)_us=$2"
+		shift 2
+	done
+	sed -n "s/^lost: \([0-9]*\) spurious: \([0-9]*\)$/$_row.lost=\1\n$_row.spurious=\2/p" "$_file"
+}

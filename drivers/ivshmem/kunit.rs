@@ -158,6 +158,35 @@ mod layout_tests {
         assert_eq!(Doorbell::new(2, 0, 2, 4), Err(DoorbellError::NoSuchPeer));
         assert_eq!(Doorbell::new(0, 4, 2, 4), Err(DoorbellError::NoSuchVector));
     }
+
+    #[test]
+    fn in_kernel_echo_requests_and_answers() {
+        use crate::shared::ivshmem::doorbell::{EchoError, EchoRequest};
+        assert_eq!(EchoRequest::parse(b"2\n"), Ok(EchoRequest::Peer(2)));
+        assert_eq!(EchoRequest::parse(b"off\n"), Ok(EchoRequest::Off));
+        assert_eq!(EchoRequest::parse(b"4294967296"), Err(EchoError::Syntax));
+        // Not itself, not past the peers, not without a second vector.
+        assert_eq!(
+            EchoRequest::Peer(1).validate(1, 4, 2),
+            Err(EchoError::BadPeer)
+        );
+        assert_eq!(
+            EchoRequest::Peer(4).validate(1, 4, 2),
+            Err(EchoError::BadPeer)
+        );
+        assert_eq!(
+            EchoRequest::Peer(0).validate(1, 4, 1),
+            Err(EchoError::NoVectors)
+        );
+        // The same vector back; never vector 0 (state changes).
+        assert_eq!(
+            EchoRequest::Peer(2)
+                .answer(1, 4, 2)
+                .map(|d| d.register_value()),
+            Some(0x0002_0001)
+        );
+        assert_eq!(EchoRequest::Peer(2).answer(0, 4, 2), None);
+    }
 }
 
 /// The v2 register model driven against the simulated ivshmem 2.0 device:
