@@ -170,6 +170,13 @@ impl pci::Driver for IvshmemDriver {
             if let Some(v) = vectors.as_mut() {
                 v.request(&shared, c"ivshmem")?;
             }
+            if revision == Revision::V2 {
+                // The State register is this function's: whatever an earlier
+                // driver, or a guest writing it directly, left there is not
+                // ours. Start from 0, as the local state does.
+                let mut users = shared.users.lock();
+                shared.publish_state(&mut users, 0)?;
+            }
 
             // SAFETY: `raw_pci_dev` is valid while bound; `dev` is its embedded
             // `struct device`, the parent of our misc device.

@@ -20,7 +20,7 @@ L=$LINCELL_ROOT/target/debug/lincell
 D=/dev/ivshmem0
 # Flags in the R/W section: ids at rw+0x7000 (a) and rw+0x7100 (b), steps
 # at rw+0x7200 (a) and rw+0x7300 (b).
-if [ "$LINCELL_GUEST" = a ]; then plan 13; else plan 6; fi
+if [ "$LINCELL_GUEST" = a ]; then plan 13; else plan 7; fi
 
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 check "$D appears" wait_for 10 test -c $D
@@ -68,6 +68,11 @@ else
 	"$L" ivshmem state $D 5
 	check "a's garbage is over" wait_for 300 shm_flag_is $D rw+0x7200 garbage-done
 	expect "b's device still reports itself as before" "$before" describe
+	# a's garbage went to its own State register too; its driver, bound
+	# again, starts from state 0.
+	a_zero() { "$L" ivshmem states $D | grep -qx "peer $other: 0"; }
+	check "a's state is 0 again once its driver is back" wait_for 10 a_zero
+	"$L" ivshmem states $D | sed 's/^/# /'
 	seen5() { "$L" ivshmem states $D | grep -qx "peer $own: 5"; }
 	check "b's state 5 holds in the state table" seen5
 	splats=$(dmesg | grep -E 'BUG:|WARNING:|Oops|general protection|rcu: INFO|possible circular|inconsistent lock|Call Trace')
