@@ -13,15 +13,13 @@
 # restarted backend brings the interface back by itself, and ping and TCP
 # work again. No kernel warning anywhere (the harness checks every guest's
 # log).
-# On an ivshmem 2.0 device (a virtio-net frontend, protocol 0x8001, bound by
-# ID) it passes too, but not yet reliably enough for `make check`: in 1 of 6
-# runs the frontend failed the device during the full-MTU ping ("it did not
-# take output on queue 1 for 2000 ms", the backend answering normally
-# otherwise) and the failed device's receive-buffer loop then stalled a CPU
-# (RCU stall; Documentation/vdev-remote-backend.md, Features). To run it
-# there, add to the directives:
-#   revisions=v1,v2 ivshmem2=2:16M:0:0x8001 ivshmem2-vectors=4
+# On an ivshmem 2.0 device it runs as a virtio-net frontend (protocol
+# 0x8001) bound by ID. (Two causes of an earlier v2 failure are fixed in
+# vdev_remote: on PREEMPT_RT every transmit kick waited up to 2 s for the
+# backend to take the frame, and a failed device then completed receive
+# buffers empty in a loop that stalled a CPU.)
 # lincell-vm: ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: revisions=v1,v2 ivshmem2=2:16M:0:0x8001 ivshmem2-vectors=4
 # lincell-vm: host=sh tests/host/vdev-net.sh guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 MAC=02:6c:63:00:00:02

@@ -397,10 +397,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     for c in &report.cases {
                         totals.record(c);
                     }
-                    // Figures come from the guest and, after them, the host peer.
+                    // Figures come from the guests, in order, and after them
+                    // the host peer.
                     let dir = runner.work.join(&script_name);
-                    let tap = [dir.join(scenario::DEFAULT_GUEST), dir.join("host")]
+                    let tap = d
+                        .guests
                         .iter()
+                        .map(|g| dir.join(g))
+                        .chain([dir.join("host")])
                         .map(|d| std::fs::read_to_string(d.join("tap.txt")).unwrap_or_default())
                         .collect::<Vec<_>>()
                         .join("\n");
