@@ -41,7 +41,7 @@ pingpong() {
 
 # latency MODE: the RT loop; lat-MODE.COLUMN=VALUE from its JSON rtt_us.
 latency() {
-	"$L" latency $D --mode "$1" --spin-us 1500 --interval-us 2000 --count $LAT_N --json \
+	"$L" latency $D --mode "$1" --spin-us 1500 --interval-us 2000 --count $LAT_N --timeout-ms 10000 --json \
 		--connect-timeout-ms 240000 >"$LINCELL_OUT/lat-$1.json" 2>"$LINCELL_OUT/lat-$1.err" ||
 		{ cat "$LINCELL_OUT/lat-$1.json" "$LINCELL_OUT/lat-$1.err"; return 1; }
 	python3 - "$LINCELL_OUT/lat-$1.json" "$1" <<'PY'
