@@ -4,7 +4,7 @@
 # Prints each lincell suite's KTAP results from debugfs (the harness counts
 # every test case in them). A module that fails to load, or loads without
 # any suite, fails the script (exit status), since its cases would be missing.
-# lincell-vm: arch=x86_64,arm64 ivshmem-plain=1M cpus=2 timeout=240 boot=plain
+# lincell-vm: arch=x86_64,arm64 ivshmem-plain=1M cpus=2 timeout=240 boot=plain revisions=v1,v2
 status=0
 for ko in "$LINCELL_ROOT"/drivers/*/*.ko; do
 	if ! out=$(insmod "$ko" 2>&1); then

@@ -6,8 +6,9 @@
 # IO-APIC and no interrupt remapping, and its PREEMPT_RT kernel; the arm64
 # board is QEMU's virt board, with a GICv3 and ITS, started at EL1 (no
 # virtualization for a hypervisor); both see their ivshmem device
-# (revision 1) and their online CPUs. Text and JSON agree.
-# lincell-vm: arch=x86_64,arm64 ivshmem-plain=1M cpus=2 timeout=240 boot=plain
+# (revision 1, or 2 on the ivshmem 2.0 run) and their online CPUs. Text
+# and JSON agree.
+# lincell-vm: arch=x86_64,arm64 ivshmem-plain=1M cpus=2 timeout=240 boot=plain revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 plan 6
 
@@ -18,10 +19,11 @@ check "lincell platform (text) runs" sh -c "$L platform >$OUT/platform.txt"
 sed 's/^/# /' "$OUT/platform.txt"
 # json KEY VALUE: the pretty-printed JSON has `"KEY": VALUE`.
 json() { grep -q "\"$1\": $2" "$OUT/platform.json" || { echo "no \"$1\": $2 in:"; cat "$OUT/platform.json"; return 1; }; }
+rev=${LINCELL_IVSHMEM_REV:-1}
 common() {
-	json revision 1 && json online "\"$(cat /sys/devices/system/cpu/online)\""
+	json revision "$rev" && json online "\"$(cat /sys/devices/system/cpu/online)\""
 }
-check "the ivshmem device (revision 1) and the online CPUs" common
+check "the ivshmem device (revision $rev) and the online CPUs" common
 flags=$(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo | head -1)
 apic=xAPIC
 case " $flags " in *" x2apic "*) apic=x2APIC ;; esac
