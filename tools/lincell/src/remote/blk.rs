@@ -135,9 +135,9 @@ impl Blk {
     /// Exports only `range` of the file (which must lie inside it) instead
     /// of all of it.
     pub(crate) fn with_range(mut self, range: ByteRange) -> Result<Self> {
-        range.fits(self.file_size).map_err(|e| {
-            Error::Usage(format!("--range for {}: {e}", self.name))
-        })?;
+        range
+            .fits(self.file_size)
+            .map_err(|e| Error::Usage(format!("--range for {}: {e}", self.name)))?;
         self.range = range;
         self.capacity = range.len() / SECTOR;
         Ok(self)
@@ -407,7 +407,9 @@ impl Device for Blk {
         format!(
             "virtio-blk on {}{}: {} sectors ({} MiB){}{}, serial {:?}, seg_max {}, size_max {}",
             self.name,
-            if self.range.offset() != 0 || self.range.len() != self.file_size - self.file_size % SECTOR {
+            if self.range.offset() != 0
+                || self.range.len() != self.file_size - self.file_size % SECTOR
+            {
                 format!(" ({})", self.range)
             } else {
                 String::new()

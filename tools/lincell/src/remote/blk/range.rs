@@ -118,9 +118,9 @@ impl std::str::FromStr for ByteRange {
 
     /// `OFFSET:LENGTH`.
     fn from_str(s: &str) -> Result<Self> {
-        let (o, l) = s.split_once(':').ok_or_else(|| {
-            Error::Usage(format!("`{s}`: expected OFFSET:LENGTH, like 1M:64M"))
-        })?;
+        let (o, l) = s
+            .split_once(':')
+            .ok_or_else(|| Error::Usage(format!("`{s}`: expected OFFSET:LENGTH, like 1M:64M")))?;
         ByteRange::new(parse_size(o)?, parse_size(l)?)
     }
 }
@@ -138,8 +138,20 @@ mod tests {
         let r: ByteRange = "4096:1G".parse().unwrap();
         assert_eq!((r.offset(), r.len()), (4096, 1 << 30));
         for bad in [
-            "", "1M", ":", "1M:", ":1M", "0:0", "1:512", "0:513", "1.5M:1M", "-512:512",
-            "0:1P", "16777216T:1T", "18446744073709551104:512", "0:1M:2M",
+            "",
+            "1M",
+            ":",
+            "1M:",
+            ":1M",
+            "0:0",
+            "1:512",
+            "0:513",
+            "1.5M:1M",
+            "-512:512",
+            "0:1P",
+            "16777216T:1T",
+            "18446744073709551104:512",
+            "0:1M:2M",
         ] {
             assert!(bad.parse::<ByteRange>().is_err(), "{bad:?}");
         }

@@ -18,9 +18,9 @@
 //!
 //! Receive (frames to the guest) is not limited.
 
-use std::time::Instant;
 #[cfg(test)]
 use std::time::Duration;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 
