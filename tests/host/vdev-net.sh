@@ -10,7 +10,9 @@
 #   restart-now  start it again
 # and stops it cleanly (SIGTERM, exit 0 expected) once the guest's script
 # is done; then checks the checker's log (the guest's transfers arrived
-# whole, before and after the restart). The namespace goes away at exit.
+# whole, before and after the restart) and the backend's stop line (the
+# frames the guest sent with a changed MAC were dropped by the source-MAC
+# lock and counted). The namespace goes away at exit.
 # usage: vdev-net.sh GUEST_NAME   (TAP on stdout)
 guest=$1
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
@@ -59,7 +61,7 @@ wait_file() {
 }
 
 echo "TAP version 13"
-echo "1..5"
+echo "1..6"
 if ip netns add "$ns" && ip -n "$ns" link set lo up &&
 	ip -n "$ns" tuntap add dev lct0 mode tap &&
 	ip -n "$ns" addr add 10.77.0.1/24 dev lct0 && ip -n "$ns" link set lct0 up; then
@@ -96,3 +98,10 @@ else not_ok "backend exits 0 on SIGTERM at the end" "exit $rc; log: $(tail -5 "$
 whole=$(grep -c "^sink 4194304 " "$tcplog")
 if [ "$whole" -ge 2 ]; then ok "the TCP checker received the guest's 4 MiB whole, before and after the restart"
 else not_ok "the TCP checker received the guest's 4 MiB twice" "$(cat "$tcplog" "$LINCELL_OUT/tcp-check.err" 2>&1)"; fi
+# The guest's 3 pings with a changed MAC (and whatever ARP it sent then).
+spoofed=$(sed -n 's/.* \([0-9]*\) (source MAC).*/\1/p' "$log" | tail -1)
+if [ "${spoofed:-0}" -ge 3 ] && grep -q "is not the device's MAC" "$log"; then
+	ok "the source-MAC lock dropped and counted $spoofed frames of the guest's changed MAC"
+else
+	not_ok "the source-MAC lock dropped and counted the guest's spoofed frames" "$(grep -E "source MAC|device's MAC" "$log" | tail -3)"
+fi
