@@ -98,9 +98,9 @@ else not_ok "backend exits 0 on SIGTERM at the end" "exit $rc; log: $(tail -5 "$
 whole=$(grep -c "^sink 4194304 " "$tcplog")
 if [ "$whole" -ge 2 ]; then ok "the TCP checker received the guest's 4 MiB whole, before and after the restart"
 else not_ok "the TCP checker received the guest's 4 MiB twice" "$(cat "$tcplog" "$LINCELL_OUT/tcp-check.err" 2>&1)"; fi
-# The guest's 3 pings with a changed MAC (and whatever ARP it sent then).
+# The guest's pings (or ARP requests) with a changed MAC: at least one.
 spoofed=$(sed -n 's/.* \([0-9]*\) (source MAC).*/\1/p' "$log" | tail -1)
-if [ "${spoofed:-0}" -ge 3 ] && grep -q "is not the device's MAC" "$log"; then
+if [ "${spoofed:-0}" -ge 1 ] && grep -q "is not the device's MAC" "$log"; then
 	ok "the source-MAC lock dropped and counted $spoofed frames of the guest's changed MAC"
 else
 	not_ok "the source-MAC lock dropped and counted the guest's spoofed frames" "$(grep -E "source MAC|device's MAC" "$log" | tail -3)"

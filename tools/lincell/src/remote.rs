@@ -321,8 +321,9 @@ struct ServeArgs {
     rate_limit: Option<u64>,
     /// The rate limit's bucket size in bytes: how much the guest may send
     /// at once after being idle (default: a tenth of a second at RATE, at
-    /// least two largest frames). Below two largest frames (MTU + 18) a
-    /// full-size frame may never pass.
+    /// least two largest frames). At least the largest frame (MTU + 18
+    /// bytes), else such a frame could never pass; accepts the suffixes of
+    /// RATE.
     #[arg(long, value_name = "BYTES", requires = "rate_limit", value_parser = net::policy::parse_rate)]
     rate_burst: Option<u64>,
     /// Largest queue size offered (a power of two).
@@ -394,12 +395,21 @@ fn serve(a: &ServeArgs) -> Result<()> {
             None => tap.mtu()?.clamp(net::MIN_MTU, net::MAX_MTU),
         };
         let mac = a.mac.unwrap_or_else(|| net::Mac::derived(tap.name()));
+        let max_frame = net::Net::<net::tap::Tap>::max_frame_len(mtu);
+        if let Some(b) = a.rate_burst {
+            // CAST: usize to u64 is lossless on every supported target.
+            if b < max_frame as u64 {
+                return Err(Error::Usage(format!(
+                    "--rate-burst {b} is below the largest frame ({max_frame} bytes at MTU {mtu}): such frames could never pass"
+                )));
+            }
+        }
         let rate = a
             .rate_limit
             .map(|r| {
-                let burst = a.rate_burst.unwrap_or_else(|| {
-                    net::policy::default_burst(r, net::Net::<net::tap::Tap>::max_frame_len(mtu))
-                });
+                let burst = a
+                    .rate_burst
+                    .unwrap_or_else(|| net::policy::default_burst(r, max_frame));
                 net::policy::TokenBucket::new(r, burst, std::time::Instant::now())
             })
             .transpose()?;
