@@ -11,7 +11,11 @@
 # backend killed in the middle of a transfer takes the link away (carrier
 # off or the device removed) and the transfer does not complete; a
 # restarted backend brings the interface back by itself, and ping and TCP
-# work again. No kernel warning anywhere (the harness checks every guest's
+# work again. The device's source-MAC lock: with its address changed
+# (`ip link set dev X address ...`) the guest can no longer reach the host
+# (its frames are dropped by the backend, which counts them: the host side
+# checks the backend's stop line), and with the address set back it can.
+# No kernel warning anywhere (the harness checks every guest's
 # log).
 # On an ivshmem 2.0 device it runs as a virtio-net frontend (protocol
 # 0x8001) bound by ID. (Two causes of an earlier v2 failure are fixed in
@@ -44,12 +48,13 @@ bring_up() {
 	ip addr flush dev "$i" && ip addr add $ADDR dev "$i" && ip link set "$i" up
 }
 attached() { dmesg | grep -c 'attached: virtio device id'; }
+fails() { ! "$@"; }
 # tcp NAME MODE BYTES: a checked transfer (ok/not ok), its rate as a comment.
 tcp() {
 	if _out=$($TCP "$2" $HOST 5001 "$3" 2>&1); then echo "# $_out"; ok "$1"; else not_ok "$1" "$_out"; fi
 }
 
-plan 19
+plan 27
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 pci=$(ivshmem_pci)
 check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
@@ -93,3 +98,27 @@ check "a restarted backend brings the interface back by itself" wait_for 180 bac
 check "the interface up with $ADDR again, carrier on" up_again
 check "ping $HOST after the restart" wait_for 60 $PING -c 1 -W 2 $HOST
 tcp "TCP guest to host after the restart: 4 MiB, SHA-256 checked" sink 4194304
+
+# The source-MAC lock (on by default): a changed address cuts the guest off.
+ifc=$(netif)
+check "$ifc's MAC changed to 02:6c:63:00:00:99 (the device's is $MAC)" ip link set dev "$ifc" address 02:6c:63:00:00:99
+check "ping $HOST fails with the changed MAC (the backend drops the frames)" fails $PING -c 3 -W 2 $HOST
+check "$ifc's MAC set back to $MAC" ip link set dev "$ifc" address $MAC
+check "ping $HOST works again with the device's MAC" wait_for 30 $PING -c 1 -W 2 $HOST
+
+# The rate limit: the host restarts the backend with --rate-limit 500k
+# (500 000 bytes/s, a 50 000-byte bucket).
+before=$(attached)
+to_host rate-now
+check "the backend restarted with --rate-limit 500k brings the interface back" wait_for 180 back
+check "the interface up with $ADDR again, carrier on" up_again
+check "ping $HOST through the rate-limited device" wait_for 60 $PING -c 1 -W 2 $HOST
+# 2 MiB at 500 000 bytes/s after a 50 000-byte burst: at least 4.09 s.
+if _out=$($TCP sink $HOST 5001 2097152 2>&1); then
+	secs=$(echo "$_out" | sed -n 's/.* in \([0-9.]*\) s,.*/\1/p')
+	echo "# $_out"
+	if awk "BEGIN { exit !(${secs:-0} >= 4.0) }"; then ok "TCP through the rate limit: 2 MiB checked, ${secs} s (>= 4.0 s at 500 kB/s)"
+	else not_ok "TCP through the rate limit takes >= 4.0 s" "$_out"; fi
+else
+	not_ok "TCP through the rate limit: 2 MiB checked" "$_out"
+fi

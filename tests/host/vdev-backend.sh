@@ -22,10 +22,13 @@
 # wrote stall-now. Kind `echo-blk` is first the
 # guest's `lincell ivshmem echo` peer for 2 sessions, then serves a disk on
 # the same peer slot and checks data.sha. Kind `serve` only serves a disk
-# (the vdev-remote benchmark). The disk is LINCELL_DISK if the harness made
+# (the vdev-remote benchmark). Kind `range` serves only --range 16M:8M of
+# a 64 MiB file of a sentinel pattern: data.sha's offset is the guest's,
+# checked at 16 MiB more in the file, and at the end every byte outside the
+# range must still be the sentinel. The disk is LINCELL_DISK if the harness made
 # one (`disk=`), else a fresh 128 MiB file; LINCELL=PATH runs another
 # build of the CLI (the benchmarks' release build).
-# usage: vdev-backend.sh blk|stall|chaos|echo-blk|serve|console GUEST_NAME   (TAP on stdout)
+# usage: vdev-backend.sh blk|stall|chaos|echo-blk|serve|range|console GUEST_NAME   (TAP on stdout)
 kind=$1 guest=$2
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
 g=$LINCELL_OUT/../$guest
@@ -59,8 +62,17 @@ stop() {
 }
 
 [ -n "${LINCELL_DISK:-}" ] || truncate -s 128M "$disk"
+# What the guest sees starts this far into the file.
+base=0
+if [ "$kind" = range ]; then
+	base=$((16 << 20)) rlen=$((8 << 20))
+	yes lincell-range-sentinel | head -c $((64 << 20)) >"$disk"
+	# The sentinel file with the range cut out, as a hash.
+	outside() { { head -c $base "$1"; tail -c +$((base + rlen + 1)) "$1"; } | sha256sum | cut -d' ' -f1; }
+	want_outside=$(outside "$disk")
+fi
 echo "TAP version 13"
-case $kind in blk) echo "1..5";; echo-blk) echo "1..3";; serve) echo "1..1";; chaos | stall) echo "1..3";; *) echo "1..2";; esac
+case $kind in blk) echo "1..5";; range) echo "1..3";; echo-blk) echo "1..3";; serve) echo "1..1";; chaos | stall) echo "1..3";; *) echo "1..2";; esac
 if [ "$kind" = echo-blk ]; then
 	if "$lincell" ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --sessions 2 --start-timeout 300000 \
 		--timeout 30000 >"$LINCELL_OUT/echo.txt" 2>&1; then
@@ -69,15 +81,15 @@ if [ "$kind" = echo-blk ]; then
 		not_ok "the echo peer answered the guest's 2 sessions" "$(tail -5 "$LINCELL_OUT/echo.txt")"
 	fi
 fi
-serve
+if [ "$kind" = range ]; then serve --range 16M:8M; else serve; fi
 if [ "$kind" = console ]; then
 	python3 "$LINCELL_ROOT/tests/host/console-client.py" "$LINCELL_OUT/console.sock" "$LINCELL_OUT/console.out" &
 fi
-if [ "$kind" = blk ] || [ "$kind" = echo-blk ]; then
+if [ "$kind" = blk ] || [ "$kind" = echo-blk ] || [ "$kind" = range ]; then
 	if wait_file data.sha 300; then
 		read -r sha off len < "$g/data.sha"
-		host=$(tail -c +$((off + 1)) "$disk" | head -c "$len" | sha256sum | cut -d' ' -f1)
-		if [ "$host" = "$sha" ]; then ok "the backing file holds the guest's $len bytes at $off"
+		host=$(tail -c +$((base + off + 1)) "$disk" | head -c "$len" | sha256sum | cut -d' ' -f1)
+		if [ "$host" = "$sha" ]; then ok "the backing file holds the guest's $len bytes at $base + $off"
 		else not_ok "the backing file holds the guest's data" "guest $sha, host $host"; fi
 	else
 		not_ok "the backing file holds the guest's data" "guest never wrote data.sha"
@@ -155,3 +167,8 @@ if [ "$kind" = console ]; then
 fi
 stop; rc=$?
 if [ $rc = 0 ]; then ok "backend exits 0 on SIGTERM at the end"; else not_ok "backend exits 0 on SIGTERM at the end" "exit $rc; log: $(tail -5 "$log")"; fi
+if [ "$kind" = range ]; then
+	have=$(outside "$disk")
+	if [ "$have" = "$want_outside" ]; then ok "every byte of the file outside --range 16M:8M is untouched"
+	else not_ok "every byte of the file outside the range is untouched" "outside hash $have, want $want_outside"; fi
+fi

@@ -197,6 +197,12 @@ transmitted frame shorter than an Ethernet header, longer than the MTU plus
 offload is dropped and counted; so is a frame from the TAP that does not fit
 the guest's receive buffer. The counters are logged when the backend stops.
 
+Policy: the device, not the guest, decides what the guest may do. virtio-net
+drops (and counts) transmitted frames whose source address is not the
+device's MAC unless --allow-any-mac is given, and frames over --rate-limit.
+virtio-blk exports the whole file or only --range OFFSET:LENGTH of it,
+read-only with --readonly; a request outside what is exported fails.
+
 The network data path is one thread and one event loop: each wake-up (a
 doorbell, or the TAP readable) drains every available transmit chain (up to
 a ring per queue), fills receive chains while frames are pending at the TAP,
@@ -223,6 +229,8 @@ Examples:
   lincell remote serve /dev/ivshmem0 --console unix:/tmp/hvc.sock
   ip tuntap add dev lct0 mode tap && ip addr add 10.0.0.1/24 dev lct0 && ip link set lct0 up
   lincell remote serve --socket /tmp/ivshmem.sock --net tap:lct0 --mac 02:00:00:00:00:02
+  lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img --range 1M:64M --readonly
+  lincell remote serve --socket /tmp/ivshmem.sock --net tap:lct0 --rate-limit 10M
   lincell remote serve --socket /tmp/ivshmem.sock --blk disk.img --fault stall"
 )]
 struct ServeArgs {
@@ -242,8 +250,24 @@ struct ServeArgs {
     )]
     blk: Option<PathBuf>,
     /// Open the --blk file read-only and offer VIRTIO_BLK_F_RO.
+    ///
+    /// With --range, only the range is exported, and read-only.
     #[arg(long, requires = "blk")]
     readonly: bool,
+    /// Export only LENGTH bytes of the --blk file starting at byte OFFSET:
+    /// the guest sees a disk of LENGTH bytes (capacity LENGTH/512 sectors)
+    /// whose sector 0 is byte OFFSET of the file, like one partition of a
+    /// larger image.
+    ///
+    /// Every request is checked against LENGTH before OFFSET is added: a
+    /// read, write or discard that crosses the end of the range fails as a
+    /// whole with VIRTIO_BLK_S_IOERR and nothing outside the range is ever
+    /// read or written. Both numbers are bytes with an optional K, M, G or
+    /// T suffix (powers of 1024) and multiples of 512; LENGTH is above 0
+    /// and OFFSET+LENGTH must not exceed the file's size. Combines with
+    /// --readonly (the range is then read-only). Default: the whole file.
+    #[arg(long, value_name = "OFFSET:LENGTH", requires = "blk")]
+    range: Option<blk::range::ByteRange>,
     /// Serial number returned by GET_ID (at most 20 bytes; default: the
     /// file name, cut to 20 bytes).
     #[arg(long, value_name = "ID", requires = "blk")]
@@ -272,6 +296,36 @@ struct ServeArgs {
     /// and set on the TAP (default: the TAP's own MTU, 1500 for a new one).
     #[arg(long, value_name = "BYTES", requires = "net", value_parser = parse_mtu)]
     mtu: Option<u16>,
+    /// Turn the source-MAC lock off.
+    ///
+    /// By default a frame the guest transmits whose Ethernet source address
+    /// is not the device's MAC (--mac) is dropped and counted (`source MAC`
+    /// in the stop line; the first one is logged), so a guest cannot pose
+    /// as another cell or as the host, and a guest that changes its own
+    /// address (`ip link set dev X address ...`) loses the link. Turn it
+    /// off for a guest that bridges other addresses (a bridge or a VM
+    /// inside it).
+    #[arg(long, requires = "net")]
+    allow_any_mac: bool,
+    /// Limit what the guest transmits to RATE bytes per second (Ethernet
+    /// frames without the virtio header; receive is not limited).
+    ///
+    /// A token bucket refilled at RATE and holding --rate-burst bytes: a
+    /// frame larger than the tokens left is dropped and counted (`rate
+    /// limit` in the stop line; the first one is logged), as a policer
+    /// does; it is not delayed, which would hold the guest's transmit ring.
+    /// TCP slows down to the rate by itself; UDP senders lose what is over
+    /// it. RATE is bytes per second with an optional decimal suffix k
+    /// (1000), M (10^6) or G (10^9): 125k is one Mbit/s. Default: no limit.
+    #[arg(long, value_name = "RATE", requires = "net", value_parser = net::policy::parse_rate)]
+    rate_limit: Option<u64>,
+    /// The rate limit's bucket size in bytes: how much the guest may send
+    /// at once after being idle (default: a tenth of a second at RATE, at
+    /// least two largest frames). At least the largest frame (MTU + 18
+    /// bytes), else such a frame could never pass; accepts the suffixes of
+    /// RATE.
+    #[arg(long, value_name = "BYTES", requires = "rate_limit", value_parser = net::policy::parse_rate)]
+    rate_burst: Option<u64>,
     /// Largest queue size offered (a power of two).
     #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
     queue_size: u16,
@@ -310,8 +364,22 @@ fn serve(a: &ServeArgs) -> Result<()> {
         }
     }
     // clap's `requires` does not hold within this subcommand: check here.
-    if a.net.is_none() && (a.mac.is_some() || a.mtu.is_some()) {
-        return Err(Error::Usage("--mac and --mtu need --net".into()));
+    if a.net.is_none()
+        && (a.mac.is_some()
+            || a.mtu.is_some()
+            || a.allow_any_mac
+            || a.rate_limit.is_some()
+            || a.rate_burst.is_some())
+    {
+        return Err(Error::Usage(
+            "--mac, --mtu, --allow-any-mac, --rate-limit and --rate-burst need --net".into(),
+        ));
+    }
+    if a.rate_burst.is_some() && a.rate_limit.is_none() {
+        return Err(Error::Usage("--rate-burst needs --rate-limit".into()));
+    }
+    if a.blk.is_none() && a.range.is_some() {
+        return Err(Error::Usage("--range needs --blk".into()));
     }
     let target = Target::resolve(a.dev.as_deref(), a.socket.as_deref(), None)?;
     let remote = |e: std::io::Error| Error::Remote(e.to_string());
@@ -327,7 +395,29 @@ fn serve(a: &ServeArgs) -> Result<()> {
             None => tap.mtu()?.clamp(net::MIN_MTU, net::MAX_MTU),
         };
         let mac = a.mac.unwrap_or_else(|| net::Mac::derived(tap.name()));
-        let d = net::Net::new(tap, mac, mtu, a.verbose)?;
+        let max_frame = net::Net::<net::tap::Tap>::max_frame_len(mtu);
+        if let Some(b) = a.rate_burst {
+            // CAST: usize to u64 is lossless on every supported target.
+            if b < max_frame as u64 {
+                return Err(Error::Usage(format!(
+                    "--rate-burst {b} is below the largest frame ({max_frame} bytes at MTU {mtu}): such frames could never pass"
+                )));
+            }
+        }
+        let rate = a
+            .rate_limit
+            .map(|r| {
+                let burst = a
+                    .rate_burst
+                    .unwrap_or_else(|| net::policy::default_burst(r, max_frame));
+                net::policy::TokenBucket::new(r, burst, std::time::Instant::now())
+            })
+            .transpose()?;
+        let policy = net::policy::Policy {
+            mac_lock: !a.allow_any_mac,
+            rate,
+        };
+        let d = net::Net::new(tap, mac, mtu, a.verbose)?.with_policy(policy);
         return start(&target, d, a, Duration::from_millis(100));
     }
     match (&a.blk, &a.console) {
@@ -336,8 +426,11 @@ fn serve(a: &ServeArgs) -> Result<()> {
                 .serial
                 .clone()
                 .unwrap_or_else(|| blk::default_serial(path));
-            let d = blk::Blk::open(path, a.readonly, &serial, a.queue_size, a.verbose)
+            let mut d = blk::Blk::open(path, a.readonly, &serial, a.queue_size, a.verbose)
                 .map_err(remote)?;
+            if let Some(r) = a.range {
+                d = d.with_range(r)?;
+            }
             start(&target, d, a, Duration::from_millis(100))
         }
         (None, Some(ConsoleSpec::Stdio)) => start(

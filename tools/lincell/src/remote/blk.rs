@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! virtio-blk over a file or block device.
+//! virtio-blk over a file or block device, or over a byte range of one
+//! ([`range`], `--range OFFSET:LENGTH`): the guest's sector 0 is the
+//! range's first byte and no request reaches outside it. `--readonly`
+//! applies to whatever is exported.
+
+pub(crate) mod range;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -20,6 +25,7 @@ use virtio_queue::{Reader, Writer};
 use super::engine::{log, Chain, Device, Done};
 use super::mem::Mem;
 use crate::error::{Error, Result};
+use range::ByteRange;
 
 /// Sector size of the virtio-blk protocol.
 pub(crate) const SECTOR: u64 = 512;
@@ -38,7 +44,12 @@ pub(crate) const CONFIG_LEN: usize = 0x3c;
 pub(crate) struct Blk {
     file: File,
     name: String,
+    /// The exported bytes of the file; the capacity is its length in
+    /// sectors.
+    range: ByteRange,
     capacity: u64,
+    /// The file's size, against which `--range` is checked.
+    file_size: u64,
     readonly: bool,
     discard: bool,
     serial: [u8; VIRTIO_BLK_ID_BYTES as usize],
@@ -109,7 +120,9 @@ impl Blk {
         Blk {
             file,
             name,
+            range: ByteRange::whole(size),
             capacity: size / SECTOR,
+            file_size: size,
             readonly,
             discard,
             serial: id,
@@ -117,6 +130,17 @@ impl Blk {
             seg_max: u32::from(queue_size).saturating_sub(2).clamp(1, 126),
             verbose,
         }
+    }
+
+    /// Exports only `range` of the file (which must lie inside it) instead
+    /// of all of it.
+    pub(crate) fn with_range(mut self, range: ByteRange) -> Result<Self> {
+        range
+            .fits(self.file_size)
+            .map_err(|e| Error::Usage(format!("--range for {}: {e}", self.name)))?;
+        self.range = range;
+        self.capacity = range.len() / SECTOR;
+        Ok(self)
     }
 
     /// Executes a request; returns the status and the bytes of data
@@ -130,7 +154,7 @@ impl Blk {
         data_in: usize,
     ) -> (u32, usize) {
         match kind {
-            VIRTIO_BLK_T_IN => match self.range(sector, data_in) {
+            VIRTIO_BLK_T_IN => match self.locate(sector, data_in) {
                 Err(e) => self.fail(e),
                 Ok(at) => {
                     let mut buf = vec![0u8; data_in];
@@ -148,7 +172,7 @@ impl Blk {
                     return self.fail("write to a read-only device");
                 }
                 let len = reader.available_bytes();
-                match self.range(sector, len) {
+                match self.locate(sector, len) {
                     Err(e) => self.fail(e),
                     Ok(at) => {
                         let mut buf = vec![0u8; len];
@@ -184,8 +208,9 @@ impl Blk {
         }
     }
 
-    /// Byte offset of `len` bytes at `sector`, if the range is valid.
-    fn range(&self, sector: u64, len: usize) -> Result<u64> {
+    /// File offset of `len` bytes at `sector`, if they lie inside the
+    /// exported range.
+    fn locate(&self, sector: u64, len: usize) -> Result<u64> {
         let sectors = len as u64 / SECTOR;
         if len as u64 % SECTOR != 0 {
             return Err(Error::Remote(format!(
@@ -197,13 +222,15 @@ impl Blk {
                 "data length {len} exceeds {MAX_DATA}"
             )));
         }
-        match sector.checked_add(sectors) {
-            Some(end) if end <= self.capacity => Ok(sector * SECTOR),
-            _ => Err(Error::Remote(format!(
-                "sectors {sector}+{sectors} beyond the capacity of {} sectors",
-                self.capacity
-            ))),
-        }
+        sector
+            .checked_mul(SECTOR)
+            .and_then(|at| self.range.map(at, len as u64))
+            .ok_or_else(|| {
+                Error::Remote(format!(
+                    "sectors {sector}+{sectors} beyond the capacity of {} sectors",
+                    self.capacity
+                ))
+            })
     }
 
     fn discard(&mut self, reader: &mut Reader<'_>) -> (u32, usize) {
@@ -225,14 +252,13 @@ impl Blk {
             if flags != 0 || count > MAX_DISCARD_SECTORS {
                 return (VIRTIO_BLK_S_UNSUPP, 0);
             }
-            let at = match sector
-                .checked_add(u64::from(count))
-                .filter(|&end| end <= self.capacity)
-            {
-                Some(_) => sector * SECTOR,
-                None => return self.fail(format!("discard {sector}+{count} out of range")),
-            };
             let len = u64::from(count) * SECTOR;
+            let Some(at) = sector
+                .checked_mul(SECTOR)
+                .and_then(|b| self.range.map(b, len))
+            else {
+                return self.fail(format!("discard {sector}+{count} out of range"));
+            };
             let (Ok(o), Ok(l)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
                 return self.fail("discard range too large");
             };
@@ -379,8 +405,15 @@ impl Device for Blk {
 
     fn summary(&self) -> String {
         format!(
-            "virtio-blk on {}: {} sectors ({} MiB){}{}, serial {:?}, seg_max {}, size_max {}",
+            "virtio-blk on {}{}: {} sectors ({} MiB){}{}, serial {:?}, seg_max {}, size_max {}",
             self.name,
+            if self.range.offset() != 0
+                || self.range.len() != self.file_size - self.file_size % SECTOR
+            {
+                format!(" ({})", self.range)
+            } else {
+                String::new()
+            },
             self.capacity,
             self.capacity / 2048,
             if self.readonly { ", read-only" } else { "" },

@@ -18,6 +18,10 @@
 //! chains, oversized frames, offload requests and unreadable buffers drop
 //! the frame, count it in [`Stats`] and complete the chain; nothing panics.
 //!
+//! Policy ([`policy`]): a transmitted frame whose source address is not
+//! the device's MAC is dropped and counted unless the MAC lock is off, and
+//! an optional token bucket drops frames over a byte rate.
+//!
 //! Batching: the engine hands the device every available transmit chain
 //! per wake-up (up to one ring), and fills receive chains while
 //! [`Device::can_take`] finds a frame pending at the port (read ahead into
@@ -26,10 +30,12 @@
 //! ([`Device::wake_fd`] is `None`): the guest's refill kick wakes the
 //! backend instead.
 
+pub(crate) mod policy;
 pub(crate) mod tap;
 
 use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
+use std::time::Instant;
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::{
@@ -171,6 +177,10 @@ pub(crate) struct Stats {
     pub(crate) tx_bad_header: u64,
     /// Frames the port refused (full, down).
     pub(crate) tx_port_errors: u64,
+    /// Frames dropped by the source-MAC lock.
+    pub(crate) tx_spoofed: u64,
+    /// Frames dropped by the rate limit.
+    pub(crate) tx_rate_limited: u64,
 }
 
 /// Why a transmit header is refused.
@@ -201,6 +211,10 @@ pub(crate) struct Net<P: Port> {
     tx_buf: Vec<u8>,
     /// Whether a port error was logged (one line, then counted).
     warned_port: bool,
+    policy: policy::Policy,
+    /// Whether a refusal of each kind was logged (one line, then counted).
+    warned_spoofed: bool,
+    warned_rate: bool,
     stats: Stats,
     verbose: bool,
 }
@@ -224,9 +238,24 @@ impl<P: Port> Net<P> {
             rx_buf: vec![0u8; PORT_BUF].into_boxed_slice(),
             tx_buf: Vec::with_capacity(usize::from(mtu) + ETH_HLEN + VLAN_HLEN),
             warned_port: false,
+            policy: policy::Policy::default(),
+            warned_spoofed: false,
+            warned_rate: false,
             stats: Stats::default(),
             verbose,
         })
+    }
+
+    /// The device with transmit `policy` instead of the default (MAC lock
+    /// on, no rate limit).
+    pub(crate) fn with_policy(mut self, policy: policy::Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The largest frame, for the rate limit's default burst.
+    pub(crate) fn max_frame_len(mtu: u16) -> usize {
+        usize::from(mtu) + ETH_HLEN + VLAN_HLEN
     }
 
     /// The counters so far.
@@ -237,7 +266,37 @@ impl<P: Port> Net<P> {
 
     /// Largest frame (Ethernet header and one VLAN tag beyond the MTU).
     fn max_frame(&self) -> usize {
-        usize::from(self.mtu) + ETH_HLEN + VLAN_HLEN
+        Self::max_frame_len(self.mtu)
+    }
+
+    /// Counts (and logs once per kind) a frame the policy refused.
+    fn refused(&mut self, why: policy::Refusal, head: u16) {
+        let src = self
+            .tx_buf
+            .get(6..12)
+            .and_then(|s| <[u8; 6]>::try_from(s).ok())
+            .map(|m| Mac(m).to_string())
+            .unwrap_or_default();
+        let (warned, what) = match why {
+            policy::Refusal::Spoofed => {
+                self.stats.tx_spoofed += 1;
+                (
+                    &mut self.warned_spoofed,
+                    format!("source {src} is not the device's MAC {}", self.mac),
+                )
+            }
+            policy::Refusal::RateLimited => {
+                self.stats.tx_rate_limited += 1;
+                (&mut self.warned_rate, "over the rate limit".to_string())
+            }
+        };
+        if !*warned || self.verbose {
+            log(format_args!(
+                "net: tx chain {head}: {} bytes, {what}; dropped (further drops of this kind are only counted)",
+                self.tx_buf.len()
+            ));
+            *warned = true;
+        }
     }
 
     fn port_error(&mut self, what: &str, e: &io::Error) {
@@ -391,6 +450,10 @@ impl<P: Port> Net<P> {
             self.stats.tx_bad_chain += 1;
             return done;
         }
+        if let Some(why) = self.policy.check(&self.mac.0, &self.tx_buf, Instant::now()) {
+            self.refused(why, head);
+            return done;
+        }
         match self.port.send(&self.tx_buf) {
             Ok(()) => {
                 self.stats.tx_frames += 1;
@@ -465,7 +528,8 @@ impl<P: Port> Device for Net<P> {
         let s = self.stats;
         Some(format!(
             "net: to the guest {} frames ({} bytes), dropped {} (short chain) + {} (size); \
-             from the guest {} frames ({} bytes), dropped {} (bad chain) + {} (offload header) + {} (port)",
+             from the guest {} frames ({} bytes), dropped {} (bad chain) + {} (offload header) + {} (port) \
+             + {} (source MAC) + {} (rate limit)",
             s.rx_frames,
             s.rx_bytes,
             s.rx_short_chain,
@@ -474,16 +538,19 @@ impl<P: Port> Device for Net<P> {
             s.tx_bytes,
             s.tx_bad_chain,
             s.tx_bad_header,
-            s.tx_port_errors
+            s.tx_port_errors,
+            s.tx_spoofed,
+            s.tx_rate_limited
         ))
     }
 
     fn summary(&self) -> String {
         format!(
-            "virtio-net on {}: MAC {}, MTU {}, link up",
+            "virtio-net on {}: MAC {}, MTU {}, link up, {}",
             self.port.describe(),
             self.mac,
-            self.mtu
+            self.mtu,
+            self.policy.describe()
         )
     }
 }

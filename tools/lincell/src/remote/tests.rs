@@ -21,8 +21,9 @@ use lincell_shared::vdev::shadow::{
     VIRTQ_USED_ELEM_ID_OFFSET, VIRTQ_USED_ELEM_LEN_OFFSET,
 };
 use virtio_bindings::virtio_blk::{
-    VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
-    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+    VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
 };
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
@@ -562,6 +563,166 @@ fn blk_readonly_refuses_writes() {
     assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR);
     let (st, _, _) = f.blk(VIRTIO_BLK_T_IN, 0, &[], 512);
     assert_eq!(u32::from(st), VIRTIO_BLK_S_OK);
+}
+
+/// A 1 MiB file with a pattern, served as `range`; the pattern's byte at
+/// file offset `o`.
+fn pattern_at(o: u64) -> u8 {
+    // CAST: a byte of a hash.
+    (o.wrapping_mul(0x9e37_79b9) >> 13) as u8
+}
+
+impl<L: Link> Front<L> {
+    /// virtio-blk's capacity in config space.
+    fn capacity(&self) -> u64 {
+        let mut cap = [0u8; 8];
+        self.m()
+            .read_slice(&mut cap, GuestAddress(CONFIG_OFFSET as u64))
+            .unwrap();
+        u64::from_le_bytes(cap)
+    }
+}
+
+fn ranged(file: &TempFile, r: &str, readonly: bool) -> Front<Direct<Faulty<Blk>>> {
+    let data: Vec<u8> = (0..1u64 << 20).map(pattern_at).collect();
+    std::fs::write(&file.0, &data).unwrap();
+    let dev = blk_dev(file, readonly)
+        .with_range(r.parse().unwrap())
+        .unwrap();
+    let mut f = Front::new(direct(dev, None));
+    f.bring_up(1);
+    f
+}
+
+#[test]
+fn blk_range_maps_to_the_offset_and_refuses_outside() {
+    let file = TempFile::new("range", 1 << 20);
+    // 64 KiB at 256 KiB: 128 sectors.
+    let mut f = ranged(&file, "256K:64K", false);
+    let cap = f.capacity();
+    assert_eq!(cap, 128, "capacity is LENGTH/512");
+    // Sector 0 is byte 256 KiB of the file.
+    let (st, _, data) = f.blk(VIRTIO_BLK_T_IN, 0, &[], 1024);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_OK);
+    assert_eq!(
+        data,
+        (0..1024)
+            .map(|i| pattern_at(256 * 1024 + i))
+            .collect::<Vec<_>>()
+    );
+    // A write to the last sector lands at OFFSET + 127 * 512.
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_OUT, 127, &[0xa5; 512], 0);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_OK);
+    let on_disk = std::fs::read(&file.0).unwrap();
+    assert_eq!(&on_disk[(256 + 63) * 1024 + 512..][..512], &[0xa5; 512]);
+    // Crossing the end, past it, overflowing: I/O errors, nothing touched.
+    for (kind, sector, out, len) in [
+        (VIRTIO_BLK_T_IN, 127, &[][..], 1024),
+        (VIRTIO_BLK_T_IN, 128, &[][..], 512),
+        (VIRTIO_BLK_T_OUT, 127, &[1u8; 1024][..], 0),
+        (VIRTIO_BLK_T_OUT, 128, &[1u8; 512][..], 0),
+        (VIRTIO_BLK_T_OUT, u64::MAX / 512 + 1, &[1u8; 512][..], 0),
+        (VIRTIO_BLK_T_IN, u64::MAX, &[][..], 512),
+    ] {
+        let (st, _, _) = f.blk(kind, sector, out, len);
+        assert_eq!(
+            u32::from(st),
+            VIRTIO_BLK_S_IOERR,
+            "type {kind} sector {sector}"
+        );
+    }
+    // A discard crossing the end fails too.
+    let mut seg = [0u8; 16];
+    seg[..8].copy_from_slice(&100u64.to_le_bytes());
+    seg[8..12].copy_from_slice(&29u32.to_le_bytes());
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_DISCARD, 0, &seg, 0);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR);
+    let after = std::fs::read(&file.0).unwrap();
+    assert_eq!(after, on_disk, "nothing written by the refused requests");
+    // Outside the range the file is the pattern still.
+    assert!((0..256 * 1024).all(|o| after[o] == pattern_at(o as u64)));
+    assert!((320 * 1024..1 << 20).all(|o| after[o] == pattern_at(o as u64)));
+    // A discard inside punches the hole inside only.
+    seg[8..12].copy_from_slice(&28u32.to_le_bytes());
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_DISCARD, 0, &seg, 0);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_OK);
+    let after = std::fs::read(&file.0).unwrap();
+    assert!(after[(256 * 1024 + 100 * 512)..][..28 * 512]
+        .iter()
+        .all(|&b| b == 0));
+    assert!((320 * 1024..1 << 20).all(|o| after[o] == pattern_at(o as u64)));
+}
+
+#[test]
+fn blk_range_with_readonly_and_bad_ranges() {
+    let file = TempFile::new("range-ro", 1 << 20);
+    let mut f = ranged(&file, "1K:4K", true);
+    assert_ne!(f.device_features() & 1 << VIRTIO_BLK_F_RO, 0);
+    assert_eq!(f.capacity(), 8);
+    let (st, _, data) = f.blk(VIRTIO_BLK_T_IN, 7, &[], 512);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_OK);
+    assert_eq!(
+        data,
+        (0..512)
+            .map(|i| pattern_at(1024 + 7 * 512 + i))
+            .collect::<Vec<_>>()
+    );
+    let (st, _, _) = f.blk(VIRTIO_BLK_T_OUT, 0, &[1u8; 512], 0);
+    assert_eq!(u32::from(st), VIRTIO_BLK_S_IOERR, "read-only range");
+    // Ranges beyond the file are refused at start-up.
+    for r in ["1M:512", "0:1025K", "1020K:8K"] {
+        assert!(
+            blk_dev(&file, false)
+                .with_range(r.parse().unwrap())
+                .is_err(),
+            "{r}"
+        );
+    }
+    assert!(blk_dev(&file, false)
+        .with_range("1020K:4K".parse().unwrap())
+        .is_ok());
+}
+
+/// Randomized: random requests against a random range never touch a byte
+/// outside it, and succeed exactly when they lie inside.
+#[test]
+fn blk_range_random_requests_stay_inside() {
+    let file = TempFile::new("range-rand", 1 << 20);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for _ in 0..4 {
+        let off = (rng.next() % 1024) * 512;
+        let len = (1 + rng.next() % (2048 - off / 512).min(256)) * 512;
+        let mut f = ranged(&file, &format!("{off}:{len}"), false);
+        let sectors = len / 512;
+        for _ in 0..60 {
+            let r = rng.next();
+            let sector = match r & 3 {
+                0 => r >> 8,
+                1 => sectors.saturating_sub(r >> 8 & 7),
+                _ => (r >> 8) % sectors,
+            };
+            let n = 1 + (r >> 40) % 16;
+            let fits = sector.checked_add(n).is_some_and(|e| e <= sectors);
+            let (st, _, _) = if r >> 60 & 1 == 0 {
+                f.blk(VIRTIO_BLK_T_OUT, sector, &vec![0x5a; (n * 512) as usize], 0)
+            } else {
+                f.blk(VIRTIO_BLK_T_IN, sector, &[], (n * 512) as u32)
+            };
+            let want = if fits {
+                VIRTIO_BLK_S_OK
+            } else {
+                VIRTIO_BLK_S_IOERR
+            };
+            assert_eq!(u32::from(st), want, "{off}:{len} sector {sector}+{n}");
+        }
+        let after = std::fs::read(&file.0).unwrap();
+        for (o, &b) in after.iter().enumerate() {
+            let o64 = o as u64;
+            if o64 < off || o64 >= off + len {
+                assert_eq!(b, pattern_at(o64), "byte {o} outside {off}:{len}");
+            }
+        }
+    }
 }
 
 #[test]
