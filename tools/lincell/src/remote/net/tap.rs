@@ -99,7 +99,13 @@ impl Tap {
         }
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is a
         // live, writable value of its 40-byte layout.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
+        let r = unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                crate::sys::ioctl_request(libc::TUNSETIFF as u32),
+                &mut req as *mut IfReq,
+            )
+        };
         if r < 0 {
             let e = io::Error::last_os_error();
             let hint = if e.raw_os_error() == Some(libc::EPERM) {
@@ -141,7 +147,13 @@ impl Tap {
         let s = Self::ctl_socket()?;
         let mut req = IfReq::new(&self.name);
         // SAFETY: SIOCGIFMTU writes `ifr_mtu` of the live `req`.
-        let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut req as *mut IfReq) };
+        let r = unsafe {
+            libc::ioctl(
+                s.as_raw_fd(),
+                crate::sys::ioctl_request(libc::SIOCGIFMTU as u32),
+                &mut req as *mut IfReq,
+            )
+        };
         if r < 0 {
             return Err(Error::Remote(format!(
                 "TAP {}: SIOCGIFMTU: {}",
@@ -159,7 +171,13 @@ impl Tap {
         let mut req = IfReq::new(&self.name);
         req.value = libc::c_int::from(mtu);
         // SAFETY: SIOCSIFMTU reads `ifr_name` and `ifr_mtu` of the live `req`.
-        let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFMTU, &mut req as *mut IfReq) };
+        let r = unsafe {
+            libc::ioctl(
+                s.as_raw_fd(),
+                crate::sys::ioctl_request(libc::SIOCSIFMTU as u32),
+                &mut req as *mut IfReq,
+            )
+        };
         if r < 0 {
             return Err(Error::Remote(format!(
                 "TAP {}: cannot set MTU {mtu}: {}",
