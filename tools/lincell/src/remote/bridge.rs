@@ -197,7 +197,8 @@ impl Backend {
             let offered = frontend
                 .get_protocol_features()
                 .map_err(vu("GET_PROTOCOL_FEATURES"))?;
-            protocol = offered & (VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::CONFIG);
+            protocol =
+                offered & (VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::CONFIG);
             frontend
                 .set_protocol_features(protocol)
                 .map_err(vu("SET_PROTOCOL_FEATURES"))?;
@@ -301,7 +302,10 @@ impl Backend {
             self.frontend
                 .set_vring_base(i, 0)
                 .map_err(vu("SET_VRING_BASE"))?;
-            let call = event_fd(s.ep.peer().peer_event_fd(s.frontend, usize::from(q.driver_vector))?)?;
+            let call = event_fd(
+                s.ep.peer()
+                    .peer_event_fd(s.frontend, usize::from(q.driver_vector))?,
+            )?;
             self.frontend
                 .set_vring_call(i, &call)
                 .map_err(vu("SET_VRING_CALL"))?;
@@ -362,10 +366,17 @@ struct Start<'a> {
     mem_fd: BorrowedFd<'a>,
 }
 
-/// The device the frontend is offered for what `b` said.
-fn device_of(b: &Backend, o: &BridgeOptions, vectors: u32) -> Result<VhostDevice> {
-    let mut features = b.features & DEVICE_FEATURES;
-    let mut queues = b.queues;
+/// The device the frontend is offered for what the backend said
+/// (`features`, `queues`, `config`) on an ivshmem device of `vectors`.
+fn device_of(
+    features: u64,
+    queues: usize,
+    config: &[u8],
+    o: &BridgeOptions,
+    vectors: u32,
+) -> Result<VhostDevice> {
+    let mut features = features & DEVICE_FEATURES;
+    let mut queues = queues;
     if o.kind.id == 2 {
         features &= !(1 << BLK_F_MQ);
         queues = 1;
@@ -388,13 +399,13 @@ fn device_of(b: &Backend, o: &BridgeOptions, vectors: u32) -> Result<VhostDevice
         ));
         queues = max;
     }
-    if b.config.len() > lincell_shared::vdev::header::MAX_CONFIG {
+    if config.len() > lincell_shared::vdev::header::MAX_CONFIG {
         return Err(Error::Remote("backend config space too large".into()));
     }
     Ok(VhostDevice {
         id: o.kind.id,
         features,
-        config: b.config.clone(),
+        config: config.to_vec(),
         queues,
         socket: o.backend.clone(),
     })
@@ -482,7 +493,13 @@ fn session(
     len: usize,
     rw_off: usize,
 ) -> Result<bool> {
-    let dev = device_of(&backend, o, ep.vectors())?;
+    let dev = device_of(
+        backend.features,
+        backend.queues,
+        &backend.config,
+        o,
+        ep.vectors(),
+    )?;
     // SAFETY: the section stays mapped while `ep` lives, which outlives
     // this function and so the engine holding `mem`.
     let mem = unsafe { mem_from_raw(ptr, len)? };
@@ -535,7 +552,9 @@ fn session(
         let now = find_frontend(&states, own);
         if now != frontend {
             if let Some(old) = frontend {
-                log(format_args!("frontend peer {old} left READY; queues stopped"));
+                log(format_args!(
+                    "frontend peer {old} left READY; queues stopped"
+                ));
                 engine.detach();
             }
             if let Some(n) = now {
@@ -573,5 +592,119 @@ fn session(
                 engine.driver_features()
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(kind: &str, readonly: bool) -> BridgeOptions {
+        BridgeOptions {
+            ivshmem: PathBuf::from("/nonexistent/iv.sock"),
+            backend: PathBuf::from("/nonexistent/vu.sock"),
+            // PANIC: a known kind.
+            kind: parse_kind(kind).expect("kind"),
+            queue_size: 256,
+            readonly,
+            verbose: false,
+        }
+    }
+
+    #[test]
+    fn kinds_parse() {
+        assert_eq!(
+            parse_kind("blk").ok(),
+            Some(Kind {
+                id: 2,
+                config_len: 60
+            })
+        );
+        assert_eq!(
+            parse_kind("fs").ok(),
+            Some(Kind {
+                id: 26,
+                config_len: 40
+            })
+        );
+        assert_eq!(
+            parse_kind("42").ok(),
+            Some(Kind {
+                id: 42,
+                config_len: 0
+            })
+        );
+        assert!(parse_kind("0").is_err());
+        assert!(parse_kind("disk").is_err());
+        assert!(parse_kind("70000").is_err());
+    }
+
+    /// What qemu-storage-daemon 7.2's vhost-user-blk offers (measured).
+    const QSD_FEATURES: u64 = 0x1_7500_7e46;
+
+    #[test]
+    fn blk_hides_mq_and_transport_bits() {
+        let d = device_of(QSD_FEATURES, 4, &[0; 60], &opts("blk", false), 4).expect("device");
+        assert_eq!(d.queues, 1);
+        assert_eq!(d.features & 1 << BLK_F_MQ, 0);
+        assert_eq!(d.features & !DEVICE_FEATURES, 0);
+        assert_ne!(d.features & 1 << BLK_F_DISCARD, 0);
+        assert_eq!(d.config.len(), 60);
+    }
+
+    #[test]
+    fn readonly_blk() {
+        let d = device_of(QSD_FEATURES, 1, &[], &opts("blk", true), 4).expect("device");
+        assert_ne!(d.features & 1 << BLK_F_RO, 0);
+        assert_eq!(
+            d.features & (1 << BLK_F_DISCARD | 1 << BLK_F_WRITE_ZEROES),
+            0
+        );
+    }
+
+    #[test]
+    fn queues_need_vectors() {
+        assert!(device_of(1 << 32, 1, &[], &opts("rng", false), 1).is_err());
+        let d = device_of(1 << 32, 5, &[], &opts("fs", false), 3).expect("device");
+        assert_eq!(d.queues, 2);
+        assert!(device_of(1 << 32, 1, &[0; 300], &opts("42", false), 4).is_err());
+    }
+
+    #[test]
+    fn dead_socket_fails_fast() {
+        let e = Backend::connect(
+            Path::new("/nonexistent/vu.sock"),
+            Kind {
+                id: 2,
+                config_len: 60,
+            },
+        );
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn backend_that_closes_is_an_error_not_a_hang() {
+        let dir = std::env::temp_dir().join(format!("lincell-bridge-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("vu.sock");
+        let _ = std::fs::remove_file(&path);
+        // PANIC: a fresh path in a private directory.
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let t = std::thread::spawn(move || {
+            // Accept and close at once: the bridge's first reply never comes.
+            let _ = l.accept();
+        });
+        let start = std::time::Instant::now();
+        assert!(Backend::connect(
+            &path,
+            Kind {
+                id: 2,
+                config_len: 60
+            }
+        )
+        .is_err());
+        assert!(start.elapsed() < REPLY_TIMEOUT + Duration::from_secs(1));
+        let _ = t.join();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
