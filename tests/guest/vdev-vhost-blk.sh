@@ -10,7 +10,10 @@
 # ext4 file system survives unmount/mount; qemu-storage-daemon killed
 # mid-write makes the writer fail within a bounded time and the disk go
 # away; the bridge reconnects to a restarted qemu-storage-daemon and the
-# disk comes back by itself with the data intact.
+# disk comes back by itself with the data intact. Last, vdev_remote is
+# unbound and bound again: the bridge stops the queues at the backend
+# (device reset on the same vhost-user connection) and hands them out
+# again to the new driver instance.
 # lincell-vm: arch=x86_64 ivshmem-doorbell=4:16M cpus=2 timeout=600
 # lincell-vm: host=sh tests/host/vdev-vhost.sh guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
@@ -23,7 +26,7 @@ disk() { for d in /dev/vd?; do [ -b "$d" ] && echo "$d" && break; done; }
 has_disk() { [ -n "$(disk)" ]; }
 read_back() { dd if="$(disk)" of="$1" bs=64k skip=$((DATA_OFF / 65536)) count=$((LEN / 65536)) iflag=direct 2>/dev/null; }
 
-plan 13
+plan 15
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 pci=$(ivshmem_pci)
 check "vdev_remote has $(basename "$pci") (driver_override)" to_vdev_remote "$pci"
@@ -58,3 +61,13 @@ check "the failed disk is removed" wait_for 30 sh -c "dmesg | grep -q 'virtio de
 check "the bridge reconnects to a restarted backend: the disk is back" wait_for 120 sh -c "[ \$(dmesg | grep -c 'attached: virtio device id') -ge 2 ] && [ -b /dev/vda ]"
 read_back /tmp/back2
 check "the data written before the kill is intact" cmp /tmp/data /tmp/back2
+
+# Unbind and bind again: the same backend connection serves a second
+# driver instance (the bridge stops and restarts the queues).
+basename "$pci" > /sys/bus/pci/drivers/vdev_remote/unbind
+check "unbound: the disk goes away" wait_for 30 sh -c "! [ -b /dev/vda ]"
+before=$(dmesg | grep -c 'attached: virtio device id')
+basename "$pci" > /sys/bus/pci/drivers_probe
+wait_for 120 sh -c "[ \$(dmesg | grep -c 'attached: virtio device id') -gt $before ] && [ -b /dev/vda ]"
+read_back /tmp/back3
+check "bound again: the disk is back, data intact" cmp /tmp/data /tmp/back3

@@ -7,8 +7,9 @@
 #   data.sha  "SHA OFFSET LENGTH": check the same bytes in the file
 #   kill-now  SIGKILL qemu-storage-daemon (the bridge must leave READY),
 #             restart it 3 s later (the bridge must reconnect)
-# and at the end checks that the bridge logged the death and the
-# reconnection and exits 0 on SIGTERM.
+# and at the end checks that the bridge logged the death, the
+# reconnection and the queues stopped at a device reset (the guest rebinds
+# vdev_remote last), and exits 0 on SIGTERM.
 # usage: vdev-vhost.sh GUEST_NAME   (TAP on stdout)
 guest=$1
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
@@ -41,7 +42,7 @@ trap 'kill -TERM $bpid $qpid 2>/dev/null' EXIT
 
 [ -n "${LINCELL_DISK:-}" ] || truncate -s 128M "$disk"
 echo "TAP version 13"
-echo "1..5"
+echo "1..6"
 qsd
 "$lincell" remote vhost-user --socket "$LINCELL_IVSHMEM_SOCKET" --backend "$vu" 2>>"$log" &
 bpid=$!
@@ -71,6 +72,11 @@ if [ "$(grep -c 'queue(s) handed to the backend' "$log")" -ge 2 ]; then
 	ok "the bridge reconnected and handed the queues to the new backend"
 else
 	not_ok "the bridge reconnected and handed the queues to the new backend" "$(tail -5 "$log")"
+fi
+if grep -q "queues stopped at the backend" "$log" && [ "$(grep -c 'queue(s) handed to the backend' "$log")" -ge 3 ]; then
+	ok "a device reset stops the queues at the backend; the next driver gets them again"
+else
+	not_ok "a device reset stops the queues at the backend; the next driver gets them again" "$(tail -5 "$log")"
 fi
 kill -TERM "$bpid"; wait "$bpid"; rc=$?
 if [ $rc = 0 ]; then ok "the bridge exits 0 on SIGTERM"; else not_ok "the bridge exits 0 on SIGTERM" "exit $rc; $(tail -3 "$log")"; fi

@@ -26,8 +26,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use lincell_shared::vdev::header::{feature, STATE_READY};
 use vhost::vhost_user::message::{
@@ -164,6 +165,8 @@ struct Backend {
     frontend: Frontend,
     /// A second handle on the socket, polled for the backend's end.
     watch: UnixStream,
+    /// Shuts the socket down when the backend sits on a request.
+    watchdog: Watchdog,
     /// `GET_FEATURES`.
     features: u64,
     /// Negotiated protocol features.
@@ -181,10 +184,10 @@ impl Backend {
     fn connect(path: &Path, kind: Kind) -> Result<Self> {
         let sock = UnixStream::connect(path)
             .map_err(|e| Error::Remote(format!("{}: {e}", path.display())))?;
-        sock.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        sock.set_write_timeout(Some(REPLY_TIMEOUT))?;
         let watch = sock.try_clone()?;
+        let watchdog = Watchdog::new(sock.try_clone()?);
         let mut frontend = Frontend::from_stream(sock, 1);
+        let armed = watchdog.arm();
         frontend.set_owner().map_err(vu("SET_OWNER"))?;
         let features = frontend.get_features().map_err(vu("GET_FEATURES"))?;
         if features & 1 << feature::VERSION_1 == 0 {
@@ -221,9 +224,11 @@ impl Backend {
                 .map_err(vu("GET_CONFIG"))?;
             config = payload;
         }
+        drop(armed);
         Ok(Backend {
             frontend,
             watch,
+            watchdog,
             features,
             protocol,
             queues,
@@ -264,6 +269,7 @@ impl Backend {
 
     /// Hands the enabled queues to the backend (the driver set DRIVER_OK).
     fn start(&mut self, s: &Start<'_>) -> Result<()> {
+        let _armed = self.watchdog.arm();
         // The backend sees guest-physical addresses in a region without an
         // IOMMU: ACCESS_PLATFORM and ORDER_PLATFORM are the transport's.
         let mut acked = s.driver_features & self.features;
@@ -328,6 +334,7 @@ impl Backend {
 
     /// Stops the queues handed out (device reset or frontend gone).
     fn stop(&mut self) -> Result<()> {
+        let _armed = self.watchdog.arm();
         let protocol = self.features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() != 0;
         for i in std::mem::take(&mut self.started) {
             if protocol {
@@ -340,6 +347,85 @@ impl Backend {
                 .map_err(vu("GET_VRING_BASE"))?;
         }
         Ok(())
+    }
+}
+
+/// Bounds the backend's answers: the vhost crate retries a receive that
+/// timed out (`SO_RCVTIMEO` gives `EAGAIN`, which it treats as a transient
+/// error), so a stopped backend would hold a request forever. While armed
+/// ([`Watchdog::arm`]) for longer than [`REPLY_TIMEOUT`], a thread shuts
+/// the socket down: the pending receive then sees end of file and the
+/// request fails.
+struct Watchdog {
+    shared: Arc<WatchShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the watchdog thread and its owner share.
+struct WatchShared {
+    /// When the armed phase must be over; `None`: disarmed.
+    deadline: Mutex<Option<Instant>>,
+    /// The owner is gone: the thread ends.
+    quit: AtomicBool,
+}
+
+/// An armed [`Watchdog`]; disarms it when dropped.
+struct Armed<'a>(&'a WatchShared);
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.0.deadline.lock() {
+            *d = None;
+        }
+    }
+}
+
+impl Watchdog {
+    /// A watchdog over `sock` (a clone of the backend's socket).
+    fn new(sock: UnixStream) -> Self {
+        let shared = Arc::new(WatchShared {
+            deadline: Mutex::new(None),
+            quit: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("vhost-user watchdog".into())
+            .spawn(move || {
+                while !s.quit.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let late = s
+                        .deadline
+                        .lock()
+                        .map(|d| d.is_some_and(|d| Instant::now() >= d))
+                        .unwrap_or(true);
+                    if late {
+                        log(format_args!(
+                            "the vhost-user backend did not answer within {REPLY_TIMEOUT:?}; disconnecting"
+                        ));
+                        let _ = sock.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+            })
+            .ok();
+        Watchdog { shared, thread }
+    }
+
+    /// Arms the watchdog until the returned guard drops.
+    fn arm(&self) -> Armed<'_> {
+        if let Ok(mut d) = self.shared.deadline.lock() {
+            *d = Some(Instant::now() + REPLY_TIMEOUT);
+        }
+        Armed(&self.shared)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.quit.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -704,6 +790,42 @@ mod tests {
         )
         .is_err());
         assert!(start.elapsed() < REPLY_TIMEOUT + Duration::from_secs(1));
+        let _ = t.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn backend_that_never_answers_times_out() {
+        let dir = std::env::temp_dir().join(format!("lincell-bridge-mute-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("vu.sock");
+        let _ = std::fs::remove_file(&path);
+        // PANIC: a fresh path in a private directory.
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // Accept, then hold the connection open without a word (a
+            // stopped backend) until the test is done.
+            let c = l.accept();
+            let _ = rx.recv();
+            drop(c);
+        });
+        let start = std::time::Instant::now();
+        assert!(Backend::connect(
+            &path,
+            Kind {
+                id: 2,
+                config_len: 60
+            }
+        )
+        .is_err());
+        let took = start.elapsed();
+        assert!(
+            took >= REPLY_TIMEOUT - Duration::from_millis(100),
+            "{took:?}"
+        );
+        assert!(took < REPLY_TIMEOUT * 2, "{took:?}");
+        let _ = tx.send(());
         let _ = t.join();
         let _ = std::fs::remove_dir_all(&dir);
     }
