@@ -13,8 +13,18 @@ use std::process::{Child, Command, Stdio};
 use super::*;
 use crate::remote::bridge::{parse_kind, run, BridgeOptions};
 
+/// A child process killed when dropped (also when a check panics).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// qemu-storage-daemon exporting `file` at `sock`.
-fn qsd(file: &std::path::Path, sock: &std::path::Path) -> Option<Child> {
+fn qsd(file: &std::path::Path, sock: &std::path::Path) -> Option<Daemon> {
     let _ = std::fs::remove_file(sock);
     let child = Command::new("qemu-storage-daemon")
         .arg("--blockdev")
@@ -30,7 +40,8 @@ fn qsd(file: &std::path::Path, sock: &std::path::Path) -> Option<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .ok()?;
+        .ok()
+        .map(Daemon)?;
     let until = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
         assert!(Instant::now() < until, "qemu-storage-daemon made no socket");
@@ -60,7 +71,7 @@ fn bridge_serves_qemu_storage_daemon_and_survives_its_death() {
     let _one = daemon_lock();
     let file = TempFile::new("vhost", 1 << 20);
     let sock = std::env::temp_dir().join(format!("lincell-vu-{}.sock", std::process::id()));
-    let Some(mut daemon) = qsd(&file.0, &sock) else {
+    let Some(daemon) = qsd(&file.0, &sock) else {
         eprintln!("qemu-storage-daemon not installed: test skipped");
         return;
     };
@@ -91,10 +102,9 @@ fn bridge_serves_qemu_storage_daemon_and_survives_its_death() {
     assert_eq!(on_disk, data, "the bytes are in qemu-storage-daemon's file");
 
     // The backend dies: the bridge leaves READY; restarted, it comes back.
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     wait_state(&f, 0, "the bridge stayed READY after the backend died");
-    let mut daemon = qsd(&file.0, &sock).unwrap();
+    let daemon = qsd(&file.0, &sock).unwrap();
     wait_state(&f, STATE_READY, "the bridge did not come back READY");
 
     // A fresh negotiation (what vdev_remote does on a backend that came
@@ -111,7 +121,6 @@ fn bridge_serves_qemu_storage_daemon_and_survives_its_death() {
     super::super::runner::STOP.store(true, Ordering::SeqCst);
     bridge.join().unwrap().unwrap();
     assert_eq!(state_of(&f), 0, "the bridge cleared its state on shutdown");
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     let _ = std::fs::remove_file(&sock);
 }
