@@ -153,7 +153,8 @@ struct VhostUserArgs {
     backend: PathBuf,
     /// The device kind: blk, net, console, rng, vsock, fs (sets the virtio
     /// device id and the config size asked from the backend) or a virtio
-    /// device id (no config space).
+    /// device id (no config space). vdev_remote binds blk, net and console
+    /// only.
     #[arg(long, value_name = "KIND", default_value = "blk", value_parser = bridge::parse_kind)]
     device: bridge::Kind,
     /// virtio-blk: offer VIRTIO_BLK_F_RO (the driver then never writes).
