@@ -14,7 +14,10 @@
 # unbound and bound again: the bridge stops the queues at the backend
 # (device reset on the same vhost-user connection) and hands them out
 # again to the new driver instance.
+# Runs on QEMU ivshmem (v1, bound by driver_override) and on an ivshmem 2.0
+# device (revisions=, a virtio-blk frontend, protocol 0x8002, bound by ID).
 # lincell-vm: arch=x86_64 ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: revisions=v1,v2 ivshmem2=2:16M:0:0x8002 ivshmem2-vectors=4
 # lincell-vm: host=sh tests/host/vdev-vhost.sh guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 DATA_OFF=$((32 << 20))
@@ -29,7 +32,7 @@ read_back() { dd if="$(disk)" of="$1" bs=64k skip=$((DATA_OFF / 65536)) count=$(
 plan 15
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 pci=$(ivshmem_pci)
-check "vdev_remote has $(basename "$pci") (driver_override)" to_vdev_remote "$pci"
+check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 check "a virtio disk appears once the bridge is READY" wait_for 240 has_disk
 expect "virtio_blk drives it: 128 MiB from qemu-storage-daemon" "134217728" blockdev --getsize64 "$(disk)"
 
