@@ -58,6 +58,9 @@ APT_PACKAGES=(
 	# VMs: QEMU (TCG), and udev so virtme-ng finds its script ports in the
 	# guest (without it the guest's output and exit code are lost).
 	qemu-system-x86 udev busybox-static
+	# qemu-storage-daemon (a vhost-user-blk backend for the bridge's test);
+	# qemu-system-x86 pulls it in already, named here for what it is used.
+	qemu-system-common
 	# QEMU 11 (vfio-user-pci) comes in a Debian trixie tree of its own.
 	debootstrap
 	# The arm64 leg: cross GCC for the kernel and modules, QEMU's virt board.

@@ -55,6 +55,9 @@ pub struct Peer {
     sock: UnixStream,
     id: u16,
     shm: SharedMemory,
+    /// The shared memory's file descriptor, kept for peers that hand the
+    /// memory on (a vhost-user frontend's memory table).
+    shm_fd: OwnedFd,
     own: Vec<OwnedFd>,
     peers: BTreeMap<u16, Vec<OwnedFd>>,
     pending: VecDeque<PeerEvent>,
@@ -186,6 +189,7 @@ impl Peer {
             sock,
             id,
             shm,
+            shm_fd,
             own,
             peers,
             pending: VecDeque::new(),
@@ -243,6 +247,29 @@ impl Peer {
             io::Error::new(
                 e.kind(),
                 format!("cannot ring peer {peer} vector {vector}: {e}"),
+            )
+        })
+    }
+
+    /// The shared memory's file descriptor (what [`shm`](Self::shm) maps
+    /// from offset 0), for handing the memory to another process.
+    pub fn shm_fd(&self) -> BorrowedFd<'_> {
+        self.shm_fd.as_fd()
+    }
+
+    /// Peer `peer`'s eventfd for `vector`: writing it rings that peer, as
+    /// [`ring`](Self::ring) does. For handing a doorbell to another process.
+    ///
+    /// Fails with `NotFound` for a peer we do not know and `InvalidInput`
+    /// for a vector it does not have.
+    pub fn peer_event_fd(&self, peer: u16, vector: usize) -> io::Result<BorrowedFd<'_>> {
+        let fds = self.peers.get(&peer).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("unknown peer {peer}"))
+        })?;
+        fds.get(vector).map(AsFd::as_fd).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("peer {peer} has no vector {vector} (it has {})", fds.len()),
             )
         })
     }

@@ -7,10 +7,12 @@
 //! - [`engine`]: the header protocol, virtqueues, completions, faults;
 //! - [`blk`], [`console`], [`net`]: the device models;
 //! - [`runner`]: the daemon loop over an ivshmem endpoint;
+//! - [`bridge`]: a vhost-user backend behind the transport (`vhost-user`);
 //! - [`bench`](mod@bench): a direct-I/O block benchmark for `make bench`.
 
 mod bench;
 mod blk;
+mod bridge;
 mod console;
 mod engine;
 mod mem;
@@ -55,6 +57,7 @@ impl Args {
         match self.cmd {
             Cmd::Serve(_) => "lincell remote",
             Cmd::Bench(_) => "lincell remote bench",
+            Cmd::VhostUser(_) => "lincell remote vhost-user",
         }
     }
 }
@@ -83,6 +86,86 @@ Examples:
   lincell remote bench /dev/vdb --offset 0 --size 134217728 --mode randread"
     )]
     Bench(bench::BenchArgs),
+    VhostUser(VhostUserArgs),
+}
+
+/// Bridge one virtio-over-ivshmem device to a vhost-user backend (host
+/// peer only).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "\
+Serve one virtio device to a vdev-remote frontend through an existing
+vhost-user backend (qemu-storage-daemon, virtiofsd, vhost-device-*): the
+bridge joins the ivshmem server at --socket as a host peer and connects to
+the backend's UNIX socket at --backend as its vhost-user frontend.
+
+The backend describes the device: its virtio features (GET_FEATURES), queue
+count (GET_QUEUE_NUM with protocol feature MQ, else 1) and config space
+(GET_CONFIG with protocol feature CONFIG, the size given by --device). The
+bridge writes the virtio-over-ivshmem header from them as lincell's own
+backends do, and answers the frontend's negotiation itself. It offers only
+what vdev_remote implements: never INDIRECT_DESC, EVENT_IDX, RING_PACKED,
+IN_ORDER or NOTIFICATION_DATA; always VERSION_1 (the backend must offer it),
+ACCESS_PLATFORM and ORDER_PLATFORM (the transport's, not passed on). For
+virtio-blk the MQ feature is hidden (one request queue) and --readonly adds
+VIRTIO_BLK_F_RO and hides DISCARD and WRITE_ZEROES.
+
+When the driver sets DRIVER_OK the bridge hands the backend: the ivshmem R/W
+section as its one memory region (SET_MEM_TABLE: guest address 0, the
+section's offset in the shared-memory fd, so descriptor addresses, which
+are section offsets, are guest addresses), each enabled queue's size and
+ring addresses (SET_VRING_NUM, SET_VRING_ADDR in the bridge's mapping,
+SET_VRING_BASE 0), as kick fd the bridge's own eventfd of the queue's kick
+vector (queue i is kicked on vector 1+i) and as call fd the frontend peer's
+eventfd of the vector the driver chose for the queue (SET_VRING_KICK,
+SET_VRING_CALL, SET_VRING_ENABLE). The data path then runs between the
+guest's rings and the backend; the bridge only watches vector 0 (header
+writes, state changes) and the socket. A device reset or the frontend
+leaving READY stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE).
+
+The ivshmem device needs a vector per queue besides vector 0 (queues beyond
+that are not offered).
+
+If the backend closes its socket or leaves a request unanswered for 5 s,
+the bridge sets its ivshmem state to 0 (the frontend fails the device, its
+I/O errors), reconnects every 0.5 s, and once the backend answers publishes
+a fresh header and goes READY again (the frontend re-attaches). Requests in
+flight when the backend died are lost (no in-flight tracking yet).
+
+SIGINT or SIGTERM stops the bridge: the queues are stopped at the backend
+and the own state goes to 0.
+
+Exit status: 0 stopped by a signal; 1 runtime error (ivshmem server,
+shared memory); 2 usage error.",
+    after_help = "\
+Examples:
+  ivshmem-server -F -S /tmp/ivshmem.sock -l 16M -n 4 &
+  qemu-storage-daemon --blockdev driver=file,node-name=f,filename=disk.img \\
+      --export type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=/tmp/vu.sock,writable=on &
+  lincell remote vhost-user --socket /tmp/ivshmem.sock --backend /tmp/vu.sock"
+)]
+struct VhostUserArgs {
+    /// The ivshmem server's socket (the bridge is a host peer).
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// The vhost-user backend's UNIX socket.
+    #[arg(long, value_name = "PATH")]
+    backend: PathBuf,
+    /// The device kind: blk, net, console, rng, vsock, fs (sets the virtio
+    /// device id and the config size asked from the backend) or a virtio
+    /// device id (no config space). vdev_remote binds blk, net and console
+    /// only.
+    #[arg(long, value_name = "KIND", default_value = "blk", value_parser = bridge::parse_kind)]
+    device: bridge::Kind,
+    /// virtio-blk: offer VIRTIO_BLK_F_RO (the driver then never writes).
+    #[arg(long)]
+    readonly: bool,
+    /// Largest queue size offered (a power of two).
+    #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
+    queue_size: u16,
+    /// Log every header write.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// How the console is connected.
@@ -350,6 +433,19 @@ pub fn run(args: Args) -> Result<()> {
     match args.cmd {
         Cmd::Serve(a) => serve(&a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::VhostUser(a) => {
+            if a.readonly && a.device.id != 2 {
+                return Err(Error::Usage("--readonly is for --device blk".into()));
+            }
+            bridge::run(&bridge::BridgeOptions {
+                ivshmem: a.socket,
+                backend: a.backend,
+                kind: a.device,
+                queue_size: a.queue_size,
+                readonly: a.readonly,
+                verbose: a.verbose,
+            })
+        }
     }
 }
 

@@ -169,6 +169,30 @@ impl Vq {
     }
 }
 
+/// An enabled queue as the frontend configured it, for a bridge that hands
+/// the rings to another process ([`Engine::enabled_queues`]). Addresses are
+/// R/W-section offsets the engine checked (inside the section, aligned, past
+/// the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueSetup {
+    /// Queue index.
+    pub(crate) index: usize,
+    /// Largest size offered.
+    pub(crate) max: u16,
+    /// Size the frontend chose.
+    pub(crate) size: u16,
+    /// Descriptor table.
+    pub(crate) desc: u64,
+    /// Avail (driver) ring.
+    pub(crate) avail: u64,
+    /// Used (device) ring.
+    pub(crate) used: u64,
+    /// Vector the frontend kicks (the backend's).
+    pub(crate) device_vector: u16,
+    /// Vector completions ring (the frontend's).
+    pub(crate) driver_vector: u16,
+}
+
 /// Why a queue could not be enabled.
 fn ring_error(
     what: &str,
@@ -297,6 +321,30 @@ impl<D: Device> Engine<D> {
     /// `queue_device_vector` of each queue.
     pub(crate) fn device_vectors(&self) -> Vec<u16> {
         self.queues.iter().map(|q| q.device_vector).collect()
+    }
+
+    /// The feature bits the driver wrote (accepted once FEATURES_OK is set).
+    pub(crate) fn driver_features(&self) -> u64 {
+        self.driver_features
+    }
+
+    /// The queues the frontend enabled.
+    pub(crate) fn enabled_queues(&self) -> Vec<QueueSetup> {
+        self.queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.queue.is_some())
+            .map(|(index, q)| QueueSetup {
+                index,
+                max: q.max,
+                size: q.size,
+                desc: q.desc,
+                avail: q.avail,
+                used: q.used,
+                device_vector: q.device_vector,
+                driver_vector: q.driver_vector,
+            })
+            .collect()
     }
 
     /// Whether the driver set DRIVER_OK (and not FAILED).

@@ -25,7 +25,7 @@ extern "C" fn on_stop(_sig: libc::c_int) {
 }
 
 /// Installs the SIGINT/SIGTERM handlers (no `SA_RESTART`: waits return).
-fn catch_signals() -> io::Result<()> {
+pub(super) fn catch_signals() -> io::Result<()> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: sigaction is plain data; zeroed is a valid empty value.
         let mut act: libc::sigaction = unsafe { std::mem::zeroed() };

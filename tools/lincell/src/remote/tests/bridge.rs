@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The vhost-user bridge for real, on the host: `qemu-storage-daemon`
+//! exports a file as vhost-user-blk, the bridge is a host peer of an
+//! ivshmem server, and the in-process frontend (a second host peer)
+//! negotiates, writes and reads through qemu-storage-daemon's own virtio-blk
+//! device; then the daemon is killed (the bridge must leave READY) and
+//! restarted (the bridge must come back READY and serve again). Skipped
+//! when qemu-storage-daemon is not installed.
+
+use std::process::{Child, Command, Stdio};
+
+use super::*;
+use crate::remote::bridge::{parse_kind, run, BridgeOptions};
+
+/// A child process killed when dropped (also when a check panics).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// qemu-storage-daemon exporting `file` at `sock`.
+fn qsd(file: &std::path::Path, sock: &std::path::Path) -> Option<Daemon> {
+    let _ = std::fs::remove_file(sock);
+    let child = Command::new("qemu-storage-daemon")
+        .arg("--blockdev")
+        .arg(format!(
+            "driver=file,node-name=f,filename={}",
+            file.display()
+        ))
+        .arg("--export")
+        .arg(format!(
+            "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path={},writable=on",
+            sock.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+        .map(Daemon)?;
+    let until = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < until, "qemu-storage-daemon made no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+/// The bridge's state in the ivshmem state table, as the frontend sees it.
+fn state_of(f: &Front<Remote>) -> u32 {
+    let states = f.link.ep.peer_states().unwrap();
+    states[f.link.backend as usize]
+}
+
+fn wait_state(f: &Front<Remote>, want: u32, what: &str) {
+    let until = Instant::now() + Duration::from_secs(15);
+    while state_of(f) != want {
+        assert!(Instant::now() < until, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bridge_serves_qemu_storage_daemon_and_survives_its_death() {
+    use crate::ivshmem::endpoint::tests::TestServer;
+
+    let _one = daemon_lock();
+    let file = TempFile::new("vhost", 1 << 20);
+    let sock = std::env::temp_dir().join(format!("lincell-vu-{}.sock", std::process::id()));
+    let Some(daemon) = qsd(&file.0, &sock) else {
+        eprintln!("qemu-storage-daemon not installed: test skipped");
+        return;
+    };
+    let server = TestServer::start(4);
+    let opts = BridgeOptions {
+        ivshmem: server.socket.clone(),
+        backend: sock.clone(),
+        kind: parse_kind("blk").unwrap(),
+        queue_size: 256,
+        readonly: false,
+        verbose: false,
+    };
+    let bridge = std::thread::spawn(move || run(&opts));
+
+    let mut f = remote_front(&server, 0x8002, 1 << 1);
+    f.queue_event = false;
+    f.bring_up(1);
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    assert_eq!(f.blk(VIRTIO_BLK_T_OUT, 5, &data, 0).0, 0);
+    let (st, len, back) = f.blk(VIRTIO_BLK_T_IN, 5, &[], 4096);
+    assert_eq!((st, len), (0, 4097));
+    assert_eq!(back, data);
+    let mut on_disk = vec![0u8; 4096];
+    std::fs::File::open(&file.0)
+        .unwrap()
+        .read_exact_at(&mut on_disk, 5 * 512)
+        .unwrap();
+    assert_eq!(on_disk, data, "the bytes are in qemu-storage-daemon's file");
+
+    // The backend dies: the bridge leaves READY; restarted, it comes back.
+    drop(daemon);
+    wait_state(&f, 0, "the bridge stayed READY after the backend died");
+    let daemon = qsd(&file.0, &sock).unwrap();
+    wait_state(&f, STATE_READY, "the bridge did not come back READY");
+
+    // A fresh negotiation (what vdev_remote does on a backend that came
+    // back) reaches the new daemon, with the data still there.
+    let f2_link = f.link;
+    let mut f = Front::new(f2_link);
+    f.queue_event = false;
+    f.next_buf = 0x40000;
+    f.bring_up(1);
+    let (st, _, back) = f.blk(VIRTIO_BLK_T_IN, 5, &[], 4096);
+    assert_eq!(st, 0);
+    assert_eq!(back, data);
+
+    super::super::runner::STOP.store(true, Ordering::SeqCst);
+    bridge.join().unwrap().unwrap();
+    assert_eq!(state_of(&f), 0, "the bridge cleared its state on shutdown");
+    drop(daemon);
+    let _ = std::fs::remove_file(&sock);
+}
