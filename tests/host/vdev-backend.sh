@@ -32,11 +32,9 @@
 kind=$1 guest=$2
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
 g=$LINCELL_OUT/../$guest
+. "$LINCELL_ROOT/tests/host/host-lib.sh"
 disk=${LINCELL_DISK:-$LINCELL_OUT/disk.img}
 log=$LINCELL_OUT/backend.log
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
 
 serve() {
 	if [ "$kind" != console ]; then
@@ -45,16 +43,6 @@ serve() {
 		"$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" --console "unix:$LINCELL_OUT/console.sock" "$@" 2>>"$log" &
 	fi
 	pid=$!
-}
-# wait_file NAME SECONDS: until the guest wrote NAME (or its script ended).
-wait_file() {
-	i=0
-	while [ $i -lt $(($2 * 10)) ]; do
-		[ -e "$g/$1" ] && return 0
-		[ -e "$g/done" ] && return 1
-		sleep 0.1; i=$((i + 1))
-	done
-	return 1
 }
 stop() {
 	kill -TERM "$pid" 2>/dev/null

@@ -18,14 +18,12 @@
 guest=$1
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
 g=$LINCELL_OUT/../$guest
+. "$LINCELL_ROOT/tests/host/host-lib.sh"
 log=$LINCELL_OUT/backend.log
 tcplog=$LINCELL_OUT/tcp.log
 ns=lcnet$$
 mac=02:6c:63:00:00:02
-n=0
 pid= srv=
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
 # Everything this script starts runs in its namespace: kill what is left
 # there, then delete it.
 cleanup() {
@@ -49,16 +47,6 @@ serve() {
 	ip netns exec "$ns" "$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" \
 		--net tap:lct0 --mac "$mac" "$@" 2>>"$log" &
 	pid=$!
-}
-# wait_file NAME SECONDS: until the guest wrote NAME (or its script ended).
-wait_file() {
-	i=0
-	while [ $i -lt $(($2 * 10)) ]; do
-		[ -e "$g/$1" ] && return 0
-		[ -e "$g/done" ] && return 1
-		sleep 0.1; i=$((i + 1))
-	done
-	return 1
 }
 
 echo "TAP version 13"

@@ -14,22 +14,11 @@
 guest=$1
 lincell=${LINCELL:-$LINCELL_ROOT/target/debug/lincell}
 g=$LINCELL_OUT/../$guest
+. "$LINCELL_ROOT/tests/host/host-lib.sh"
 disk=${LINCELL_DISK:-$LINCELL_OUT/disk.img}
 vu=$LINCELL_OUT/vhost-user-blk.sock
 log=$LINCELL_OUT/bridge.log
 qlog=$LINCELL_OUT/qemu-storage-daemon.log
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); printf '# %s\n' "$2"; echo "not ok $n - $1"; }
-wait_file() {
-	i=0
-	while [ $i -lt $(($2 * 10)) ]; do
-		[ -e "$g/$1" ] && return 0
-		[ -e "$g/done" ] && return 1
-		sleep 0.1; i=$((i + 1))
-	done
-	return 1
-}
 qsd() {
 	rm -f "$vu"
 	qemu-storage-daemon --blockdev driver=file,node-name=f,filename="$disk",cache.direct=off \
