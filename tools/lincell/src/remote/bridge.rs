@@ -768,27 +768,39 @@ mod tests {
         assert!(e.is_err());
     }
 
-    #[test]
-    fn backend_that_closes_is_an_error_not_a_hang() {
-        let dir = std::env::temp_dir().join(format!("lincell-bridge-{}", std::process::id()));
+    /// A vhost-user "backend" listening in a private directory named after
+    /// `tag`; the directory, the socket path and the listener.
+    fn listening(tag: &str) -> (PathBuf, PathBuf, std::os::unix::net::UnixListener) {
+        let dir = std::env::temp_dir().join(format!("lincell-bridge-{tag}{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("vu.sock");
         let _ = std::fs::remove_file(&path);
         // PANIC: a fresh path in a private directory.
         let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        (dir, path, l)
+    }
+
+    /// `Backend::connect` to `path` as a blk device fails.
+    fn connect_fails(path: &Path) -> bool {
+        Backend::connect(
+            path,
+            Kind {
+                id: 2,
+                config_len: 60,
+            },
+        )
+        .is_err()
+    }
+
+    #[test]
+    fn backend_that_closes_is_an_error_not_a_hang() {
+        let (dir, path, l) = listening("");
         let t = std::thread::spawn(move || {
             // Accept and close at once: the bridge's first reply never comes.
             let _ = l.accept();
         });
         let start = std::time::Instant::now();
-        assert!(Backend::connect(
-            &path,
-            Kind {
-                id: 2,
-                config_len: 60
-            }
-        )
-        .is_err());
+        assert!(connect_fails(&path));
         assert!(start.elapsed() < REPLY_TIMEOUT + Duration::from_secs(1));
         let _ = t.join();
         let _ = std::fs::remove_dir_all(&dir);
@@ -796,12 +808,7 @@ mod tests {
 
     #[test]
     fn backend_that_never_answers_times_out() {
-        let dir = std::env::temp_dir().join(format!("lincell-bridge-mute-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("vu.sock");
-        let _ = std::fs::remove_file(&path);
-        // PANIC: a fresh path in a private directory.
-        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let (dir, path, l) = listening("mute-");
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || {
             // Accept, then hold the connection open without a word (a
@@ -811,14 +818,7 @@ mod tests {
             drop(c);
         });
         let start = std::time::Instant::now();
-        assert!(Backend::connect(
-            &path,
-            Kind {
-                id: 2,
-                config_len: 60
-            }
-        )
-        .is_err());
+        assert!(connect_fails(&path));
         let took = start.elapsed();
         assert!(
             took >= REPLY_TIMEOUT - Duration::from_millis(100),
