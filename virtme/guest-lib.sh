@@ -129,3 +129,14 @@ pingpong_figures() {
 	done
 	sed -n "s/^lost: \([0-9]*\) spurious: \([0-9]*\)$/$_row.lost=\1\n$_row.spurious=\2/p" "$_file"
 }
+
+# mac_netif MAC: the name of the network interface with address MAC (a
+# virtio-net device's, found whatever udev renamed it to); 1 if none.
+mac_netif() {
+	for _d in /sys/class/net/*; do
+		[ "$(cat "$_d/address" 2>/dev/null)" = "$1" ] && basename "$_d" && return 0
+	done
+	return 1
+}
+# mac_link_up MAC: that interface exists and has carrier.
+mac_link_up() { _i=$(mac_netif "$1") && [ "$(cat "/sys/class/net/$_i/carrier" 2>/dev/null)" = 1 ]; }

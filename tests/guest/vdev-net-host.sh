@@ -32,14 +32,9 @@ ADDR=10.77.0.2/24
 TCP="python3 $LINCELL_ROOT/tests/host/tcp-check.py"
 PING="busybox ping"
 
-# The interface with the backend's MAC, if there is one.
-netif() {
-	for d in /sys/class/net/*; do
-		[ "$(cat "$d/address" 2>/dev/null)" = "$MAC" ] && basename "$d" && return 0
-	done
-	return 1
-}
-has_link() { i=$(netif) && [ "$(cat "/sys/class/net/$i/carrier" 2>/dev/null)" = 1 ]; }
+# The interface with the backend's MAC, if there is one, and its carrier.
+netif() { mac_netif "$MAC"; }
+has_link() { mac_link_up "$MAC"; }
 link_gone() { ! has_link; }
 bring_up() {
 	# udev renames eth0 (enp0sN): let it finish first.

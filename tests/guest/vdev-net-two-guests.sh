@@ -44,14 +44,9 @@ if [ "$LINCELL_GUEST" = a ]; then
 	check "the backend stops cleanly (exit 0)" test $? -eq 0
 	expect "nothing was dropped by the source-MAC lock" "+ 0 (source MAC)" cat "$out/backend.log"
 else
-	# The interface with the backend's MAC, if there is one.
-	netif() {
-		for d in /sys/class/net/*; do
-			[ "$(cat "$d/address" 2>/dev/null)" = "$MAC" ] && basename "$d" && return 0
-		done
-		return 1
-	}
-	has_link() { i=$(netif) && [ "$(cat "/sys/class/net/$i/carrier" 2>/dev/null)" = 1 ]; }
+	# The interface with the backend's MAC, if there is one, and its carrier.
+	netif() { mac_netif "$MAC"; }
+	has_link() { mac_link_up "$MAC"; }
 	bring_up() {
 		udevadm settle -t 10 2>/dev/null
 		i=$(netif) || return 1
