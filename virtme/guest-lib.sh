@@ -140,3 +140,41 @@ mac_netif() {
 }
 # mac_link_up MAC: that interface exists and has carrier.
 mac_link_up() { _i=$(mac_netif "$1") && [ "$(cat "/sys/class/net/$_i/carrier" 2>/dev/null)" = 1 ]; }
+
+# latency_run NAME ARGS...: one `lincell latency` initiator run on
+# /dev/ivshmem0, its JSON report kept in $LINCELL_OUT/NAME.json; passes
+# when the report has the documented fields (Documentation/latency.md),
+# ordered percentiles, a histogram that adds up, and every round trip
+# answered. Prints a one-line summary.
+latency_run() {
+	_name=$1; shift
+	"$LINCELL_ROOT/target/debug/lincell" latency /dev/ivshmem0 --json --connect-timeout-ms 240000 "$@" \
+		>"$LINCELL_OUT/$_name.json" 2>"$LINCELL_OUT/$_name.err" ||
+		{ cat "$LINCELL_OUT/$_name.json" "$LINCELL_OUT/$_name.err"; return 1; }
+	python3 - "$LINCELL_OUT/$_name.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+keys = {"version", "mode", "interval_us", "cpu", "priority", "load", "count", "received", "lost",
+        "overruns", "doorbells_sent", "rtt_us", "wake_us", "histogram", "error"}
+assert keys <= r.keys(), keys - r.keys()
+assert r["version"] == 1 and r["error"] is None, r
+assert r["received"] == r["count"] > 0 and r["lost"] == 0, r
+for f in ("rtt_us", "wake_us"):
+    v = r[f]
+    assert v["min"] <= v["p50"] <= v["p99"] <= v["p999"] <= v["max"], v
+assert sum(r["histogram"]["counts"]) + r["histogram"]["overflow"] == r["received"], r["histogram"]
+print("# mode %s: %d round trips, rtt p50 %.0f us p99 %.0f us max %.0f us, %d doorbells"
+      % (r["mode"], r["received"], r["rtt_us"]["p50"], r["rtt_us"]["p99"], r["rtt_us"]["max"], r["doorbells_sent"]))
+PY
+}
+
+# latency_dies ARGS...: a `lincell latency` run whose responder dies
+# mid-stream: passes when it exits 1 with "no answer to ping" within 90 s.
+latency_dies() {
+	_start=$(date +%s)
+	"$LINCELL_ROOT/target/debug/lincell" latency /dev/ivshmem0 --timeout-ms 2000 --connect-timeout-ms 240000 "$@" \
+		>"$LINCELL_OUT/dies.txt" 2>&1
+	_rc=$? _took=$(($(date +%s) - _start))
+	sed 's/^/# /' "$LINCELL_OUT/dies.txt"
+	[ $_rc = 1 ] && grep -q "no answer to ping" "$LINCELL_OUT/dies.txt" && [ $_took -lt 90 ]
+}

@@ -20,33 +20,11 @@ OUT=$LINCELL_OUT
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 check "the device node appears" wait_for 10 test -c /dev/ivshmem0
 
-# run NAME ARGS...: one initiator run, JSON kept in $OUT/NAME.json; passes
-# when every round trip was answered.
-run() {
-	name=$1; shift
-	"$L" latency /dev/ivshmem0 --json --connect-timeout-ms 240000 "$@" >"$OUT/$name.json" 2>"$OUT/$name.err" ||
-		{ cat "$OUT/$name.json" "$OUT/$name.err"; return 1; }
-	python3 - "$OUT/$name.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-keys = {"version", "mode", "interval_us", "cpu", "priority", "load", "count", "received", "lost",
-        "overruns", "doorbells_sent", "rtt_us", "wake_us", "histogram", "error"}
-assert keys <= r.keys(), keys - r.keys()
-assert r["version"] == 1 and r["error"] is None, r
-assert r["received"] == r["count"] > 0 and r["lost"] == 0, r
-for f in ("rtt_us", "wake_us"):
-    v = r[f]
-    assert v["min"] <= v["p50"] <= v["p99"] <= v["p999"] <= v["max"], v
-assert sum(r["histogram"]["counts"]) + r["histogram"]["overflow"] == r["received"], r["histogram"]
-print("mode %s: %d round trips, rtt p50 %.0f us p99 %.0f us max %.0f us, %d doorbells"
-      % (r["mode"], r["received"], r["rtt_us"]["p50"], r["rtt_us"]["p99"], r["rtt_us"]["max"], r["doorbells_sent"]))
-PY
-}
 for mode in spin block spin-block; do
-	results "$mode: 2000 round trips at 1 ms, every one answered" run "$mode" --mode "$mode" --count 2000 --priority 50
+	results "$mode: 2000 round trips at 1 ms, every one answered" latency_run "$mode" --mode "$mode" --count 2000 --priority 50
 done
 results "100000 back-to-back round trips, every sequence number checked" \
-	run flood --mode spin-block --count 100000 --interval-us 1 --priority 0 --plot "$OUT/flood.svg"
+	latency_run flood --mode spin-block --count 100000 --interval-us 1 --priority 0 --plot "$OUT/flood.svg"
 check "the plot is well-formed SVG" python3 -c "
 import sys, xml.dom.minidom
 d = xml.dom.minidom.parse('$OUT/flood.svg')
@@ -82,13 +60,5 @@ for t in ('housekeeping', 'isolated'):
 }
 check "--compare-isolated 1 --load: both runs, the table, both plots, CPU 1 released" compared
 # The host's second responder is killed once we say so.
-dies() {
-	touch "$OUT/kill-now"
-	start=$(date +%s)
-	"$L" latency /dev/ivshmem0 --count 100000 --timeout-ms 2000 --priority 0 --connect-timeout-ms 240000 \
-		>"$OUT/dies.txt" 2>&1
-	rc=$? took=$(($(date +%s) - start))
-	cat "$OUT/dies.txt"
-	[ $rc = 1 ] && grep -q "no answer to ping" "$OUT/dies.txt" && [ $took -lt 90 ]
-}
+dies() { touch "$OUT/kill-now" && latency_dies --count 100000 --priority 0; }
 check "a responder killed mid-stream: exit 1 with 'no answer', no hang" dies
