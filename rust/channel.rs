@@ -331,6 +331,18 @@ impl<'a, P: SharedMemory + ?Sized, C: SharedMemory + ?Sized> Producer<'a, P, C> 
         self.geo
     }
 
+    /// Looks for the receiver's consumer block at `peer_at` in `peer` from
+    /// now on: for a sender that learns who receives only after its first
+    /// messages (the receiver's hello names its output section). Until the
+    /// receiver attaches there with this ring's epoch, the ring counts as
+    /// unattached, as after [`Producer::create`].
+    pub fn rebind(&mut self, peer: &'a C, peer_at: usize) -> Result<(), ChannelError> {
+        place(peer, peer_at, CONSUMER_BLOCK_SIZE)?;
+        self.peer = peer;
+        self.peer_at = peer_at;
+        Ok(())
+    }
+
     /// The receiver's `tail`, validated; `None` while no receiver is
     /// attached to this epoch.
     fn tail(&self) -> Result<Option<u32>, ChannelError> {
@@ -629,6 +641,40 @@ mod tests {
         }
         assert_eq!(rx.try_recv(&mut buf), Err(ChannelError::Empty));
         assert_eq!(tx.free(), Ok(4));
+    }
+
+    #[test]
+    fn a_sender_rebound_to_the_receiver_s_block_sees_its_tail() {
+        // The sender's own memory (producer block, and a zeroed stand-in
+        // consumer block), and the receiver's memory (its consumer block):
+        // the layout of two output sections.
+        let own = TestMemory::new(0x2000);
+        let theirs = TestMemory::new(0x2000);
+        let geo = Geometry::new(4, 16).unwrap();
+        let mut tx = Producer::create(&own, 0, &own, 0x1080, geo, 9).unwrap();
+        for _ in 0..4 {
+            tx.try_send(b"hello").unwrap();
+        }
+        assert_eq!(tx.try_send(b"x"), Err(ChannelError::Full));
+        assert!(matches!(
+            tx.rebind(&theirs, 0x1ff8),
+            Err(ChannelError::Placement { .. })
+        ));
+        assert!(matches!(
+            tx.rebind(&theirs, 0x1044),
+            Err(ChannelError::Placement { .. })
+        ));
+        tx.rebind(&theirs, 0x1040).unwrap();
+        // Not attached there yet: still full.
+        assert_eq!(tx.free(), Ok(0));
+        let mut rx = Consumer::attach(&own, 0, &theirs, 0x1040).unwrap();
+        let mut buf = [0u8; 8];
+        for _ in 0..4 {
+            assert_eq!(rx.try_recv(&mut buf).unwrap().len, 5);
+        }
+        assert_eq!(tx.free(), Ok(4));
+        assert_eq!(tx.try_send(b"more"), Ok(Sent { notify: false }));
+        assert_eq!(rx.try_recv(&mut buf).unwrap().len, 4);
     }
 
     #[test]

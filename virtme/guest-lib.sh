@@ -154,7 +154,7 @@ latency_run() {
 	python3 - "$LINCELL_OUT/$_name.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-keys = {"version", "mode", "interval_us", "cpu", "priority", "load", "count", "received", "lost",
+keys = {"version", "mode", "placement", "interval_us", "cpu", "priority", "load", "count", "received", "lost",
         "overruns", "doorbells_sent", "rtt_us", "wake_us", "histogram", "error"}
 assert keys <= r.keys(), keys - r.keys()
 assert r["version"] == 1 and r["error"] is None, r
@@ -163,9 +163,15 @@ for f in ("rtt_us", "wake_us"):
     v = r[f]
     assert v["min"] <= v["p50"] <= v["p99"] <= v["p999"] <= v["max"], v
 assert sum(r["histogram"]["counts"]) + r["histogram"]["overflow"] == r["received"], r["histogram"]
-print("# mode %s: %d round trips, rtt p50 %.0f us p99 %.0f us max %.0f us, %d doorbells"
-      % (r["mode"], r["received"], r["rtt_us"]["p50"], r["rtt_us"]["p99"], r["rtt_us"]["max"], r["doorbells_sent"]))
+print("# mode %s, rings in %s: %d round trips, rtt p50 %.0f us p99 %.0f us max %.0f us, %d doorbells"
+      % (r["mode"], r["placement"], r["received"], r["rtt_us"]["p50"], r["rtt_us"]["p99"], r["rtt_us"]["max"], r["doorbells_sent"]))
 PY
+}
+
+# latency_placements SPIN_RUN RW_RUN: the first run's rings were in the
+# output sections, the second's (`--placement rw`) in the R/W section.
+latency_placements() {
+	grep -q '"placement": "output"' "$LINCELL_OUT/$1.json" && grep -q '"placement": "rw"' "$LINCELL_OUT/$2.json"
 }
 
 # latency_dies ARGS...: a `lincell latency` run whose responder dies

@@ -16,6 +16,11 @@
 //! own change when every CPU of the affinity went offline is not such a
 //! decision ([`SinceLastPass`]): the original stays.
 //!
+//! An isolation can also *keep* interrupts (`isolate 1 irqs=24`): those
+//! are delivered on its CPUs while it is active, whatever their original
+//! (an RT task's own device interrupt, so that its wake-up happens where it
+//! runs), and restored the same way when it is released.
+//!
 //! Kernel-managed interrupts (multi-queue devices) and interrupts whose chip
 //! cannot move them are never touched; those that touch isolated CPUs are
 //! reported.
@@ -24,7 +29,7 @@ use kernel::prelude::*;
 
 use crate::isolation::SinceLastPass;
 use crate::shared::cpu_isolate::cpuset::CpuSet;
-use crate::shared::cpu_isolate::ledger::steered;
+use crate::shared::cpu_isolate::ledger::{target, Ledger};
 use crate::shim::{self, irq_flags, IrqScratch};
 
 /// One interrupt this module moved.
@@ -41,6 +46,9 @@ struct Steered {
 pub(crate) enum State {
     /// Moved; its original affinity is remembered.
     Moved,
+    /// Kept on the isolated CPUs of the region that names it; its original
+    /// affinity is remembered.
+    Kept,
     /// Kernel-managed: the kernel decides its affinity; it stays.
     Managed,
     /// Per-CPU, or its chip cannot change affinity; it stays.
@@ -54,6 +62,7 @@ impl State {
     pub(crate) fn name(self) -> &'static str {
         match self {
             State::Moved => "moved",
+            State::Kept => "kept",
             State::Managed => "managed",
             State::Unmovable => "unmovable",
             State::Failed(_) => "failed",
@@ -75,9 +84,18 @@ pub(crate) struct Line {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Counts {
     pub(crate) moved: u32,
+    pub(crate) kept: u32,
     pub(crate) managed: u32,
     pub(crate) unmovable: u32,
     pub(crate) failed: u32,
+}
+
+/// What an interrupt's affinity is computed from ([`target`]).
+struct Targets<'a> {
+    kept: Option<&'a CpuSet>,
+    isolated: &'a CpuSet,
+    housekeeping: &'a CpuSet,
+    online: &'a CpuSet,
 }
 
 /// The interrupts this module changed, and the last reconcile's report.
@@ -119,6 +137,7 @@ impl IrqSteering {
         for l in self.report.iter() {
             match l.state {
                 State::Moved => c.moved += 1,
+                State::Kept => c.kept += 1,
                 State::Managed => c.managed += 1,
                 State::Unmovable => c.unmovable += 1,
                 State::Failed(_) => c.failed += 1,
@@ -127,12 +146,14 @@ impl IrqSteering {
         c
     }
 
-    /// Makes every interrupt agree with `isolated` (see the module
-    /// documentation). Per-interrupt failures are reported, not returned;
-    /// an error means memory ran out, and leaves every interrupt it already
-    /// handled consistent with `isolated`.
+    /// Makes every interrupt agree with `isolated` and the interrupts the
+    /// regions of `ledger` keep (see the module documentation).
+    /// Per-interrupt failures are reported, not returned; an error means
+    /// memory ran out, and leaves every interrupt it already handled
+    /// consistent with `isolated`.
     pub(crate) fn reconcile(
         &mut self,
+        ledger: &Ledger,
         isolated: &CpuSet,
         housekeeping: &CpuSet,
         online: &CpuSet,
@@ -165,10 +186,30 @@ impl IrqSteering {
                 }
                 continue;
             }
-            match pos {
-                Some(i) => self.update(i, &info.affinity, isolated, housekeeping, online, since)?,
-                None if info.affinity.intersects(isolated) => {
-                    let target = steered(&info.affinity, isolated, housekeeping, online);
+            let kept = ledger.kept_on(irq);
+            let state = if kept.is_some() {
+                State::Kept
+            } else {
+                State::Moved
+            };
+            let first = target(
+                &info.affinity,
+                kept.as_ref(),
+                isolated,
+                housekeeping,
+                online,
+            );
+            match (pos, first) {
+                (Some(i), _) => {
+                    let targets = Targets {
+                        kept: kept.as_ref(),
+                        isolated,
+                        housekeeping,
+                        online,
+                    };
+                    self.update(i, &info.affinity, &targets, state, since)?
+                }
+                (None, Some(target)) => {
                     // Reserve first, so the change is always remembered.
                     self.steered.reserve(1, GFP_KERNEL)?;
                     self.report.reserve(1, GFP_KERNEL)?;
@@ -180,27 +221,27 @@ impl IrqSteering {
                                 applied: target,
                             };
                             self.steered.push(s, GFP_KERNEL)?;
-                            self.record(irq, State::Moved, Some(info.affinity))?;
+                            self.record(irq, state, Some(info.affinity))?;
                         }
                         Err(e) => {
                             self.record(irq, State::Failed(-e.to_errno()), None)?;
                         }
                     }
                 }
-                None => {}
+                (None, None) => {}
             }
         }
         Ok(())
     }
 
-    /// Brings an already steered interrupt in line with `isolated`.
+    /// Brings an already steered interrupt in line with `t`; `state` is
+    /// what it is if it stays changed.
     fn update(
         &mut self,
         i: usize,
         current: &CpuSet,
-        isolated: &CpuSet,
-        housekeeping: &CpuSet,
-        online: &CpuSet,
+        t: &Targets<'_>,
+        state: State,
         since: &SinceLastPass<'_>,
     ) -> Result {
         let s = &mut self.steered[i];
@@ -222,12 +263,9 @@ impl IrqSteering {
             s.original = original;
         }
         let (irq, original) = (s.irq, s.original);
-        let restore = isolated.is_empty() || !original.intersects(isolated);
-        let target = if restore {
-            original
-        } else {
-            steered(&original, isolated, housekeeping, online)
-        };
+        let wanted = target(&original, t.kept, t.isolated, t.housekeeping, t.online);
+        let restore = wanted.is_none();
+        let target = wanted.unwrap_or(original);
         let result = if target == *current {
             Ok(())
         } else {
@@ -249,7 +287,7 @@ impl IrqSteering {
         match result {
             Ok(()) => {
                 self.steered[i].applied = target;
-                self.record(irq, State::Moved, Some(original))?;
+                self.record(irq, state, Some(original))?;
             }
             Err(e) => {
                 self.record(irq, State::Failed(-e.to_errno()), Some(original))?;

@@ -18,7 +18,7 @@ use crate::offline::{self, Offlined};
 use crate::shared::cpu_isolate::cpuset::CpuSet;
 use crate::shared::cpu_isolate::ledger::{original_after, Ledger, Refusal, Region};
 use crate::shared::cpu_isolate::request::{IsolateRequest, Mode, ReleaseRequest};
-use crate::shim;
+use crate::shim::{self, irq_flags, IrqScratch};
 
 /// Why an isolate or release request did not happen.
 pub(crate) enum Failure {
@@ -88,6 +88,21 @@ impl SinceLastPass<'_> {
     }
 }
 
+/// Checks that every interrupt `req` keeps exists and can be moved.
+fn check_kept_irqs(req: &IsolateRequest) -> Result<(), Failure> {
+    if req.irqs.as_slice().is_empty() {
+        return Ok(());
+    }
+    let mut scratch = IrqScratch::new()?;
+    for &irq in req.irqs.as_slice() {
+        let info = shim::irq_query(irq, &mut scratch).ok_or(Refusal::NoSuchIrq(irq))?;
+        if info.flags & irq_flags::CAN_SET == 0 || info.flags & irq_flags::MANAGED != 0 {
+            return Err(Refusal::IrqNotMovable(irq).into());
+        }
+    }
+    Ok(())
+}
+
 impl Isolator {
     /// Nothing isolated.
     pub(crate) fn new() -> Self {
@@ -125,9 +140,10 @@ impl Isolator {
         let since = SinceLastPass {
             online_then: &self.online_then,
         };
-        self.irqs.reconcile(isolated, &hk, &topo.online, &since)?;
+        self.irqs
+            .reconcile(&self.ledger, isolated, &hk, &topo.online, &since)?;
         self.kthreads
-            .reconcile(isolated, &hk, &topo.online, &since)?;
+            .reconcile(&self.ledger, isolated, &hk, &topo.online, &since)?;
         // Every steered item was just checked with `topo.online` online;
         // CPUs that go offline from now on stay recorded.
         self.online_then = topo.online;
@@ -138,38 +154,31 @@ impl Isolator {
     pub(crate) fn isolate(&mut self, req: &IsolateRequest) -> Result<(), Failure> {
         let topo = shim::topology()?;
         self.ledger.check_isolate(&topo, req)?;
+        check_kept_irqs(req)?;
         let before = self.ledger.isolated();
         let after = before.union(&req.cpus);
         // Take the ledger slot first, so nothing can fail after the system
-        // has been changed; give it back if applying fails.
-        let slot = self.ledger.add(Region {
-            cpus: req.cpus,
-            mode: req.mode,
-        })?;
-        let result = self.apply(req, &before, &after);
+        // has been changed; give it back if applying fails, then steer for
+        // what was isolated before.
+        let slot = self.ledger.add(Region::from(req))?;
+        let result = self.apply(req, &after);
         if result.is_err() {
             self.ledger.remove(slot);
+            self.undo_steer(&before);
         }
         result
     }
 
-    fn apply(
-        &mut self,
-        req: &IsolateRequest,
-        before: &CpuSet,
-        after: &CpuSet,
-    ) -> Result<(), Failure> {
-        if let Err(e) = self.steer(after) {
-            self.undo_steer(before);
-            return Err(e.into());
-        }
+    /// Steers for `after` and takes `req`'s CPUs offline if asked; the
+    /// caller undoes the steering on failure.
+    fn apply(&mut self, req: &IsolateRequest, after: &CpuSet) -> Result<(), Failure> {
+        self.steer(after)?;
         if req.mode == Mode::Offline {
             let mut off = Offlined::new();
             for cpu in req.cpus.iter() {
                 if let Err(err) = off.take(cpu) {
                     // `off` brings back what it took when it drops.
                     drop(off);
-                    self.undo_steer(before);
                     return Err(Failure::Kernel {
                         what: "remove_cpu() failed",
                         cpu: Some(cpu),

@@ -9,6 +9,9 @@
 //! exits meanwhile is forgotten (we hold a task reference, never a dangling
 //! pointer).
 //!
+//! The handler thread of an interrupt an isolation keeps (`irq/N-NAME`)
+//! is left alone: the kernel moves it after its interrupt.
+//!
 //! Threads with `PF_NO_SETAFFINITY` (per-CPU threads such as `ksoftirqd/N`,
 //! `migration/N`, `cpuhp/N`, and workqueue workers, whose pools the
 //! workqueue code places) cannot be moved; they are counted as *pinned*.
@@ -23,7 +26,7 @@ use kernel::task::Task;
 
 use crate::isolation::SinceLastPass;
 use crate::shared::cpu_isolate::cpuset::CpuSet;
-use crate::shared::cpu_isolate::ledger::steered;
+use crate::shared::cpu_isolate::ledger::{irq_thread_of, target, Ledger};
 use crate::shim;
 
 /// A kernel thread this module moved.
@@ -82,10 +85,12 @@ impl KthreadSteering {
         self.counts
     }
 
-    /// Makes every kernel thread agree with `isolated`. An error means
+    /// Makes every kernel thread agree with `isolated` (the handler
+    /// threads of interrupts `ledger` keeps excepted). An error means
     /// memory ran out; threads already handled are consistent.
     pub(crate) fn reconcile(
         &mut self,
+        ledger: &Ledger,
         isolated: &CpuSet,
         housekeeping: &CpuSet,
         online: &CpuSet,
@@ -101,6 +106,15 @@ impl KthreadSteering {
                 .steered
                 .iter()
                 .position(|s| s.task.as_ptr() == task.as_ptr());
+            let follows_kept_irq = irq_thread_of(&shim::task_comm(task))
+                .is_some_and(|irq| ledger.kept_on(irq).is_some());
+            if follows_kept_irq {
+                // Its interrupt's affinity moves it, then and on release.
+                if let Some(i) = pos {
+                    let _ = self.steered.remove(i);
+                }
+                continue;
+            }
             let flags = shim::task_flags(task);
             if flags & (bindings::PF_NO_SETAFFINITY | bindings::PF_EXITING) != 0 {
                 if let Some(i) = pos {
@@ -132,12 +146,9 @@ impl KthreadSteering {
             // Changed by someone else: that is the new original; by the
             // kernel because its CPUs went offline: it is not.
             s.original = since.original_after(&s.original, &s.applied, &current)?;
-            let restore = isolated.is_empty() || !s.original.intersects(isolated);
-            let target = if restore {
-                s.original
-            } else {
-                steered(&s.original, isolated, housekeeping, online)
-            };
+            let wanted = target(&s.original, None, isolated, housekeeping, online);
+            let restore = wanted.is_none();
+            let target = wanted.unwrap_or(s.original);
             let result = if target == current {
                 Ok(())
             } else {

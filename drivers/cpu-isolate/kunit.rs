@@ -163,7 +163,7 @@ mod ledger_tests {
     use crate::shared::cpu_isolate::cpuset::CpuSet;
     use crate::shared::cpu_isolate::ledger::{errno, Ledger, Refusal, Region, Topology};
     use crate::shared::cpu_isolate::request::{
-        parse_isolate, IsolateRequest, Mode, ReleaseRequest,
+        parse_isolate, IrqList, IsolateRequest, Mode, ReleaseRequest,
     };
 
     fn c(s: &[u8]) -> CpuSet {
@@ -183,6 +183,7 @@ mod ledger_tests {
         parse_isolate(s).unwrap_or(IsolateRequest {
             cpus: CpuSet::new(),
             mode: Mode::Steer,
+            irqs: IrqList::new(),
         })
     }
 
@@ -196,7 +197,8 @@ mod ledger_tests {
         assert_eq!(
             l.add(Region {
                 cpus: r.cpus,
-                mode: r.mode
+                mode: r.mode,
+                irqs: IrqList::new(),
             }),
             Ok(0)
         );
@@ -222,7 +224,8 @@ mod ledger_tests {
         assert_eq!(
             l.add(Region {
                 cpus: c(b"2-3"),
-                mode: Mode::Offline
+                mode: Mode::Offline,
+                irqs: IrqList::new(),
             }),
             Ok(0)
         );

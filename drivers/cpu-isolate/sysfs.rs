@@ -193,7 +193,11 @@ fn format(state: &State, id: u32, w: &mut PageWriter<'_>) -> Result<(), Shown> {
     match id {
         attr::ISOLATE => {
             for r in iso.ledger().regions() {
-                writeln!(w, "{} {}", r.cpus, r.mode.name())?;
+                write!(w, "{} {}", r.cpus, r.mode.name())?;
+                if !r.irqs.as_slice().is_empty() {
+                    write!(w, " irqs={}", r.irqs)?;
+                }
+                writeln!(w)?;
             }
         }
         attr::STATUS => {
@@ -207,6 +211,7 @@ fn format(state: &State, id: u32, w: &mut PageWriter<'_>) -> Result<(), Shown> {
             writeln!(w, "online={}", topo.online)?;
             writeln!(w, "regions={}", ledger.len())?;
             writeln!(w, "irqs_moved={}", i.moved)?;
+            writeln!(w, "irqs_kept={}", i.kept)?;
             writeln!(w, "irqs_managed={}", i.managed)?;
             writeln!(w, "irqs_unmovable={}", i.unmovable)?;
             writeln!(w, "irqs_failed={}", i.failed)?;

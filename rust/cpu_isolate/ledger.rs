@@ -21,11 +21,15 @@
 //! | 4 | offline mode and a CPU cannot be hot-unplugged (the boot CPU) | `EPERM` |
 //! | 5 | no online housekeeping CPU would be left | `ENOSPC` |
 //! | 6 | too many regions | `ENOSPC` |
+//! | 7 | an interrupt to keep is kept by another region | `EBUSY` |
+//!
+//! The module then checks each interrupt to keep against the kernel (it
+//! exists: `ENOENT`; it can be moved: `EPERM`).
 
 use core::fmt;
 
 use super::cpuset::CpuSet;
-use super::request::{IsolateRequest, Mode, ReleaseRequest};
+use super::request::{IrqList, IsolateRequest, Mode, ReleaseRequest};
 
 /// Largest number of regions active at once.
 pub const MAX_REGIONS: usize = 32;
@@ -68,6 +72,18 @@ pub struct Region {
     pub cpus: CpuSet,
     /// Its mode.
     pub mode: Mode,
+    /// Interrupts delivered on its CPUs while it is active.
+    pub irqs: IrqList,
+}
+
+impl From<&IsolateRequest> for Region {
+    fn from(req: &IsolateRequest) -> Self {
+        Region {
+            cpus: req.cpus,
+            mode: req.mode,
+            irqs: req.irqs,
+        }
+    }
 }
 
 /// Why a request is refused.
@@ -89,6 +105,13 @@ pub enum Refusal {
     NotIsolated,
     /// Release that names part of a region, or more than one.
     NotARegion,
+    /// This interrupt is already kept on another region's CPUs.
+    IrqKept(u32),
+    /// This interrupt does not exist (checked by the module).
+    NoSuchIrq(u32),
+    /// This interrupt cannot be moved: kernel-managed, per-CPU, or its chip
+    /// cannot change affinity (checked by the module).
+    IrqNotMovable(u32),
 }
 
 impl Refusal {
@@ -96,7 +119,9 @@ impl Refusal {
     pub const fn errno(&self) -> i32 {
         match self {
             Refusal::NotPresent(_) | Refusal::NotOnline(_) => errno::ENODEV,
-            Refusal::Overlap(_) => errno::EBUSY,
+            Refusal::Overlap(_) | Refusal::IrqKept(_) => errno::EBUSY,
+            Refusal::NoSuchIrq(_) => errno::ENOENT,
+            Refusal::IrqNotMovable(_) => errno::EPERM,
             Refusal::NotHotpluggable(_) => errno::EPERM,
             Refusal::NoHousekeeping | Refusal::TooManyRegions => errno::ENOSPC,
             Refusal::NotIsolated => errno::ENOENT,
@@ -123,6 +148,12 @@ impl fmt::Display for Refusal {
             Refusal::NotARegion => {
                 f.write_str("not one isolation; release exactly what was isolated, or all")
             }
+            Refusal::IrqKept(i) => write!(f, "IRQ {i} is already kept by another isolation"),
+            Refusal::NoSuchIrq(i) => write!(f, "IRQ {i} does not exist"),
+            Refusal::IrqNotMovable(i) => write!(
+                f,
+                "IRQ {i} cannot be moved (kernel-managed, per-CPU, or fixed by its chip)"
+            ),
         }
     }
 }
@@ -198,7 +229,28 @@ impl Ledger {
         if self.regions.iter().all(Option::is_some) {
             return Err(Refusal::TooManyRegions);
         }
+        if let Some(&irq) = req
+            .irqs
+            .as_slice()
+            .iter()
+            .find(|&&irq| self.kept_on(irq).is_some())
+        {
+            return Err(Refusal::IrqKept(irq));
+        }
         Ok(())
+    }
+
+    /// The CPUs of the region that keeps interrupt `irq`, if one does.
+    pub fn kept_on(&self, irq: u32) -> Option<CpuSet> {
+        self.regions()
+            .find(|r| r.irqs.contains(irq))
+            .map(|r| r.cpus)
+    }
+
+    /// Every kept interrupt with its region's CPUs.
+    pub fn kept_irqs(&self) -> impl Iterator<Item = (u32, CpuSet)> + '_ {
+        self.regions()
+            .flat_map(|r| r.irqs.as_slice().iter().map(move |&irq| (irq, r.cpus)))
     }
 
     /// Records a region that [`Ledger::check_isolate`] accepted; returns
@@ -289,6 +341,40 @@ pub fn steered(
     }
 }
 
+/// The affinity an interrupt or kernel thread whose affinity was `original`
+/// before isolation must have now: `kept` (the CPUs of the region that
+/// keeps it) if a region keeps it, else [`steered`] while its original
+/// touches an isolated CPU; `None` once it must get its original back.
+pub fn target(
+    original: &CpuSet,
+    kept: Option<&CpuSet>,
+    isolated: &CpuSet,
+    housekeeping: &CpuSet,
+    online: &CpuSet,
+) -> Option<CpuSet> {
+    match kept {
+        Some(cpus) => Some(*cpus),
+        None if original.intersects(isolated) => {
+            Some(steered(original, isolated, housekeeping, online))
+        }
+        None => None,
+    }
+}
+
+/// The interrupt whose handler thread a kernel thread named `comm` is
+/// (`irq/N-NAME`, the name the kernel gives threaded handlers), if it is
+/// one. Such a thread follows its interrupt's affinity by itself.
+pub fn irq_thread_of(comm: &[u8]) -> Option<u32> {
+    let rest = comm.strip_prefix(b"irq/")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if end == 0 || end > 9 || rest[end] != b'-' {
+        return None;
+    }
+    rest[..end].iter().try_fold(0u32, |v, &b| {
+        v.checked_mul(10)?.checked_add(u32::from(b - b'0'))
+    })
+}
+
 /// The original to keep for something the module steered (an IRQ, a
 /// kernel thread), on finding its affinity `current` where the module had
 /// `applied` it.
@@ -341,6 +427,79 @@ mod tests {
         IsolateRequest {
             cpus: cpus(s),
             mode,
+            irqs: IrqList::new(),
+        }
+    }
+
+    fn irqs(list: &[u32]) -> IrqList {
+        let mut l = IrqList::new();
+        for &i in list {
+            assert!(l.push(i));
+        }
+        l
+    }
+
+    #[test]
+    fn kept_irqs_belong_to_one_region() {
+        let mut l = Ledger::new();
+        let t = four();
+        let mut r = req("1", Mode::Steer);
+        r.irqs = irqs(&[24, 25]);
+        assert_eq!(l.check_isolate(&t, &r), Ok(()));
+        l.add(Region::from(&r)).unwrap();
+        assert_eq!(l.kept_on(24), Some(cpus("1")));
+        assert_eq!(l.kept_on(26), None);
+        let mut r2 = req("2", Mode::Steer);
+        r2.irqs = irqs(&[26, 25]);
+        assert_eq!(l.check_isolate(&t, &r2), Err(Refusal::IrqKept(25)));
+        assert_eq!(Refusal::IrqKept(25).errno(), errno::EBUSY);
+        r2.irqs = irqs(&[26]);
+        let slot = l.add(Region::from(&r2)).unwrap();
+        let all: std::vec::Vec<_> = l.kept_irqs().collect();
+        assert_eq!(all, [(24, cpus("1")), (25, cpus("1")), (26, cpus("2"))]);
+        l.remove(slot);
+        assert_eq!(l.kept_on(26), None);
+        // The CPU check comes first.
+        let mut r3 = req("1", Mode::Steer);
+        r3.irqs = irqs(&[24]);
+        assert_eq!(l.check_isolate(&t, &r3), Err(Refusal::Overlap(1)));
+    }
+
+    #[test]
+    fn targets_keep_steer_or_restore() {
+        let (iso, hk, on) = (cpus("1"), cpus("0,2-3"), cpus("0-3"));
+        let kept = cpus("1");
+        assert_eq!(
+            target(&cpus("0-3"), Some(&kept), &iso, &hk, &on),
+            Some(kept)
+        );
+        // Kept even when its original never touched the isolated CPUs.
+        assert_eq!(target(&cpus("0"), Some(&kept), &iso, &hk, &on), Some(kept));
+        assert_eq!(
+            target(&cpus("0-3"), None, &iso, &hk, &on),
+            Some(cpus("0,2-3"))
+        );
+        assert_eq!(target(&cpus("1"), None, &iso, &hk, &on), Some(hk));
+        assert_eq!(target(&cpus("2"), None, &iso, &hk, &on), None);
+        assert_eq!(target(&cpus("0-3"), None, &CpuSet::new(), &on, &on), None);
+    }
+
+    #[test]
+    fn irq_thread_names() {
+        assert_eq!(irq_thread_of(b"irq/24-ivshmem0"), Some(24));
+        assert_eq!(irq_thread_of(b"irq/9-acpi\0\0\0\0\0\0"), Some(9));
+        assert_eq!(irq_thread_of(b"irq/123-s-virtio"), Some(123));
+        for bad in [
+            &b"irq/-x"[..],
+            b"irq/24",
+            b"irq/24x",
+            b"irq/",
+            b"kworker/0:1",
+            b"ksoftirqd/1",
+            b"irq/9999999999-x",
+            b"IRQ/24-x",
+        ] {
+            assert_eq!(irq_thread_of(bad), None, "{bad:?}");
         }
     }
 
@@ -353,6 +512,7 @@ mod tests {
         l.add(Region {
             cpus: cpus("2-3"),
             mode: Mode::Steer,
+            irqs: IrqList::new(),
         })
         .unwrap();
         assert_eq!(l.isolated(), cpus("2-3"));
@@ -362,6 +522,7 @@ mod tests {
         l.add(Region {
             cpus: cpus("1"),
             mode: Mode::Offline,
+            irqs: IrqList::new(),
         })
         .unwrap();
         assert_eq!(l.offline(), cpus("1"));
@@ -389,6 +550,7 @@ mod tests {
         l.add(Region {
             cpus: cpus("2-3"),
             mode: Mode::Steer,
+            irqs: IrqList::new(),
         })
         .unwrap();
         assert_eq!(
@@ -420,6 +582,7 @@ mod tests {
         l.add(Region {
             cpus: cpus("3"),
             mode: Mode::Offline,
+            irqs: IrqList::new(),
         })
         .unwrap();
         assert_eq!(
@@ -456,11 +619,13 @@ mod tests {
         l.add(Region {
             cpus: cpus("2-3"),
             mode: Mode::Steer,
+            irqs: IrqList::new(),
         })
         .unwrap();
         l.add(Region {
             cpus: cpus("1"),
             mode: Mode::Offline,
+            irqs: IrqList::new(),
         })
         .unwrap();
         let partial = l
@@ -504,6 +669,7 @@ mod tests {
             l.add(Region {
                 cpus: r.cpus,
                 mode: r.mode,
+                irqs: IrqList::new(),
             })
             .unwrap();
         }
@@ -512,7 +678,8 @@ mod tests {
         assert_eq!(
             l.add(Region {
                 cpus: r.cpus,
-                mode: r.mode
+                mode: r.mode,
+                irqs: IrqList::new(),
             }),
             Err(Refusal::TooManyRegions)
         );
@@ -520,7 +687,8 @@ mod tests {
         assert_eq!(
             l.add(Region {
                 cpus: r.cpus,
-                mode: r.mode
+                mode: r.mode,
+                irqs: IrqList::new(),
             }),
             Ok(3),
             "the freed slot is reused"

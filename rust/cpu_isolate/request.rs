@@ -3,8 +3,10 @@
 //! The text commands written to the module's sysfs files, parsed into typed
 //! requests. Everything here sees raw user bytes.
 //!
-//! - `isolate`: `CPULIST [MODE]`, `MODE` one of `steer` (default) or
-//!   `offline`;
+//! - `isolate`: `CPULIST [MODE] [irqs=IRQ,IRQ...]`, `MODE` one of `steer`
+//!   (default) or `offline`; `irqs=` (steer mode only) names up to
+//!   [`MAX_KEPT_IRQS`] interrupts to deliver on the isolated CPUs (an RT
+//!   task's own device) instead of steering them off;
 //! - `release`: `CPULIST` (exactly one earlier isolation) or `all`;
 //! - `sampler/control`: `start` or `stop`;
 //! - numeric settings: a decimal number within documented bounds.
@@ -34,6 +36,73 @@ impl Mode {
     }
 }
 
+/// Largest number of interrupts one isolation can keep.
+pub const MAX_KEPT_IRQS: usize = 8;
+
+/// The interrupts an isolation keeps on its CPUs: distinct IRQ numbers, in
+/// the order given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IrqList {
+    irqs: [u32; MAX_KEPT_IRQS],
+    len: usize,
+}
+
+impl IrqList {
+    /// No interrupt.
+    pub const fn new() -> Self {
+        IrqList {
+            irqs: [0; MAX_KEPT_IRQS],
+            len: 0,
+        }
+    }
+
+    /// The IRQ numbers.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.irqs[..self.len]
+    }
+
+    /// Whether `irq` is in the list.
+    pub fn contains(&self, irq: u32) -> bool {
+        self.as_slice().contains(&irq)
+    }
+
+    /// Adds `irq`; false if it is already there or the list is full.
+    pub fn push(&mut self, irq: u32) -> bool {
+        if self.contains(irq) || self.len == MAX_KEPT_IRQS {
+            return false;
+        }
+        self.irqs[self.len] = irq;
+        self.len += 1;
+        true
+    }
+}
+
+impl fmt::Display for IrqList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, irq) in self.as_slice().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{irq}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses the value of `irqs=`: comma-separated decimal IRQ numbers (at
+/// most [`MAX_KEPT_IRQS`], no duplicates, each below 2^31).
+fn parse_irqs(s: &[u8]) -> Result<IrqList, CommandError> {
+    let mut list = IrqList::new();
+    for item in s.split(|&b| b == b',') {
+        let irq = parse_number(item, 0, i32::MAX as u64).map_err(|_| CommandError::Irqs)?;
+        // In range by the bound above.
+        if !list.push(irq as u32) {
+            return Err(CommandError::Irqs);
+        }
+    }
+    Ok(list)
+}
+
 /// A parsed `isolate` command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IsolateRequest {
@@ -41,6 +110,8 @@ pub struct IsolateRequest {
     pub cpus: CpuSet,
     /// How.
     pub mode: Mode,
+    /// Interrupts to deliver on `cpus` while isolated (steer mode).
+    pub irqs: IrqList,
 }
 
 /// A parsed `release` command.
@@ -68,6 +139,11 @@ pub enum CommandError {
     Cpulist(ParseError),
     /// An unknown keyword or trailing text.
     Keyword,
+    /// `irqs=` malformed (not decimal numbers, a duplicate, more than
+    /// [`MAX_KEPT_IRQS`]).
+    Irqs,
+    /// `irqs=` with `offline` mode (an offline CPU takes no interrupt).
+    IrqsOffline,
     /// A number that is malformed or outside `min..=max`.
     Number {
         /// Smallest accepted value.
@@ -82,6 +158,11 @@ impl fmt::Display for CommandError {
         match self {
             CommandError::Cpulist(e) => e.fmt(f),
             CommandError::Keyword => f.write_str("unknown keyword"),
+            CommandError::Irqs => write!(
+                f,
+                "irqs= takes up to {MAX_KEPT_IRQS} distinct decimal IRQ numbers, comma-separated"
+            ),
+            CommandError::IrqsOffline => f.write_str("irqs= needs steer mode, not offline"),
             CommandError::Number { min, max } => write!(f, "expected a number in {min}..={max}"),
         }
     }
@@ -96,16 +177,30 @@ fn split_word(s: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Parses `CPULIST [steer|offline]`.
+/// Parses `CPULIST [steer|offline] [irqs=IRQ,IRQ...]`.
 pub fn parse_isolate(s: &[u8]) -> Result<IsolateRequest, CommandError> {
-    let (list, rest) = split_word(s);
+    let (list, mut rest) = split_word(s);
     let cpus = cpulist::parse(list).map_err(CommandError::Cpulist)?;
-    let mode = match rest {
-        b"" | b"steer" => Mode::Steer,
-        b"offline" => Mode::Offline,
-        _ => return Err(CommandError::Keyword),
-    };
-    Ok(IsolateRequest { cpus, mode })
+    let mut mode = Mode::Steer;
+    let (word, after) = split_word(rest);
+    match word {
+        b"steer" => rest = after,
+        b"offline" => (mode, rest) = (Mode::Offline, after),
+        _ => {}
+    }
+    let mut irqs = IrqList::new();
+    let (word, after) = split_word(rest);
+    if let Some(value) = word.strip_prefix(b"irqs=") {
+        if mode == Mode::Offline {
+            return Err(CommandError::IrqsOffline);
+        }
+        irqs = parse_irqs(value)?;
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(CommandError::Keyword);
+    }
+    Ok(IsolateRequest { cpus, mode, irqs })
 }
 
 /// Parses `CPULIST` or `all`.
@@ -154,6 +249,8 @@ pub fn parse_number(s: &[u8], min: u64, max: u64) -> Result<u64, CommandError> {
 mod tests {
     use super::*;
 
+    extern crate std;
+
     fn cpus(s: &str) -> CpuSet {
         cpulist::parse(s.as_bytes()).unwrap()
     }
@@ -164,21 +261,24 @@ mod tests {
             parse_isolate(b"2-3\n"),
             Ok(IsolateRequest {
                 cpus: cpus("2-3"),
-                mode: Mode::Steer
+                mode: Mode::Steer,
+                irqs: IrqList::new(),
             })
         );
         assert_eq!(
             parse_isolate(b"2-3 offline\n"),
             Ok(IsolateRequest {
                 cpus: cpus("2-3"),
-                mode: Mode::Offline
+                mode: Mode::Offline,
+                irqs: IrqList::new(),
             })
         );
         assert_eq!(
             parse_isolate(b" 1\t steer "),
             Ok(IsolateRequest {
                 cpus: cpus("1"),
-                mode: Mode::Steer
+                mode: Mode::Steer,
+                irqs: IrqList::new(),
             })
         );
         assert_eq!(parse_isolate(b"2-3 offline x"), Err(CommandError::Keyword));
@@ -195,6 +295,42 @@ mod tests {
             parse_isolate(b"\n"),
             Err(CommandError::Cpulist(ParseError::Empty))
         );
+    }
+
+    #[test]
+    fn isolate_with_kept_irqs() {
+        let r = parse_isolate(b"1 irqs=24,25\n").unwrap();
+        assert_eq!((r.cpus, r.mode), (cpus("1"), Mode::Steer));
+        assert_eq!(r.irqs.as_slice(), &[24, 25]);
+        assert_eq!(std::format!("{}", r.irqs), "24,25");
+        let r = parse_isolate(b"2-3 steer irqs=7").unwrap();
+        assert_eq!(r.irqs.as_slice(), &[7]);
+        assert!(r.irqs.contains(7) && !r.irqs.contains(8));
+        let r = parse_isolate(b"1 irqs=0,1,2,3,4,5,6,7").unwrap();
+        assert_eq!(r.irqs.as_slice().len(), MAX_KEPT_IRQS);
+        for bad in [
+            &b"1 irqs="[..],
+            b"1 irqs=24,",
+            b"1 irqs=,24",
+            b"1 irqs=24,24",
+            b"1 irqs=0x18",
+            b"1 irqs=-1",
+            b"1 irqs=2147483648",
+            b"1 irqs=0,1,2,3,4,5,6,7,8",
+        ] {
+            assert_eq!(parse_isolate(bad), Err(CommandError::Irqs), "{bad:?}");
+        }
+        assert_eq!(
+            parse_isolate(b"1 offline irqs=24"),
+            Err(CommandError::IrqsOffline)
+        );
+        assert_eq!(
+            parse_isolate(b"1 irqs=24 steer"),
+            Err(CommandError::Keyword)
+        );
+        assert_eq!(parse_isolate(b"1 irqs=24 x"), Err(CommandError::Keyword));
+        assert_eq!(parse_isolate(b"1 irqs=24 25"), Err(CommandError::Keyword));
+        assert_eq!(parse_isolate(b"1 IRQS=24"), Err(CommandError::Keyword));
     }
 
     #[test]

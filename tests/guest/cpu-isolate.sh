@@ -3,7 +3,8 @@
 # cpu_isolate.ko in a 4-CPU guest: isolate 2-3 (IRQs and kernel threads
 # steered off, checked from /proc, not from the module's own report),
 # release restores the exact snapshot, offline hand-off takes 2-3 offline and
-# back, bad requests get their documented errno and change nothing, the
+# back, an isolation keeps an interrupt on its CPU (irqs=) and release
+# restores it, bad requests get their documented errno and change nothing, the
 # sampler measures isolated and housekeeping CPUs, and rmmod with isolation
 # active restores everything.
 # Runs on the x86_64 guest and the arm64 board.
@@ -11,7 +12,7 @@
 # lincell-vm: append=nohz_full=2-3 rcu_nocbs=2-3
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 . "$LINCELL_ROOT/tests/guest/cpu-isolate.lib"
-plan 38
+plan 45
 
 D=/sys/kernel/cpu_isolate
 OUT=$LINCELL_OUT
@@ -100,6 +101,9 @@ moved_for_real() {
 	[ "$n" -gt 0 ] || { echo "no IRQ was moved"; cat $D/irqs; return 1; }
 }
 check "some IRQs were moved and already route to 0-1" moved_for_real
+# For the kept-interrupt checks: one IRQ the module can move, one it cannot.
+KIRQ=$(awk '/state=moved/ && $0 !~ / pending$/ { split($1, a, "="); print a[2]; exit }' $D/irqs)
+UIRQ=$(awk '/state=unmovable/ { split($1, a, "="); print a[2]; exit }' $D/irqs)
 
 kthreads_off() {
 	kthread_affinities | awk "$HITS"' hits($2) { bad = bad " " $1 "=" $2 }
@@ -126,6 +130,32 @@ back_online() { expect $D/release 2-3 OK && test "$(cat /sys/devices/system/cpu/
 check "release brings them back online" back_online
 snapshot >"$OUT/after-offline"
 check "offline release restored the exact snapshot" same_state "$OUT/before" "$OUT/after-offline"
+
+# --- an interrupt kept on the isolated CPU (an RT task's own device) ---------
+kept() {
+	expect $D/isolate "2 irqs=$KIRQ" OK || return 1
+	aff=$(cat /proc/irq/$KIRQ/smp_affinity_list)
+	[ "$aff" = 2 ] || { echo "IRQ $KIRQ affinity $aff, want 2"; return 1; }
+	grep -q "^irq=$KIRQ state=kept original=" $D/irqs && grep -qx irqs_kept=1 $D/status &&
+		grep -qx "2 steer irqs=$KIRQ" $D/isolate || { cat $D/irqs $D/status $D/isolate; return 1; }
+}
+check "isolate 2 irqs=$KIRQ: IRQ $KIRQ delivered on CPU 2, reported kept" kept
+check "keeping IRQ $KIRQ for another isolation is EBUSY" expect $D/isolate "3 irqs=$KIRQ" EBUSY
+check "keeping an IRQ that does not exist is ENOENT" expect $D/isolate "3 irqs=999999" ENOENT
+if [ -n "$UIRQ" ]; then
+	check "keeping unmovable IRQ $UIRQ is EPERM" expect $D/isolate "3 irqs=$UIRQ" EPERM
+else
+	ok "keeping an unmovable IRQ is EPERM # SKIP no unmovable IRQ touched the isolated CPUs"
+fi
+bad_keeps() {
+	for s in "3 offline irqs=$KIRQ" "3 irqs=" "3 irqs=x" "3 irqs=1,1" "3 irqs=$KIRQ steer"; do
+		expect $D/isolate "$s" EINVAL || return 1
+	done
+}
+check "malformed irqs= (and irqs= with offline) are EINVAL" bad_keeps
+check "release 2" expect $D/release "2" OK
+snapshot >"$OUT/after-kept"
+check "release restored IRQ $KIRQ and everything else exactly" same_state "$OUT/before" "$OUT/after-kept"
 
 # --- bad requests from a clean state ----------------------------------------
 cat $D/status >"$OUT/status-clean"

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # `lincell latency` between two guest cells (issue 14): guest a runs the
 # responder (`lincell latency --respond`, SCHED_FIFO) on its ivshmem.ko
-# device, guest b the RT loop, through a message channel in the shared R/W
-# section: 1000 round trips at 1 ms in each wait mode (spin, block,
+# device, guest b the RT loop, through message channels in the guests'
+# output sections (the block run's in the shared R/W section): 1000 round trips at 1 ms in each wait mode (spin, block,
 # spin-then-block) and 100 000 back-to-back, every answer and sequence
 # number checked, none lost; then a's second responder is killed
 # mid-stream (SIGKILL once its session started) and b's loop exits 1 with
@@ -14,7 +14,7 @@
 L=$LINCELL_ROOT/target/debug/lincell
 OUT=$LINCELL_OUT
 
-if [ "$LINCELL_GUEST" = a ]; then plan 4; else plan 7; fi
+if [ "$LINCELL_GUEST" = a ]; then plan 4; else plan 8; fi
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 check "/dev/ivshmem0 appears" wait_for 10 test -c /dev/ivshmem0
 
@@ -32,9 +32,12 @@ if [ "$LINCELL_GUEST" = a ]; then
 	check "a second responder, killed (SIGKILL) mid-stream" killed
 else
 	for mode in spin block spin-block; do
-		results "$mode: 1000 round trips at 1 ms to guest a, every one answered" \
-			latency_run "guests-$mode" --mode "$mode" --count 1000 --priority 50
+		where=auto
+		[ $mode = block ] && where=rw
+		results "$mode: 1000 round trips at 1 ms to guest a, rings placed $where, every one answered" \
+			latency_run "guests-$mode" --mode "$mode" --placement $where --count 1000 --priority 50
 	done
+	check "auto put the rings in the output sections, rw in the R/W section" latency_placements guests-spin guests-block
 	results "100000 back-to-back round trips to guest a, every sequence number checked" \
 		latency_run guests-flood --mode spin-block --count 100000 --interval-us 1 --priority 0
 	check "guest a's responder killed mid-stream: exit 1 with 'no answer', no hang" \

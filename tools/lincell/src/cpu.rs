@@ -8,15 +8,18 @@
 //!   isolation;
 //! - [`load`]: the load generator for `noise --load`;
 //! - [`results`]: the sampler's results format and the table;
+//! - [`irq`]: a device's interrupts, for `isolate --keep-irqs-of`;
 //! - [`run`]: `lincell run` (and `isolate -- COMMAND`): a command placed in
 //!   the partition, on the CPUs, with a real-time policy.
 
 mod cpuset;
+pub(crate) mod irq;
 mod load;
 mod module;
 mod results;
 pub(crate) mod run;
 
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,16 @@ release` restores exactly that.
 With --offline the CPUs are also taken offline (a hand-off to another OS);
 offline CPUs cannot belong to a partition, so none is created.
 
+--keep-irqs-of DEVICE (and --keep-irq IRQ) do the opposite for the
+interrupts of the real-time task's own device: they are delivered on the
+isolated CPUs while the isolation lasts (and their handler threads run
+there), so the task's wake-up does not cross CPUs; release restores their
+affinity exactly. DEVICE is a character device node (/dev/ivshmem0), a PCI
+address (0000:00:04.0) or a sysfs device directory; its interrupts are its
+MSI/MSI-X vectors (msi_irqs/), else its legacy `irq`. Kernel-managed and
+unmovable interrupts are refused (errno EPERM), as is an interrupt another
+isolation keeps (EBUSY).
+
 A refusal prints the module's reason and errno (e.g. `CPU 2 is already
 isolated (errno 16) [EBUSY]`) and exits with status 1.
 
@@ -58,7 +71,8 @@ Examples:
   lincell isolate 2-3
   lincell isolate 2-3,6 --no-cpuset
   lincell isolate 3 --offline
-  lincell isolate 3 --fifo 80 -- cyclictest -a 3 -t1 -p 80 -m -D 60"
+  lincell isolate 3 --fifo 80 -- cyclictest -a 3 -t1 -p 80 -m -D 60
+  lincell isolate 1 --keep-irqs-of /dev/ivshmem0 -- lincell latency /dev/ivshmem0 --cpu 1"
 )]
 pub struct IsolateArgs {
     /// CPUs to isolate, as a cpulist (`2-3`, `2-3,6`).
@@ -70,6 +84,12 @@ pub struct IsolateArgs {
     /// Do not create a cgroup v2 cpuset isolated partition for the CPUs.
     #[arg(long)]
     no_cpuset: bool,
+    /// Deliver DEVICE's interrupts on the isolated CPUs (repeatable).
+    #[arg(long, value_name = "DEVICE", conflicts_with = "offline")]
+    keep_irqs_of: Vec<PathBuf>,
+    /// Deliver interrupt IRQ on the isolated CPUs (repeatable).
+    #[arg(long, value_name = "IRQ", conflicts_with = "offline")]
+    keep_irq: Vec<u32>,
     /// With a COMMAND: run it SCHED_FIFO at this priority (1..=99).
     #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99),
           conflicts_with = "rr", requires = "command")]
@@ -244,6 +264,20 @@ fn request(m: &Module, file: &str, text: &str, what: impl Into<String>) -> Resul
     })
 }
 
+/// The module's `isolate` command for `cpus` (`CPULIST [offline]
+/// [irqs=IRQ,...]`, Documentation/cpu-isolate.md), duplicate IRQs dropped.
+pub(crate) fn isolate_command(cpus: &CpuSet, offline: bool, irqs: &[u32]) -> String {
+    let mut text = cpus.to_string();
+    if offline {
+        text.push_str(" offline");
+    }
+    if !irqs.is_empty() {
+        text.push_str(" irqs=");
+        text.push_str(&irq::list(irqs));
+    }
+    text
+}
+
 /// `lincell isolate`.
 pub fn isolate(a: IsolateArgs) -> Result<()> {
     let cpus = a.cpus;
@@ -251,8 +285,12 @@ pub fn isolate(a: IsolateArgs) -> Result<()> {
     // pipe): lincell's reports go to standard error.
     let to_stderr = !a.command.is_empty();
     let say = |msg: String| report(to_stderr, &msg);
+    let mut irqs = a.keep_irq.clone();
+    for dev in &a.keep_irqs_of {
+        irqs.extend(irq::of_device(Path::new("/sys"), dev)?);
+    }
     let m = Module::open()?;
-    let text = format!("{cpus}{}", if a.offline { " offline" } else { "" });
+    let text = isolate_command(&cpus, a.offline, &irqs);
     request(&m, "isolate", &text, format!("isolate {text}"))?;
     let status = m.status().unwrap_or_default();
     let get = |k: &str| status.get(k).cloned().unwrap_or_default();
@@ -265,6 +303,13 @@ pub fn isolate(a: IsolateArgs) -> Result<()> {
         get("kthreads_moved"),
         get("kthreads_pinned"),
     ));
+    if !irqs.is_empty() {
+        say(format!(
+            "interrupts kept on {cpus}: {} ({} kept)",
+            irq::list(&irqs),
+            get("irqs_kept")
+        ));
+    }
     if a.offline {
         say("cpuset partition: not created: offline CPUs cannot belong to a partition (they are handed to another OS)".into());
     } else if a.no_cpuset {

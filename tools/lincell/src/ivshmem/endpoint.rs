@@ -121,6 +121,13 @@ pub(crate) trait Endpoint {
     /// region, or the R/W section when the memory has a section layout
     /// (ivshmem 2.0, or lincell's v1 layout header).
     fn rw_section(&self) -> (usize, usize);
+    /// Every peer's output section, by peer id, as (offset, size), when
+    /// the memory has a section layout with output sections (ivshmem 2.0,
+    /// lincell's v1 layout); empty otherwise. The own one is writable
+    /// through [`Endpoint::shm`], the others readable.
+    fn output_sections(&self) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
     /// The device, when this endpoint is one (for device-only checks).
     fn device(&self) -> Option<&Device> {
         None
@@ -165,9 +172,12 @@ fn timed_out(what: String) -> io::Error {
 /// Without a section layout the whole region is one read/write mapping.
 /// With one, the driver only maps within one section at a time and refuses
 /// write access to read-only sections, so this holds: the R/W section and
-/// the own output section read/write, the state table and the region
-/// before the sections (the v1 layout header) read-only. Other peers'
-/// output sections are not mapped.
+/// the own output section read/write, the state table, the region before
+/// the sections (the v1 layout header) and, up to [`MAPPED_PEERS`] peers,
+/// the other peers' output sections read-only.
+/// Other peers' output sections are mapped for the first this many peers.
+const MAPPED_PEERS: u32 = 64;
+
 pub(crate) struct DeviceShm {
     size: usize,
     maps: Vec<(usize, Mapping, bool)>,
@@ -197,26 +207,37 @@ impl DeviceShm {
             .filter(|&o| o > 0)
             .min()
             .unwrap_or(0);
-        for (off, len, prot) in [
-            (0, first, ro),
-            (i.state_table_offset, i.state_table_size, ro),
-            (i.rw_offset, i.rw_size, rw),
-            (own_out, i.output_size, rw),
-        ] {
+        let others = (0..i.max_peers.min(MAPPED_PEERS))
+            .filter(|&p| p != i.own_id)
+            .map(|p| {
+                let off = i.output_offset + u64::from(p) * i.output_size;
+                (off, i.output_size, ro, false)
+            });
+        // The last field: whether a failure to map is an error (the others'
+        // output sections are an extra, for the channels that use them).
+        let sections = [
+            (0, first, ro, true),
+            (i.state_table_offset, i.state_table_size, ro, true),
+            (i.rw_offset, i.rw_size, rw, true),
+            (own_out, i.output_size, rw, true),
+        ];
+        for (off, len, prot, needed) in sections.into_iter().chain(others) {
             if len == 0 {
                 continue;
             }
-            let m = dev
-                .mmap_raw(off, us(len), prot, libc::MAP_SHARED)
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "{}: mmap {len} bytes at {off:#x}: {e}",
-                            dev.path().display()
-                        ),
-                    )
-                })?;
+            let m = match dev.mmap_raw(off, us(len), prot, libc::MAP_SHARED) {
+                Err(_) if !needed => continue,
+                r => r,
+            }
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: mmap {len} bytes at {off:#x}: {e}",
+                        dev.path().display()
+                    ),
+                )
+            })?;
             maps.push((us(off), m, prot == rw));
         }
         Ok(DeviceShm { size, maps })
@@ -399,6 +420,19 @@ impl Endpoint for DeviceEndpoint {
             usize::try_from(i.rw_offset).unwrap_or(0),
             usize::try_from(i.rw_size).unwrap_or(0),
         )
+    }
+    fn output_sections(&self) -> Vec<(usize, usize)> {
+        let i = self.dev.info();
+        let us = |v: u64| usize::try_from(v).ok();
+        if i.output_size == 0 {
+            return Vec::new();
+        }
+        (0..i.max_peers)
+            .map_while(|p| {
+                let off = i.output_offset.checked_add(u64::from(p) * i.output_size)?;
+                Some((us(off)?, us(i.output_size)?))
+            })
+            .collect()
     }
     fn device(&self) -> Option<&Device> {
         Some(&self.dev)
@@ -627,6 +661,26 @@ impl Endpoint for PeerEndpoint {
             }
         }
         v1_rw_section(self.peer.shm().region())
+    }
+    fn output_sections(&self) -> Vec<(usize, usize)> {
+        let shm = self.peer.shm().region();
+        let (layout, base) = match self.v2.and_then(|l| self.peer.v2(l).ok()) {
+            Some(view) => (*view.layout(), 0),
+            None => match v1_header(shm)
+                .and_then(|h| Some((h.layout(0, shm.len() as u64).ok()?, h.granule)))
+            {
+                Some(l) => l,
+                None => return Vec::new(),
+            },
+        };
+        (0..layout.max_peers())
+            .map_while(|p| {
+                let s = layout.output(p)?;
+                let off = usize::try_from(base.checked_add(s.offset)?).ok()?;
+                Some((off, usize::try_from(s.len).ok()?))
+            })
+            .filter(|&(_, len)| len > 0)
+            .collect()
     }
     fn rw_ptr(&self) -> Option<(*mut u8, usize)> {
         let (off, len) = self.rw_section();

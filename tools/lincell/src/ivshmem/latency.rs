@@ -6,20 +6,15 @@
 //! `CLOCK_MONOTONIC` deadline (as cyclictest does), sends a timestamped
 //! message to the other cell through a [`channel`](lincell_shared::channel)
 //! ring and waits for the answer; the responder answers every message at
-//! once. Both run `SCHED_FIFO` with their memory locked. The rings sit in
-//! the R/W section at `--shm-offset`:
-//!
-//! ```text
-//! +0x0000 ring initiator -> responder, producer block (64 slots x 64 B)
-//! +0x1040 ring initiator -> responder, consumer block
-//! +0x1080 ring responder -> initiator, producer block
-//! +0x20c0 ring responder -> initiator, consumer block   (end: +0x2100)
-//! ```
+//! once. Both run `SCHED_FIFO` with their memory locked. Where the rings
+//! sit (each side's output section, or the R/W section) is [`rings`].
 //!
 //! Messages are 32 bytes, little-endian: `kind` (u32: 1 hello, 2 ping,
 //! 3 pong, 4 stop), the sender's peer id (u32), `seq` (u64), the
 //! initiator's send time (u64 ns) and the responder's receive time (u64 ns,
 //! its own clock). Each side learns whom to ring from the other's hello.
+
+mod rings;
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -27,7 +22,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lincell_shared::channel::{ChannelError, Consumer, Geometry, Producer, CONSUMER_BLOCK_SIZE};
+use lincell_shared::channel::{ChannelError, Consumer, Geometry, Producer};
 use lincell_shared::shmem::RawRegion;
 use serde::Serialize;
 
@@ -37,17 +32,12 @@ use super::endpoint::{Endpoint, ShmOffset, WaitMode};
 use crate::cpu::run as placement;
 use crate::error::{Error, Result};
 use lincell_shared::cpu_isolate::cpuset::CpuSet;
+pub(crate) use rings::Placement;
+use rings::{Rings, Role};
 
 /// Ring geometry of both directions.
 const SLOTS: u32 = 64;
 const SLOT_SIZE: u32 = 64;
-/// Offsets of the four blocks from `--shm-offset`.
-const TX_PRODUCER: usize = 0;
-const TX_CONSUMER: usize = 0x1040;
-const RX_PRODUCER: usize = 0x1080;
-const RX_CONSUMER: usize = 0x20c0;
-/// Bytes the rings take.
-const AREA: usize = RX_CONSUMER + CONSUMER_BLOCK_SIZE;
 /// Message kinds.
 const HELLO: u32 = 1;
 const PING: u32 = 2;
@@ -80,6 +70,12 @@ for the answer. Both sides lock their memory (mlockall), run SCHED_FIFO at
 --priority, optionally pinned to --cpu (for an isolated CPU, start it with
 `lincell run --cpus N --` or `lincell isolate N -- ...`).
 
+The rings (--placement): by default each side writes its blocks into its
+own output section, which the other side can read but not write (ivshmem
+2.0, lincell's v1 layout); without output sections, or with --placement rw,
+all go to the R/W section at --shm-offset. A responder with the default
+looks in both places.
+
 Waiting (--mode): spin on the ring, block on the doorbell, or spin for
 --spin-us and then block (the receiver asks for a doorbell only when it
 sleeps: a busy stream does not ring per message).
@@ -96,7 +92,9 @@ writes the round-trip histogram as an SVG chart (linear µs, log count).
 --compare-isolated CPU puts the product together: the same loop twice
 under the same load, first pinned to a housekeeping CPU (the first other
 online CPU), then on CPU isolated by cpu_isolate.ko and its cpuset
-partition (`lincell isolate CPU -- ...`, released afterwards), with
+partition (`lincell isolate CPU --keep-irqs-of DEV -- ...`: the device's
+interrupts are delivered on CPU too, unless --steer-irqs; released
+afterwards), with
 stress-ng on every CPU but CPU throughout (with --load); then a table of
 both runs and their ratio. The responder must answer two runs
 (`--respond --sessions 2`). With --plot FILE, each run's chart goes to
@@ -149,7 +147,10 @@ pub struct Args {
     /// How long to wait for the other side to appear.
     #[arg(long, value_name = "MS", default_value_t = 120_000)]
     connect_timeout_ms: u64,
-    /// Where the rings are (bytes, or rw+N in the R/W section).
+    /// Where the rings are: each side's output section, or the R/W section.
+    #[arg(long, value_enum, default_value_t = Placement::Auto)]
+    placement: Placement,
+    /// With the rings in the R/W section: where (bytes, or rw+N).
     #[arg(long, value_name = "OFFSET", default_value = "rw+0x1000", value_parser = shm_offset)]
     shm_offset: ShmOffset,
     /// Histogram bucket width, µs.
@@ -173,6 +174,10 @@ pub struct Args {
     /// Run on a housekeeping CPU, then on CPU isolated, and compare.
     #[arg(long, value_name = "CPU", conflicts_with_all = ["respond", "cpu"])]
     compare_isolated: Option<usize>,
+    /// With --compare-isolated: steer the device's interrupts off the
+    /// isolated CPU like every other (default: keep them on it).
+    #[arg(long, requires = "compare_isolated")]
+    steer_irqs: bool,
 }
 
 /// A message.
@@ -264,55 +269,8 @@ fn go_realtime(cpu: Option<usize>, priority: u8) -> Result<()> {
     Ok(())
 }
 
-/// The rings' memory: `AREA` bytes at `at`, which must be inside the R/W
-/// section.
-///
-/// # Safety
-///
-/// The region is valid only while `ep` lives (its mapping): the caller
-/// drops it first.
-unsafe fn rings_region(ep: &dyn Endpoint, at: ShmOffset) -> Result<RawRegion> {
-    let (rw_off, _) = ep.rw_section();
-    let (ptr, len) = ep.rw_ptr().ok_or_else(|| {
-        Error::Usage(format!(
-            "{}: the R/W section is not mapped writable",
-            ep.describe()
-        ))
-    })?;
-    let start = at.resolve(ep).checked_sub(rw_off);
-    let inside = start
-        .and_then(|s| s.checked_add(AREA))
-        .is_some_and(|e| e <= len);
-    let (Some(start), true) = (start, inside) else {
-        return Err(Error::Usage(format!(
-            "--shm-offset: the rings ({AREA} bytes) must lie inside the R/W section ({len} bytes)"
-        )));
-    };
-    // SAFETY: `start + AREA <= len` bytes of the mapping at `ptr`, valid
-    // while `ep` lives (this function's contract).
-    let base = unsafe { std::ptr::NonNull::new_unchecked(ptr.add(start)) };
-    // SAFETY: as above; every access goes through the region's atomics.
-    Ok(unsafe { RawRegion::new(base, AREA) })
-}
-
 fn channel_err(what: &str, e: ChannelError) -> Error {
     Error::Failed(format!("{what}: {e}"))
-}
-
-/// Waits up to `limit` for `f` to stop returning `NotReady`.
-fn retry<T>(
-    limit: Duration,
-    mut f: impl FnMut() -> Result<T, ChannelError>,
-) -> Result<T, ChannelError> {
-    let until = Instant::now() + limit;
-    loop {
-        match f() {
-            Err(ChannelError::NotReady) if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            r => return r,
-        }
-    }
 }
 
 /// One side's doorbell: the endpoint, whom and which vector to ring, and
@@ -467,6 +425,7 @@ impl Histogram {
 pub(crate) struct Report {
     version: u32,
     mode: Mode,
+    placement: Placement,
     interval_us: u64,
     cpu: Option<usize>,
     priority: u8,
@@ -580,6 +539,7 @@ fn child_args(a: &Args) -> Vec<String> {
         ("--priority", a.priority.to_string()),
         ("--timeout-ms", a.timeout_ms.to_string()),
         ("--connect-timeout-ms", a.connect_timeout_ms.to_string()),
+        ("--placement", a.placement.name().to_string()),
         ("--shm-offset", a.shm_offset.to_string()),
         ("--hist-bucket-us", a.hist_bucket_us.to_string()),
         ("--hist-max-us", a.hist_max_us.to_string()),
@@ -669,8 +629,13 @@ fn compare(a: &Args, cpu: usize) -> Result<()> {
     eprintln!("latency: run 1 of 2: CPU {housekeeping} (housekeeping)");
     let hk = compare_run(first, "housekeeping")?;
     let mut second = Command::new(&exe);
+    second.args(["isolate", &cpu.to_string()]);
+    let keep_irqs = !a.steer_irqs && !a.dev.socket && is_char_device(&a.dev.dev);
+    if keep_irqs {
+        second.arg("--keep-irqs-of").arg(&a.dev.dev);
+    }
     second
-        .args(["isolate", &cpu.to_string(), "--"])
+        .arg("--")
         .arg(&exe)
         .args(&args)
         .arg("--cpu")
@@ -678,7 +643,14 @@ fn compare(a: &Args, cpu: usize) -> Result<()> {
     if let Some(p) = plot("isolated") {
         second.arg("--plot").arg(p);
     }
-    eprintln!("latency: run 2 of 2: CPU {cpu} (isolated by cpu_isolate, then released)");
+    eprintln!(
+        "latency: run 2 of 2: CPU {cpu} (isolated by cpu_isolate{}, then released)",
+        if keep_irqs {
+            ", the device's interrupts kept on it"
+        } else {
+            ""
+        }
+    );
     let iso = compare_run(second, "isolated")?;
     let mut out = io::stdout().lock();
     if a.json {
@@ -686,6 +658,7 @@ fn compare(a: &Args, cpu: usize) -> Result<()> {
             "version": 1,
             "housekeeping_cpu": housekeeping,
             "isolated_cpu": cpu,
+            "irqs_kept": keep_irqs,
             "load": a.load,
             "housekeeping": hk,
             "isolated": iso,
@@ -710,6 +683,13 @@ fn compare(a: &Args, cpu: usize) -> Result<()> {
         Some(e) => Err(Error::Failed(e.to_string())),
         None => Ok(()),
     }
+}
+
+/// Whether `p` is a character device node (an ivshmem device, not a
+/// server's socket).
+fn is_char_device(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 /// The comparison table of two JSON reports.
@@ -811,12 +791,14 @@ fn initiate(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<Report> {
         .unwrap_or(a.duration * 1_000_000 / a.interval_us.max(1));
     let geo = Geometry::new(SLOTS, SLOT_SIZE).map_err(|e| channel_err("rings", e))?;
     let me = ep.id();
-    // SAFETY: `region` is dropped at the end of this function, before the
+    // SAFETY: `rings` is dropped at the end of this function, before the
     // caller's `ep`.
-    let region = &unsafe { rings_region(ep, a.shm_offset) }?;
+    let rings = &unsafe { Rings::locate(ep, a.placement, a.shm_offset) }?;
+    let (my_producer, my_consumer) = rings.mine(Role::Initiator);
+    let (unbound, unbound_at) = rings.unbound();
     // CAST: any 32 bits of the clock make a fresh epoch.
     let epoch = (now_ns() as u32) | 1;
-    let mut tx = Producer::create(region, TX_PRODUCER, region, TX_CONSUMER, geo, epoch)
+    let mut tx = Producer::create(rings.own(), my_producer, unbound, unbound_at, geo, epoch)
         .map_err(|e| channel_err("creating the ring", e))?;
     let connect = Duration::from_millis(a.connect_timeout_ms);
     let mut side = Side::new(ep, vector, a.spin_us);
@@ -830,17 +812,31 @@ fn initiate(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<Report> {
     };
     side.send(&mut tx, &hello)?;
     let until = Instant::now() + connect;
-    let (mut rx, answer) = loop {
-        let mut rx = retry(until.saturating_duration_since(Instant::now()), || {
-            Consumer::attach(region, RX_PRODUCER, region, RX_CONSUMER)
-        })
-        .map_err(|e| channel_err("waiting for the responder (lincell latency --respond)", e))?;
-        match side.receive(&mut rx, Mode::Spin, Duration::from_millis(10)) {
-            Ok(Some(m)) if m.kind == HELLO && m.t_send == u64::from(epoch) => break (rx, m),
-            // Stale, or re-created meanwhile: attach again.
-            _ if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
-            _ => return Err(Error::Failed("the responder did not say hello".into())),
+    let (mut rx, answer) = 'found: loop {
+        // Every place the responder may answer from (one in the R/W
+        // section; each other peer's output section).
+        for link in rings.links(Role::Initiator) {
+            let Ok(mut rx) =
+                Consumer::attach(link.theirs, link.their_producer, rings.own(), my_consumer)
+            else {
+                continue;
+            };
+            if let Ok(Some(m)) = side.receive(&mut rx, Mode::Spin, Duration::from_millis(10)) {
+                if m.kind == HELLO && m.t_send == u64::from(epoch) {
+                    tx.rebind(link.theirs, link.their_consumer)
+                        .map_err(|e| channel_err("binding the ring", e))?;
+                    break 'found (rx, m);
+                }
+            }
         }
+        // Stale, not there yet, or re-created meanwhile: look again.
+        if Instant::now() >= until {
+            return Err(Error::Failed(format!(
+                "waiting for the responder (lincell latency --respond): no hello within {} ms",
+                a.connect_timeout_ms
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     };
     side.peer = Some(answer.id);
     let _load = if a.load {
@@ -929,6 +925,7 @@ fn initiate(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<Report> {
     Ok(Report {
         version: 1,
         mode: a.mode,
+        placement: rings.placement(),
         interval_us: a.interval_us,
         cpu: a.cpu,
         priority: a.priority,
@@ -957,34 +954,49 @@ fn respond(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<()> {
         // Each initiator creates its ring anew (a new epoch) and says hello
         // with that epoch: a ring left by an earlier one is not answered.
         let until = Instant::now() + connect;
-        let (region, hello) = loop {
-            // Located on every attempt: the R/W section moves when a guest's
+        let mut attempt = 0u32;
+        let (rings, link, hello) = 'found: loop {
+            // With --placement auto, every other attempt looks in the R/W
+            // section: the initiator chose (it may have said rw).
+            let want = match a.placement {
+                Placement::Auto if attempt % 2 == 1 => Placement::Rw,
+                p => p,
+            };
+            attempt = attempt.wrapping_add(1);
+            // Located on every attempt: the sections move when a guest's
             // driver writes lincell's v1 layout header after this peer
             // joined.
-            // SAFETY: `region` is dropped with this session, before `ep`.
-            let region = unsafe { rings_region(&*side.ep, a.shm_offset) }?;
-            let found = match Consumer::attach(&region, TX_PRODUCER, &region, TX_CONSUMER) {
-                Ok(mut rx) => match side.receive(&mut rx, Mode::Spin, Duration::from_millis(10)) {
-                    Ok(Some(m)) if m.kind == HELLO && m.t_send == u64::from(rx.epoch()) => Some(m),
-                    _ => None,
-                },
-                Err(ChannelError::NotReady | ChannelError::Corrupt { .. }) => None,
-                Err(e) => return Err(channel_err("waiting for an initiator", e)),
-            };
-            match found {
-                Some(m) => break (region, m),
-                None if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
-                None => {
-                    return Err(Error::Failed(format!(
-                        "session {session}: no hello from an initiator (lincell latency DEV) within {} ms",
-                        a.connect_timeout_ms
-                    )))
+            // SAFETY: `rings` is dropped with this session, before `ep`.
+            let rings = unsafe { Rings::locate(&*side.ep, want, a.shm_offset) }?;
+            let (_, my_consumer) = rings.mine(Role::Responder);
+            for (i, link) in rings.links(Role::Responder).iter().enumerate() {
+                match Consumer::attach(link.theirs, link.their_producer, rings.own(), my_consumer) {
+                    Ok(mut rx) => {
+                        if let Ok(Some(m)) =
+                            side.receive(&mut rx, Mode::Spin, Duration::from_millis(10))
+                        {
+                            if m.kind == HELLO && m.t_send == u64::from(rx.epoch()) {
+                                break 'found (rings, i, m);
+                            }
+                        }
+                    }
+                    Err(ChannelError::NotReady | ChannelError::Corrupt { .. }) => {}
+                    Err(e) => return Err(channel_err("waiting for an initiator", e)),
                 }
             }
+            if Instant::now() >= until {
+                return Err(Error::Failed(format!(
+                    "session {session}: no hello from an initiator (lincell latency DEV) within {} ms",
+                    a.connect_timeout_ms
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         };
-        let region = &region;
+        let links = rings.links(Role::Responder);
+        let link = &links[link];
+        let (my_producer, my_consumer) = rings.mine(Role::Responder);
         // Attached again for good: the hello is read a second time.
-        let mut rx = Consumer::attach(region, TX_PRODUCER, region, TX_CONSUMER)
+        let mut rx = Consumer::attach(link.theirs, link.their_producer, rings.own(), my_consumer)
             .map_err(|e| channel_err("attaching", e))?;
         let _ = side.receive(&mut rx, Mode::Spin, Duration::from_millis(10))?;
         side.peer = Some(hello.id);
@@ -994,8 +1006,15 @@ fn respond(ep: &mut dyn Endpoint, a: &Args, vector: u32) -> Result<()> {
         );
         // CAST: any 32 bits of the clock make a fresh epoch.
         let epoch = (now_ns() as u32) | 1;
-        let mut tx = Producer::create(region, RX_PRODUCER, region, RX_CONSUMER, geo, epoch)
-            .map_err(|e| channel_err("creating the ring", e))?;
+        let mut tx = Producer::create(
+            rings.own(),
+            my_producer,
+            link.theirs,
+            link.their_consumer,
+            geo,
+            epoch,
+        )
+        .map_err(|e| channel_err("creating the ring", e))?;
         // Echo the initiator's epoch: this hello answers that initiator.
         let answer = Msg {
             kind: HELLO,
@@ -1197,6 +1216,7 @@ mod tests {
         Report {
             version: 1,
             mode: Mode::SpinBlock,
+            placement: Placement::Output,
             interval_us: 1000,
             cpu: Some(3),
             priority: 80,
@@ -1219,6 +1239,7 @@ mod tests {
         for k in [
             "version",
             "mode",
+            "placement",
             "interval_us",
             "cpu",
             "priority",
@@ -1236,6 +1257,7 @@ mod tests {
             assert!(v.get(k).is_some(), "{k}");
         }
         assert_eq!(v["mode"], "spin-block");
+        assert_eq!(v["placement"], "output");
         assert_eq!(v["rtt_us"]["max"], 12000.0);
         assert_eq!(v["histogram"]["overflow"], 1);
     }
