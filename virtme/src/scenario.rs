@@ -1019,15 +1019,7 @@ impl Runner {
         }
 
         let host = match &d.host {
-            Some(cmd) => Some(self.start_host(
-                cmd,
-                &dir,
-                &socket,
-                d.disk.map(|_| &*disk),
-                d.ivshmem_rev(),
-                d.ivshmem2.as_ref(),
-                &taps,
-            )?),
+            Some(cmd) => Some(self.start_host(cmd, &dir, &socket, &d, &taps)?),
             None => None,
         };
 
@@ -1130,14 +1122,15 @@ impl Runner {
         wait_for_sockets(child, dir, &all)
     }
 
+    /// Starts the host peer `cmd` of the scenario in `dir` with directives
+    /// `d` (its environment: see the module documentation); `taps` are the
+    /// `GUEST=IFNAME` of `net=tap`.
     fn start_host(
         &self,
         cmd: &str,
         dir: &Path,
         socket: &Path,
-        disk: Option<&Path>,
-        rev: Option<Revision>,
-        v2: Option<&Ivshmem2>,
+        d: &Directives,
         taps: &[String],
     ) -> io::Result<(HostProcess, Instant)> {
         let out = dir.join("host");
@@ -1146,15 +1139,15 @@ impl Runner {
         if !taps.is_empty() {
             command.env("LINCELL_NET_TAPS", taps.join(" "));
         }
-        if let Some(disk) = disk {
-            command.env("LINCELL_DISK", disk);
+        if d.disk.is_some() {
+            command.env("LINCELL_DISK", dir.join("disk.img"));
         }
-        if let Some(rev) = rev {
+        if let Some(rev) = d.ivshmem_rev() {
             command.env("LINCELL_IVSHMEM_REV", rev.number().to_string());
         }
         // Host peers of an ivshmem 2.0 device learn its sections from the
         // command line it was started with (the server protocol has none).
-        if let Some(v2) = v2 {
+        if let Some(v2) = &d.ivshmem2 {
             command.env(
                 "LINCELL_IVSHMEM_V2_LAYOUT",
                 format!("{}:{}:{}", v2.max_peers, v2.rw_size, v2.output_size),
