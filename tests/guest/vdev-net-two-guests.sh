@@ -53,11 +53,6 @@ else
 	# The interface with the backend's MAC, if there is one, and its carrier.
 	netif() { mac_netif "$MAC"; }
 	has_link() { mac_link_up "$MAC"; }
-	bring_up() {
-		udevadm settle -t 10 2>/dev/null
-		i=$(netif) || return 1
-		ip addr flush dev "$i" && ip addr add $B/24 dev "$i" && ip link set "$i" up
-	}
 	tcp() {
 		if _out=$($TCP "$2" $A 5001 "$3" 2>&1); then echo "# $_out"; ok "$1"; else not_ok "$1" "$_out"; fi
 	}
@@ -70,9 +65,11 @@ else
 	pci=$(ivshmem_pci)
 	check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 	check "an interface with guest a's backend's MAC appears" wait_for 400 netif
+	# udev renames eth0 (enp0sN): its name once udev is done.
+	udevadm settle -t 10 2>/dev/null
 	ifc=$(netif)
 	expect "virtio_net drives $ifc" "virtio_net" readlink "/sys/class/net/$ifc/device/driver"
-	check "$ifc up with $B/24" bring_up
+	check "$ifc up with $B/24" mac_addr "$MAC" $B/24
 	check "carrier on" wait_for 30 has_link
 	check "ping guest a ($A) from b" wait_for 120 $PING -c 1 -W 2 $A
 	tcp "TCP b to a: 4 MiB, SHA-256 checked by a" sink 4194304
