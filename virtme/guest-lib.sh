@@ -140,6 +140,14 @@ mac_netif() {
 }
 # mac_link_up MAC: that interface exists and has carrier.
 mac_link_up() { _i=$(mac_netif "$1") && [ "$(cat "/sys/class/net/$_i/carrier" 2>/dev/null)" = 1 ]; }
+# mac_addr MAC ADDR/LEN: the interface with address MAC gets ADDR/LEN as
+# its only address and goes up, once udev is done with it (udev renames
+# eth0 to enp0sN a moment after it appears: wait for that first).
+mac_addr() {
+	udevadm settle -t 10 2>/dev/null
+	_i=$(mac_netif "$1") || return 1
+	ip addr flush dev "$_i" && ip addr add "$2" dev "$_i" && ip link set "$_i" up
+}
 
 # latency_run NAME ARGS...: one `lincell latency` initiator run on
 # /dev/ivshmem0, its JSON report kept in $LINCELL_OUT/NAME.json; passes

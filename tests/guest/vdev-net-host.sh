@@ -36,12 +36,7 @@ PING="busybox ping"
 netif() { mac_netif "$MAC"; }
 has_link() { mac_link_up "$MAC"; }
 link_gone() { ! has_link; }
-bring_up() {
-	# udev renames eth0 (enp0sN): let it finish first.
-	udevadm settle -t 10 2>/dev/null
-	i=$(netif) || return 1
-	ip addr flush dev "$i" && ip addr add $ADDR dev "$i" && ip link set "$i" up
-}
+bring_up() { mac_addr "$MAC" $ADDR; }
 attached() { dmesg | grep -c 'attached: virtio device id'; }
 fails() { ! "$@"; }
 # tcp NAME MODE BYTES: a checked transfer (ok/not ok), its rate as a comment.
@@ -54,6 +49,8 @@ check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 pci=$(ivshmem_pci)
 check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 check "a network interface with the backend's MAC appears once it is READY" wait_for 240 netif
+# udev renames eth0 (enp0sN): its name once udev is done.
+udevadm settle -t 10 2>/dev/null
 ifc=$(netif)
 expect "virtio_net drives $ifc" "virtio_net" readlink "/sys/class/net/$ifc/device/driver"
 expect "its MTU is the TAP's (1500)" "1500" cat "/sys/class/net/$ifc/mtu"

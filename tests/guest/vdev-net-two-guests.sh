@@ -11,8 +11,11 @@
 # source-MAC lock. On v1 a backend in a guest cannot write the layout
 # header (read-only to users), so b names the device type with
 # vdev_remote's v1_device_id=1 (virtio-net) and binds by driver_override.
-# v1 only for now (virtio-net on ivshmem 2.0: see vdev-net-host.sh).
+# On ivshmem 2.0 the device process gives a's function the virtio-net
+# back-end protocol (0xc001) and b's the front-end one (0x8001): ivshmem.ko
+# takes a's, vdev_remote binds b's by ID, with no parameter.
 # lincell-vm: guests=a,b ivshmem-doorbell=4:16M cpus=2 timeout=600
+# lincell-vm: revisions=v1,v2 ivshmem2=2:16M:0:0x8001 ivshmem2-vectors=4 ivshmem2-backend=a
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 lincell=$LINCELL_ROOT/target/debug/lincell
 TCP="python3 $LINCELL_ROOT/tests/host/tcp-check.py"
@@ -22,9 +25,12 @@ A=10.78.0.1 B=10.78.0.2
 out=$LINCELL_OUT
 
 if [ "$LINCELL_GUEST" = a ]; then
-	plan 10
+	plan $((10 + (${LINCELL_IVSHMEM_REV:-1} == 2)))
 	check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 	check "/dev/ivshmem0 appears" wait_for 10 test -c /dev/ivshmem0
+	if [ "${LINCELL_IVSHMEM_REV:-1}" = 2 ]; then
+		expect "its function is the virtio-net back-end" 0xc001 cat "$(ivshmem_pci)/ivshmem/protocol"
+	fi
 	check "TAP lct0 in guest a, $A/24, up" sh -c "ip tuntap add dev lct0 mode tap && ip addr add $A/24 dev lct0 && ip link set lct0 up"
 	"$lincell" remote serve /dev/ivshmem0 --net tap:lct0 --mac $MAC 2>"$out/backend.log" &
 	pid=$!
@@ -47,22 +53,23 @@ else
 	# The interface with the backend's MAC, if there is one, and its carrier.
 	netif() { mac_netif "$MAC"; }
 	has_link() { mac_link_up "$MAC"; }
-	bring_up() {
-		udevadm settle -t 10 2>/dev/null
-		i=$(netif) || return 1
-		ip addr flush dev "$i" && ip addr add $B/24 dev "$i" && ip link set "$i" up
-	}
 	tcp() {
 		if _out=$($TCP "$2" $A 5001 "$3" 2>&1); then echo "# $_out"; ok "$1"; else not_ok "$1" "$_out"; fi
 	}
 	plan 9
-	check "insmod vdev_remote.ko v1_device_id=1" insmod "$(module_path vdev-remote)" v1_device_id=1
+	if [ "${LINCELL_IVSHMEM_REV:-1}" = 2 ]; then
+		check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
+	else
+		check "insmod vdev_remote.ko v1_device_id=1" insmod "$(module_path vdev-remote)" v1_device_id=1
+	fi
 	pci=$(ivshmem_pci)
-	check "vdev_remote has $(basename "$pci") (by driver_override)" to_vdev_remote "$pci"
+	check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
 	check "an interface with guest a's backend's MAC appears" wait_for 400 netif
+	# udev renames eth0 (enp0sN): its name once udev is done.
+	udevadm settle -t 10 2>/dev/null
 	ifc=$(netif)
 	expect "virtio_net drives $ifc" "virtio_net" readlink "/sys/class/net/$ifc/device/driver"
-	check "$ifc up with $B/24" bring_up
+	check "$ifc up with $B/24" mac_addr "$MAC" $B/24
 	check "carrier on" wait_for 30 has_link
 	check "ping guest a ($A) from b" wait_for 120 $PING -c 1 -W 2 $A
 	tcp "TCP b to a: 4 MiB, SHA-256 checked by a" sink 4194304

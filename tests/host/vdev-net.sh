@@ -24,24 +24,6 @@ tcplog=$LINCELL_OUT/tcp.log
 ns=lcnet$$
 mac=02:6c:63:00:00:02
 pid= srv=
-# Everything this script starts runs in its namespace: kill what is left
-# there, then delete it.
-cleanup() {
-	ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-	ip netns del "$ns" 2>/dev/null
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT HUP
-# The harness stops a host peer with SIGKILL when its guest never finishes
-# (its `sh -c`, which may be this script's parent): a watcher ends this
-# script then, and cleans up once it is gone.
-me=$$ parent=$PPID
-(
-	trap '' TERM INT HUP
-	while kill -0 "$me" 2>/dev/null && kill -0 "$parent" 2>/dev/null; do sleep 1; done
-	kill -KILL "$me" 2>/dev/null
-	cleanup
-) </dev/null >/dev/null 2>&1 &
 
 serve() {
 	ip netns exec "$ns" "$lincell" remote serve --socket "$LINCELL_IVSHMEM_SOCKET" \
@@ -51,8 +33,7 @@ serve() {
 
 echo "TAP version 13"
 echo "1..8"
-if ip netns add "$ns" && ip -n "$ns" link set lo up &&
-	ip -n "$ns" tuntap add dev lct0 mode tap &&
+if own_netns "$ns" && ip -n "$ns" tuntap add dev lct0 mode tap &&
 	ip -n "$ns" addr add 10.77.0.1/24 dev lct0 && ip -n "$ns" link set lct0 up; then
 	ok "network namespace $ns with TAP lct0 (10.77.0.1/24)"
 else

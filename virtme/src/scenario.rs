@@ -76,6 +76,16 @@
 //!   scenario's directory) attached as QEMU's own `virtio-blk-pci` disk;
 //!   host peers find it in `LINCELL_DISK` (the vdev-remote benchmark serves
 //!   the same file);
+//! - `net=tap`: each guest also gets QEMU's own `virtio-net-pci` (the
+//!   native baseline of network benchmarks) on a TAP device QEMU creates
+//!   in the host's namespace ([`native_net`]: named `lcq` and 8 hex
+//!   digits, unique per scenario and guest; MAC `52:54:00:6c:63:NN`, NN the
+//!   guest's place in `guests=` from 01). Guests find their interface by
+//!   the MAC in `LINCELL_NET_MAC`; the host peer finds the TAPs in
+//!   `LINCELL_NET_TAPS` (`GUEST=IFNAME` separated by spaces), to move
+//!   them into a namespace of its own, bridge or address them. A TAP goes
+//!   away with its QEMU. Needs `host=` (nothing else attaches the TAPs);
+//!   x86_64 guests;
 //! - `ratio=ROW/ROW` (benchmarks, repeatable): see [`crate::bench`].
 //!
 //! A scenario with an ivshmem device gives its scripts (and its host peer)
@@ -150,6 +160,8 @@ pub struct Directives {
     pub ratio: Vec<(String, String)>,
     /// Guests the host peer kills (`killed=`).
     pub killed: Vec<String>,
+    /// QEMU's own virtio-net on a TAP per guest (`net=tap`).
+    pub native_net: bool,
 }
 
 impl Directives {
@@ -455,6 +467,27 @@ pub fn vfio_socket(dir: &Path, guest: &str) -> PathBuf {
     dir.join(format!("vfio-{guest}.sock"))
 }
 
+/// The native network interface of guest number `index` (from 0) named
+/// `guest` of the scenario in `dir` (`net=tap`): the name of the TAP QEMU
+/// creates for it, the MAC of its `virtio-net-pci` and the QEMU options.
+/// The TAP's name hashes this process, `dir` and `guest` (FNV-1a, 32
+/// bits): scenarios run at once, here or by another harness, get their own.
+pub fn native_net(dir: &Path, guest: &str, index: usize) -> (String, String, String) {
+    let seed = format!("{}:{}:{guest}", std::process::id(), dir.display());
+    let h = seed.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let tap = format!("lcq{h:08x}");
+    // A scenario has a few guests; `% 255 + 1` keeps the octet from 01 to
+    // ff whatever their number.
+    let mac = format!("52:54:00:6c:63:{:02x}", index % 255 + 1);
+    let opts = format!(
+        "-netdev tap,id=lincellnet,ifname={tap},script=no,downscript=no \
+         -device virtio-net-pci,netdev=lincellnet,mac={mac}"
+    );
+    (tap, mac, opts)
+}
+
 impl Default for Directives {
     fn default() -> Self {
         Directives {
@@ -473,6 +506,7 @@ impl Default for Directives {
             disk: None,
             ratio: Vec::new(),
             killed: Vec::new(),
+            native_net: false,
         }
     }
 }
@@ -558,6 +592,12 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                 }
                 "disk" => d.disk = Some(parse_size(value)?),
                 "killed" => d.killed = value.split(',').map(str::to_string).collect(),
+                "net" => {
+                    if value != "tap" {
+                        return Err(format!("`{item}`: the only kind is `net=tap`"));
+                    }
+                    d.native_net = true;
+                }
                 "ratio" => {
                     let (n, m) = value
                         .split_once('/')
@@ -636,6 +676,12 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
     }
     if !d.killed.is_empty() && d.host.is_none() {
         return Err("`killed=` needs a host peer (`host=`) to kill the guest".into());
+    }
+    if d.native_net && d.host.is_none() {
+        return Err("`net=tap` needs a host peer (`host=`) to attach the TAPs".into());
+    }
+    if d.native_net && d.arch.iter().any(|a| a != "x86_64") {
+        return Err("`net=tap` guests are x86_64 only".into());
     }
     if d.revisions.is_empty() {
         if d.ivshmem2.is_some() && d.ivshmem_doorbell.is_some() {
@@ -916,15 +962,24 @@ impl Runner {
 
         let deadline = Instant::now() + d.timeout;
         let mut running = Vec::new();
-        for name in &d.guests {
+        let mut taps = Vec::new();
+        for (index, name) in d.guests.iter().enumerate() {
             let gdir = dir.join(name);
             let outs: Vec<PathBuf> = if shared {
                 names.iter().map(|n| gdir.join(n)).collect()
             } else {
                 vec![gdir.clone()]
             };
+            let mut guest_opts = qemu_opts.clone();
+            let mut net_env = String::new();
+            if d.native_net {
+                let (tap, mac, opts) = native_net(&dir, name, index);
+                guest_opts.push(opts);
+                net_env = format!("env LINCELL_NET_MAC={mac} ");
+                taps.push(format!("{name}={tap}"));
+            }
             let mut command = format!(
-                "{rev_env}sh {}/virtme/guest-run.sh {name}",
+                "{rev_env}{net_env}sh {}/virtme/guest-run.sh {name}",
                 self.root.display()
             );
             // The board's: each script as the initramfs holds it, and its
@@ -946,7 +1001,6 @@ impl Runner {
             if matches!(self.kind, guest::Kind::Arm64 { .. }) {
                 kernel_args.push(guest::board_run_arg(&board_run));
             }
-            let mut guest_opts = qemu_opts.clone();
             if d.ivshmem2.is_some() {
                 guest_opts.push(guest::vfio_user_device(&vfio_socket(&dir, name))?);
             }
@@ -965,14 +1019,7 @@ impl Runner {
         }
 
         let host = match &d.host {
-            Some(cmd) => Some(self.start_host(
-                cmd,
-                &dir,
-                &socket,
-                d.disk.map(|_| &*disk),
-                d.ivshmem_rev(),
-                d.ivshmem2.as_ref(),
-            )?),
+            Some(cmd) => Some(self.start_host(cmd, &dir, &socket, &d, &taps)?),
             None => None,
         };
 
@@ -1075,27 +1122,32 @@ impl Runner {
         wait_for_sockets(child, dir, &all)
     }
 
+    /// Starts the host peer `cmd` of the scenario in `dir` with directives
+    /// `d` (its environment: see the module documentation); `taps` are the
+    /// `GUEST=IFNAME` of `net=tap`.
     fn start_host(
         &self,
         cmd: &str,
         dir: &Path,
         socket: &Path,
-        disk: Option<&Path>,
-        rev: Option<Revision>,
-        v2: Option<&Ivshmem2>,
+        d: &Directives,
+        taps: &[String],
     ) -> io::Result<(HostProcess, Instant)> {
         let out = dir.join("host");
         fs::create_dir_all(&out)?;
         let mut command = Command::new("sh");
-        if let Some(disk) = disk {
-            command.env("LINCELL_DISK", disk);
+        if !taps.is_empty() {
+            command.env("LINCELL_NET_TAPS", taps.join(" "));
         }
-        if let Some(rev) = rev {
+        if d.disk.is_some() {
+            command.env("LINCELL_DISK", dir.join("disk.img"));
+        }
+        if let Some(rev) = d.ivshmem_rev() {
             command.env("LINCELL_IVSHMEM_REV", rev.number().to_string());
         }
         // Host peers of an ivshmem 2.0 device learn its sections from the
         // command line it was started with (the server protocol has none).
-        if let Some(v2) = v2 {
+        if let Some(v2) = &d.ivshmem2 {
             command.env(
                 "LINCELL_IVSHMEM_V2_LAYOUT",
                 format!("{}:{}:{}", v2.max_peers, v2.rw_size, v2.output_size),
@@ -1258,6 +1310,32 @@ mod tests {
     }
 
     #[test]
+    fn native_net_per_guest() {
+        let d =
+            parse_directives("# lincell-vm: guests=a,b net=tap\n# lincell-vm: host=sh peer.sh\n")
+                .unwrap();
+        assert!(d.native_net);
+        assert!(!Directives::default().native_net);
+        let dir = Path::new("/tmp/x");
+        let (ta, ma, oa) = native_net(dir, "a", 0);
+        let (tb, mb, _) = native_net(dir, "b", 1);
+        assert_ne!(ta, tb, "each guest its own TAP");
+        assert_eq!(
+            native_net(dir, "a", 0).0,
+            ta,
+            "the same name for the same guest"
+        );
+        assert_ne!(native_net(Path::new("/tmp/y"), "a", 0).0, ta);
+        // IFNAMSIZ: 15 characters and the NUL.
+        assert!(ta.len() <= 15 && ta.starts_with("lcq"));
+        assert_eq!(
+            (ma.as_str(), mb.as_str()),
+            ("52:54:00:6c:63:01", "52:54:00:6c:63:02")
+        );
+        assert!(oa.contains(&format!("ifname={ta},")) && oa.contains("mac=52:54:00:6c:63:01"));
+    }
+
+    #[test]
     fn bad_directives_are_errors() {
         for bad in [
             "# lincell-vm: frobnicate=1",
@@ -1273,6 +1351,9 @@ mod tests {
             "# lincell-vm: arch=riscv",
             "# lincell-vm: disk=0",
             "# lincell-vm: ratio=read",
+            "# lincell-vm: net=tap",
+            "# lincell-vm: net=user\n# lincell-vm: host=sh peer.sh",
+            "# lincell-vm: net=tap arch=arm64\n# lincell-vm: host=sh peer.sh",
             "# lincell-vm: ratio=/spin",
             "# lincell-vm: ivshmem2=3",
             "# lincell-vm: ivshmem2=0:1M",
