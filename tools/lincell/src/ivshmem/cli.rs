@@ -244,8 +244,12 @@ so the bounce pool of a vdev-remote device that no frontend has attached
 yet (the second half of the section) can be measured in place.
 
 Methods: `libc` is the C library's memcpy (vector instructions);
-`movsb` is `rep movsb`, the kernel's memcpy on x86_64 CPUs with ERMS
-(the copy vdev_remote's bounce code does; other architectures: libc).
+`movsb` is `rep movsb`, the kernel's memcpy on x86_64 CPUs with FSRM;
+`movq` is a loop of 8-byte moves, 32 bytes an iteration, the kernel's
+memcpy (`memcpy_orig`) on x86_64 CPUs without FSRM. The bounce copies of
+vdev_remote are the kernel's memcpy, so `movsb` or `movq` is what the
+transport gets and `libc` what the CPU can do. On other architectures
+`movsb` and `movq` are the C library's memcpy.
 
 Prints one line per method:
   copy method=libc chunk=1048576 size=8388608 seconds=1.00
@@ -263,6 +267,9 @@ pub(crate) enum CopyMethod {
     Libc,
     /// `rep movsb` (x86_64; elsewhere the C library's memcpy).
     Movsb,
+    /// A loop of 8-byte moves, 32 bytes an iteration, like the kernel's
+    /// `memcpy_orig` (x86_64; elsewhere the C library's memcpy).
+    Movq,
 }
 
 impl CopyMethod {
@@ -271,6 +278,7 @@ impl CopyMethod {
         match self {
             CopyMethod::Libc => "libc",
             CopyMethod::Movsb => "movsb",
+            CopyMethod::Movq => "movq",
         }
     }
 }
@@ -294,7 +302,12 @@ pub(crate) struct CopybenchArgs {
     #[arg(long, default_value_t = 1.0)]
     pub(crate) seconds: f64,
     /// Copy methods to measure, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "libc,movsb")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "libc,movsb,movq"
+    )]
     pub(crate) method: Vec<CopyMethod>,
 }
 
