@@ -15,7 +15,8 @@
 //! `NUM/DEN` holding NUM's value over DEN's for every column both have (the
 //! baseline DEN is measured in the same run). Groups named alike but for a
 //! trailing number (`run1`, `run2`, `run3`) are repetitions: their ratios'
-//! medians are a last group, `median`.
+//! medians are a last group, `median`. [`svg`] draws the same tables as
+//! a bar chart, every ratio's baseline beside its numerator.
 
 use std::fmt::Write as _;
 

@@ -101,7 +101,9 @@ enum Cmd {
     ///
     /// The benchmarks' guests and host peers use release builds of the
     /// lincell CLI, built first. Results also go to <work>/results.txt,
-    /// one KEY=VALUE per line.
+    /// one KEY=VALUE per line; each benchmark's bar chart (baselines beside
+    /// the project's figures) to target/bench/NAME.svg, and the .json files
+    /// its guests wrote (fio's raw output) to target/bench/NAME/.
     Bench {
         #[command(flatten)]
         scripts: Scripts,
