@@ -1,21 +1,34 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# vdev-remote: a remote virtio disk vs QEMU's own virtio-blk-pci, same backing file
+# vdev-remote: a remote virtio disk vs QEMU's own virtio-blk-pci, measured by fio, and the copy floor
 #
 # One guest with two disks on the same 256 MiB backing file (`disk=`, made
 # by the harness): QEMU's virtio-blk-pci (the native baseline) and a
 # vdev-remote disk served by a host `lincell remote serve --blk` peer
 # (tests/host/vdev-backend.sh serve) through an ivshmem-doorbell device
-# (4 vectors, 32 MiB). Each pattern runs with direct I/O for SECS (5) s on
-# the native disk, then on the remote one, each on its own half of the
-# file. Prints DISK.PATTERN_UNIT per disk; the harness adds remote/native.
-# Release builds.
+# (4 vectors, 32 MiB). Release builds.
+#
+# First the copy floor: ivshmem.ko takes the device for a moment and
+# `lincell ivshmem copybench` measures how fast this guest copies between
+# its RAM and the R/W section (in the second half, where vdev_remote's
+# bounce pool will be; the bytes are put back), 1 MiB and 4 KiB at a time,
+# with the C library's memcpy, `rep movsb` and the 8-byte `movq` loop of
+# the kernel's memcpy on CPUs without FSRM; group `copy`. Then the
+# device goes to vdev_remote and fio runs the matrix of
+# bench/fio/vdev-blk.fio (direct I/O; sequential 1 MiB at queue depth 1
+# and 16, random 4 KiB at 1 and 32, 1 and 4 jobs) on the native disk, then
+# on the remote one, each on its own half of the file. Rows: `native`,
+# `remote`, and `floor`, what the copy rate allows for each job (the
+# faster method's rate: section to RAM for reads, RAM to section for
+# writes, in the job's request size; MB/s for 1 MiB, IOPS for 4 KiB);
+# the harness adds remote/native and remote/floor. fio's JSON goes to
+# LINCELL_OUT (the harness copies it under target/bench/).
 # lincell-vm: ivshmem-doorbell=4:32M disk=256M cpus=2 timeout=900
 # lincell-vm: host=LINCELL=target/release/lincell sh tests/host/vdev-backend.sh serve guest
-# lincell-vm: ratio=remote/native
+# lincell-vm: ratio=remote/native ratio=remote/floor
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 L=$LINCELL_ROOT/target/release/lincell
-SECS=5
+JOBS=$LINCELL_ROOT/bench/fio/vdev-blk.fio
 HALF=$((128 << 20))
 
 # The disks: ours hangs off the ivshmem function, the other vd* is QEMU's.
@@ -31,30 +44,69 @@ disk_of() { # remote|native
 }
 both_disks() { [ -n "$(disk_of remote)" ] && [ -n "$(disk_of native)" ]; }
 
-# Measuring tools: each runs one pattern on one disk and prints
-# DISK.PATTERN_UNIT=VALUE. (Issue 17's fio job files come in as a second
-# tool beside this one, run by the same loop.)
-# lincell_bench DISK PATTERN UNIT ARGS...: `lincell remote bench`, whose
-# report is KEY=VALUE already.
-lincell_bench() {
-	d=$1 p=$2 unit=$3
-	shift 3
-	dev=$(disk_of "$d") off=0
-	[ "$d" = remote ] && off=$HALF
-	r=$("$L" remote bench "$dev" --seconds $SECS --offset $off --size $HALF "$@") || return 1
-	echo "$d $p $r" >>"$LINCELL_OUT/reports.txt"
-	echo "$d.${p}_$unit=$(echo "$r" | tr ' ' '\n' | sed -n "s/^$unit=//p")"
+# copy CHUNK: copybench through /dev/ivshmem0, CHUNK bytes a copy;
+# copy.METHOD.DIRECTION_CHUNK_mb_per_s=VALUE (DIRECTION to_shm, from_shm, ram),
+# also kept in LINCELL_OUT/copy-CHUNK.figures for floor.
+copy() {
+	"$L" ivshmem copybench /dev/ivshmem0 --chunk "$1" --seconds 1 >"$LINCELL_OUT/copy-$1.txt" 2>&1 ||
+		{ cat "$LINCELL_OUT/copy-$1.txt"; return 1; }
+	c=$(echo "$1" | tr 'KM' 'km')
+	awk -v c="$c" '$1 == "copy" {
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+		split("to_shm from_shm ram", dirs, " ")
+		for (j = 1; j <= 3; j++) printf "copy.%s.%s_%s_mb_per_s=%s\n", f["method"], dirs[j], c, f[dirs[j] "_mb_per_s"]
+		n++ } END { exit n != 3 }' "$LINCELL_OUT/copy-$1.txt" >"$LINCELL_OUT/copy-$c.figures" &&
+		cat "$LINCELL_OUT/copy-$c.figures"
 }
-# pattern NAME UNIT ARGS...: native, then remote.
-pattern() { lincell_bench native "$@" && lincell_bench remote "$@"; }
 
-plan 8
+# fio_disk DISK: the matrix on DISK; DISK.JOB_UNIT=VALUE per job
+# (mb_per_s for 1 MiB requests, iops for 4 KiB); fails on a job's error,
+# a missing job or a zero figure.
+fio_disk() {
+	dev=$(disk_of "$1") off=0
+	[ "$1" = remote ] && off=$HALF
+	FIO_DISK=$dev FIO_OFFSET=$off fio --output-format=json --output="$LINCELL_OUT/fio-$1.json" "$JOBS" \
+		>"$LINCELL_OUT/fio-$1.err" 2>&1 || { tail -20 "$LINCELL_OUT/fio-$1.err"; return 1; }
+	jq -r --arg d "$1" '.jobs[] | .["job options"] as $o |
+		(if ($o.rw | test("read")) then .read else .write end) as $s |
+		if .error != 0 then error("\(.jobname): fio error \(.error)")
+		elif $s.io_bytes == 0 then error("\(.jobname): no I/O")
+		elif $o.bs == "1m" then "\($d).\(.jobname)_mb_per_s=\($s.bw_bytes / 1e5 | round / 10)"
+		else "\($d).\(.jobname)_iops=\($s.iops | round)" end' "$LINCELL_OUT/fio-$1.json" >"$LINCELL_OUT/fio-$1.txt" ||
+		return 1
+	[ "$(grep -c . "$LINCELL_OUT/fio-$1.txt")" = "$(grep -c '^\[.*-j[0-9]*\]$' "$JOBS")" ] ||
+		{ echo "fio reported $(grep -c . "$LINCELL_OUT/fio-$1.txt") jobs"; return 1; }
+	cat "$LINCELL_OUT/fio-$1.txt"
+}
+
+# floor: per job of the native run, what the copy rate allows: the faster
+# method's section-to-RAM rate for reads, RAM-to-section for writes, at
+# the job's request size; floor.JOB_UNIT=VALUE.
+floor() {
+	cat "$LINCELL_OUT"/copy-*.figures "$LINCELL_OUT/fio-native.txt" | awk -F= '
+		{ split($1, k, ".") }
+		k[1] == "copy" { sub(/_mb_per_s$/, "", k[3]); if ($2 + 0 > best[k[3]]) best[k[3]] = $2 + 0; next }
+		k[1] == "native" {
+			dir = k[2] ~ /read/ ? "from_shm" : "to_shm"
+			size = k[2] ~ /_mb_per_s$/ ? "1m" : "4k"
+			if (!best[dir "_" size]) { print "no copy rate " dir "_" size; bad = 1; exit }
+			if (size == "1m") printf "floor.%s=%.1f\n", k[2], best[dir "_1m"]
+			else printf "floor.%s=%.0f\n", k[2], best[dir "_4k"] * 1e6 / 4096
+		} END { exit bad }'
+}
+
+plan 11
+check "insmod ivshmem.ko (the copy floor first)" insmod "$(module_path ivshmem)"
+check "/dev/ivshmem0 appears" wait_for 10 test -c /dev/ivshmem0
+grep -o -w -e erms -e fsrm /proc/cpuinfo | sort -u | tr '\n' ' ' >"$LINCELL_OUT/cpu-copy-flags.txt"
+echo "# guest CPU copy flags: $(cat "$LINCELL_OUT/cpu-copy-flags.txt")"
+results "copy rate, R/W section <-> RAM, 1 MiB copies" copy 1M
+results "copy rate, R/W section <-> RAM, 4 KiB copies" copy 4K
+check "rmmod ivshmem" rmmod ivshmem
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 pci=$(pci_devices 1af4 1110 | head -1)
 check "the ivshmem device goes to vdev_remote" to_vdev_remote "$pci"
 check "both disks appear (native virtio-blk-pci, vdev-remote)" wait_for 60 both_disks
-results "sequential read, 1 MiB requests" pattern read-1M mb_per_s --mode read --bs 1048576
-results "sequential write, 1 MiB requests" pattern write-1M mb_per_s --mode write --bs 1048576
-results "random read, 4 KiB, 1 job" pattern randread-4k iops --mode randread --bs 4096
-results "random write, 4 KiB, 1 job" pattern randwrite-4k iops --mode randwrite --bs 4096
-results "random read, 4 KiB, 4 jobs" pattern randread-4k-j4 iops --mode randread --bs 4096 --jobs 4
+results "fio matrix on the native virtio-blk-pci disk" fio_disk native
+results "fio matrix on the vdev-remote disk" fio_disk remote
+results "what the copy rate allows per job" floor

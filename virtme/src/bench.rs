@@ -15,7 +15,8 @@
 //! `NUM/DEN` holding NUM's value over DEN's for every column both have (the
 //! baseline DEN is measured in the same run). Groups named alike but for a
 //! trailing number (`run1`, `run2`, `run3`) are repetitions: their ratios'
-//! medians are a last group, `median`.
+//! medians are a last group, `median`. [`svg`] draws the same tables as
+//! a bar chart, every ratio's baseline beside its numerator.
 
 use std::fmt::Write as _;
 
@@ -284,6 +285,172 @@ pub fn key_values(bench: &str, groups: &[Group]) -> String {
     out
 }
 
+/// `text` with XML's special characters escaped.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Bar colours, one per row of a chart, in the order the rows come.
+const COLOURS: [&str; 6] = [
+    "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
+];
+
+/// One benchmark's figures as an SVG bar chart: for every group with
+/// ratio rows, one block per column with a bar for each row a ratio
+/// names (baselines and the project's figure side by side, in the order
+/// the rows were measured), each bar labelled with its value, and the
+/// block's ratios beside the column's name. Bars of a block share a scale
+/// (the block's largest value); blocks do not, since their units differ.
+/// A benchmark without ratios gets a bar per measured row.
+pub fn svg(title: &str, groups: &[Group], ratios: &[(String, String)]) -> String {
+    const WIDTH: f64 = 960.0;
+    const LEFT: f64 = 20.0;
+    const BAR_MAX: f64 = 760.0;
+    const BAR_H: f64 = 14.0;
+    const LINE: f64 = 18.0;
+    let is_ratio = |r: &Row| r.name.contains('/');
+    let charted: Vec<&Group> = {
+        let with_ratios: Vec<&Group> = groups
+            .iter()
+            .filter(|g| g.name != "median" && g.rows.iter().any(is_ratio))
+            .collect();
+        if with_ratios.is_empty() {
+            groups.iter().filter(|g| g.name != "median").collect()
+        } else {
+            with_ratios
+        }
+    };
+    let named = |row: &str| ratios.iter().any(|(n, d)| n == row || d == row);
+    // The rows of each block and every row name, for the legend.
+    let mut legend: Vec<String> = Vec::new();
+    let mut body = String::new();
+    let mut y = 56.0;
+    for g in &charted {
+        let bars: Vec<&Row> = g
+            .rows
+            .iter()
+            .filter(|r| !is_ratio(r) && (ratios.is_empty() || named(&r.name)))
+            .collect();
+        for r in &bars {
+            if !legend.contains(&r.name) {
+                legend.push(r.name.clone());
+            }
+        }
+        if !g.name.is_empty() {
+            y += LINE;
+            let _ = writeln!(
+                body,
+                r#"<text x="{LEFT}" y="{y}" font-weight="bold">{}</text>"#,
+                xml_escape(&g.name)
+            );
+        }
+        let mut columns: Vec<&str> = Vec::new();
+        for r in &bars {
+            for (c, _, _) in &r.cells {
+                if !columns.contains(&c.as_str()) {
+                    columns.push(c);
+                }
+            }
+        }
+        for col in columns {
+            let cells: Vec<(&Row, &str, f64)> = bars
+                .iter()
+                .filter_map(|r| {
+                    let (_, t, v) = r.cells.iter().find(|(c, _, _)| c == col)?;
+                    Some((*r, t.as_str(), *v))
+                })
+                .collect();
+            let max = cells.iter().map(|c| c.2).fold(0.0, f64::max);
+            let ratio_text: Vec<String> = g
+                .rows
+                .iter()
+                .filter(|r| is_ratio(r))
+                .filter_map(|r| {
+                    let (_, t, _) = r.cells.iter().find(|(c, _, _)| c == col)?;
+                    Some(format!("{} {t}", r.name))
+                })
+                .collect();
+            y += LINE + 6.0;
+            let _ = writeln!(
+                body,
+                r##"<text x="{LEFT}" y="{y}">{}<tspan fill="#555">{}</tspan></text>"##,
+                xml_escape(col),
+                xml_escape(&if ratio_text.is_empty() {
+                    String::new()
+                } else {
+                    format!("   {}", ratio_text.join("   "))
+                })
+            );
+            for (r, text, v) in cells {
+                y += 4.0;
+                let colour =
+                    COLOURS[legend.iter().position(|n| *n == r.name).unwrap_or(0) % COLOURS.len()];
+                let w = if max > 0.0 {
+                    (v / max * BAR_MAX).max(1.0)
+                } else {
+                    1.0
+                };
+                let _ = writeln!(
+                    body,
+                    r#"<rect x="{LEFT}" y="{y:.1}" width="{w:.1}" height="{BAR_H}" fill="{colour}"><title>{} {}</title></rect>"#,
+                    xml_escape(&r.name),
+                    xml_escape(text)
+                );
+                let _ = writeln!(
+                    body,
+                    r#"<text x="{:.1}" y="{:.1}" font-size="11">{} {}</text>"#,
+                    LEFT + w + 4.0,
+                    y + BAR_H - 3.0,
+                    xml_escape(text),
+                    xml_escape(&r.name)
+                );
+                y += BAR_H;
+            }
+        }
+    }
+    let mut legend_svg = String::new();
+    for (i, name) in legend.iter().enumerate() {
+        // CAST: a handful of legend entries.
+        let x = LEFT + 140.0 * i as f64;
+        let _ = writeln!(
+            legend_svg,
+            r#"<rect x="{x}" y="34" width="12" height="12" fill="{}"/><text x="{}" y="45">{}</text>"#,
+            COLOURS[i % COLOURS.len()],
+            x + 16.0,
+            xml_escape(name)
+        );
+    }
+    let height = y + 20.0;
+    format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            "\n",
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h:.0}" viewBox="0 0 {w} {h:.0}" font-family="sans-serif" font-size="13">"#,
+            "\n",
+            r#"<rect width="100%" height="100%" fill="white"/>"#,
+            "\n",
+            r#"<text x="{l}" y="22" font-size="16" font-weight="bold">{t}</text>"#,
+            "\n{legend}{body}</svg>\n"
+        ),
+        w = WIDTH,
+        h = height,
+        l = LEFT,
+        t = xml_escape(title),
+        legend = legend_svg,
+        body = body
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +522,115 @@ mod tests {
         assert_eq!(format_ratio(427.2), "427");
         assert_eq!(format_ratio(22.24), "22.2");
         assert_eq!(format_ratio(0.834), "0.83");
+    }
+
+    /// A small XML well-formedness check: tags nest and close, attribute
+    /// values are quoted, text has no bare `<` or `&`.
+    fn well_formed(xml: &str) -> Result<(), String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = xml;
+        let mut root_closed = false;
+        while let Some(i) = rest.find('<') {
+            let text = &rest[..i];
+            for (j, _) in text.match_indices('&') {
+                let ent = &text[j..];
+                if !["&amp;", "&lt;", "&gt;", "&quot;"]
+                    .iter()
+                    .any(|e| ent.starts_with(e))
+                {
+                    return Err(format!("bare & in {text:?}"));
+                }
+            }
+            let end = rest[i..].find('>').ok_or("unclosed tag")? + i;
+            let tag = &rest[i + 1..end];
+            rest = &rest[end + 1..];
+            if tag.starts_with('?') {
+                continue;
+            }
+            if root_closed {
+                return Err(format!("<{tag}> after the root element"));
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                let open = stack.pop().ok_or(format!("</{name}> closes nothing"))?;
+                if open != name {
+                    return Err(format!("<{open}> closed by </{name}>"));
+                }
+                root_closed = stack.is_empty();
+                continue;
+            }
+            if tag.matches('"').count() % 2 != 0 || tag.contains('<') {
+                return Err(format!("bad attributes in <{tag}>"));
+            }
+            let name = tag.split_whitespace().next().ok_or("empty tag")?;
+            if !tag.ends_with('/') {
+                stack.push(name.trim_end_matches('/').to_string());
+            }
+        }
+        if !stack.is_empty() || !root_closed {
+            return Err(format!("unclosed: {stack:?}"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn svg_chart_is_well_formed_and_holds_the_figures() {
+        let v = parse(
+            "native.seq-read-1m-qd1-j1_mb_per_s=1444.7\nnative.randread-4k-qd1-j1_iops=2567\n\
+             remote.seq-read-1m-qd1-j1_mb_per_s=336.9\nremote.randread-4k-qd1-j1_iops=2124\n\
+             floor.seq-read-1m-qd1-j1_mb_per_s=900.5\nfloor.randread-4k-qd1-j1_iops=50000\n\
+             copy.libc.to_shm_1m_mb_per_s=900.5\n",
+        );
+        let ratios = [
+            ("remote".to_string(), "native".to_string()),
+            ("remote".to_string(), "floor".to_string()),
+        ];
+        let g = tables(&v, &ratios);
+        let svg = svg("vdev-blk <&> \"fio\"", &g, &ratios);
+        well_formed(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+        for want in [
+            "1444.7",
+            "336.9",
+            "900.5",
+            "2567",
+            "2124",
+            "remote/native 0.23",
+            "remote/native 0.83",
+            "remote/floor 0.37",
+            "seq-read-1m-qd1-j1_mb_per_s",
+            "randread-4k-qd1-j1_iops",
+            "vdev-blk &lt;&amp;&gt; &quot;fio&quot;",
+        ] {
+            assert!(svg.contains(want), "{want} missing:\n{svg}");
+        }
+        // One bar per row and column (3 × 2), plus the legend's 3 and the background.
+        assert_eq!(svg.matches("<rect").count(), 6 + 3 + 1, "{svg}");
+        // The copy group has no ratio: not charted.
+        assert!(!svg.contains("to_shm"), "{svg}");
+        // The baseline's bar is the longest of its block: full width.
+        assert!(
+            svg.contains(r##"width="760.0" height="14" fill="#7f7f7f"><title>native 1444.7"##),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn svg_without_ratios_charts_every_row() {
+        let g = tables(&parse("run1.cpu0.noise=700\nrun1.cpu1.noise=350\n"), &[]);
+        let svg = svg("noise", &g, &[]);
+        well_formed(&svg).unwrap();
+        assert!(
+            svg.contains("700 cpu0") && svg.contains("350 cpu1"),
+            "{svg}"
+        );
+        assert!(svg.contains(">run1</text>"), "{svg}");
+    }
+
+    #[test]
+    fn the_checker_refuses_broken_xml() {
+        assert!(well_formed("<svg><rect></svg>").is_err());
+        assert!(well_formed("<svg>a & b</svg>").is_err());
+        assert!(well_formed("<svg><text x=\"1>a</text></svg>").is_err());
+        assert!(well_formed("<svg></svg><svg></svg>").is_err());
+        assert!(well_formed("<?xml version=\"1.0\"?>\n<svg><rect/></svg>\n").is_ok());
     }
 }

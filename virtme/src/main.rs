@@ -101,7 +101,9 @@ enum Cmd {
     ///
     /// The benchmarks' guests and host peers use release builds of the
     /// lincell CLI, built first. Results also go to <work>/results.txt,
-    /// one KEY=VALUE per line.
+    /// one KEY=VALUE per line; each benchmark's bar chart (baselines beside
+    /// the project's figures) to target/bench/NAME.svg, and the .json files
+    /// its guests wrote (fio's raw output) to target/bench/NAME/.
     Bench {
         #[command(flatten)]
         scripts: Scripts,
@@ -415,6 +417,40 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         bench::render(&groups)
                     );
                     figures.push_str(&bench::key_values(&name, &groups));
+                    // The chart and the guests' raw JSON (fio's), under
+                    // target/bench/.
+                    let out = root.join("target/bench");
+                    let flat = name.replace('/', "-");
+                    let chart = out.join(format!("{flat}.svg"));
+                    std::fs::create_dir_all(&out)
+                        .and_then(|()| {
+                            std::fs::write(
+                                &chart,
+                                bench::svg(&format!("{name}: {about}"), &groups, &d.ratio),
+                            )
+                        })
+                        .map_err(|e| format!("{}: {e}", chart.display()))?;
+                    println!("--- chart: {}", chart.display());
+                    for g in &d.guests {
+                        let raw = out.join(&flat);
+                        for json in std::fs::read_dir(dir.join(g))
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                            .map(|e| e.path())
+                            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                        {
+                            let file = json
+                                .file_name()
+                                .map(|f| f.to_string_lossy().into_owned())
+                                .unwrap_or_default();
+                            let to = raw.join(format!("{g}-{file}"));
+                            std::fs::create_dir_all(&raw)
+                                .and_then(|()| std::fs::copy(&json, &to))
+                                .map_err(|e| format!("{}: {e}", to.display()))?;
+                            println!("--- raw: {}", to.display());
+                        }
+                    }
                 }
             }
             let file = runner.work.join("results.txt");

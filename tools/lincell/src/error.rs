@@ -9,7 +9,7 @@
 //! | status | variants | meaning |
 //! |---|---|---|
 //! | 0 | (none) | success; `remote serve`: stopped by SIGINT/SIGTERM |
-//! | 1 | [`Error::Failed`], [`Error::Reported`], [`Error::Refused`], [`Error::Remote`] | the command ran and the answer is no: a check failed, a wait timed out, cpu_isolate.ko refused the request, the vdev-remote backend or benchmark failed at run time |
+//! | 1 | [`Error::Failed`], [`Error::Reported`], [`Error::Refused`], [`Error::Remote`] | the command ran and the answer is no: a check failed, a wait timed out, cpu_isolate.ko refused the request, the vdev-remote backend failed at run time |
 //! | 2 | [`Error::Usage`], [`Error::Io`] | the command could not run: bad arguments, a missing device or module, a failing system call |
 //! | N | [`Error::Exited`] | `isolate -- COMMAND`: COMMAND's own exit status (128 + the signal that killed it) |
 //!
@@ -50,7 +50,7 @@ pub enum Error {
     Reported,
     /// A run-time error of `lincell remote`: the backend's device, shared
     /// memory or backing file, or what the frontend wrote (which the
-    /// backend logs and survives); the benchmark's device (exit status 1).
+    /// backend logs and survives) (exit status 1).
     #[error("{0}")]
     Remote(String),
     /// `isolate -- COMMAND`: COMMAND exited with this status, which

@@ -12,6 +12,7 @@
 //! - [`pingpong`]: the `pingpong` initiator and the `echo` responder;
 //! - [`latency`]: `lincell latency`, the real-time loop across cells over a
 //!   message channel;
+//! - [`copybench`]: the copy rate between the R/W section and RAM;
 //! - [`bench`](mod@bench): latency statistics.
 //!
 //! The ABI self-test that the guest tests run is a binary of its own,
@@ -20,6 +21,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod copybench;
 pub mod dev;
 pub(crate) mod endpoint;
 pub mod latency;
@@ -52,6 +54,7 @@ fn dispatch(cmd: Cmd, out: &mut dyn Write) -> Result<()> {
         Cmd::Poke(a) => commands::poke(&a, out),
         Cmd::Echo(a) => commands::echo(&a, out),
         Cmd::Pingpong(a) => commands::pingpong(&a, out),
+        Cmd::Copybench(a) => copybench::copybench(&a, out),
     }
 }
 

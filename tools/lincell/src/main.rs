@@ -32,8 +32,8 @@ Drive lincell's kernel modules from userspace:
   platform  this machine's virtualization and isolation hooks (CPU
             virtualization, IOMMU, cache partitioning, interrupt
             controller, SR-IOV, ivshmem, preemption, isolation in force)
-  remote    backends for vdev_remote.ko (virtio-blk, virtio-console over
-            ivshmem), and a block benchmark
+  remote    backends for vdev_remote.ko (virtio-blk, virtio-console,
+            virtio-net over ivshmem) and the vhost-user bridge
 
 `lincell COMMAND --help` describes each command, with examples.
 
@@ -41,7 +41,7 @@ Exit status, the same for every command:
   0  success (remote serve: stopped by SIGINT or SIGTERM)
   1  the command ran and the answer is no: a check failed, a wait timed
      out, cpu_isolate.ko refused the request (its reason and errno are
-     printed), the vdev-remote backend or benchmark failed at run time
+     printed), the vdev-remote backend failed at run time
   2  the command could not run: bad arguments, no such device, module not
      loaded, a failing system call
   N  run, isolate -- COMMAND: COMMAND's own status (128 + N if signal N
@@ -167,6 +167,8 @@ mod tests {
         let lines: &[&[&str]] = &[
             &["ivshmem", "info", d],
             &["ivshmem", "list"],
+            &["ivshmem", "copybench", d, "--chunk", "1M", "--seconds", "1"],
+            &["ivshmem", "copybench", d, "--chunk", "4K", "--seconds", "1"],
             &["ivshmem", "counters", d],
             &["ivshmem", "states", d],
             &["ivshmem", "states", d, "--watch", "--timeout", "180000"],
@@ -323,23 +325,6 @@ mod tests {
                 s,
                 "--console",
                 "unix:/tmp/console.sock",
-            ],
-            &[
-                "remote",
-                "bench",
-                "/dev/vda",
-                "--seconds",
-                "5",
-                "--offset",
-                "134217728",
-                "--size",
-                "134217728",
-                "--mode",
-                "randread",
-                "--bs",
-                "4096",
-                "--jobs",
-                "4",
             ],
         ];
         for line in lines {

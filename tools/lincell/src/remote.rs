@@ -7,10 +7,10 @@
 //! - [`engine`]: the header protocol, virtqueues, completions, faults;
 //! - [`blk`], [`console`], [`net`]: the device models;
 //! - [`runner`]: the daemon loop over an ivshmem endpoint;
-//! - [`bridge`]: a vhost-user backend behind the transport (`vhost-user`);
-//! - [`bench`](mod@bench): a direct-I/O block benchmark for `make bench`.
+//! - [`bridge`]: a vhost-user backend behind the transport (`vhost-user`).
+//!
+//! Disks are measured with fio (bench/vdev-blk.sh, bench/fio/).
 
-mod bench;
 mod blk;
 mod bridge;
 mod console;
@@ -56,7 +56,6 @@ impl Args {
     pub fn prefix(&self) -> &'static str {
         match self.cmd {
             Cmd::Serve(_) => "lincell remote",
-            Cmd::Bench(_) => "lincell remote bench",
             Cmd::VhostUser(_) => "lincell remote vhost-user",
         }
     }
@@ -65,27 +64,6 @@ impl Args {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     Serve(ServeArgs),
-    /// Measure a block device with direct I/O; prints one parsable line.
-    #[command(
-        long_about = "\
-Measure a block device (or a file) with direct I/O: sequential or random,
-reads or writes of --bs bytes, --jobs threads with one request in flight
-each, for --seconds, within --size bytes from --offset. `make bench` runs it
-on a vdev-remote disk and on a native virtio-blk disk in the same guest (the
-guests have no fio). Write modes overwrite the data.
-
-Prints one line a script can parse:
-  bench mode=randread bs=4096 jobs=1 seconds=5.00 ops=1234 mb_per_s=0.99 iops=246.8
-
-Exit status: 0 measured; 1 the device failed (open, size or I/O); 2 usage
-error (--bs not a multiple of 512, a range smaller than one request).",
-        after_help = "\
-Examples:
-  lincell remote bench /dev/vdb
-  lincell remote bench /dev/vdb --mode write --bs 65536 --jobs 4 --seconds 10
-  lincell remote bench /dev/vdb --offset 0 --size 134217728 --mode randread"
-    )]
-    Bench(bench::BenchArgs),
     VhostUser(VhostUserArgs),
 }
 
@@ -432,7 +410,6 @@ struct ServeArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.cmd {
         Cmd::Serve(a) => serve(&a),
-        Cmd::Bench(a) => bench::run(a),
         Cmd::VhostUser(a) => {
             if a.readonly && a.device.id != 2 {
                 return Err(Error::Usage("--readonly is for --device blk".into()));
