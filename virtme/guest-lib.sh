@@ -176,10 +176,19 @@ print("# mode %s, rings in %s: %d round trips, rtt p50 %.0f us p99 %.0f us max %
 PY
 }
 
-# latency_placements SPIN_RUN RW_RUN: the first run's rings were in the
-# output sections, the second's (`--placement rw`) in the R/W section.
-latency_placements() {
-	grep -q '"placement": "output"' "$LINCELL_OUT/$1.json" && grep -q '"placement": "rw"' "$LINCELL_OUT/$2.json"
+# latency_modes PREFIX COUNT WHAT: COUNT round trips at 1 ms in each wait
+# mode (runs PREFIXspin, PREFIXblock, PREFIXspin-block; the block run's
+# rings in the R/W section, the others where auto puts them), then a check
+# that auto chose the output sections: 4 results.
+latency_modes() {
+	for _mode in spin block spin-block; do
+		_where=auto
+		[ $_mode = block ] && _where=rw
+		results "$_mode: $2 round trips at 1 ms$3, rings placed $_where, every one answered" \
+			latency_run "$1$_mode" --mode "$_mode" --placement $_where --count "$2" --priority 50
+	done
+	check "auto put the rings in the output sections, rw in the R/W section" sh -c \
+		"grep -q '\"placement\": \"output\"' '$LINCELL_OUT/${1}spin.json' && grep -q '\"placement\": \"rw\"' '$LINCELL_OUT/${1}block.json'"
 }
 
 # latency_dies ARGS...: a `lincell latency` run whose responder dies

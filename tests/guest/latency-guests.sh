@@ -31,13 +31,7 @@ if [ "$LINCELL_GUEST" = a ]; then
 	}
 	check "a second responder, killed (SIGKILL) mid-stream" killed
 else
-	for mode in spin block spin-block; do
-		where=auto
-		[ $mode = block ] && where=rw
-		results "$mode: 1000 round trips at 1 ms to guest a, rings placed $where, every one answered" \
-			latency_run "guests-$mode" --mode "$mode" --placement $where --count 1000 --priority 50
-	done
-	check "auto put the rings in the output sections, rw in the R/W section" latency_placements guests-spin guests-block
+	latency_modes guests- 1000 " to guest a"
 	results "100000 back-to-back round trips to guest a, every sequence number checked" \
 		latency_run guests-flood --mode spin-block --count 100000 --interval-us 1 --priority 0
 	check "guest a's responder killed mid-stream: exit 1 with 'no answer', no hang" \

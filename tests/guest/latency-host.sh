@@ -21,13 +21,7 @@ OUT=$LINCELL_OUT
 check "insmod ivshmem.ko" insmod "$(module_path ivshmem)"
 check "the device node appears" wait_for 10 test -c /dev/ivshmem0
 
-for mode in spin block spin-block; do
-	where=auto
-	[ $mode = block ] && where=rw
-	results "$mode: 2000 round trips at 1 ms, rings placed $where, every one answered" \
-		latency_run "$mode" --mode "$mode" --placement $where --count 2000 --priority 50
-done
-check "auto put the rings in the output sections, rw in the R/W section" latency_placements spin block
+latency_modes "" 2000 ""
 results "100000 back-to-back round trips, every sequence number checked" \
 	latency_run flood --mode spin-block --count 100000 --interval-us 1 --priority 0 --plot "$OUT/flood.svg"
 check "the plot is well-formed SVG" python3 -c "
