@@ -10,7 +10,7 @@
 # kernel splat. FUZZ_CALLS (default 100000) sets the number of calls: the
 # soak benchmark (bench/soak-ivshmem-fuzz.sh) sources this script with
 # 1000000 and reads the figures it prints (fuzz.calls=N ...).
-# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=420 revisions=v1,v2
+# lincell-vm: ivshmem-doorbell=2:1M cpus=2 timeout=720 revisions=v1,v2
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 fuzz=$LINCELL_ROOT/target/debug/ivshmem-fuzz
 gid=4242
@@ -38,7 +38,7 @@ rm -f /tmp/fuzz-stop
 ) &
 loop=$!
 check "$FUZZ_CALLS unprivileged random calls while the device comes and goes" \
-	timeout $((300 * ((FUZZ_CALLS + 99999) / 100000))) sh -c "$fuzz --uid 65534 --gid $gid --calls $FUZZ_CALLS --threads 4 --seed $$ > /tmp/fuzz.out 2>&1"
+	timeout $((600 * ((FUZZ_CALLS + 99999) / 100000))) sh -c "$fuzz --uid 65534 --gid $gid --calls $FUZZ_CALLS --threads 4 --seed $$ > /tmp/fuzz.out 2>&1"
 sed 's/^/# /' /tmp/fuzz.out
 tr ' ' '\n' </tmp/fuzz.out | sed -n 's/^\([a-z]*\)=\([0-9.]*\)$/fuzz.\1=\2/p'
 touch /tmp/fuzz-stop
