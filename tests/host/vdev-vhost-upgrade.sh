@@ -7,7 +7,11 @@
 #   odd:  start the new daemon on the same socket and image (the socket
 #         path is bound anew), then SIGTERM the old one;
 #   even: SIGKILL the old daemon, then start the new one;
-# then writes $LINCELL_OUT/replaced. Checks that the bridge logged 10
+# then writes $LINCELL_OUT/replaced. Each daemon listens on a socket of its
+# own and the bridge's --backend is a symbolic link to the live one,
+# switched atomically: qemu-storage-daemon unlinks its socket path when it
+# exits, which on a shared path would delete the new daemon's socket (seen:
+# the bridge then found no backend until the next one came). Checks that the bridge logged 10
 # take-overs and never left READY, and, once the guest wrote its manifest
 # (BLOCK SHA of each block's last write), that the file holds those bytes
 # ($LINCELL_OUT/file-checked: ok, or what differs).
@@ -21,18 +25,20 @@ vu=$LINCELL_OUT/vhost-user-blk.sock
 log=$LINCELL_OUT/bridge.log
 qlog=$LINCELL_OUT/qemu-storage-daemon.log
 BS=65536
-# qsd: a new daemon on $vu; its pid in qpid once its socket is bound
-# (locking=off: two daemons share the image while one hands over).
+gen=0
+# qsd: a new daemon on a socket of its own, $vu pointing to it once it is
+# bound; its pid in qpid (locking=off: two daemons share the image while
+# one hands over).
 qsd() {
-	before=$(stat -c %i "$vu" 2>/dev/null)
+	gen=$((gen + 1))
+	s=$LINCELL_OUT/vu.$gen.sock
 	qemu-storage-daemon --blockdev driver=file,node-name=f,filename="$disk",cache.direct=off,locking=off \
-		--export type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path="$vu",writable=on \
+		--export type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path="$s",writable=on \
 		>>"$qlog" 2>&1 &
 	qpid=$!
 	i=0
-	while [ $i -lt 300 ] && { ! [ -S "$vu" ] || [ "$(stat -c %i "$vu" 2>/dev/null)" = "$before" ]; }; do
-		sleep 0.1; i=$((i + 1))
-	done
+	while [ $i -lt 300 ] && ! [ -S "$s" ]; do sleep 0.1; i=$((i + 1)); done
+	ln -sfn "$s" "$vu.new" && mv -T "$vu.new" "$vu"
 }
 trap 'kill -TERM $bpid $qpid 2>/dev/null' EXIT
 
