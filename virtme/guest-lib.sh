@@ -140,3 +140,17 @@ mac_netif() {
 }
 # mac_link_up MAC: that interface exists and has carrier.
 mac_link_up() { _i=$(mac_netif "$1") && [ "$(cat "/sys/class/net/$_i/carrier" 2>/dev/null)" = 1 ]; }
+
+# blk_figure ROW DEV OFFSET SIZE SECS PATTERN UNIT ARGS...: one `lincell
+# remote bench` pattern (release build) on DEV's OFFSET..+SIZE for SECS s,
+# printed as the benchmark result ROW.PATTERN_UNIT=VALUE (UNIT: a key of
+# its report, mb_per_s or iops); the whole report goes to
+# LINCELL_OUT/reports.txt.
+blk_figure() {
+	_row=$1 _dev=$2 _off=$3 _size=$4 _secs=$5 _pat=$6 _unit=$7
+	shift 7
+	_r=$("$LINCELL_ROOT/target/release/lincell" remote bench "$_dev" --seconds "$_secs" \
+		--offset "$_off" --size "$_size" "$@") || return 1
+	echo "$_row $_pat $_r" >>"$LINCELL_OUT/reports.txt"
+	echo "$_row.${_pat}_$_unit=$(echo "$_r" | tr ' ' '\n' | sed -n "s/^$_unit=//p")"
+}
