@@ -13,7 +13,11 @@
 # the sha256 of each block's last write kept. Checked: no write or read
 # failed, every read-back was identical, no I/O error in the kernel log, the
 # device never failed, every block holds its last write (none lost, no
-# older write replayed over it), the host file too.
+# older write replayed over it); the host checks the file against the
+# manifest. The writers run WRITE_SECS (90) after asking for the
+# replacements (a guest does not see files the host creates in its own
+# directory after the boot: no reply channel), and the host checks all 10
+# happened before they stopped.
 # lincell-vm: arch=x86_64 ivshmem-doorbell=4:16M cpus=2 timeout=600
 # lincell-vm: host=sh tests/host/vdev-vhost-upgrade.sh guest
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
@@ -21,7 +25,7 @@ BS=65536
 BLOCKS=32   # per writer
 BASE=256    # first block (16 MiB)
 WRITERS=4
-host=$LINCELL_OUT/../host
+WRITE_SECS=90
 
 disk() { for d in /dev/vd?; do [ -b "$d" ] && echo "$d" && break; done; }
 has_disk() { [ -n "$(disk)" ]; }
@@ -55,7 +59,7 @@ blocks_hold_last() {
 	done | { ! grep .; }
 }
 
-plan 9
+plan 8
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 check "vdev_remote has the ivshmem device" to_vdev_remote "$(ivshmem_pci)"
 check "a virtio disk appears once the bridge is READY" wait_for 240 has_disk
@@ -63,18 +67,16 @@ rm -f /tmp/stop /tmp/bad
 for w in $(seq 0 $((WRITERS - 1))); do writer "$w" & done
 sleep 2
 to_host replace-now
-start=$(date +%s)
-check "the host replaced qemu-storage-daemon 10 times (within 400 s)" wait_for 400 test -e "$host/replaced"
-took=$(($(date +%s) - start))
+sleep $WRITE_SECS
 touch /tmp/stop
 wait
+to_host stopped
+check "the writers ran $WRITE_SECS s while the host replaced the backend" test -s /tmp/w0.count
 total=$(cat /tmp/w*.count | awk '{ s += $1 } END { print s }')
-check "$total writes (each read back) in ${took}s of replacements: none failed, all identical" \
+check "$total writes (each read back): none failed, all identical" \
 	sh -c "! cat /tmp/bad 2>/dev/null | grep ."
 check "no I/O error in the kernel log" sh -c "! dmesg | grep -iE 'I/O error|critical target error|blk_update_request'"
 check "the device never failed (no removal, one attach)" \
 	sh -c "! dmesg | grep -q 'virtio device of backend peer .* removed' && [ \$(dmesg | grep -c 'attached: virtio device id') = 1 ]"
 check "every block holds its last write (none lost, none replayed)" blocks_hold_last
-cat /tmp/m*/* >"$LINCELL_OUT/manifest.tmp" && mv "$LINCELL_OUT/manifest.tmp" "$LINCELL_OUT/manifest"
-wait_for 120 test -e "$host/file-checked"
-check "the host file holds every last write too" grep -qx ok "$host/file-checked"
+check "the manifest of the last writes goes to the host (it checks its file)" to_host manifest "$(cat /tmp/m*/*)"
