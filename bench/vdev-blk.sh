@@ -28,7 +28,6 @@
 # lincell-vm: ratio=remote/native ratio=remote/floor
 . "$LINCELL_ROOT/virtme/guest-lib.sh"
 L=$LINCELL_ROOT/target/release/lincell
-JOBS=$LINCELL_ROOT/bench/fio/vdev-blk.fio
 HALF=$((128 << 20))
 
 # The disks: ours hangs off the ivshmem function, the other vd* is QEMU's.
@@ -59,24 +58,12 @@ copy() {
 		cat "$LINCELL_OUT/copy-$c.figures"
 }
 
-# fio_disk DISK: the matrix on DISK; DISK.JOB_UNIT=VALUE per job
-# (mb_per_s for 1 MiB requests, iops for 4 KiB); fails on a job's error,
-# a missing job or a zero figure.
+# fio_disk DISK: the matrix on DISK (remote|native), each on its own half
+# of the file (guest-lib fio_matrix).
 fio_disk() {
-	dev=$(disk_of "$1") off=0
+	off=0
 	[ "$1" = remote ] && off=$HALF
-	FIO_DISK=$dev FIO_OFFSET=$off fio --output-format=json --output="$LINCELL_OUT/fio-$1.json" "$JOBS" \
-		>"$LINCELL_OUT/fio-$1.err" 2>&1 || { tail -20 "$LINCELL_OUT/fio-$1.err"; return 1; }
-	jq -r --arg d "$1" '.jobs[] | .["job options"] as $o |
-		(if ($o.rw | test("read")) then .read else .write end) as $s |
-		if .error != 0 then error("\(.jobname): fio error \(.error)")
-		elif $s.io_bytes == 0 then error("\(.jobname): no I/O")
-		elif $o.bs == "1m" then "\($d).\(.jobname)_mb_per_s=\($s.bw_bytes / 1e5 | round / 10)"
-		else "\($d).\(.jobname)_iops=\($s.iops | round)" end' "$LINCELL_OUT/fio-$1.json" >"$LINCELL_OUT/fio-$1.txt" ||
-		return 1
-	[ "$(grep -c . "$LINCELL_OUT/fio-$1.txt")" = "$(grep -c '^\[.*-j[0-9]*\]$' "$JOBS")" ] ||
-		{ echo "fio reported $(grep -c . "$LINCELL_OUT/fio-$1.txt") jobs"; return 1; }
-	cat "$LINCELL_OUT/fio-$1.txt"
+	fio_matrix "$1" "$(disk_of "$1")" $off
 }
 
 # floor: per job of the native run, what the copy rate allows: the faster

@@ -200,4 +200,27 @@ latency_dies() {
 	_rc=$? _took=$(($(date +%s) - _start))
 	sed 's/^/# /' "$LINCELL_OUT/dies.txt"
 	[ $_rc = 1 ] && grep -q "no answer to ping" "$LINCELL_OUT/dies.txt" && [ $_took -lt 90 ]
+
+# fio_matrix ROW DEV OFFSET: bench/fio/vdev-blk.fio (direct I/O; the job
+# matrix of the block benchmarks) on DEV from byte OFFSET on, fio's JSON
+# in LINCELL_OUT/fio-ROW.json; prints ROW.JOB_UNIT=VALUE per job (mb_per_s
+# for 1 MiB requests, iops for 4 KiB) and keeps them in
+# LINCELL_OUT/fio-ROW.txt. Fails on a job's error, a missing job or a job
+# that moved no bytes.
+fio_matrix() {
+	_jobs=$LINCELL_ROOT/bench/fio/vdev-blk.fio
+	[ -b "$2" ] || { echo "fio_matrix: no block device '$2'"; return 1; }
+	FIO_DISK=$2 FIO_OFFSET=$3 fio --output-format=json --output="$LINCELL_OUT/fio-$1.json" "$_jobs" \
+		>"$LINCELL_OUT/fio-$1.err" 2>&1 || { tail -20 "$LINCELL_OUT/fio-$1.err"; return 1; }
+	jq -r --arg d "$1" '.jobs[] | .["job options"] as $o |
+		(if ($o.rw | test("read")) then .read else .write end) as $s |
+		if .error != 0 then error("\(.jobname): fio error \(.error)")
+		elif $s.io_bytes == 0 then error("\(.jobname): no I/O")
+		elif $o.bs == "1m" then "\($d).\(.jobname)_mb_per_s=\($s.bw_bytes / 1e5 | round / 10)"
+		else "\($d).\(.jobname)_iops=\($s.iops | round)" end' "$LINCELL_OUT/fio-$1.json" >"$LINCELL_OUT/fio-$1.txt" ||
+		return 1
+	[ "$(grep -c . "$LINCELL_OUT/fio-$1.txt")" = "$(grep -c '^\[.*-j[0-9]*\]$' "$_jobs")" ] ||
+		{ echo "fio reported $(grep -c . "$LINCELL_OUT/fio-$1.txt") jobs"; return 1; }
+	cat "$LINCELL_OUT/fio-$1.txt"
+}
 }

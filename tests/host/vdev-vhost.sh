@@ -5,7 +5,8 @@
 # to the guest's vdev_remote over the ivshmem server. Follows the guest
 # through marker files in its output directory:
 #   data.sha  "SHA OFFSET LENGTH": check the same bytes in the file
-#   kill-now  SIGKILL qemu-storage-daemon (the bridge must leave READY),
+#   kill-now  SIGKILL qemu-storage-daemon (the bridge, --hold-ms 0: no
+#             in-service upgrade, must leave READY),
 #             restart it 3 s later (the bridge must reconnect)
 # and at the end checks that the bridge logged the death, the
 # reconnection and the queues stopped at a device reset (the guest rebinds
@@ -33,7 +34,7 @@ trap 'kill -TERM $bpid $qpid 2>/dev/null' EXIT
 echo "TAP version 13"
 echo "1..6"
 qsd
-"$lincell" remote vhost-user --socket "$LINCELL_IVSHMEM_SOCKET" --backend "$vu" 2>>"$log" &
+"$lincell" remote vhost-user --socket "$LINCELL_IVSHMEM_SOCKET" --backend "$vu" --hold-ms 0 2>>"$log" &
 bpid=$!
 if wait_file data.sha 400; then
 	read -r sha off len < "$g/data.sha"

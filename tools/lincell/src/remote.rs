@@ -104,11 +104,34 @@ leaving READY stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE).
 The ivshmem device needs a vector per queue besides vector 0 (queues beyond
 that are not offered).
 
-If the backend closes its socket or leaves a request unanswered for 5 s,
-the bridge sets its ivshmem state to 0 (the frontend fails the device, its
-I/O errors), reconnects every 0.5 s, and once the backend answers publishes
-a fresh header and goes READY again (the frontend re-attaches). Requests in
-flight when the backend died are lost (no in-flight tracking yet).
+In-service upgrade: with --hold-ms above 0 (the default, 5000) the kick
+and call fds the backend gets are eventfds of the bridge, and a relay
+thread forwards each doorbell, scanning the rings first: the bridge keeps
+a log of the requests in flight (heads made available, not yet used).
+When the backend closes its socket, the bridge stays READY, waits for the
+backend process to end (its pid from SO_PEERCRED), connects to the next
+backend on the same socket, checks that it describes the same device,
+writes the heads still in flight, oldest first, into the avail slots from
+the used index on and hands over the queues with SET_VRING_BASE at that
+used index: the new backend executes exactly the requests the old one left
+unanswered, once each (a request it executed but did not complete is
+executed again, which is harmless for a disk: the same data goes to the
+same sectors), then those queued meanwhile. Completions the old backend
+published but did not signal are the driver's: the bridge raises the
+frontend's interrupt once after the hand-over. The guest sees a pause, no
+error, as long as the hold is shorter than vdev_remote's
+request_timeout_ms (10 s by default). qemu-storage-daemon 7.2 does not
+offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, hence the bridge's own log.
+--hold-ms 0 gives the backend the ivshmem doorbells directly (one relay hop
+fewer each way) and no hold.
+
+If the backend closes its socket or leaves a request unanswered for 5 s and
+no backend takes over within the hold (or the new one describes another
+device, or the in-flight log lost track: more than a ring's worth of
+entries between two scans), the bridge sets its ivshmem state to 0 (the
+frontend fails the device, its I/O errors), reconnects every 0.5 s, and
+once the backend answers publishes a fresh header and goes READY again (the
+frontend re-attaches).
 
 SIGINT or SIGTERM stops the bridge: the queues are stopped at the backend
 and the own state goes to 0.
@@ -141,6 +164,11 @@ struct VhostUserArgs {
     /// Largest queue size offered (a power of two).
     #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
     queue_size: u16,
+    /// How long the device stays READY while the backend is replaced
+    /// (in-service upgrade, see above); 0: no hold, the backend gets the
+    /// doorbells directly and a backend lost fails the device.
+    #[arg(long, value_name = "MS", default_value = "5000")]
+    hold_ms: u64,
     /// Log every header write.
     #[arg(short, long)]
     verbose: bool,
@@ -421,6 +449,7 @@ pub fn run(args: Args) -> Result<()> {
                 queue_size: a.queue_size,
                 readonly: a.readonly,
                 verbose: a.verbose,
+                hold: std::time::Duration::from_millis(a.hold_ms),
             })
         }
     }

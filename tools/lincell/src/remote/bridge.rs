@@ -18,12 +18,18 @@
 //! between the guest's rings and the backend without the bridge.
 //!
 //! A backend that closes its socket, or does not answer a request within
-//! [`REPLY_TIMEOUT`], is dropped: the bridge leaves READY (the frontend
-//! fails the device) and reconnects every [`RECONNECT`] until the backend is
-//! back, then publishes a fresh header and goes READY again.
+//! [`REPLY_TIMEOUT`], is dropped. With `--hold-ms` (the default) the bridge
+//! stays READY, waits for the old backend process to end, and hands the
+//! queues to the next backend that answers on the socket within the hold,
+//! with the requests the old one left unanswered ([`relay`]): an in-service
+//! upgrade the guest does not notice. Otherwise (no hold, a different
+//! device, a log that lost track, or no backend in time) the bridge leaves
+//! READY (the frontend fails the device) and reconnects every [`RECONNECT`]
+//! until the backend is back, then publishes a fresh header and goes READY
+//! again.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,11 +51,19 @@ use super::engine::{log, Chain, Device, Done, Engine, Options, QueueSetup};
 use super::mem::{mem_from_raw, Mem};
 use super::runner::{catch_signals, find_frontend, prepare_v1, STOP};
 
+mod relay;
+
+use relay::{Relay, RelayQueue, RingView};
+
 /// Longest wait for a reply of the backend before it counts as dead.
 pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pause between connection attempts while the backend is away.
 pub(crate) const RECONNECT: Duration = Duration::from_millis(500);
+
+/// Pause between connection attempts while the bridge holds the device
+/// READY for a new backend.
+const HOLD_RETRY: Duration = Duration::from_millis(20);
 
 /// The longest wait between looks at the header and the socket.
 const TICK: Duration = Duration::from_millis(100);
@@ -153,6 +167,9 @@ pub(crate) struct BridgeOptions {
     pub(crate) readonly: bool,
     /// Log every header write.
     pub(crate) verbose: bool,
+    /// How long the device stays READY while the backend is replaced
+    /// (zero: no hold, and the backend gets the doorbells directly).
+    pub(crate) hold: Duration,
 }
 
 /// A vhost-user error as a run-time error naming the request.
@@ -177,6 +194,11 @@ struct Backend {
     config: Vec<u8>,
     /// Queues handed to the backend (stopped on reset).
     started: Vec<usize>,
+    /// The backend process (`SO_PEERCRED` at connect), polled for its end
+    /// before another backend gets the rings.
+    pidfd: Option<OwnedFd>,
+    /// Its pid, for the log.
+    pid: i32,
 }
 
 impl Backend {
@@ -185,6 +207,7 @@ impl Backend {
         let sock = UnixStream::connect(path)
             .map_err(|e| Error::Remote(format!("{}: {e}", path.display())))?;
         let watch = sock.try_clone()?;
+        let (pid, pidfd) = peer_process(&sock);
         let watchdog = Watchdog::new(sock.try_clone()?);
         let mut frontend = Frontend::from_stream(sock, 1);
         let armed = watchdog.arm();
@@ -234,6 +257,8 @@ impl Backend {
             queues,
             config,
             started: Vec::new(),
+            pidfd,
+            pid,
         })
     }
 
@@ -288,7 +313,7 @@ impl Backend {
         self.frontend
             .set_mem_table(&[region])
             .map_err(vu("SET_MEM_TABLE"))?;
-        for q in s.queues {
+        for (k, q) in s.queues.iter().enumerate() {
             let i = q.index;
             self.frontend
                 .set_vring_num(i, q.size)
@@ -305,18 +330,26 @@ impl Backend {
             self.frontend
                 .set_vring_addr(i, &addr)
                 .map_err(vu("SET_VRING_ADDR"))?;
+            let base = s.bases.get(k).copied().unwrap_or(0);
             self.frontend
-                .set_vring_base(i, 0)
+                .set_vring_base(i, base)
                 .map_err(vu("SET_VRING_BASE"))?;
-            let call = event_fd(
-                s.ep.peer()
-                    .peer_event_fd(s.frontend, usize::from(q.driver_vector))?,
-            )?;
+            let (kick, call) = match s.relay {
+                Some(r) => {
+                    let fds = r.backend_fds(k)?;
+                    (fds.kick, fds.call)
+                }
+                None => (
+                    event_fd(s.ep.peer().own_event_fd(usize::from(q.device_vector))?)?,
+                    event_fd(
+                        s.ep.peer()
+                            .peer_event_fd(s.frontend, usize::from(q.driver_vector))?,
+                    )?,
+                ),
+            };
             self.frontend
                 .set_vring_call(i, &call)
                 .map_err(vu("SET_VRING_CALL"))?;
-            let kick_fd = s.ep.peer().own_event_fd(usize::from(q.device_vector))?;
-            let kick = event_fd(kick_fd)?;
             self.frontend
                 .set_vring_kick(i, &kick)
                 .map_err(vu("SET_VRING_KICK"))?;
@@ -437,12 +470,69 @@ fn event_fd(fd: BorrowedFd<'_>) -> Result<EventFd> {
     Ok(unsafe { EventFd::from_raw_fd(owned.into_raw_fd()) })
 }
 
+/// The pid of the process at the other end of `sock` and a pidfd of it
+/// (`None` where the kernel has no pidfd_open).
+fn peer_process(sock: &UnixStream) -> (i32, Option<OwnedFd>) {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    // CAST: the size of a ucred fits a socklen_t.
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills at most `len` bytes of the live `cred`.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 || cred.pid <= 0 {
+        return (0, None);
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, cred.pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0);
+    // SAFETY: a fresh fd that nothing else owns.
+    (cred.pid, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Waits until the process of `pidfd` has ended or `deadline`; whether it
+/// ended.
+fn wait_exit(pidfd: &OwnedFd, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut p = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // CAST: at most the hold, milliseconds, clamped to a c_int.
+        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            return true;
+        }
+        if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
 /// What [`Backend::start`] needs.
 struct Start<'a> {
     ep: &'a PeerEndpoint,
     frontend: u16,
     driver_features: u64,
     queues: &'a [QueueSetup],
+    /// `SET_VRING_BASE` of each queue (none: 0).
+    bases: &'a [u16],
+    /// The doorbell relay, whose eventfds the backend then gets.
+    relay: Option<&'a Relay>,
     /// The R/W section in the bridge's address space.
     base: u64,
     /// Its length.
@@ -545,15 +635,33 @@ pub(crate) fn run(o: &BridgeOptions) -> Result<()> {
         ep.describe(),
         ep.vectors()
     ));
-    let result = loop {
-        let Some(backend) = connect_retrying(o) else {
+    let section = Section { ptr, len, rw_off };
+    let result = 'device: loop {
+        let Some(mut backend) = connect_retrying(o) else {
             break Ok(());
         };
-        match session(&mut ep, backend, o, ptr, len, rw_off) {
-            Ok(true) => break Ok(()),
-            Ok(false) => {}
-            Err(e) => log(format_args!("{e}")),
+        let mut link = match Link::new(&mut ep, &backend, o, &section) {
+            Ok(l) => l,
+            Err(e) => {
+                log(format_args!("{e}"));
+                std::thread::sleep(RECONNECT);
+                continue;
+            }
+        };
+        // One device, one header: backends come and go under it as long
+        // as each takes over from the last.
+        loop {
+            match session(&mut ep, &mut link, &mut backend, o, &section) {
+                Ok(End::Signal) => break 'device Ok(()),
+                Ok(End::Lost) => {}
+                Err(e) => log(format_args!("{e}")),
+            }
+            match take_over(&ep, &mut link, backend, o, &section) {
+                Some(b) => backend = b,
+                None => break,
+            }
         }
+        drop(link);
         if let Err(e) = ep.set_state(0) {
             log(format_args!("cannot clear own state: {e}"));
         }
@@ -569,55 +677,270 @@ pub(crate) fn run(o: &BridgeOptions) -> Result<()> {
     result
 }
 
-/// Serves one backend connection: `Ok(true)` stopped by a signal,
-/// `Ok(false)` or `Err` the backend went away.
-fn session(
-    ep: &mut PeerEndpoint,
-    mut backend: Backend,
-    o: &BridgeOptions,
+/// The R/W section in the bridge's address space.
+struct Section {
     ptr: *mut u8,
     len: usize,
+    /// Its offset in the shared-memory fd.
     rw_off: usize,
-) -> Result<bool> {
-    let dev = device_of(
+}
+
+/// The device as the frontend sees it, kept while backends come and go.
+struct Link {
+    engine: Engine<VhostDevice>,
+    /// The frontend peer, once READY.
+    frontend: Option<u32>,
+    /// The driver's queues are handed out (to the backend of the moment).
+    started: bool,
+    /// The in-flight log and doorbell relay of the queues handed out
+    /// (with a hold only).
+    relay: Option<Relay>,
+}
+
+impl Link {
+    /// Publishes the device `backend` describes and goes READY.
+    fn new(
+        ep: &mut PeerEndpoint,
+        backend: &Backend,
+        o: &BridgeOptions,
+        s: &Section,
+    ) -> Result<Self> {
+        let dev = device_of(
+            backend.features,
+            backend.queues,
+            &backend.config,
+            o,
+            ep.vectors(),
+        )?;
+        // SAFETY: the section stays mapped while `ep` lives, which outlives
+        // the link and so the engine holding `mem`.
+        let mem = unsafe { mem_from_raw(s.ptr, s.len)? };
+        let mut engine = Engine::new(
+            mem,
+            dev,
+            Options {
+                queue_size: o.queue_size,
+                vectors: ep.vectors(),
+                verbose: o.verbose,
+            },
+        )?;
+        engine.publish_header();
+        ep.set_state(STATE_READY)
+            .map_err(|e| Error::Remote(format!("cannot set own state READY: {e}")))?;
+        let own = ep.id();
+        log(format_args!(
+            "{}; features {:#x}; kick vectors {:?}; READY (own id {own})",
+            engine.device().summary(),
+            engine.offered(),
+            engine.device_vectors()
+        ));
+        Ok(Link {
+            engine,
+            frontend: find_frontend(&ep.peer_states().unwrap_or_default(), own),
+            started: false,
+            relay: None,
+        })
+    }
+
+    /// The frontend peer while the driver runs the device.
+    fn live_frontend(&self) -> Option<u16> {
+        self.frontend
+            .filter(|_| self.engine.live())
+            .and_then(|f| u16::try_from(f).ok())
+    }
+}
+
+/// How a session with one backend ended.
+enum End {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// The backend closed its socket.
+    Lost,
+}
+
+/// The doorbells and rings of `queues` for a [`Relay`].
+fn relay_queues(
+    ep: &PeerEndpoint,
+    frontend: u16,
+    queues: &[QueueSetup],
+    s: &Section,
+) -> Result<Vec<RelayQueue>> {
+    queues
+        .iter()
+        .map(|q| {
+            Ok(RelayQueue {
+                kick_in: ep
+                    .peer()
+                    .own_event_fd(usize::from(q.device_vector))?
+                    .try_clone_to_owned()?,
+                call_out: ep
+                    .peer()
+                    .peer_event_fd(frontend, usize::from(q.driver_vector))?
+                    .try_clone_to_owned()?,
+                // SAFETY: the section stays mapped while `ep` lives, which
+                // outlives the link and so the relay.
+                ring: unsafe { RingView::new(s.ptr, s.len, q.avail, q.used, q.size)? },
+            })
+        })
+        .collect()
+}
+
+/// Hands the driver's queues to `backend`, from `bases` (the used
+/// indices; empty: all 0).
+fn hand_out(
+    ep: &PeerEndpoint,
+    link: &Link,
+    backend: &mut Backend,
+    frontend: u16,
+    bases: &[u16],
+    s: &Section,
+) -> Result<usize> {
+    let queues = link.engine.enabled_queues();
+    // CAST: usize to u64 is lossless on the hosts lincell supports.
+    let start = Start {
+        ep,
+        frontend,
+        driver_features: link.engine.driver_features(),
+        queues: &queues,
+        bases,
+        relay: link.relay.as_ref(),
+        base: s.ptr as u64,
+        len: s.len as u64,
+        offset: s.rw_off as u64,
+        mem_fd: ep.peer().shm_fd(),
+    };
+    backend.start(&start)?;
+    Ok(queues.len())
+}
+
+/// The backend went away: with a hold, waits for its process to end and
+/// for the next backend on the socket, and hands it the queues with the
+/// requests in flight. `None`: the device fails (the caller leaves READY).
+fn take_over(
+    ep: &PeerEndpoint,
+    link: &mut Link,
+    old: Backend,
+    o: &BridgeOptions,
+    s: &Section,
+) -> Option<Backend> {
+    if o.hold.is_zero() || STOP.load(Ordering::SeqCst) {
+        return None;
+    }
+    if link.started && link.live_frontend().is_none() {
+        // Reset or frontend gone meanwhile: nothing to carry over.
+        link.started = false;
+        link.relay = None;
+    }
+    if link.started
+        && !link
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.trackers().iter().all(|t| t.synced()))
+    {
+        log(format_args!(
+            "the in-flight log is not exact; the device fails"
+        ));
+        return None;
+    }
+    let t0 = Instant::now();
+    let deadline = t0 + o.hold;
+    log(format_args!(
+        "holding the device READY up to {:?} for a new backend on {}",
+        o.hold,
+        o.backend.display()
+    ));
+    // No other backend may touch the rings while the old one can.
+    if let Some(fd) = &old.pidfd {
+        if !wait_exit(fd, deadline) {
+            log(format_args!(
+                "the old backend (pid {}) still runs after {:?}; the device fails",
+                old.pid, o.hold
+            ));
+            return None;
+        }
+    }
+    drop(old);
+    let mut backend = loop {
+        if STOP.load(Ordering::SeqCst) {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            log(format_args!("no backend took over within {:?}", o.hold));
+            return None;
+        }
+        match Backend::connect(&o.backend, o.kind) {
+            Ok(b) => break b,
+            Err(_) => std::thread::sleep(HOLD_RETRY),
+        }
+    };
+    let same = device_of(
         backend.features,
         backend.queues,
         &backend.config,
         o,
         ep.vectors(),
-    )?;
-    // SAFETY: the section stays mapped while `ep` lives, which outlives
-    // this function and so the engine holding `mem`.
-    let mem = unsafe { mem_from_raw(ptr, len)? };
-    let mut engine = Engine::new(
-        mem,
-        dev,
-        Options {
-            queue_size: o.queue_size,
-            vectors: ep.vectors(),
-            verbose: o.verbose,
-        },
-    )?;
-    engine.publish_header();
-    ep.set_state(STATE_READY)
-        .map_err(|e| Error::Remote(format!("cannot set own state READY: {e}")))?;
-    let own = ep.id();
+    )
+    .is_ok_and(|d| {
+        let e = link.engine.device();
+        d.id == e.id && d.features == e.features && d.queues == e.queues && d.config == e.config
+    });
+    if !same {
+        log(format_args!(
+            "the new backend (pid {}) describes another device; the device fails",
+            backend.pid
+        ));
+        return None;
+    }
+    let mut resubmitted = 0;
+    if link.started {
+        let (Some(f), Some(relay)) = (link.live_frontend(), link.relay.as_ref()) else {
+            return None;
+        };
+        let Some(hand) = relay
+            .trackers()
+            .iter_mut()
+            .map(relay::Tracker::hand_over)
+            .collect::<Option<Vec<_>>>()
+        else {
+            log(format_args!(
+                "the in-flight log is not exact; the device fails"
+            ));
+            return None;
+        };
+        let bases: Vec<u16> = hand.iter().map(|h| h.base).collect();
+        resubmitted = hand.iter().map(|h| h.resubmitted).sum();
+        if let Err(e) = hand_out(ep, link, &mut backend, f, &bases, s) {
+            log(format_args!("the new backend refused the queues: {e}"));
+            return None;
+        }
+        relay.nudge();
+    }
     log(format_args!(
-        "{}; features {:#x}; kick vectors {:?}; READY (own id {own})",
-        engine.device().summary(),
-        engine.offered(),
-        engine.device_vectors()
+        "backend pid {} took over in {} ms: {resubmitted} request(s) in flight resubmitted; the device stayed READY",
+        backend.pid,
+        t0.elapsed().as_millis()
     ));
-    let mut frontend = find_frontend(&ep.peer_states().unwrap_or_default(), own);
-    let mut started = false;
+    Some(backend)
+}
+
+/// Serves the device with one backend connection.
+fn session(
+    ep: &mut PeerEndpoint,
+    link: &mut Link,
+    backend: &mut Backend,
+    o: &BridgeOptions,
+    s: &Section,
+) -> Result<End> {
+    let own = ep.id();
     loop {
         if STOP.load(Ordering::SeqCst) {
-            if started {
+            if link.started {
                 let _ = backend.stop();
             }
-            return Ok(true);
+            return Ok(End::Signal);
         }
-        // Vector 0 only: the queues' kick vectors belong to the backend.
+        // Vector 0 only: the queues' kick vectors belong to the backend
+        // (or to the relay).
         let watch = backend.watch.try_clone()?;
         match ep.wait_or(1, TICK, watch.as_fd()) {
             Ok(_) => {}
@@ -630,52 +953,46 @@ fn session(
         }
         if backend.gone() {
             log(format_args!("vhost-user backend closed its socket"));
-            return Ok(false);
+            return Ok(End::Lost);
         }
         let states = ep
             .peer_states()
             .map_err(|e| Error::Remote(format!("peer states: {e}")))?;
         let now = find_frontend(&states, own);
-        if now != frontend {
-            if let Some(old) = frontend {
+        if now != link.frontend {
+            if let Some(old) = link.frontend {
                 log(format_args!(
                     "frontend peer {old} left READY; queues stopped"
                 ));
-                engine.detach();
+                link.engine.detach();
             }
             if let Some(n) = now {
                 log(format_args!("frontend is peer {n}"));
             }
-            frontend = now;
+            link.frontend = now;
         }
-        while engine.poll_transaction() {}
-        let live = engine.live() && frontend.is_some();
-        if started && !live {
+        while link.engine.poll_transaction() {}
+        let live = link.live_frontend();
+        if link.started && live.is_none() {
+            link.started = false;
+            link.relay = None;
             backend.stop()?;
-            started = false;
             log(format_args!("queues stopped at the backend"));
-        } else if !started && live {
-            let Some(f) = frontend.and_then(|f| u16::try_from(f).ok()) else {
-                continue;
-            };
-            let queues = engine.enabled_queues();
-            // CAST: usize to u64 is lossless on the hosts lincell supports.
-            let s = Start {
-                ep,
-                frontend: f,
-                driver_features: engine.driver_features(),
-                queues: &queues,
-                base: ptr as u64,
-                len: len as u64,
-                offset: rw_off as u64,
-                mem_fd: ep.peer().shm_fd(),
-            };
-            backend.start(&s)?;
-            started = true;
+        } else if let (false, Some(f)) = (link.started, live) {
+            if !o.hold.is_zero() {
+                let queues = link.engine.enabled_queues();
+                link.relay = Some(Relay::start(relay_queues(ep, f, &queues, s)?)?);
+            }
+            let n = hand_out(ep, link, backend, f, &[], s)?;
+            link.started = true;
             log(format_args!(
-                "{} queue(s) handed to the backend (features {:#x}); data path: guest <-> backend",
-                queues.len(),
-                engine.driver_features()
+                "{n} queue(s) handed to the backend (features {:#x}); data path: guest <-> backend{}",
+                link.engine.driver_features(),
+                if link.relay.is_some() {
+                    ", doorbells through the bridge's in-flight log"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -694,6 +1011,7 @@ mod tests {
             queue_size: 256,
             readonly,
             verbose: false,
+            hold: Duration::ZERO,
         }
     }
 

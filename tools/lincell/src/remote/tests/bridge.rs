@@ -83,6 +83,8 @@ fn bridge_serves_qemu_storage_daemon_and_survives_its_death() {
         queue_size: 256,
         readonly: false,
         verbose: false,
+        // This test wants the device to fail when the backend dies.
+        hold: Duration::ZERO,
     };
     let bridge = std::thread::spawn(move || run(&opts));
 
