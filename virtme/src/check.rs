@@ -88,6 +88,35 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// What the guest saw just before the harness's deadline (guest-run.sh's
+/// hang.txt): its running and uninterruptible tasks and their kernel
+/// stacks, then the end of the kernel log (from a sysrq dump of blocked
+/// tasks on, where there is one).
+fn hang_report(report: &str) -> String {
+    let Some((tasks, rest)) = report.split_once("\n# stacks\n") else {
+        return String::new();
+    };
+    let (stacks, log) = rest.split_once("# dmesg\n").unwrap_or((rest, ""));
+    let busy = tasks.lines().filter(|l| {
+        let stat = l.split_whitespace().nth(1).unwrap_or("");
+        l.starts_with('#')
+            || stat.starts_with('D')
+            || (stat.starts_with('R') && !l.contains(" ps -eo "))
+    });
+    let log: Vec<&str> = log.lines().collect();
+    let from = log
+        .iter()
+        .position(|l| l.contains("Show Blocked State"))
+        .unwrap_or(log.len().saturating_sub(30));
+    let log = &log[from..log.len().min(from + 150)];
+    format!(
+        "\nthe guest just before the deadline (hang.txt: tasks running or in D state, their stacks, the kernel log):\n{}\n{}{}",
+        busy.collect::<Vec<_>>().join("\n"),
+        stacks,
+        log.join("\n")
+    )
+}
+
 /// Turns one guest's (or the host peer's) output into test cases.
 pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
     // A single unnamed guest adds nothing to the name.
@@ -133,11 +162,12 @@ pub fn evaluate(scenario: &str, r: &GuestResult) -> Vec<Case> {
             format!("{prefix}/finished"),
             ktap::Outcome::Fail,
             format!(
-                "{} did not finish: it {} after {:.1} s (hung, crashed or never booted).\nlast output:\n{}",
+                "{} did not finish: it {} after {:.1} s (hung, crashed or never booted).\nlast output:\n{}{}",
                 r.name,
                 r.exit.describe(),
                 r.elapsed.as_secs_f64(),
-                tail(&r.console, 15)
+                tail(&r.console, 15),
+                hang_report(&r.dmesg)
             ),
         )),
         Some(0) if report.cases.is_empty() => cases.push(case(
@@ -632,6 +662,40 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn unfinished_guest_shows_its_hang_report() {
+        let report = "# 371.2 s after boot, 25 s before the harness's deadline\n\
+                      PID STAT PRI PSR WCHAN ARGS\n\
+                      1 S 19 0 do_wait sh guest-run.sh\n\
+                      212 D 19 1 hvc_write grep -m1 hello /dev/hvc1\n\
+                      230 R 19 0 - ps -eo pid,stat,pri,psr,wchan:32,args\n\
+                      # stacks\n\
+                      212 grep:\n\
+                      [<0>] hvc_write+0x1c/0x80\n\
+                      # dmesg\n\
+                      [    1.0] booting\n\
+                      [  370.0] sysrq: Show Blocked State\n\
+                      [  370.1] task:grep state:D\n";
+        let mut r = result("", None, report);
+        r.exit = Exit::TimedOut(Duration::from_secs(5));
+        let detail = &evaluate("s", &r)[0].detail;
+        for shown in [
+            "371.2 s after boot",
+            "212 D 19 1 hvc_write",
+            "Show Blocked State",
+            "task:grep state:D",
+        ] {
+            assert!(detail.contains(shown), "{shown} not in {detail}");
+        }
+        for hidden in ["do_wait", "ps -eo", "1.0] booting"] {
+            assert!(!detail.contains(hidden), "{hidden} in {detail}");
+        }
+        // Without a report, nothing is added.
+        let mut r = result("", None, "");
+        r.exit = Exit::TimedOut(Duration::from_secs(5));
+        assert!(!evaluate("s", &r)[0].detail.contains("hang.txt"));
     }
 
     #[test]

@@ -119,7 +119,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::guest::{self, Exit, GuestSpec};
 
@@ -961,6 +961,12 @@ impl Runner {
             .unwrap_or_default();
 
         let deadline = Instant::now() + d.timeout;
+        // The same moment by the clock the guests' `date` shows (their RTC
+        // starts from the host's): guest-run.sh's hang report comes just
+        // before it.
+        let epoch_deadline = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |t| (t + d.timeout).as_secs());
         let mut running = Vec::new();
         let mut taps = Vec::new();
         for (index, name) in d.guests.iter().enumerate() {
@@ -979,7 +985,7 @@ impl Runner {
                 taps.push(format!("{name}={tap}"));
             }
             let mut command = format!(
-                "{rev_env}{net_env}sh {}/virtme/guest-run.sh {name}",
+                "env LINCELL_DEADLINE={epoch_deadline} {rev_env}{net_env}sh {}/virtme/guest-run.sh {name}",
                 self.root.display()
             );
             // The board's: each script as the initramfs holds it, and its
@@ -1033,7 +1039,11 @@ impl Runner {
                     name: name.clone(),
                     exit: o.exit.clone(),
                     tap: fs::read_to_string(out.join("tap.txt")).unwrap_or_default(),
-                    dmesg: fs::read_to_string(out.join("dmesg.txt")).unwrap_or_default(),
+                    // A script that did not finish has no log of its own, but
+                    // may have guest-run.sh's hang report.
+                    dmesg: fs::read_to_string(out.join("dmesg.txt"))
+                        .or_else(|_| fs::read_to_string(out.join("hang.txt")))
+                        .unwrap_or_default(),
                     script_exit: read_marker(&out.join("done")),
                     console: o.console.clone(),
                     seconds: fs::read_to_string(out.join("seconds"))
