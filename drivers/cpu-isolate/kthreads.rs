@@ -101,13 +101,16 @@ impl KthreadSteering {
         // Forget threads that exited.
         self.steered
             .retain(|s| tasks.iter().any(|t| t.as_ptr() == s.task.as_ptr()));
+        // Names are read only while some isolation keeps interrupts.
+        let keeps_irqs = ledger.kept_irqs().next().is_some();
         for task in tasks.iter() {
             let pos = self
                 .steered
                 .iter()
                 .position(|s| s.task.as_ptr() == task.as_ptr());
-            let follows_kept_irq = irq_thread_of(&shim::task_comm(task))
-                .is_some_and(|irq| ledger.kept_on(irq).is_some());
+            let follows_kept_irq = keeps_irqs
+                && irq_thread_of(&shim::task_comm(task))
+                    .is_some_and(|irq| ledger.kept_on(irq).is_some());
             if follows_kept_irq {
                 // Its interrupt's affinity moves it, then and on release.
                 if let Some(i) = pos {
