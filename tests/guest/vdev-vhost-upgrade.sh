@@ -26,34 +26,38 @@ BLOCKS=32   # per writer
 BASE=256    # first block (16 MiB)
 WRITERS=4
 WRITE_SECS=90
+# The writers' files: the guest's /tmp shows the host's, so a private
+# directory (a glob like /tmp/m*/* once matched host directories).
+T=/tmp/lincell-vhost-upgrade
+rm -rf "$T" && mkdir -p "$T"
 
 disk() { for d in /dev/vd?; do [ -b "$d" ] && echo "$d" && break; done; }
 has_disk() { [ -n "$(disk)" ]; }
 
-# writer W: until /tmp/stop, block BASE+W*BLOCKS+(i mod BLOCKS) gets write i.
+# writer W: until $T/stop, block BASE+W*BLOCKS+(i mod BLOCKS) gets write i.
 writer() {
 	w=$1 i=0 d=$(disk)
-	mkdir -p /tmp/m$w
-	while [ ! -e /tmp/stop ]; do
+	mkdir -p $T/m$w
+	while [ ! -e $T/stop ]; do
 		b=$((BASE + w * BLOCKS + i % BLOCKS))
 		{ printf 'lincell-upgrade writer %d seq %08d block %d\n' "$w" "$i" "$b"; head -c $BS /dev/urandom; } |
-			head -c $BS >/tmp/w$w.blk
-		if ! dd if=/tmp/w$w.blk of="$d" bs=$BS seek=$b count=1 oflag=direct conv=notrunc 2>>/tmp/w$w.err; then
-			echo "writer $w seq $i: write failed" >>/tmp/bad
-		elif ! dd if="$d" of=/tmp/w$w.back bs=$BS skip=$b count=1 iflag=direct 2>>/tmp/w$w.err; then
-			echo "writer $w seq $i: read failed" >>/tmp/bad
-		elif ! cmp -s /tmp/w$w.blk /tmp/w$w.back; then
-			echo "writer $w seq $i: block $b read back differs" >>/tmp/bad
+			head -c $BS >$T/w$w.blk
+		if ! dd if=$T/w$w.blk of="$d" bs=$BS seek=$b count=1 oflag=direct conv=notrunc 2>>$T/w$w.err; then
+			echo "writer $w seq $i: write failed" >>$T/bad
+		elif ! dd if="$d" of=$T/w$w.back bs=$BS skip=$b count=1 iflag=direct 2>>$T/w$w.err; then
+			echo "writer $w seq $i: read failed" >>$T/bad
+		elif ! cmp -s $T/w$w.blk $T/w$w.back; then
+			echo "writer $w seq $i: block $b read back differs" >>$T/bad
 		fi
-		echo "$b $(sha256sum </tmp/w$w.blk | cut -c1-64)" >/tmp/m$w/$b
+		echo "$b $(sha256sum <$T/w$w.blk | cut -c1-64)" >$T/m$w/$b
 		i=$((i + 1))
 	done
-	echo $i >/tmp/w$w.count
+	echo $i >$T/w$w.count
 }
 
 # blocks_hold_last: every block's bytes now have the sha of its last write.
 blocks_hold_last() {
-	cat /tmp/m*/* | while read -r b sha; do
+	cat $T/m*/* | while read -r b sha; do
 		got=$(dd if="$(disk)" bs=$BS skip="$b" count=1 iflag=direct 2>/dev/null | sha256sum | cut -c1-64)
 		[ "$got" = "$sha" ] || echo "block $b: $got, last written $sha"
 	done | { ! grep .; }
@@ -63,20 +67,20 @@ plan 8
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 check "vdev_remote has the ivshmem device" to_vdev_remote "$(ivshmem_pci)"
 check "a virtio disk appears once the bridge is READY" wait_for 240 has_disk
-rm -f /tmp/stop /tmp/bad
+rm -f $T/stop $T/bad
 for w in $(seq 0 $((WRITERS - 1))); do writer "$w" & done
 sleep 2
 to_host replace-now
 sleep $WRITE_SECS
-touch /tmp/stop
+touch $T/stop
 wait
 to_host stopped
-check "the writers ran $WRITE_SECS s while the host replaced the backend" test -s /tmp/w0.count
-total=$(cat /tmp/w*.count | awk '{ s += $1 } END { print s }')
+check "the writers ran $WRITE_SECS s while the host replaced the backend" test -s $T/w0.count
+total=$(cat $T/w*.count | awk '{ s += $1 } END { print s }')
 check "$total writes (each read back): none failed, all identical" \
-	sh -c "! cat /tmp/bad 2>/dev/null | grep ."
+	sh -c "! cat $T/bad 2>/dev/null | grep ."
 check "no I/O error in the kernel log" sh -c "! dmesg | grep -iE 'I/O error|critical target error|blk_update_request'"
 check "the device never failed (no removal, one attach)" \
 	sh -c "! dmesg | grep -q 'virtio device of backend peer .* removed' && [ \$(dmesg | grep -c 'attached: virtio device id') = 1 ]"
 check "every block holds its last write (none lost, none replayed)" blocks_hold_last
-check "the manifest of the last writes goes to the host (it checks its file)" to_host manifest "$(cat /tmp/m*/*)"
+check "the manifest of the last writes goes to the host (it checks its file)" to_host manifest "$(cat $T/m*/*)"

@@ -104,7 +104,7 @@ leaving READY stops the queues (SET_VRING_ENABLE 0, GET_VRING_BASE).
 The ivshmem device needs a vector per queue besides vector 0 (queues beyond
 that are not offered).
 
-In-service upgrade: with --hold-ms above 0 (the default, 5000) the kick
+In-service upgrade: with --hold-ms above 0 (the default for blk: 5000) the kick
 and call fds the backend gets are eventfds of the bridge, and a relay
 thread forwards each doorbell, scanning the rings first: the bridge keeps
 a log of the requests in flight (heads made available, not yet used).
@@ -165,10 +165,12 @@ struct VhostUserArgs {
     #[arg(long, value_name = "N", default_value = "256", value_parser = parse_queue_size)]
     queue_size: u16,
     /// How long the device stays READY while the backend is replaced
-    /// (in-service upgrade, see above); 0: no hold, the backend gets the
-    /// doorbells directly and a backend lost fails the device.
-    #[arg(long, value_name = "MS", default_value = "5000")]
-    hold_ms: u64,
+    /// (in-service upgrade, see above), at most 60000; 0: no hold, the
+    /// backend gets the doorbells directly and a backend lost fails the
+    /// device. Default 5000 for blk, 0 for the others; refused for fs and
+    /// vsock, whose backends keep state a new process does not have.
+    #[arg(long, value_name = "MS")]
+    hold_ms: Option<u64>,
     /// Log every header write.
     #[arg(short, long)]
     verbose: bool,
@@ -449,7 +451,7 @@ pub fn run(args: Args) -> Result<()> {
                 queue_size: a.queue_size,
                 readonly: a.readonly,
                 verbose: a.verbose,
-                hold: std::time::Duration::from_millis(a.hold_ms),
+                hold: bridge::hold_for(&a.device, a.hold_ms)?,
             })
         }
     }

@@ -89,6 +89,34 @@ pub(crate) struct Kind {
     pub(crate) config_len: u32,
 }
 
+/// The longest `--hold-ms`.
+const MAX_HOLD_MS: u64 = 60_000;
+
+/// `--hold-ms` for a device kind: the hold asked for (at most
+/// [`MAX_HOLD_MS`]) or the kind's default: 5 s for blk, whose requests may
+/// be executed again (the same data to the same sectors), none for the
+/// others. A backend replaced under fs (FUSE sessions, node ids, open
+/// files) or vsock (connections) loses state the guest still relies on:
+/// a hold is refused there.
+pub(crate) fn hold_for(kind: &Kind, ms: Option<u64>) -> Result<Duration> {
+    const BLK: u16 = 2;
+    const VSOCK: u16 = 19;
+    const FS: u16 = 26;
+    match ms {
+        None if kind.id == BLK => Ok(Duration::from_millis(5000)),
+        None | Some(0) => Ok(Duration::ZERO),
+        Some(_) if matches!(kind.id, VSOCK | FS) => Err(Error::Usage(
+            "--hold-ms: a new fs or vsock backend does not have the old one's sessions; \
+             its requests cannot be handed over (use --hold-ms 0)"
+                .into(),
+        )),
+        Some(ms) if ms > MAX_HOLD_MS => Err(Error::Usage(format!(
+            "--hold-ms {ms}: at most {MAX_HOLD_MS}"
+        ))),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
 /// Parses `--device` (clap value parser): a name or a virtio device id.
 pub(crate) fn parse_kind(s: &str) -> Result<Kind> {
     let (id, config_len) = match s {
@@ -510,14 +538,17 @@ fn wait_exit(pidfd: &OwnedFd, deadline: Instant) -> bool {
             events: libc::POLLIN,
             revents: 0,
         };
-        // CAST: at most the hold, milliseconds, clamped to a c_int.
-        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        if left.is_zero() || STOP.load(Ordering::SeqCst) {
+            return false;
+        }
+        // CAST: at most 100 ms (a stop request is seen between slices).
+        let ms = left.as_millis().min(100) as libc::c_int;
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut p, 1, ms) };
         if n > 0 {
             return true;
         }
-        if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return false;
         }
     }
@@ -849,15 +880,24 @@ fn take_over(
         o.hold,
         o.backend.display()
     ));
-    // No other backend may touch the rings while the old one can.
-    if let Some(fd) = &old.pidfd {
-        if !wait_exit(fd, deadline) {
+    // No other backend may touch the rings while the old one can; a
+    // started queue is handed over only once its process is known gone.
+    match &old.pidfd {
+        Some(fd) if !wait_exit(fd, deadline) => {
             log(format_args!(
                 "the old backend (pid {}) still runs after {:?}; the device fails",
                 old.pid, o.hold
             ));
             return None;
         }
+        None if link.started => {
+            log(format_args!(
+                "the old backend's process is unknown (no SO_PEERCRED pid or pidfd); \
+                 its requests cannot be handed over safely; the device fails"
+            ));
+            return None;
+        }
+        _ => {}
     }
     drop(old);
     let mut backend = loop {

@@ -212,13 +212,42 @@ impl Tracker {
 
     /// Takes in the avail entries and used elements published since the
     /// last scan.
+    ///
+    /// The used range goes first, the avail range second, and a used head
+    /// that is not in flight yet is counted as *early*: the driver may
+    /// have collected a completion the scan has not seen, freed the head
+    /// and offered it again, and the device may complete a head whose
+    /// avail entry this scan has not taken in yet. Every used element
+    /// below `u` (read before `a`) refers to an avail entry below `a`, so
+    /// an early count left over after the avail range is nonsense.
     pub(crate) fn scan(&mut self) {
         let r = self.ring;
         let size = r.size;
-        // Used first: every element below `u` refers to a head the device
-        // took from the avail ring before `a` is read.
         let u = r.used_idx();
         let a = r.avail_idx();
+        let mut early = vec![0u16; usize::from(size)];
+        let done = u.wrapping_sub(self.used_seen);
+        if done > size {
+            self.lose(format_args!(
+                "{done} used elements since the last scan, ring of {size}"
+            ));
+        } else {
+            let mut p = self.used_seen;
+            while p != u {
+                let id = r.used_id(p);
+                let h = usize::try_from(id).ok().filter(|&h| h < usize::from(size));
+                match h {
+                    Some(h) if self.pos[h].is_some() => self.pos[h] = None,
+                    Some(h) => early[h] = early[h].saturating_add(1),
+                    None => self.lose(format_args!("used id {id} out of range")),
+                }
+                p = p.wrapping_add(1);
+            }
+            if r.used_idx().wrapping_sub(self.used_seen) >= size && done > 0 {
+                self.lose(format_args!("the used ring lapped the scan"));
+            }
+        }
+        self.used_seen = u;
         let new = a.wrapping_sub(self.avail_seen);
         if new > size {
             self.lose(format_args!(
@@ -229,6 +258,8 @@ impl Tracker {
             while p != a {
                 let head = r.avail_head(p);
                 match self.pos.get_mut(usize::from(head)) {
+                    // Already used within this scan: not in flight.
+                    Some(_) if early[usize::from(head)] > 0 => early[usize::from(head)] -= 1,
                     Some(slot @ None) => *slot = Some(p),
                     Some(Some(_)) if self.synced => {
                         self.lose(format_args!("head {head} made available twice"))
@@ -240,32 +271,20 @@ impl Tracker {
             }
             // The driver may have written one slot past what it published
             // meanwhile: the slots read are good if that one is not theirs.
-            if r.avail_idx().wrapping_sub(self.avail_seen) >= size && new > 0 {
+            // It needs a free descriptor for that, and has none while the
+            // whole ring is in flight (a burst of a whole ring is no lap).
+            let (avail_now, used_now) = (r.avail_idx(), r.used_idx());
+            let full = avail_now == a && a.wrapping_sub(used_now) >= size;
+            if avail_now.wrapping_sub(self.avail_seen) >= size && new > 0 && !full {
                 self.lose(format_args!("the avail ring lapped the scan"));
             }
         }
         self.avail_seen = a;
-        let done = u.wrapping_sub(self.used_seen);
-        if done > size {
-            self.lose(format_args!(
-                "{done} used elements since the last scan, ring of {size}"
-            ));
-        } else {
-            let mut p = self.used_seen;
-            while p != u {
-                let id = r.used_id(p);
-                match usize::try_from(id).ok().and_then(|i| self.pos.get_mut(i)) {
-                    Some(slot @ Some(_)) => *slot = None,
-                    _ if !self.synced => {}
-                    _ => self.lose(format_args!("used id {id} was not in flight")),
-                }
-                p = p.wrapping_add(1);
-            }
-            if r.used_idx().wrapping_sub(self.used_seen) >= size && done > 0 {
-                self.lose(format_args!("the used ring lapped the scan"));
+        if self.synced {
+            if let Some(h) = early.iter().position(|&n| n > 0) {
+                self.lose(format_args!("used id {h} was not in flight"));
             }
         }
-        self.used_seen = u;
         if a == u {
             // Nothing in flight: the log is exact again.
             self.pos.iter_mut().for_each(|p| *p = None);
@@ -660,6 +679,46 @@ mod tests {
         t.scan();
         assert!(t.synced());
         assert_eq!(t.hand_over().map(|h| h.resubmitted), Some(0));
+    }
+
+    #[test]
+    fn a_head_reused_before_the_scan_saw_its_completion_stays_synced() {
+        // What a busy queue does all the time: the driver collects a
+        // completion whose doorbell the relay has not handled yet, and
+        // offers the head again at once.
+        let mut f = Fake::new(8);
+        let mut t = Tracker::new(f.view());
+        f.offer(0);
+        f.offer(1);
+        t.scan();
+        f.complete(0);
+        f.offer(0);
+        t.scan();
+        assert!(t.synced());
+        assert_eq!(t.in_flight(), 2);
+        // And a head completed before the scan took in its avail entry.
+        f.offer(2);
+        f.complete(2);
+        t.scan();
+        assert!(t.synced());
+        assert_eq!(t.in_flight(), 2);
+        let h = t.hand_over().expect("synced");
+        assert_eq!(h.resubmitted, 2);
+        // Oldest first: head 1 (position 1), then head 0 (position 2).
+        assert_eq!((f.avail_slot(h.base), f.avail_slot(h.base + 1)), (1, 0));
+    }
+
+    #[test]
+    fn a_burst_of_a_whole_ring_is_no_lap() {
+        let mut f = Fake::new(4);
+        let mut t = Tracker::new(f.view());
+        for h in [2, 0, 3, 1] {
+            f.offer(h);
+        }
+        t.scan();
+        assert!(t.synced());
+        assert_eq!(t.in_flight(), 4);
+        assert_eq!(t.hand_over().map(|h| h.resubmitted), Some(4));
     }
 
     #[test]

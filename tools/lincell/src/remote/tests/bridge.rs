@@ -11,7 +11,7 @@
 use std::process::{Child, Command, Stdio};
 
 use super::*;
-use crate::remote::bridge::{parse_kind, run, BridgeOptions};
+use crate::remote::bridge::{hold_for, parse_kind, run, BridgeOptions};
 
 /// A child process killed when dropped (also when a check panics).
 struct Daemon(Child);
@@ -125,4 +125,27 @@ fn bridge_serves_qemu_storage_daemon_and_survives_its_death() {
     assert_eq!(state_of(&f), 0, "the bridge cleared its state on shutdown");
     drop(daemon);
     let _ = std::fs::remove_file(&sock);
+}
+
+#[test]
+fn the_hold_defaults_to_blk_only_and_is_refused_for_stateful_backends() {
+    let kind = |s| parse_kind(s).unwrap();
+    let ms = |d: std::time::Duration| d.as_millis();
+    assert_eq!(hold_for(&kind("blk"), None).map(ms).ok(), Some(5000));
+    for k in ["net", "console", "rng", "fs", "vsock"] {
+        assert_eq!(hold_for(&kind(k), None).map(ms).ok(), Some(0), "{k}");
+        assert_eq!(hold_for(&kind(k), Some(0)).map(ms).ok(), Some(0), "{k}");
+    }
+    assert_eq!(
+        hold_for(&kind("console"), Some(300)).map(ms).ok(),
+        Some(300)
+    );
+    assert!(hold_for(&kind("fs"), Some(100)).is_err());
+    assert!(hold_for(&kind("vsock"), Some(100)).is_err());
+    assert_eq!(
+        hold_for(&kind("blk"), Some(60_000)).map(ms).ok(),
+        Some(60_000)
+    );
+    assert!(hold_for(&kind("blk"), Some(60_001)).is_err());
+    assert!(hold_for(&kind("blk"), Some(u64::MAX)).is_err());
 }
