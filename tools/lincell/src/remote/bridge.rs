@@ -1023,8 +1023,11 @@ fn session(
                 let queues = link.engine.enabled_queues();
                 link.relay = Some(Relay::start(relay_queues(ep, f, &queues, s)?)?);
             }
-            let n = hand_out(ep, link, backend, f, &[], s)?;
+            // Started before the first queue is: a backend lost half-way
+            // through leaves queues running, and the take-over must hand
+            // them over from the log, not start them again from 0.
             link.started = true;
+            let n = hand_out(ep, link, backend, f, &[], s)?;
             log(format_args!(
                 "{n} queue(s) handed to the backend (features {:#x}); data path: guest <-> backend{}",
                 link.engine.driver_features(),
