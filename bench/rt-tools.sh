@@ -13,6 +13,8 @@
 #   measuring what takes the CPU from it) on CPUs 0 and 1 at once; noise
 #   per second of runtime, the largest single noise, and the interrupts,
 #   softirqs and threads that caused it;
+# - rtla timerlat top (the timerlat tracer: a 1 ms timer per CPU, its
+#   latency at the IRQ and at the woken thread) on CPUs 0 and 1;
 # - lincell noise (cpu_isolate.ko's sampler, 10 s) on both, without its
 #   own load (stress-ng is the load for all three).
 # The harness adds cpu0/cpu1 per tool: how much quieter the isolated CPU is
@@ -48,6 +50,23 @@ osnoise() {
 		n++ } END { exit n != 2 }' "$LINCELL_OUT/osnoise.txt"
 }
 
+# timerlat: rtla timerlat top on CPUs 0 and 1 (a timer per CPU, 1 ms; its
+# latency seen by the IRQ handler and then by the woken thread: the IRQ
+# part is the timer's delivery, which under TCG includes the host's
+# scheduling of the vCPU; thread minus IRQ is the guest kernel's own
+# scheduling delay); timerlat.cpuN.COLUMN=VALUE.
+timerlat() {
+	rtla timerlat top -c 0,1 -d "${S}s" -q >"$LINCELL_OUT/timerlat.txt" 2>&1 ||
+		{ cat "$LINCELL_OUT/timerlat.txt"; return 1; }
+	# CPU COUNT | IRQ cur min avg max | Thread cur min avg max
+	awk -F'|' '{ split($1, a, " ") } a[1] ~ /^[0-9]+$/ && a[2] ~ /^#/ && NF >= 3 {
+		split($2, irq, " "); split($3, th, " ")
+		r = "timerlat.cpu" a[1] "."
+		printf "%sirq_avg_us=%s\n%sirq_max_us=%s\n", r, irq[3], r, irq[4]
+		printf "%sthread_avg_us=%s\n%sthread_max_us=%s\n", r, th[3], r, th[4]
+		n++ } END { exit n != 2 }' "$LINCELL_OUT/timerlat.txt"
+}
+
 # sampler: lincell noise on CPUs 0 and 1; lincell.cpuN.COLUMN=VALUE.
 sampler() {
 	"$L" noise --cpus 0,1 --duration-ms $((S * 1000)) --raw >"$LINCELL_OUT/noise.txt" ||
@@ -60,14 +79,15 @@ sampler() {
 		n++ } END { exit n != 2 }' "$LINCELL_OUT/noise.txt"
 }
 
-plan 7
+plan 8
 check "insmod cpu_isolate.ko" insmod "$(module_path cpu-isolate)"
 check "isolate CPU 1 (with its cpuset partition)" "$L" isolate 1
-stress-ng --cpu 1 --taskset 0 --timeout $((5 * S + 60))s --quiet &
+stress-ng --cpu 1 --taskset 0 --timeout $((6 * S + 60))s --quiet &
 load=$!
 results "cyclictest on housekeeping CPU 0, loaded" cyclic 0
 results "cyclictest on isolated CPU 1 (lincell run --cpus 1 --fifo 80)" cyclic 1 "$L" run --cpus 1 --fifo 80 --
 results "rtla osnoise top on CPUs 0 and 1" osnoise
+results "rtla timerlat top on CPUs 0 and 1 (IRQ and thread latency)" timerlat
 results "lincell noise on CPUs 0 and 1" sampler
 kill $load 2>/dev/null
 wait $load 2>/dev/null
