@@ -726,6 +726,10 @@ struct Link {
     /// The in-flight log and doorbell relay of the queues handed out
     /// (with a hold only).
     relay: Option<Relay>,
+    /// The queues as the driver set them up when they were handed out: a
+    /// take-over hands out these, in this order (the relay's trackers
+    /// follow it), whatever the driver toggled since.
+    queues: Vec<QueueSetup>,
 }
 
 impl Link {
@@ -770,6 +774,7 @@ impl Link {
             frontend: find_frontend(&ep.peer_states().unwrap_or_default(), own),
             started: false,
             relay: None,
+            queues: Vec::new(),
         })
     }
 
@@ -826,13 +831,13 @@ fn hand_out(
     bases: &[u16],
     s: &Section,
 ) -> Result<usize> {
-    let queues = link.engine.enabled_queues();
+    let queues = &link.queues;
     // CAST: usize to u64 is lossless on the hosts lincell supports.
     let start = Start {
         ep,
         frontend,
         driver_features: link.engine.driver_features(),
-        queues: &queues,
+        queues,
         bases,
         relay: link.relay.as_ref(),
         base: s.ptr as u64,
@@ -1019,9 +1024,9 @@ fn session(
             backend.stop()?;
             log(format_args!("queues stopped at the backend"));
         } else if let (false, Some(f)) = (link.started, live) {
+            link.queues = link.engine.enabled_queues();
             if !o.hold.is_zero() {
-                let queues = link.engine.enabled_queues();
-                link.relay = Some(Relay::start(relay_queues(ep, f, &queues, s)?)?);
+                link.relay = Some(Relay::start(relay_queues(ep, f, &link.queues, s)?)?);
             }
             // Started before the first queue is: a backend lost half-way
             // through leaves queues running, and the take-over must hand
