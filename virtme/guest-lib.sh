@@ -200,6 +200,7 @@ latency_dies() {
 	_rc=$? _took=$(($(date +%s) - _start))
 	sed 's/^/# /' "$LINCELL_OUT/dies.txt"
 	[ $_rc = 1 ] && grep -q "no answer to ping" "$LINCELL_OUT/dies.txt" && [ $_took -lt 90 ]
+}
 
 # fio_matrix ROW DEV OFFSET: bench/fio/vdev-blk.fio (direct I/O; the job
 # matrix of the block benchmarks) on DEV from byte OFFSET on, fio's JSON
@@ -222,5 +223,4 @@ fio_matrix() {
 	[ "$(grep -c . "$LINCELL_OUT/fio-$1.txt")" = "$(grep -c '^\[.*-j[0-9]*\]$' "$_jobs")" ] ||
 		{ echo "fio reported $(grep -c . "$LINCELL_OUT/fio-$1.txt") jobs"; return 1; }
 	cat "$LINCELL_OUT/fio-$1.txt"
-}
 }

@@ -48,3 +48,50 @@ fn every_script_header_parses_and_shared_boots_agree() {
         }
     }
 }
+
+/// Every function the guest library defines is defined once it is
+/// sourced, and every script parses. (A merge once left a `}` out of
+/// `latency_dies`: the next functions were only defined when it ran, the
+/// benchmarks calling them failed with "not found", and `latency_dies`
+/// itself always passed.)
+#[test]
+fn the_guest_library_defines_its_functions_at_top_level_and_scripts_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lib = root.join("virtme/guest-lib.sh");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("() {").map(|(n, _)| n))
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    assert!(names.len() > 20, "{names:?}");
+    let check = format!(
+        ". '{}' >/dev/null 2>&1; for f in {}; do type \"$f\" | grep -q 'is a shell function' || echo \"$f\"; done",
+        lib.display(),
+        names.join(" ")
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &check])
+        .env("LINCELL_ROOT", &root)
+        .output()
+        .unwrap();
+    let missing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        missing.trim().is_empty(),
+        "not defined after sourcing guest-lib.sh: {missing}"
+    );
+    for dir in ["tests/guest", "tests/host", "bench", "virtme"] {
+        let dir_path = root.join(dir);
+        for s in std::fs::read_dir(&dir_path).unwrap() {
+            let p = s.unwrap().path();
+            if p.extension().is_some_and(|x| x == "sh") {
+                let st = std::process::Command::new("sh")
+                    .arg("-n")
+                    .arg(&p)
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "{} does not parse", p.display());
+            }
+        }
+    }
+}
