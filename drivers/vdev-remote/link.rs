@@ -11,6 +11,13 @@
 //! backend that misbehaved while staying READY is not re-attached until its
 //! state has left READY once (it restarted).
 //!
+//! A failed device that can report its link down (virtio-net with
+//! `VIRTIO_NET_F_STATUS`) is not torn down at once: its driver is told of
+//! a config change, reads the failed device's config (zeros: no link) and
+//! turns the carrier off, and the device stays, link down, until a backend
+//! is ready to replace it (or the driver unbinds). The interface then
+//! stays while the backend is away, as with a cable pulled out.
+//!
 //! Register writes to the backend follow the Jailhouse handshake
 //! ([`Link::reg_write`]): wait until the backend has consumed the previous
 //! write (`write_transaction == 0`), store the field, publish its offset in
@@ -97,6 +104,12 @@ struct Attach {
     /// A backend that failed while READY: not re-attached before it
     /// restarted.
     wait_restart: Option<WaitRestart>,
+    /// The current device's failure was looked at (`wait_restart` set if
+    /// due): [`Link::note_failure`] runs once per failed device.
+    failure_noted: bool,
+    /// The current, failed device was kept and its driver told the link is
+    /// down.
+    link_down: bool,
 }
 
 /// A failed backend waited for (see [`Link::restarted`]).
@@ -288,7 +301,7 @@ impl Link {
             bounce <- new_spinlock_irq!(Bounce { pool, src }, "vdev_remote::Link::bounce"),
             queues <- new_spinlock_irq!(KVec::new(), "vdev_remote::Link::queues"),
             vq_lock <- new_mutex!((), "vdev_remote::Link::vq_lock"),
-            attach <- new_mutex!(Attach { current: None, wait_restart: None }, "vdev_remote::Link::attach"),
+            attach <- new_mutex!(Attach { current: None, wait_restart: None, failure_noted: false, link_down: false }, "vdev_remote::Link::attach"),
             vdev: AtomicPtr::new(core::ptr::null_mut()),
             backend: AtomicU32::new(NO_BACKEND),
             dead: AtomicBool::new(false),
@@ -493,8 +506,10 @@ impl Link {
             );
             return;
         }
-        if backend == NO_BACKEND {
-            // Maybe a backend became READY.
+        if backend == NO_BACKEND || this.dead.load(Ordering::Acquire) {
+            // Maybe a backend became READY (one to attach, or to replace a
+            // failed device kept link down). A failed backend's config
+            // events are not passed on.
             Self::schedule_reconcile(this);
             return;
         }
@@ -527,16 +542,16 @@ impl Link {
 
     /// Unregisters the attached device (process context, `attach` held).
     fn teardown(&self, st: &mut Attach) {
+        if st.current.is_none() {
+            return;
+        }
+        self.note_failure(st);
         let Some(dev) = st.current.take() else {
             return;
         };
+        st.failure_noted = false;
+        st.link_down = false;
         let backend = self.backend.load(Ordering::Acquire);
-        if self.dead.load(Ordering::Acquire) && self.failed_ready.load(Ordering::Acquire) {
-            st.wait_restart = Some(WaitRestart {
-                peer: backend,
-                had_driver_ok: self.header_driver_ok(),
-            });
-        }
         self.vdev.store(core::ptr::null_mut(), Ordering::Release);
         self.synchronize_irqs();
         // SAFETY: `dev` was registered by `attach` and is unregistered once;
@@ -554,6 +569,34 @@ impl Link {
         );
     }
 
+    /// Once per failed device (process context, `attach` held): a backend
+    /// that failed while READY must restart before it is attached again.
+    fn note_failure(&self, st: &mut Attach) {
+        if st.failure_noted || !self.dead.load(Ordering::Acquire) {
+            return;
+        }
+        st.failure_noted = true;
+        if self.failed_ready.load(Ordering::Acquire) {
+            st.wait_restart = Some(WaitRestart {
+                peer: self.backend.load(Ordering::Acquire),
+                had_driver_ok: self.header_driver_ok(),
+            });
+        }
+    }
+
+    /// The backend to attach next, if one may be attached now: the lowest
+    /// READY peer, once a backend that failed while READY has restarted
+    /// (which is then forgotten).
+    fn next_backend(&self, st: &mut Attach) -> Option<u32> {
+        if let Some(failed) = st.wait_restart {
+            if !self.restarted(failed) {
+                return None;
+            }
+            st.wait_restart = None;
+        }
+        self.find_backend()
+    }
+
     /// Attaches, tears down or does nothing, whatever the backend's state
     /// calls for.
     fn reconcile(this: &Arc<Self>) {
@@ -561,19 +604,31 @@ impl Link {
         if this.removing.load(Ordering::Acquire) {
             return;
         }
-        if st.current.is_some() && this.dead.load(Ordering::Acquire) {
+        if let Some(dev) = st.current.filter(|_| this.dead.load(Ordering::Acquire)) {
+            this.note_failure(&mut st);
+            // SAFETY: `current` stays registered until `teardown`, which
+            // needs `attach`, held here.
+            let keep = unsafe { dev.as_ref() }.keeps_link_down();
+            if keep && this.next_backend(&mut st).is_none() {
+                if !st.link_down {
+                    st.link_down = true;
+                    dev_info!(
+                        this.dev(),
+                        "virtio device of backend peer {} kept, link down, until a backend replaces it\n",
+                        this.backend.load(Ordering::Relaxed)
+                    );
+                    // SAFETY: registered (as above); its driver reads the
+                    // failed device's config, which says the link is down.
+                    unsafe { crate::ffi::virtio_config_changed(dev.as_ref().as_raw()) };
+                }
+                return;
+            }
             this.teardown(&mut st);
         }
         if st.current.is_some() {
             return;
         }
-        if let Some(failed) = st.wait_restart {
-            if !this.restarted(failed) {
-                return;
-            }
-            st.wait_restart = None;
-        }
-        let Some(backend) = this.find_backend() else {
+        let Some(backend) = this.next_backend(&mut st) else {
             return;
         };
         match transport::attach(this, backend) {
@@ -640,8 +695,11 @@ impl Link {
                     );
                 }
             }
-        } else if backend == NO_BACKEND && this.find_backend().is_some() {
-            // A READY backend whose doorbell we missed.
+        } else if this.dead.load(Ordering::Acquire)
+            || (backend == NO_BACKEND && this.find_backend().is_some())
+        {
+            // A READY backend whose doorbell we missed, or a failed device
+            // (kept link down) that one may replace by now.
             Self::schedule_reconcile(this);
         }
         Self::arm_watchdog(this);

@@ -10,7 +10,7 @@
 
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use kernel::{
     bindings, new_spinlock,
@@ -55,6 +55,8 @@ pub(crate) struct VirtioRemote {
     /// header's copy: a failed backend cannot acknowledge a reset, and the
     /// virtio core insists on reading 0 after one.
     status: AtomicU8,
+    /// The features the driver accepted (`finalize_features`).
+    features: AtomicU64,
     /// The config generations reported to the virtio core: a backend that
     /// never holds its generation still must not keep the core's
     /// config-read loop going.
@@ -93,6 +95,7 @@ impl VirtioRemote {
             }),
             link,
             status: AtomicU8::new(0),
+            features: AtomicU64::new(0),
             generation <- new_spinlock!(GenerationWatch::new(), "vdev_remote::VirtioRemote::generation"),
         }? Error)
     }
@@ -114,9 +117,15 @@ impl VirtioRemote {
 
     /// Reads `buf.len()` bytes of device config at `offset`: raw
     /// little-endian bytes, as `virtio_cread` expects from a transport.
-    /// Outside the backend's config the bytes read 0.
+    /// Outside the backend's config the bytes read 0, and so does all of
+    /// a failed device's config: virtio-net then reads its link as down
+    /// (see [`VirtioRemote::keeps_link_down`]).
     pub(crate) fn get_config(&self, offset: usize, buf: &mut [u8]) {
         let link = &self.link;
+        if link.dead.load(Ordering::Acquire) {
+            buf.fill(0);
+            return;
+        }
         let config_len = link.config_len.load(Ordering::Acquire);
         if !header::config_access_ok(offset, buf.len(), config_len) {
             buf.fill(0);
@@ -264,7 +273,19 @@ impl VirtioRemote {
         Link::reg_write(link, off::DRIVER_FEATURES_SEL, 1, 4)?;
         Link::reg_write(link, off::DRIVER_FEATURES, features >> 32, 4)?;
         Link::reg_write(link, off::DRIVER_FEATURES_SEL, 0, 4)?;
-        Link::reg_write(link, off::DRIVER_FEATURES, features & 0xffff_ffff, 4)
+        Link::reg_write(link, off::DRIVER_FEATURES, features & 0xffff_ffff, 4)?;
+        self.features.store(features, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether this device, once failed, is kept with its link down rather
+    /// than removed until a backend can replace it
+    /// ([`device_id::keeps_link_down`]).
+    pub(crate) fn keeps_link_down(&self) -> bool {
+        device_id::keeps_link_down(
+            self.link.device_id.load(Ordering::Acquire),
+            self.features.load(Ordering::Acquire),
+        )
     }
 
     /// Sets up the virtqueues the driver asks for, one slot per entry of

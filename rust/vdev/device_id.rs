@@ -120,9 +120,36 @@ pub fn driver_spins_on_output(id: u32) -> bool {
     id == CONSOLE
 }
 
+/// virtio-net's `VIRTIO_NET_F_STATUS` feature bit: the config's `status`
+/// field reports the link.
+pub const NET_F_STATUS: u32 = 16;
+
+/// Whether a failed device of type `id`, whose driver accepted `features`,
+/// can be told that its link is down instead of being removed: virtio-net
+/// with `VIRTIO_NET_F_STATUS`, whose driver turns the carrier off when a
+/// config change shows a `status` without `VIRTIO_NET_S_LINK_UP` (a failed
+/// device's config reads as zeros). Such a device is kept, link down, until
+/// a backend is ready to replace it, so the interface stays while the
+/// backend is away, as a cable pulled out would leave it. Other types, or
+/// virtio-net without the feature, have no such state and are removed.
+pub fn keeps_link_down(id: u32, features: u64) -> bool {
+    id == NET && features & (1 << NET_F_STATUS) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_net_with_status_is_kept_link_down() {
+        let status = 1u64 << NET_F_STATUS;
+        assert!(keeps_link_down(NET, status));
+        assert!(keeps_link_down(NET, status | 1 << 32 | 1 << 5));
+        assert!(!keeps_link_down(NET, !status));
+        assert!(!keeps_link_down(BLK, status));
+        assert!(!keeps_link_down(CONSOLE, status));
+        assert!(!keeps_link_down(0, u64::MAX));
+    }
 
     #[test]
     fn only_the_console_driver_spins_on_output() {

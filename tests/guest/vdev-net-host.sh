@@ -8,10 +8,11 @@
 # interface. Checked: the interface has the backend's MAC, MTU and carrier;
 # ping (also full-MTU and fragmented) to the host side; TCP transfers both
 # ways whose bytes are checked (SHA-256, tests/host/tcp-check.py); the
-# backend killed in the middle of a transfer takes the link away (carrier
-# off or the device removed) and the transfer does not complete; a
-# restarted backend brings the interface back by itself, and ping and TCP
-# work again. The device's source-MAC lock: with its address changed
+# backend killed in the middle of a transfer turns the carrier off while
+# the interface stays (the same ifindex, as with a cable pulled out: the
+# failed device is kept link down) and the transfer does not complete; a
+# restarted backend brings the interface back by itself (a new device
+# with the same MAC replaces the kept one), and ping and TCP work again. The device's source-MAC lock: with its address changed
 # (`ip link set dev X address ...`) the guest can no longer reach the host
 # (its frames are dropped by the backend, which counts them: the host side
 # checks the backend's stop line), and with the address set back it can.
@@ -35,7 +36,11 @@ PING="busybox ping"
 # The interface with the backend's MAC, if there is one, and its carrier.
 netif() { mac_netif "$MAC"; }
 has_link() { mac_link_up "$MAC"; }
-link_gone() { ! has_link; }
+# The interface of index $ifindex is still there, carrier off.
+kept_down() {
+	_i=$(mac_netif "$MAC") && [ "$(cat "/sys/class/net/$_i/ifindex")" = "$ifindex" ] &&
+		[ "$(cat "/sys/class/net/$_i/carrier" 2>/dev/null)" = 0 ]
+}
 bring_up() { mac_addr "$MAC" $ADDR; }
 attached() { dmesg | grep -c 'attached: virtio device id'; }
 fails() { ! "$@"; }
@@ -44,7 +49,7 @@ tcp() {
 	if _out=$($TCP "$2" $HOST 5001 "$3" 2>&1); then echo "# $_out"; ok "$1"; else not_ok "$1" "$_out"; fi
 }
 
-plan 27
+plan 29
 check "insmod vdev_remote.ko" insmod "$(module_path vdev-remote)"
 pci=$(ivshmem_pci)
 check "vdev_remote has $(basename "$pci") (v${LINCELL_IVSHMEM_REV:-1}: by driver_override on v1, by ID on v2)" to_vdev_remote "$pci"
@@ -63,11 +68,12 @@ tcp "TCP guest to host: 4 MiB, SHA-256 checked by the host" sink 4194304
 tcp "TCP host to guest: 4 MiB, SHA-256 checked here" source 4194304
 
 # The backend killed while a long transfer runs.
+ifindex=$(cat "/sys/class/net/$(netif)/ifindex")
 $TCP sink $HOST 5001 2000000000 >/tmp/long.out 2>&1 &
 long=$!
 sleep 3
 to_host kill-now
-check "the link goes away (carrier off or the device removed) after the kill" wait_for 120 link_gone
+check "carrier off after the kill, the interface kept (ifindex $ifindex)" wait_for 120 kept_down
 sleep 2
 if kill -0 $long 2>/dev/null; then
 	ok "the transfer stalls (still unfinished)"
@@ -78,6 +84,8 @@ else
 fi
 kill $long 2>/dev/null
 wait $long 2>/dev/null
+check "still kept, carrier off, while the backend is away" kept_down
+check "the kernel says it keeps the device link down" sh -c "dmesg | grep -q 'kept, link down, until a backend replaces it'"
 # The frontend sees the backend leave READY (the server clears a dead
 # peer's state) or, if a transmit kick comes first, the output not taken.
 check "the kernel says why ($(dmesg | grep -o 'backend (peer [0-9]*) failed: .*' | tail -1))" \
