@@ -80,6 +80,34 @@ const BLK_F_DISCARD: u32 = 13;
 /// `VIRTIO_BLK_F_WRITE_ZEROES`.
 const BLK_F_WRITE_ZEROES: u32 = 14;
 
+/// A virtio device id of `lincell_shared::vdev::device_id` as the `u16` of
+/// the header (checked when compiling: the ids are consts).
+const fn id16(id: u32) -> u16 {
+    assert!(id <= u16::MAX as u32);
+    // CAST: checked above.
+    id as u16
+}
+
+/// The virtio device ids the bridge names (`--device`, the hold, blk's
+/// feature masking).
+mod id {
+    use super::id16;
+    use lincell_shared::vdev::device_id;
+
+    /// virtio-net.
+    pub(super) const NET: u16 = id16(device_id::NET);
+    /// virtio-blk.
+    pub(super) const BLK: u16 = id16(device_id::BLK);
+    /// virtio-console.
+    pub(super) const CONSOLE: u16 = id16(device_id::CONSOLE);
+    /// virtio-rng.
+    pub(super) const RNG: u16 = id16(device_id::RNG);
+    /// virtio-vsock.
+    pub(super) const VSOCK: u16 = id16(device_id::VSOCK);
+    /// virtio-fs.
+    pub(super) const FS: u16 = id16(device_id::FS);
+}
+
 /// The virtio device kinds the bridge knows the config size of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Kind {
@@ -99,13 +127,10 @@ const MAX_HOLD_MS: u64 = 60_000;
 /// files) or vsock (connections) loses state the guest still relies on:
 /// a hold is refused there.
 pub(crate) fn hold_for(kind: &Kind, ms: Option<u64>) -> Result<Duration> {
-    const BLK: u16 = 2;
-    const VSOCK: u16 = 19;
-    const FS: u16 = 26;
     match ms {
-        None if kind.id == BLK => Ok(Duration::from_millis(5000)),
+        None if kind.id == id::BLK => Ok(Duration::from_millis(5000)),
         None | Some(0) => Ok(Duration::ZERO),
-        Some(_) if matches!(kind.id, VSOCK | FS) => Err(Error::Usage(
+        Some(_) if matches!(kind.id, id::VSOCK | id::FS) => Err(Error::Usage(
             "--hold-ms: a new fs or vsock backend does not have the old one's sessions; \
              its requests cannot be handed over (use --hold-ms 0)"
                 .into(),
@@ -120,12 +145,12 @@ pub(crate) fn hold_for(kind: &Kind, ms: Option<u64>) -> Result<Duration> {
 /// Parses `--device` (clap value parser): a name or a virtio device id.
 pub(crate) fn parse_kind(s: &str) -> Result<Kind> {
     let (id, config_len) = match s {
-        "blk" => (2, 60),
-        "net" => (1, 12),
-        "console" => (3, 12),
-        "rng" => (4, 0),
-        "vsock" => (19, 8),
-        "fs" => (26, 40),
+        "blk" => (id::BLK, 60),
+        "net" => (id::NET, 12),
+        "console" => (id::CONSOLE, 12),
+        "rng" => (id::RNG, 0),
+        "vsock" => (id::VSOCK, 8),
+        "fs" => (id::FS, 40),
         _ => {
             let id: u16 = s.parse().map_err(|_| {
                 Error::Usage(format!(
@@ -584,7 +609,7 @@ fn device_of(
 ) -> Result<VhostDevice> {
     let mut features = features & DEVICE_FEATURES;
     let mut queues = queues;
-    if o.kind.id == 2 {
+    if o.kind.id == id::BLK {
         features &= !(1 << BLK_F_MQ);
         queues = 1;
         if o.readonly {
@@ -1077,6 +1102,13 @@ mod tests {
             Some(Kind {
                 id: 26,
                 config_len: 40
+            })
+        );
+        assert_eq!(
+            parse_kind("vsock").ok(),
+            Some(Kind {
+                id: 19,
+                config_len: 8
             })
         );
         assert_eq!(
