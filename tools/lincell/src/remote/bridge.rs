@@ -23,11 +23,11 @@
 //! queues to the next backend that answers on the socket within the hold,
 //! with the requests the old one left unanswered ([`relay`]): an in-service
 //! upgrade the guest does not notice. The take-over ends by the hold's
-//! deadline whatever the new backend does ([`take_over`]). Otherwise (no hold, a different
-//! device, a log that lost track, or no backend in time) the bridge leaves
-//! READY (the frontend fails the device) and reconnects every [`RECONNECT`]
-//! until the backend is back, then publishes a fresh header and goes READY
-//! again.
+//! deadline whatever the new backend does ([`take_over`]). Otherwise (no
+//! hold, a different device, a log that lost track, or no backend in time)
+//! the bridge leaves READY (the frontend fails the device) and reconnects
+//! every [`RECONNECT`] until the backend is back, then publishes a fresh
+//! header and goes READY again.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
