@@ -20,6 +20,12 @@ pub const NET: u32 = 1;
 pub const BLK: u32 = 2;
 /// virtio-console.
 pub const CONSOLE: u32 = 3;
+/// virtio-rng (not in [`SUPPORTED`]; named for the vhost-user bridge).
+pub const RNG: u32 = 4;
+/// virtio-vsock (not in [`SUPPORTED`]; named for the vhost-user bridge).
+pub const VSOCK: u32 = 19;
+/// virtio-fs (not in [`SUPPORTED`]; named for the vhost-user bridge).
+pub const FS: u32 = 26;
 /// The virtio device types the frontend registers.
 pub const SUPPORTED: [u32; 3] = [NET, BLK, CONSOLE];
 

@@ -22,18 +22,19 @@
 //! stays READY, waits for the old backend process to end, and hands the
 //! queues to the next backend that answers on the socket within the hold,
 //! with the requests the old one left unanswered ([`relay`]): an in-service
-//! upgrade the guest does not notice. Otherwise (no hold, a different
-//! device, a log that lost track, or no backend in time) the bridge leaves
-//! READY (the frontend fails the device) and reconnects every [`RECONNECT`]
-//! until the backend is back, then publishes a fresh header and goes READY
-//! again.
+//! upgrade the guest does not notice. The take-over ends by the hold's
+//! deadline whatever the new backend does ([`take_over`]). Otherwise (no
+//! hold, a different device, a log that lost track, or no backend in time)
+//! the bridge leaves READY (the frontend fails the device) and reconnects
+//! every [`RECONNECT`] until the backend is back, then publishes a fresh
+//! header and goes READY again.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use lincell_shared::vdev::header::{feature, STATE_READY};
@@ -52,6 +53,8 @@ use super::mem::{mem_from_raw, Mem};
 use super::runner::{catch_signals, find_frontend, prepare_v1, STOP};
 
 mod relay;
+#[cfg(test)]
+pub(crate) mod take_over_tests;
 
 use relay::{Relay, RelayQueue, RingView};
 
@@ -80,6 +83,34 @@ const BLK_F_DISCARD: u32 = 13;
 /// `VIRTIO_BLK_F_WRITE_ZEROES`.
 const BLK_F_WRITE_ZEROES: u32 = 14;
 
+/// A virtio device id of `lincell_shared::vdev::device_id` as the `u16` of
+/// the header (checked when compiling: the ids are consts).
+const fn id16(id: u32) -> u16 {
+    assert!(id <= u16::MAX as u32);
+    // CAST: checked above.
+    id as u16
+}
+
+/// The virtio device ids the bridge names (`--device`, the hold, blk's
+/// feature masking).
+mod id {
+    use super::id16;
+    use lincell_shared::vdev::device_id;
+
+    /// virtio-net.
+    pub(super) const NET: u16 = id16(device_id::NET);
+    /// virtio-blk.
+    pub(super) const BLK: u16 = id16(device_id::BLK);
+    /// virtio-console.
+    pub(super) const CONSOLE: u16 = id16(device_id::CONSOLE);
+    /// virtio-rng.
+    pub(super) const RNG: u16 = id16(device_id::RNG);
+    /// virtio-vsock.
+    pub(super) const VSOCK: u16 = id16(device_id::VSOCK);
+    /// virtio-fs.
+    pub(super) const FS: u16 = id16(device_id::FS);
+}
+
 /// The virtio device kinds the bridge knows the config size of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Kind {
@@ -99,13 +130,10 @@ const MAX_HOLD_MS: u64 = 60_000;
 /// files) or vsock (connections) loses state the guest still relies on:
 /// a hold is refused there.
 pub(crate) fn hold_for(kind: &Kind, ms: Option<u64>) -> Result<Duration> {
-    const BLK: u16 = 2;
-    const VSOCK: u16 = 19;
-    const FS: u16 = 26;
     match ms {
-        None if kind.id == BLK => Ok(Duration::from_millis(5000)),
+        None if kind.id == id::BLK => Ok(Duration::from_millis(5000)),
         None | Some(0) => Ok(Duration::ZERO),
-        Some(_) if matches!(kind.id, VSOCK | FS) => Err(Error::Usage(
+        Some(_) if matches!(kind.id, id::VSOCK | id::FS) => Err(Error::Usage(
             "--hold-ms: a new fs or vsock backend does not have the old one's sessions; \
              its requests cannot be handed over (use --hold-ms 0)"
                 .into(),
@@ -120,12 +148,12 @@ pub(crate) fn hold_for(kind: &Kind, ms: Option<u64>) -> Result<Duration> {
 /// Parses `--device` (clap value parser): a name or a virtio device id.
 pub(crate) fn parse_kind(s: &str) -> Result<Kind> {
     let (id, config_len) = match s {
-        "blk" => (2, 60),
-        "net" => (1, 12),
-        "console" => (3, 12),
-        "rng" => (4, 0),
-        "vsock" => (19, 8),
-        "fs" => (26, 40),
+        "blk" => (id::BLK, 60),
+        "net" => (id::NET, 12),
+        "console" => (id::CONSOLE, 12),
+        "rng" => (id::RNG, 0),
+        "vsock" => (id::VSOCK, 8),
+        "fs" => (id::FS, 40),
         _ => {
             let id: u16 = s.parse().map_err(|_| {
                 Error::Usage(format!(
@@ -230,15 +258,16 @@ struct Backend {
 }
 
 impl Backend {
-    /// Connects and asks the backend what it is.
-    fn connect(path: &Path, kind: Kind) -> Result<Self> {
-        let sock = UnixStream::connect(path)
-            .map_err(|e| Error::Remote(format!("{}: {e}", path.display())))?;
+    /// Connects and asks the backend what it is, by `until` if given (a
+    /// take-over's hold deadline) and within [`REPLY_TIMEOUT`] anyway.
+    fn connect(path: &Path, kind: Kind, until: Option<Instant>) -> Result<Self> {
+        let sock =
+            connect_now(path).map_err(|e| Error::Remote(format!("{}: {e}", path.display())))?;
         let watch = sock.try_clone()?;
         let (pid, pidfd) = peer_process(&sock);
         let watchdog = Watchdog::new(sock.try_clone()?);
         let mut frontend = Frontend::from_stream(sock, 1);
-        let armed = watchdog.arm();
+        let armed = watchdog.arm(until);
         frontend.set_owner().map_err(vu("SET_OWNER"))?;
         let features = frontend.get_features().map_err(vu("GET_FEATURES"))?;
         if features & 1 << feature::VERSION_1 == 0 {
@@ -322,7 +351,7 @@ impl Backend {
 
     /// Hands the enabled queues to the backend (the driver set DRIVER_OK).
     fn start(&mut self, s: &Start<'_>) -> Result<()> {
-        let _armed = self.watchdog.arm();
+        let _armed = self.watchdog.arm(s.until);
         // The backend sees guest-physical addresses in a region without an
         // IOMMU: ACCESS_PLATFORM and ORDER_PLATFORM are the transport's.
         let mut acked = s.driver_features & self.features;
@@ -395,7 +424,7 @@ impl Backend {
 
     /// Stops the queues handed out (device reset or frontend gone).
     fn stop(&mut self) -> Result<()> {
-        let _armed = self.watchdog.arm();
+        let _armed = self.watchdog.arm(None);
         let protocol = self.features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() != 0;
         for i in std::mem::take(&mut self.started) {
             if protocol {
@@ -414,9 +443,10 @@ impl Backend {
 /// Bounds the backend's answers: the vhost crate retries a receive that
 /// timed out (`SO_RCVTIMEO` gives `EAGAIN`, which it treats as a transient
 /// error), so a stopped backend would hold a request forever. While armed
-/// ([`Watchdog::arm`]) for longer than [`REPLY_TIMEOUT`], a thread shuts
-/// the socket down: the pending receive then sees end of file and the
-/// request fails.
+/// ([`Watchdog::arm`]) past its deadline ([`REPLY_TIMEOUT`], or less when
+/// the caller has less time: a take-over's hold), a thread shuts the
+/// socket down: the pending receive (or a send blocked on a full socket)
+/// then sees end of file and the request fails.
 struct Watchdog {
     shared: Arc<WatchShared>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -424,10 +454,32 @@ struct Watchdog {
 
 /// What the watchdog thread and its owner share.
 struct WatchShared {
-    /// When the armed phase must be over; `None`: disarmed.
-    deadline: Mutex<Option<Instant>>,
+    state: Mutex<WatchState>,
+    /// Signalled on every change of `state`.
+    changed: Condvar,
+}
+
+/// The watchdog's orders.
+struct WatchState {
+    /// When the armed phase must be over, and how long it was given (for
+    /// the log); `None`: disarmed.
+    armed: Option<(Instant, Duration)>,
     /// The owner is gone: the thread ends.
-    quit: AtomicBool,
+    quit: bool,
+}
+
+impl WatchShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the orders and wakes the thread.
+    fn set(&self, f: impl FnOnce(&mut WatchState)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
 }
 
 /// An armed [`Watchdog`]; disarms it when dropped.
@@ -435,9 +487,7 @@ struct Armed<'a>(&'a WatchShared);
 
 impl Drop for Armed<'_> {
     fn drop(&mut self) {
-        if let Ok(mut d) = self.0.deadline.lock() {
-            *d = None;
-        }
+        self.0.set(|s| s.armed = None);
     }
 }
 
@@ -445,26 +495,42 @@ impl Watchdog {
     /// A watchdog over `sock` (a clone of the backend's socket).
     fn new(sock: UnixStream) -> Self {
         let shared = Arc::new(WatchShared {
-            deadline: Mutex::new(None),
-            quit: AtomicBool::new(false),
+            state: Mutex::new(WatchState {
+                armed: None,
+                quit: false,
+            }),
+            changed: Condvar::new(),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("vhost-user watchdog".into())
             .spawn(move || {
-                while !s.quit.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                    let late = s
-                        .deadline
-                        .lock()
-                        .map(|d| d.is_some_and(|d| Instant::now() >= d))
-                        .unwrap_or(true);
-                    if late {
-                        log(format_args!(
-                            "the vhost-user backend did not answer within {REPLY_TIMEOUT:?}; disconnecting"
-                        ));
-                        let _ = sock.shutdown(std::net::Shutdown::Both);
-                        return;
+                let mut g = s.lock();
+                while !g.quit {
+                    match g.armed {
+                        None => {
+                            g = s
+                                .changed
+                                .wait(g)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        }
+                        Some((deadline, given)) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                drop(g);
+                                log(format_args!(
+                                    "the vhost-user backend did not answer within {} ms; disconnecting",
+                                    given.as_millis()
+                                ));
+                                let _ = sock.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            g = s
+                                .changed
+                                .wait_timeout(g, left)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .0;
+                        }
                     }
                 }
             })
@@ -472,22 +538,81 @@ impl Watchdog {
         Watchdog { shared, thread }
     }
 
-    /// Arms the watchdog until the returned guard drops.
-    fn arm(&self) -> Armed<'_> {
-        if let Ok(mut d) = self.shared.deadline.lock() {
-            *d = Some(Instant::now() + REPLY_TIMEOUT);
+    /// Arms the watchdog until the returned guard drops: for
+    /// [`REPLY_TIMEOUT`], or until `until` if that comes first.
+    fn arm(&self, until: Option<Instant>) -> Armed<'_> {
+        let now = Instant::now();
+        let mut deadline = now + REPLY_TIMEOUT;
+        if let Some(u) = until {
+            deadline = deadline.min(u);
         }
+        self.shared
+            .set(|s| s.armed = Some((deadline, deadline.saturating_duration_since(now))));
         Armed(&self.shared)
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        self.shared.quit.store(true, Ordering::SeqCst);
+        self.shared.set(|s| s.quit = true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Connects to the UNIX socket at `path` without waiting: a listener
+/// whose backlog is full (a backend that stopped accepting) gives
+/// `WouldBlock` at once instead of a connect that blocks until it accepts.
+/// The stream returned is blocking.
+fn connect_now(path: &Path) -> io::Result<UnixStream> {
+    use std::os::unix::ffi::OsStrExt;
+
+    // SAFETY: an all-zero sockaddr_un is a valid (empty) address.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    // CAST: AF_UNIX (1) fits sa_family_t.
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    // One byte stays for the terminating NUL.
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a UNIX socket path (empty, too long or with a NUL)",
+        ));
+    }
+    for (d, &b) in addr.sun_path.iter_mut().zip(bytes) {
+        // CAST: a byte as a c_char, the same bits.
+        *d = b as libc::c_char;
+    }
+    // SAFETY: socket() takes no pointers; the fd returned is new.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // CAST: the size of a sockaddr_un fits a socklen_t.
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` is a live sockaddr_un of `len` bytes; `fd` is open.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sock = UnixStream::from(fd);
+    sock.set_nonblocking(false)?;
+    Ok(sock)
 }
 
 /// A duplicate of `fd` as the vhost crate's [`EventFd`].
@@ -528,27 +653,43 @@ fn peer_process(sock: &UnixStream) -> (i32, Option<OwnedFd>) {
     (cred.pid, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// Waits until the process of `pidfd` has ended or `deadline`; whether it
-/// ended.
-fn wait_exit(pidfd: &OwnedFd, deadline: Instant) -> bool {
+/// Whether the process of `pidfd` has ended.
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0
+}
+
+/// Waits until the process of `pidfd` has ended or `deadline`, serving the
+/// header meanwhile ([`serve_hold`]); whether it ended.
+fn wait_exit(ep: &mut PeerEndpoint, link: &mut Link, pidfd: &OwnedFd, deadline: Instant) -> bool {
     loop {
+        if exited(pidfd) {
+            return true;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut p = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         if left.is_zero() || STOP.load(Ordering::SeqCst) {
             return false;
         }
-        // CAST: at most 100 ms (a stop request is seen between slices).
-        let ms = left.as_millis().min(100) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, ms) };
-        if n > 0 {
-            return true;
+        // Vector 0 (header writes) or the process's end, whichever first.
+        match ep.wait_or(1, left.min(TICK), pidfd.as_fd()) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                log(format_args!("wait: {e}"));
+                return false;
+            }
         }
-        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+        if !serve_hold(ep, link) {
             return false;
         }
     }
@@ -564,6 +705,8 @@ struct Start<'a> {
     bases: &'a [u16],
     /// The doorbell relay, whose eventfds the backend then gets.
     relay: Option<&'a Relay>,
+    /// The hand-out must be over by then (a take-over's hold deadline).
+    until: Option<Instant>,
     /// The R/W section in the bridge's address space.
     base: u64,
     /// Its length.
@@ -584,7 +727,7 @@ fn device_of(
 ) -> Result<VhostDevice> {
     let mut features = features & DEVICE_FEATURES;
     let mut queues = queues;
-    if o.kind.id == 2 {
+    if o.kind.id == id::BLK {
         features &= !(1 << BLK_F_MQ);
         queues = 1;
         if o.readonly {
@@ -622,7 +765,7 @@ fn device_of(
 fn connect_retrying(o: &BridgeOptions) -> Option<Backend> {
     let mut warned = false;
     while !STOP.load(Ordering::SeqCst) {
-        match Backend::connect(&o.backend, o.kind) {
+        match Backend::connect(&o.backend, o.kind, None) {
             Ok(b) => {
                 log(format_args!(
                     "vhost-user backend {}: features {:#x}, protocol {:#x}, {} queue(s), {} config bytes",
@@ -687,7 +830,7 @@ pub(crate) fn run(o: &BridgeOptions) -> Result<()> {
                 Ok(End::Lost) => {}
                 Err(e) => log(format_args!("{e}")),
             }
-            match take_over(&ep, &mut link, backend, o, &section) {
+            match take_over(&mut ep, &mut link, backend, o, &section) {
                 Some(b) => backend = b,
                 None => break,
             }
@@ -822,7 +965,7 @@ fn relay_queues(
 }
 
 /// Hands the driver's queues to `backend`, from `bases` (the used
-/// indices; empty: all 0).
+/// indices; empty: all 0), by `until` if given.
 fn hand_out(
     ep: &PeerEndpoint,
     link: &Link,
@@ -830,6 +973,7 @@ fn hand_out(
     frontend: u16,
     bases: &[u16],
     s: &Section,
+    until: Option<Instant>,
 ) -> Result<usize> {
     let queues = &link.queues;
     // CAST: usize to u64 is lossless on the hosts lincell supports.
@@ -840,6 +984,7 @@ fn hand_out(
         queues,
         bases,
         relay: link.relay.as_ref(),
+        until,
         base: s.ptr as u64,
         len: s.len as u64,
         offset: s.rw_off as u64,
@@ -849,11 +994,43 @@ fn hand_out(
     Ok(queues.len())
 }
 
+/// The header and vector 0 during a take-over, between its waits: the
+/// driver's header writes are answered, a frontend that left is followed
+/// and a reset (or the frontend gone) drops what was to be carried over:
+/// the driver sets the queues up again, and the next session hands them
+/// out afresh. `false`: the ivshmem side failed (the device fails).
+fn serve_hold(ep: &mut PeerEndpoint, link: &mut Link) -> bool {
+    if let Err(e) = follow_driver(ep, link) {
+        log(format_args!("{e}"));
+        return false;
+    }
+    if link.started && link.live_frontend().is_none() {
+        log(format_args!(
+            "the driver reset the device (or the frontend left) during the hold; nothing to carry over"
+        ));
+        link.started = false;
+        link.relay = None;
+    }
+    true
+}
+
 /// The backend went away: with a hold, waits for its process to end and
 /// for the next backend on the socket, and hands it the queues with the
 /// requests in flight. `None`: the device fails (the caller leaves READY).
+///
+/// The whole take-over ends by the hold deadline (plus the watchdog's
+/// wake-up and a log line: milliseconds): the wait for the old process,
+/// each connect (which never blocks: [`connect_now`]), the new backend's
+/// handshake and the hand-out each get at most the time left in the hold
+/// ([`Watchdog::arm`]), and past the deadline the device fails as for a
+/// backend that never came back. The header and vector 0 are served
+/// between the waits ([`serve_hold`]: every [`TICK`] at most while the old
+/// process runs, every [`HOLD_RETRY`] between connects), not while a
+/// connected backend's handshake or the hand-out is in progress: header
+/// writes then wait for the backend's answers, at most until the hold
+/// deadline.
 fn take_over(
-    ep: &PeerEndpoint,
+    ep: &mut PeerEndpoint,
     link: &mut Link,
     old: Backend,
     o: &BridgeOptions,
@@ -888,7 +1065,7 @@ fn take_over(
     // No other backend may touch the rings while the old one can; a
     // started queue is handed over only once its process is known gone.
     match &old.pidfd {
-        Some(fd) if !wait_exit(fd, deadline) => {
+        Some(fd) if !wait_exit(ep, link, fd, deadline) => {
             log(format_args!(
                 "the old backend (pid {}) still runs after {:?}; the device fails",
                 old.pid, o.hold
@@ -909,15 +1086,33 @@ fn take_over(
         if STOP.load(Ordering::SeqCst) {
             return None;
         }
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             log(format_args!("no backend took over within {:?}", o.hold));
             return None;
         }
-        match Backend::connect(&o.backend, o.kind) {
+        match Backend::connect(&o.backend, o.kind, Some(deadline)) {
             Ok(b) => break b,
-            Err(_) => std::thread::sleep(HOLD_RETRY),
+            Err(_) => {
+                if !serve_hold(ep, link) {
+                    return None;
+                }
+                // Vector 0 only, so that a header write is served at once.
+                let _ = ep.wait(1, HOLD_RETRY.min(left));
+                if !serve_hold(ep, link) {
+                    return None;
+                }
+            }
         }
     };
+    if Instant::now() >= deadline {
+        // The watchdog may have cut the socket after the last answer.
+        log(format_args!(
+            "the new backend (pid {}) answered past the hold; the device fails",
+            backend.pid
+        ));
+        return None;
+    }
     let same = device_of(
         backend.features,
         backend.queues,
@@ -954,8 +1149,15 @@ fn take_over(
         };
         let bases: Vec<u16> = hand.iter().map(|h| h.base).collect();
         resubmitted = hand.iter().map(|h| h.resubmitted).sum();
-        if let Err(e) = hand_out(ep, link, &mut backend, f, &bases, s) {
+        if let Err(e) = hand_out(ep, link, &mut backend, f, &bases, s, Some(deadline)) {
             log(format_args!("the new backend refused the queues: {e}"));
+            return None;
+        }
+        if Instant::now() >= deadline {
+            // The watchdog may have cut the socket after the last request.
+            log(format_args!(
+                "the hand-out to the new backend ended past the hold; the device fails"
+            ));
             return None;
         }
         relay.nudge();
@@ -968,6 +1170,30 @@ fn take_over(
     Some(backend)
 }
 
+/// The driver's side of the header: follows the frontend peer (a new one,
+/// or the old one gone: the queues are detached) and answers the header
+/// transactions pending.
+fn follow_driver(ep: &PeerEndpoint, link: &mut Link) -> Result<()> {
+    let states = ep
+        .peer_states()
+        .map_err(|e| Error::Remote(format!("peer states: {e}")))?;
+    let now = find_frontend(&states, ep.id());
+    if now != link.frontend {
+        if let Some(old) = link.frontend {
+            log(format_args!(
+                "frontend peer {old} left READY; queues stopped"
+            ));
+            link.engine.detach();
+        }
+        if let Some(n) = now {
+            log(format_args!("frontend is peer {n}"));
+        }
+        link.frontend = now;
+    }
+    while link.engine.poll_transaction() {}
+    Ok(())
+}
+
 /// Serves the device with one backend connection.
 fn session(
     ep: &mut PeerEndpoint,
@@ -976,7 +1202,6 @@ fn session(
     o: &BridgeOptions,
     s: &Section,
 ) -> Result<End> {
-    let own = ep.id();
     loop {
         if STOP.load(Ordering::SeqCst) {
             if link.started {
@@ -1000,23 +1225,7 @@ fn session(
             log(format_args!("vhost-user backend closed its socket"));
             return Ok(End::Lost);
         }
-        let states = ep
-            .peer_states()
-            .map_err(|e| Error::Remote(format!("peer states: {e}")))?;
-        let now = find_frontend(&states, own);
-        if now != link.frontend {
-            if let Some(old) = link.frontend {
-                log(format_args!(
-                    "frontend peer {old} left READY; queues stopped"
-                ));
-                link.engine.detach();
-            }
-            if let Some(n) = now {
-                log(format_args!("frontend is peer {n}"));
-            }
-            link.frontend = now;
-        }
-        while link.engine.poll_transaction() {}
+        follow_driver(ep, link)?;
         let live = link.live_frontend();
         if link.started && live.is_none() {
             link.started = false;
@@ -1032,7 +1241,7 @@ fn session(
             // through leaves queues running, and the take-over must hand
             // them over from the log, not start them again from 0.
             link.started = true;
-            let n = hand_out(ep, link, backend, f, &[], s)?;
+            let n = hand_out(ep, link, backend, f, &[], s, None)?;
             log(format_args!(
                 "{n} queue(s) handed to the backend (features {:#x}); data path: guest <-> backend{}",
                 link.engine.driver_features(),
@@ -1077,6 +1286,13 @@ mod tests {
             Some(Kind {
                 id: 26,
                 config_len: 40
+            })
+        );
+        assert_eq!(
+            parse_kind("vsock").ok(),
+            Some(Kind {
+                id: 19,
+                config_len: 8
             })
         );
         assert_eq!(
@@ -1127,9 +1343,10 @@ mod tests {
         let e = Backend::connect(
             Path::new("/nonexistent/vu.sock"),
             Kind {
-                id: 2,
+                id: id::BLK,
                 config_len: 60,
             },
+            None,
         );
         assert!(e.is_err());
     }
@@ -1151,9 +1368,10 @@ mod tests {
         Backend::connect(
             path,
             Kind {
-                id: 2,
+                id: id::BLK,
                 config_len: 60,
             },
+            None,
         )
         .is_err()
     }

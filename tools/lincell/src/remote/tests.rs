@@ -972,7 +972,7 @@ fn frontend_is_the_lowest_other_ready_peer() {
 
 /// Serializes the tests that run the daemon loop (its stop flag,
 /// [`super::runner::STOP`], is one per process) and clears the flag.
-fn daemon_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn daemon_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     super::runner::STOP.store(false, Ordering::SeqCst);

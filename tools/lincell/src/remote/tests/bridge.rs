@@ -149,3 +149,51 @@ fn the_hold_defaults_to_blk_only_and_is_refused_for_stateful_backends() {
     assert!(hold_for(&kind("blk"), Some(60_001)).is_err());
     assert!(hold_for(&kind("blk"), Some(u64::MAX)).is_err());
 }
+
+/// The bridge (`run`) with a fake backend: lost, it is waited for (its
+/// process, this one, never ends) for the whole hold, during which header
+/// writes are answered; the device fails by the hold's end.
+#[test]
+fn the_header_is_served_during_the_hold_and_the_device_fails_by_its_end() {
+    use crate::ivshmem::endpoint::tests::TestServer;
+    use crate::remote::bridge::take_over_tests::{Fake, Manner};
+
+    let _one = daemon_lock();
+    let fake = Fake::start("header", Manner::Mute);
+    let server = TestServer::start(4);
+    let hold = Duration::from_millis(2000);
+    let opts = BridgeOptions {
+        ivshmem: server.socket.clone(),
+        backend: fake.path.clone(),
+        kind: parse_kind("blk").unwrap(),
+        queue_size: 256,
+        readonly: false,
+        verbose: false,
+        hold,
+    };
+    let bridge = std::thread::spawn(move || run(&opts));
+    let mut f = remote_front(&server, 0x8002, 1 << 1);
+    f.queue_event = false;
+    assert_ne!(f.device_features() & 1 << 32, 0, "VERSION_1 offered");
+
+    // The backend goes away. Its "process" (this one) never ends, so the
+    // bridge waits the whole hold for it: header writes are answered
+    // meanwhile, well within the hold.
+    fake.lose_first();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state_of(&f), STATE_READY, "the hold keeps the device READY");
+    let t1 = Instant::now();
+    assert_ne!(f.device_features() & 1 << 32, 0);
+    let served = t1.elapsed();
+    assert!(served < Duration::from_millis(500), "{served:?}");
+    assert_eq!(state_of(&f), STATE_READY, "still in the hold");
+
+    // The device fails by the end of the hold (plus slack).
+    wait_state(&f, 0, "the bridge stayed READY past the hold");
+    let failed = t0.elapsed();
+    assert!(failed < hold + Duration::from_millis(500), "{failed:?}");
+
+    super::super::runner::STOP.store(true, Ordering::SeqCst);
+    bridge.join().unwrap().unwrap();
+}
