@@ -156,7 +156,7 @@ impl IrqSteering {
             AfterSet::PutBack(previous) => {
                 let r = shim::irq_set_affinity(irq, &previous);
                 pr_info!(
-                    "IRQ {}: became kernel-managed while its affinity was set; put back {} ({})\n",
+                    "IRQ {}: became kernel-managed or unmovable while its affinity was set; put back {} ({})\n",
                     irq,
                     previous,
                     if r.is_ok() { "done" } else { "failed" }
@@ -164,7 +164,7 @@ impl IrqSteering {
             }
             AfterSet::Theirs if state.is_some() => {
                 pr_info!(
-                    "IRQ {}: became kernel-managed while its affinity was set; left at {}\n",
+                    "IRQ {}: became kernel-managed or unmovable while its affinity was set; left at {}\n",
                     irq,
                     now
                 );
