@@ -10,8 +10,10 @@
 # (chaos.stores, .doorbells, .stalls: from the host peer), the guest's
 # I/O that succeeded, failed with an error, or hung past 30 s (must be
 # 0), how often the disk vanished, and how often vdev_remote attached
-# the device again (recoveries).
-# lincell-vm: ivshmem-doorbell=4:16M cpus=2 timeout=1200
+# the device again (recoveries); the doorbell ping-pong beside it on a
+# second device (chaos.pingpong_calls, _ok, _hung (must be 0), _rounds,
+# _lost) and the sessions its host echo peer served.
+# lincell-vm: ivshmem-doorbell=4:16M ivshmem-side=2:1M cpus=2 timeout=1200
 # lincell-vm: host=CHAOS_MS=600000 sh tests/host/vdev-backend.sh chaos guest
 CHAOS_S=600
 . "$LINCELL_ROOT/tests/guest/vdev-chaos.sh"

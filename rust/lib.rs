@@ -60,5 +60,6 @@ pub mod cpu_isolate {
     pub mod cpuset;
     pub mod histogram;
     pub mod ledger;
+    pub mod recheck;
     pub mod request;
 }

@@ -23,6 +23,7 @@ pub mod shared {
         pub mod cpuset;
         pub mod histogram;
         pub mod ledger;
+        pub mod recheck;
         pub mod request;
     }
 }

@@ -23,13 +23,20 @@
 //!
 //! Kernel-managed interrupts (multi-queue devices) and interrupts whose chip
 //! cannot move them are never touched; those that touch isolated CPUs are
-//! reported.
+//! reported. `irq_set_affinity()` does not check the managed state itself,
+//! so an interrupt a driver frees and requests again as managed between
+//! the module's query and its set would be moved: after each set the
+//! module queries the interrupt again, and one that became managed (or
+//! unmovable) meanwhile has its previous mask put back and is not recorded
+//! ([`crate::shared::cpu_isolate::recheck`], which also says what window
+//! remains).
 
 use kernel::prelude::*;
 
 use crate::isolation::SinceLastPass;
 use crate::shared::cpu_isolate::cpuset::CpuSet;
 use crate::shared::cpu_isolate::ledger::{target, Ledger};
+use crate::shared::cpu_isolate::recheck::{after_set, AfterSet, Purpose};
 use crate::shim::{self, irq_flags, IrqScratch};
 
 /// One interrupt this module moved.
@@ -116,6 +123,58 @@ impl IrqSteering {
             GFP_KERNEL,
         )?;
         Ok(())
+    }
+
+    /// After `irq_set_affinity(irq, set)` succeeded on an interrupt whose
+    /// affinity was `before`: queries it again and, if it became managed or
+    /// unmovable meanwhile, puts `before` back ([`after_set`]) and reports
+    /// it as what it is now. True if the change is the module's to record.
+    fn confirm_set(
+        &mut self,
+        irq: u32,
+        purpose: Purpose,
+        before: &CpuSet,
+        set: &CpuSet,
+        scratch: &mut IrqScratch,
+    ) -> Result<bool> {
+        let (locked, now, state) = match shim::irq_query(irq, scratch) {
+            Some(info) => {
+                let managed = info.flags & irq_flags::MANAGED != 0;
+                let locked = managed || info.flags & irq_flags::CAN_SET == 0;
+                let state = if managed {
+                    State::Managed
+                } else {
+                    State::Unmovable
+                };
+                (locked, info.affinity, Some(state))
+            }
+            // Freed since: nothing to put back, nothing to report.
+            None => (true, CpuSet::new(), None),
+        };
+        match after_set(purpose, before, set, locked, &now) {
+            AfterSet::Ours => return Ok(true),
+            AfterSet::PutBack(previous) => {
+                let r = shim::irq_set_affinity(irq, &previous);
+                pr_info!(
+                    "IRQ {}: became kernel-managed or unmovable while its affinity was set; put back {} ({})\n",
+                    irq,
+                    previous,
+                    if r.is_ok() { "done" } else { "failed" }
+                );
+            }
+            AfterSet::Theirs if state.is_some() => {
+                pr_info!(
+                    "IRQ {}: became kernel-managed or unmovable while its affinity was set; left at {}\n",
+                    irq,
+                    now
+                );
+            }
+            AfterSet::Theirs => {}
+        }
+        if let Some(state) = state {
+            self.record(irq, state, None)?;
+        }
+        Ok(false)
     }
 
     /// Nothing steered.
@@ -207,7 +266,7 @@ impl IrqSteering {
                         housekeeping,
                         online,
                     };
-                    self.update(i, &info.affinity, &targets, state, since)?
+                    self.update(i, &info.affinity, &targets, state, since, &mut scratch)?
                 }
                 (None, Some(target)) => {
                     // Reserve first, so the change is always remembered.
@@ -215,13 +274,23 @@ impl IrqSteering {
                     self.report.reserve(1, GFP_KERNEL)?;
                     match shim::irq_set_affinity(irq, &target) {
                         Ok(()) => {
-                            let s = Steered {
+                            // Recorded only if it is still ours to move.
+                            let ours = self.confirm_set(
                                 irq,
-                                original: info.affinity,
-                                applied: target,
-                            };
-                            self.steered.push(s, GFP_KERNEL)?;
-                            self.record(irq, state, Some(info.affinity))?;
+                                Purpose::Steer,
+                                &info.affinity,
+                                &target,
+                                &mut scratch,
+                            )?;
+                            if ours {
+                                let s = Steered {
+                                    irq,
+                                    original: info.affinity,
+                                    applied: target,
+                                };
+                                self.steered.push(s, GFP_KERNEL)?;
+                                self.record(irq, state, Some(info.affinity))?;
+                            }
                         }
                         Err(e) => {
                             self.record(irq, State::Failed(-e.to_errno()), None)?;
@@ -243,6 +312,7 @@ impl IrqSteering {
         t: &Targets<'_>,
         state: State,
         since: &SinceLastPass<'_>,
+        scratch: &mut IrqScratch,
     ) -> Result {
         let s = &mut self.steered[i];
         let original = since.original_after(&s.original, &s.applied, current)?;
@@ -266,11 +336,24 @@ impl IrqSteering {
         let wanted = target(&original, t.kept, t.isolated, t.housekeeping, t.online);
         let restore = wanted.is_none();
         let target = wanted.unwrap_or(original);
-        let result = if target == *current {
-            Ok(())
-        } else {
+        let changed = target != *current;
+        let result = if changed {
             shim::irq_set_affinity(irq, &target)
+        } else {
+            Ok(())
         };
+        if changed && result.is_ok() {
+            let purpose = if restore {
+                Purpose::Restore
+            } else {
+                Purpose::Steer
+            };
+            if !self.confirm_set(irq, purpose, current, &target, scratch)? {
+                // The kernel's now: not ours to record, nor to restore.
+                let _ = self.steered.remove(i);
+                return Ok(());
+            }
+        }
         if restore {
             let _ = self.steered.remove(i);
             if let Err(e) = result {

@@ -79,6 +79,16 @@ impl Kthread {
     }
 }
 
+impl Kthread {
+    /// The thread.
+    pub(crate) fn task(&self) -> &kernel::task::Task {
+        // SAFETY: `Task` is a transparent wrapper of `task_struct`, and the
+        // guard holds a reference on the task (the invariants), so it lives
+        // at least as long as the returned borrow of `self`.
+        unsafe { &*self.task.as_ptr().cast::<kernel::task::Task>() }
+    }
+}
+
 impl Drop for Kthread {
     fn drop(&mut self) {
         // SAFETY: per the invariants, a kthread we hold a reference on and

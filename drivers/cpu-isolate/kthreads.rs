@@ -15,6 +15,14 @@
 //! Threads with `PF_NO_SETAFFINITY` (per-CPU threads such as `ksoftirqd/N`,
 //! `migration/N`, `cpuhp/N`, and workqueue workers, whose pools the
 //! workqueue code places) cannot be moved; they are counted as *pinned*.
+//! The flag is read before the affinity is set, and `set_cpus_allowed_ptr()`
+//! does not check it again (the kernel's checked setter is not exported):
+//! a thread that `kthread_bind()` binds in between would be moved anyway.
+//! So after each set the flag is read again, and a thread that got it
+//! meanwhile has its previous mask put back and is not recorded
+//! ([`crate::shared::cpu_isolate::recheck`], which also says what window
+//! remains).
+//!
 //! Unbound workqueue workers follow `/sys/devices/virtual/workqueue/cpumask`
 //! and cpuset isolated partitions, which the module cannot drive: the kernel
 //! does not export `housekeeping_update()` or the workqueue cpumask setter.
@@ -27,6 +35,7 @@ use kernel::task::Task;
 use crate::isolation::SinceLastPass;
 use crate::shared::cpu_isolate::cpuset::CpuSet;
 use crate::shared::cpu_isolate::ledger::{irq_thread_of, target, Ledger};
+use crate::shared::cpu_isolate::recheck::{after_set, AfterSet, Purpose};
 use crate::shim;
 
 /// A kernel thread this module moved.
@@ -50,6 +59,49 @@ impl Steered {
     pub(crate) fn comm(&self) -> [u8; 16] {
         shim::task_comm(&self.task)
     }
+}
+
+/// After `set_cpus_allowed_ptr(task, set)` succeeded on a thread whose
+/// mask was `before` when it was found movable: reads its flags and mask
+/// again and, if the kernel bound it meanwhile (`PF_NO_SETAFFINITY`), puts
+/// `before` back where [`after_set`] says so. Returns the verdict and the
+/// mask the thread is left with.
+pub(crate) fn confirm_set(
+    task: &Task,
+    purpose: Purpose,
+    before: &CpuSet,
+    set: &CpuSet,
+) -> Result<(AfterSet, CpuSet)> {
+    let bound = shim::task_flags(task) & bindings::PF_NO_SETAFFINITY != 0;
+    let now = shim::task_affinity(task)?;
+    let verdict = after_set(purpose, before, set, bound, &now);
+    let left = match verdict {
+        AfterSet::Ours => now,
+        AfterSet::PutBack(previous) => {
+            // The same unchecked setter: it moves a bound thread too.
+            let r = shim::task_set_affinity(task, &previous);
+            pr_info!(
+                "pid {}: bound by the kernel while its affinity was set; put back {} ({})\n",
+                task.pid(),
+                previous,
+                if r.is_ok() { "done" } else { "failed" }
+            );
+            if r.is_ok() {
+                previous
+            } else {
+                now
+            }
+        }
+        AfterSet::Theirs => {
+            pr_info!(
+                "pid {}: bound by the kernel while its affinity was set; left at {}\n",
+                task.pid(),
+                now
+            );
+            now
+        }
+    };
+    Ok((verdict, left))
 }
 
 /// Counts for the `status` file.
@@ -152,11 +204,29 @@ impl KthreadSteering {
             let wanted = target(&s.original, None, isolated, housekeeping, online);
             let restore = wanted.is_none();
             let target = wanted.unwrap_or(s.original);
-            let result = if target == current {
-                Ok(())
-            } else {
+            let changed = target != current;
+            let result = if changed {
                 shim::task_set_affinity(task, &target)
+            } else {
+                Ok(())
             };
+            if changed && result.is_ok() {
+                let purpose = if restore {
+                    Purpose::Restore
+                } else {
+                    Purpose::Steer
+                };
+                let (verdict, left) = confirm_set(task, purpose, &current, &target)?;
+                if verdict != AfterSet::Ours {
+                    // It became the kernel's to place between the check
+                    // and the set: not ours to record, nor to restore.
+                    let _ = self.steered.remove(i);
+                    if left.intersects(isolated) {
+                        counts.pinned += 1;
+                    }
+                    continue;
+                }
+            }
             match result {
                 Ok(()) => {
                     s.applied = target;

@@ -248,6 +248,10 @@ mod ledger_tests {
 /// running kernel.
 #[kunit_tests(lincell_cpu_isolate_kernel)]
 mod kernel_tests {
+    use crate::kthread::{self, Kthread};
+    use crate::kthreads;
+    use crate::shared::cpu_isolate::cpuset::CpuSet;
+    use crate::shared::cpu_isolate::recheck::{AfterSet, Purpose};
     use crate::shim;
     use kernel::prelude::*;
 
@@ -280,6 +284,67 @@ mod kernel_tests {
     fn kthreadd_is_a_kernel_thread() -> Result {
         let tasks = shim::kthreads()?;
         assert!(tasks.iter().any(|t| t.pid() == 2));
+        Ok(())
+    }
+
+    /// Sleeps until asked to stop.
+    ///
+    /// # Safety
+    ///
+    /// Only run as the function of a kthread (it waits for
+    /// `kthread_should_stop()`).
+    unsafe extern "C" fn idle_until_stopped(_data: *mut core::ffi::c_void) -> core::ffi::c_int {
+        while !kthread::should_stop() {
+            // SAFETY: process context (a kthread).
+            unsafe { kernel::bindings::msleep(5) };
+        }
+        0
+    }
+
+    /// The kernel binds a thread (`kthread_bind`) between the module's
+    /// check of `PF_NO_SETAFFINITY` and its `set_cpus_allowed_ptr()`,
+    /// played with a thread bound before the set: the re-check after the
+    /// set sees the flag and puts the mask read before back; a kernel mask
+    /// set after the module's stands.
+    #[test]
+    fn a_thread_bound_meanwhile_is_not_ours() -> Result {
+        let online = shim::topology()?.online;
+        let mut cpus = online.iter();
+        let (Some(first), Some(second)) = (cpus.next(), cpus.next()) else {
+            // One CPU: nothing to steer to.
+            return Ok(());
+        };
+        // SAFETY: the data pointer is never read; the function returns once
+        // asked to stop, which dropping the guard does.
+        let t = unsafe {
+            Kthread::spawn_bound(
+                idle_until_stopped,
+                core::ptr::null_mut(),
+                first,
+                c"cpu_isolate_test",
+            )
+        }?;
+        let task = t.task();
+        assert!(shim::task_flags(task) & kernel::bindings::PF_NO_SETAFFINITY != 0);
+        // What the module had read while the thread looked movable, and
+        // the mask it then set, unchecked, over the kernel's binding.
+        let before = online;
+        let mut steered = CpuSet::new();
+        steered.insert(second);
+        shim::task_set_affinity(task, &steered)?;
+        let (verdict, left) = kthreads::confirm_set(task, Purpose::Steer, &before, &steered)?;
+        assert_eq!(verdict, AfterSet::PutBack(before));
+        assert_eq!(left, before);
+        assert_eq!(shim::task_affinity(task)?, before);
+        // The kernel's mask came after the module's set: it stands.
+        shim::task_set_affinity(task, &steered)?;
+        let mut kernels = CpuSet::new();
+        kernels.insert(first);
+        shim::task_set_affinity(task, &kernels)?;
+        let (verdict, left) = kthreads::confirm_set(task, Purpose::Steer, &before, &steered)?;
+        assert_eq!(verdict, AfterSet::Theirs);
+        assert_eq!(left, kernels);
+        assert_eq!(shim::task_affinity(task)?, kernels);
         Ok(())
     }
 }

@@ -15,7 +15,11 @@
 # (ivshmem-chaos) scribbles over the whole shared memory, rings random
 # doorbells and stalls for CHAOS_MS (default 60000) while the backend keeps
 # serving; then the backend is restarted honest (SIGKILL if it no longer
-# answers SIGTERM) and the guest's write-then-verify follows.
+# answers SIGTERM) and the guest's write-then-verify follows. With a side
+# device (LINCELL_IVSHMEM_SIDE_SOCKET, `ivshmem-side=`) it also runs the
+# guest's ping-pong responder there (`lincell ivshmem echo`, started again
+# whenever it ends: the chaos, which attacks that server too, can end a
+# session or fake a stop) until the guest's script is done.
 # Kind `stall` restarts the backend with --fault skip-data (reads complete
 # without a byte written) once the guest wrote skip-now, then serves a disk
 # that stops answering (stays READY) after 40 requests once the guest
@@ -60,7 +64,29 @@ if [ "$kind" = range ]; then
 	want_outside=$(outside "$disk")
 fi
 echo "TAP version 13"
-case $kind in blk) echo "1..5";; range) echo "1..3";; echo-blk) echo "1..3";; serve) echo "1..1";; chaos | stall) echo "1..3";; *) echo "1..2";; esac
+side=${LINCELL_IVSHMEM_SIDE_SOCKET:-}
+[ "$kind" = chaos ] || side=
+case $kind in blk) echo "1..5";; range) echo "1..3";; echo-blk) echo "1..3";; serve) echo "1..1";; stall) echo "1..3";;
+chaos) if [ -n "$side" ]; then echo "1..4"; else echo "1..3"; fi;; *) echo "1..2";; esac
+if [ -n "$side" ]; then
+	# The responder, again and again; echo-N.txt is what each one said.
+	# It reads the side device's v1 layout header, not the ivshmem 2.0
+	# layout the main device may have.
+	# It ends when the guest is done or this script is gone (the
+	# harness kills it when the guest hangs; the echo then running
+	# ends by its --start-timeout).
+	(
+		r=0 me=$$ wait_ms=300000
+		while ! [ -e "$g/done" ] && kill -0 "$me" 2>/dev/null && [ $r -lt 200 ]; do
+			r=$((r + 1))
+			env -u LINCELL_IVSHMEM_V2_LAYOUT "$lincell" ivshmem echo --socket "$side" \
+				--start-timeout $wait_ms --timeout 3000 >"$LINCELL_OUT/echo-$r.txt" 2>&1
+			wait_ms=60000
+			sleep 0.5
+		done
+	) &
+	echo_loop=$!
+fi
 if [ "$kind" = echo-blk ]; then
 	if "$lincell" ivshmem echo --socket "$LINCELL_IVSHMEM_SOCKET" --sessions 2 --start-timeout 300000 \
 		--timeout 30000 >"$LINCELL_OUT/echo.txt" 2>&1; then
@@ -127,7 +153,7 @@ fi
 if [ "$kind" = chaos ]; then
 	if wait_file chaos-now 300; then
 		chaos=${LINCELL_CHAOS:-$LINCELL_ROOT/target/debug/ivshmem-chaos}
-		if out=$("$chaos" "$LINCELL_IVSHMEM_SOCKET" --duration-ms "${CHAOS_MS:-60000}" --seed "$$" 2>&1); then
+		if out=$("$chaos" "$LINCELL_IVSHMEM_SOCKET" ${side:+"$side"} --duration-ms "${CHAOS_MS:-60000}" --seed "$$" 2>&1); then
 			ok "the chaos peer raged: $out"
 			# As benchmark figures (bench/soak-vdev-chaos.sh): chaos.stores=N ...
 			printf '%s\n' "$out" | tr ' ' '\n' | sed -n 's/^\([a-z]*\)=\([0-9.]*\)$/chaos.\1=\2/p'
@@ -152,6 +178,18 @@ wait_file never 600
 if [ "$kind" = console ]; then
 	if grep -q "hello from the guest" "$LINCELL_OUT/console.out" 2>/dev/null; then ok "host received the guest's console text"
 	else not_ok "host received the guest's console text" "$(cat "$LINCELL_OUT/console.out" 2>&1)"; fi
+fi
+if [ -n "$side" ]; then
+	# The guest is done, so the loop starts no other echo: end the one
+	# running (the loop's child), then the loop ends by itself.
+	pkill -TERM -P "$echo_loop" 2>/dev/null
+	wait "$echo_loop" 2>/dev/null
+	runs=$(ls "$LINCELL_OUT"/echo-*.txt 2>/dev/null | wc -l)
+	served=$(cat "$LINCELL_OUT"/echo-*.txt 2>/dev/null | grep -c '^echo: ok ')
+	failed=$(cat "$LINCELL_OUT"/echo-*.txt 2>/dev/null | grep -c '^echo: FAILED session')
+	if [ "$served" -gt 0 ]; then ok "the side echo peer answered ping-pongs: $served sessions ok, $failed failed, $runs runs of it"
+	else not_ok "the side echo peer answered ping-pongs" "$(tail -5 "$LINCELL_OUT"/echo-*.txt 2>&1)"; fi
+	echo "chaos.echo_sessions_ok=$served"; echo "chaos.echo_sessions_failed=$failed"; echo "chaos.echo_runs=$runs"
 fi
 stop; rc=$?
 if [ $rc = 0 ]; then ok "backend exits 0 on SIGTERM at the end"; else not_ok "backend exits 0 on SIGTERM at the end" "exit $rc; log: $(tail -5 "$log")"; fi

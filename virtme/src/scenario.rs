@@ -22,6 +22,14 @@
 //! - `ivshmem-doorbell=VECTORS:SIZE`: starts the project's `ivshmem-server`
 //!   on a private socket and attaches each guest as `-device
 //!   ivshmem-doorbell` (interrupts between guests and host peers);
+//! - `ivshmem-side=VECTORS:SIZE`: a second QEMU `ivshmem-doorbell`
+//!   device per guest, on an `ivshmem-server` of its own (socket
+//!   `side/ivshmem.sock`, its log `side/ivshmem-server.log`), in every
+//!   revision: also next to an ivshmem 2.0 device it stays QEMU's v1
+//!   device. Host peers find its socket in `LINCELL_IVSHMEM_SIDE_SOCKET`.
+//!   For doorbells beside a device that owns its whole memory (a
+//!   vdev-remote disk: `vdev-chaos.sh`'s ping-pong); the scripts tell the
+//!   two apart by size (`SIZE` must differ from the main device's);
 //! - `ivshmem2=PEERS:RWSIZE[:OUTSIZE[:PROTOCOL]]`: an ivshmem 2.0 device
 //!   ([`Ivshmem2`]): starts the device process (`ivshmem-server --v2`) with
 //!   PEERS as Maximum Peers, an R/W section of RWSIZE, an output section of
@@ -141,6 +149,9 @@ pub struct Directives {
     pub ivshmem_plain: Option<u64>,
     /// `(vectors, size)` of an `ivshmem-doorbell` server, if any.
     pub ivshmem_doorbell: Option<(u32, u64)>,
+    /// `(vectors, size)` of a second `ivshmem-doorbell` server
+    /// (`ivshmem-side=`), if any.
+    pub ivshmem_side: Option<(u32, u64)>,
     /// An ivshmem 2.0 device (`ivshmem2=`), if any.
     pub ivshmem2: Option<Ivshmem2>,
     /// The ivshmem revisions a `revisions=` script runs on (empty: the
@@ -497,6 +508,7 @@ impl Default for Directives {
             timeout: Duration::from_secs(240),
             ivshmem_plain: None,
             ivshmem_doorbell: None,
+            ivshmem_side: None,
             ivshmem2: None,
             revisions: Vec::new(),
             host: None,
@@ -613,6 +625,13 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
                     let v = u32::try_from(num(v)?).map_err(|_| format!("bad `{item}`"))?;
                     d.ivshmem_doorbell = Some((v, parse_size(s)?));
                 }
+                "ivshmem-side" => {
+                    let (v, s) = value
+                        .split_once(':')
+                        .ok_or_else(|| format!("`{item}`: expected VECTORS:SIZE"))?;
+                    let v = u32::try_from(num(v)?).map_err(|_| format!("bad `{item}`"))?;
+                    d.ivshmem_side = Some((v, parse_size(s)?));
+                }
                 "ivshmem2" => d.ivshmem2 = Some(Ivshmem2::parse(value)?),
                 "ivshmem2-vectors" => {
                     let n = u32::try_from(num(value)?)
@@ -670,6 +689,16 @@ pub fn parse_directives(text: &str) -> Result<Directives, String> {
             return Err("the `ivshmem2-*` options need `ivshmem2=`".into());
         }
         None => {}
+    }
+    if let Some((_, size)) = d.ivshmem_side {
+        let main = d.ivshmem_doorbell.map(|(_, s)| s).or(d.ivshmem_plain);
+        if main.is_none_or(|m| m == size) {
+            return Err(
+                "`ivshmem-side=` needs a main device (`ivshmem-doorbell=` or `ivshmem-plain=`) \
+                 of another size: scripts tell the two apart by size"
+                    .into(),
+            );
+        }
     }
     if let Some(g) = d.killed.iter().find(|g| !d.guests.contains(g)) {
         return Err(format!("`killed={g}`: no guest `{g}` (see `guests=`)"));
@@ -955,6 +984,17 @@ impl Runner {
         if let Some(dev) = &d.ivshmem2 {
             _server = Some(self.start_device(&dir, &socket, dev, &d.guests)?);
         }
+        let mut _side_server = None;
+        let side_dir = dir.join("side");
+        let side_socket = side_dir.join("ivshmem.sock");
+        if let Some((vectors, size)) = d.ivshmem_side {
+            fs::create_dir_all(&side_dir)?;
+            _side_server = Some(self.start_server(&side_dir, &side_socket, vectors, size)?);
+            qemu_opts.push(format!(
+                "-chardev socket,path={},id=lincellivside -device ivshmem-doorbell,chardev=lincellivside,vectors={vectors}",
+                side_socket.display()
+            ));
+        }
         let rev_env = d
             .ivshmem_rev()
             .map(|r| format!("env LINCELL_IVSHMEM_REV={} ", r.number()))
@@ -1155,6 +1195,9 @@ impl Runner {
         if let Some(rev) = d.ivshmem_rev() {
             command.env("LINCELL_IVSHMEM_REV", rev.number().to_string());
         }
+        if d.ivshmem_side.is_some() {
+            command.env("LINCELL_IVSHMEM_SIDE_SOCKET", dir.join("side/ivshmem.sock"));
+        }
         // Host peers of an ivshmem 2.0 device learn its sections from the
         // command line it was started with (the server protocol has none).
         if let Some(v2) = &d.ivshmem2 {
@@ -1250,6 +1293,27 @@ mod tests {
             parse_directives("#!/bin/sh\necho hi\n").unwrap(),
             Directives::default()
         );
+    }
+
+    #[test]
+    fn side_device_needs_a_main_device_of_another_size() {
+        let d = parse_directives(
+            "# lincell-vm: ivshmem-doorbell=4:16M ivshmem-side=2:1M revisions=v1,v2\n",
+        )
+        .unwrap();
+        assert_eq!(d.ivshmem_side, Some((2, 1 << 20)));
+        // Both revisions keep it (v2: next to the ivshmem 2.0 device).
+        assert_eq!(d.resolve(Revision::V1).ivshmem_side, Some((2, 1 << 20)));
+        let v2 = d.resolve(Revision::V2);
+        assert_eq!(v2.ivshmem_side, Some((2, 1 << 20)));
+        assert!(v2.ivshmem2.is_some() && v2.ivshmem_doorbell.is_none());
+        for bad in [
+            "# lincell-vm: ivshmem-side=2:1M",
+            "# lincell-vm: ivshmem-doorbell=2:1M ivshmem-side=2:1M",
+            "# lincell-vm: ivshmem-doorbell=2:4M ivshmem-side=2",
+        ] {
+            assert!(parse_directives(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! shared rings, the bounce pool), its own output section — flaps its own
 //! state entry, rings random vectors of random peers, and now and then goes
 //! quiet (a stall). Then it leaves. Prints what it did as `key=value`.
+//! Given several servers it joins each, and every store or doorbell goes to
+//! one of them at random (`vdev-chaos.sh`: the disk's and the one of a
+//! doorbell ping-pong beside it).
 //!
 //! It spares what only QEMU's ivshmem lets a peer write: the lincell v1
 //! layout header and the other peers' state entries. Wrecking the header is
@@ -36,7 +39,9 @@ use lincell_shared::shmem::{RawRegion, SharedMemory as _};
     name = "ivshmem-chaos",
     about = "A hostile ivshmem peer: random stores all over the shared memory, random doorbells, stalls",
     long_about = "\
-Joins the ivshmem server at SOCKET as a peer and, for --duration-ms, stores
+Joins the ivshmem server at SOCKET (at each, if several are given, every
+store and doorbell going to one of them at random) as a peer and, for
+--duration-ms, stores
 random 1/2/4/8-byte values at random offsets of the R/W section and of its
 own output section of the lincell v1 layout (without one: of everything
 after the first 8 KiB), with --focus-percent of them in the first 16 KiB
@@ -49,8 +54,9 @@ Prints stores=N doorbells=N stalls=N seconds=S on exit. Exit status 0, or 2
 if it cannot join the server."
 )]
 struct Args {
-    /// The ivshmem server's UNIX socket.
-    socket: PathBuf,
+    /// The ivshmem servers' UNIX sockets.
+    #[arg(required = true, value_name = "SOCKET")]
+    sockets: Vec<PathBuf>,
     /// How long to attack, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 60_000)]
     duration_ms: u64,
@@ -105,26 +111,44 @@ impl Targets {
     }
 }
 
+/// One server under attack: the peer that joined it and what it writes.
+struct Victim {
+    peer: Peer,
+    targets: Targets,
+    /// The R/W section (offset, length).
+    rw: (u64, u64),
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let peer = match Peer::connect(&args.socket) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("ivshmem-chaos: cannot join {}: {e}", args.socket.display());
+    let mut victims = Vec::new();
+    for socket in &args.sockets {
+        let peer = match Peer::connect(socket) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ivshmem-chaos: cannot join {}: {e}", socket.display());
+                return ExitCode::from(2);
+            }
+        };
+        let targets = Targets::of(peer.shm().region(), peer.id());
+        let Some(&rw) = targets.ranges.first().filter(|r| r.1 >= 8) else {
+            eprintln!(
+                "ivshmem-chaos: nothing writable to attack on {}",
+                socket.display()
+            );
             return ExitCode::from(2);
-        }
-    };
-    let region = peer.shm().region();
-    let targets = Targets::of(region, peer.id());
-    let Some(&(rw_start, rw_len)) = targets.ranges.first().filter(|r| r.1 >= 8) else {
-        eprintln!("ivshmem-chaos: nothing writable to attack");
-        return ExitCode::from(2);
-    };
+        };
+        victims.push(Victim { peer, targets, rw });
+    }
     let mut rng = Rng::new(args.seed);
     let (mut stores, mut doorbells, mut stalls) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     let limit = Duration::from_millis(args.duration_ms);
     while start.elapsed() < limit {
+        // CAST: an index into `victims`.
+        let victim = &victims[rng.below(victims.len() as u64) as usize];
+        let (peer, targets, (rw_start, rw_len)) = (&victim.peer, &victim.targets, victim.rw);
+        let region = peer.shm().region();
         let width = 1u64 << rng.below(4);
         let (at, len) = if rng.below(100) < args.focus_percent {
             (rw_start, rw_len.min(FOCUS_LEN))
