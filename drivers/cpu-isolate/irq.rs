@@ -343,12 +343,7 @@ impl IrqSteering {
             Ok(())
         };
         if changed && result.is_ok() {
-            let purpose = if restore {
-                Purpose::Restore
-            } else {
-                Purpose::Steer
-            };
-            if !self.confirm_set(irq, purpose, current, &target, scratch)? {
+            if !self.confirm_set(irq, Purpose::of(restore), current, &target, scratch)? {
                 // The kernel's now: not ours to record, nor to restore.
                 let _ = self.steered.remove(i);
                 return Ok(());

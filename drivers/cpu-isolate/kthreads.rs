@@ -211,12 +211,7 @@ impl KthreadSteering {
                 Ok(())
             };
             if changed && result.is_ok() {
-                let purpose = if restore {
-                    Purpose::Restore
-                } else {
-                    Purpose::Steer
-                };
-                let (verdict, left) = confirm_set(task, purpose, &current, &target)?;
+                let (verdict, left) = confirm_set(task, Purpose::of(restore), &current, &target)?;
                 if verdict != AfterSet::Ours {
                     // It became the kernel's to place between the check
                     // and the set: not ours to record, nor to restore.

@@ -53,6 +53,17 @@ pub enum Purpose {
     Restore,
 }
 
+impl Purpose {
+    /// The purpose of a set that restores (`true`) or steers.
+    pub fn of(restore: bool) -> Self {
+        if restore {
+            Purpose::Restore
+        } else {
+            Purpose::Steer
+        }
+    }
+}
+
 /// The verdict of [`after_set`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterSet {

@@ -615,6 +615,15 @@ fn connect_now(path: &Path) -> io::Result<UnixStream> {
     Ok(sock)
 }
 
+/// Whether a failed wait only ran out of time or was interrupted (look
+/// again) rather than failed.
+fn waited_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// A duplicate of `fd` as the vhost crate's [`EventFd`].
 fn event_fd(fd: BorrowedFd<'_>) -> Result<EventFd> {
     let owned = fd.try_clone_to_owned()?;
@@ -679,11 +688,7 @@ fn wait_exit(ep: &mut PeerEndpoint, link: &mut Link, pidfd: &OwnedFd, deadline: 
         // Vector 0 (header writes) or the process's end, whichever first.
         match ep.wait_or(1, left.min(TICK), pidfd.as_fd()) {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if waited_out(&e) => {}
             Err(e) => {
                 log(format_args!("wait: {e}"));
                 return false;
@@ -1214,11 +1219,7 @@ fn session(
         let watch = backend.watch.try_clone()?;
         match ep.wait_or(1, TICK, watch.as_fd()) {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if waited_out(&e) => {}
             Err(e) => return Err(Error::Remote(format!("wait: {e}"))),
         }
         if backend.gone() {
