@@ -542,13 +542,11 @@ impl Link {
 
     /// Unregisters the attached device (process context, `attach` held).
     fn teardown(&self, st: &mut Attach) {
-        if st.current.is_none() {
-            return;
-        }
-        self.note_failure(st);
-        let Some(dev) = st.current.take() else {
+        let Some(dev) = st.current else {
             return;
         };
+        self.note_failure(st);
+        st.current = None;
         st.failure_noted = false;
         st.link_down = false;
         let backend = self.backend.load(Ordering::Acquire);
