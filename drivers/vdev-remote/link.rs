@@ -168,6 +168,15 @@ pub(crate) struct Link {
     /// The attached device's driver set DRIVER_OK (and has not reset it):
     /// the header's status must keep it, or the backend restarted.
     pub(crate) driver_ok: AtomicBool,
+    /// The driver's queues may call it back: set once `find_vqs` set them
+    /// up, cleared by a reset ([`Link::quiesce_callbacks`]). The virtio
+    /// core promises a driver no callback once `virtio_reset_device`
+    /// returned, and drivers free what the callbacks use on that promise
+    /// (virtio_console's remove detaches its buffers without a lock).
+    pub(crate) callbacks: AtomicBool,
+    /// Fail passes that found the failed device's queues reset (and left
+    /// them alone), reported at teardown.
+    late_fail_passes: AtomicU32,
     /// The driver is unbinding: no new attach, no more work.
     removing: AtomicBool,
     /// Bytes of device config the backend declared.
@@ -307,6 +316,8 @@ impl Link {
             dead: AtomicBool::new(false),
             failed_ready: AtomicBool::new(false),
             driver_ok: AtomicBool::new(false),
+            callbacks: AtomicBool::new(false),
+            late_fail_passes: AtomicU32::new(0),
             removing: AtomicBool::new(false),
             config_len: AtomicUsize::new(0),
             last_progress: AtomicI64::new(0),
@@ -474,7 +485,7 @@ impl Link {
 
     /// Moves completions of every queue to the drivers.
     fn process_queues(this: &Arc<Self>) {
-        if this.dead.load(Ordering::Acquire) {
+        if this.dead.load(Ordering::Acquire) || !this.callbacks.load(Ordering::Acquire) {
             return;
         }
         this.section().store(off::QUEUE_EVENT, 0u8, Relaxed);
@@ -540,6 +551,17 @@ impl Link {
         }
     }
 
+    /// Stops calling the driver back (a reset, process context): once this
+    /// returns, neither the fail work nor a vector's handler touches the
+    /// queues or runs their callbacks, until `find_vqs` sets up new ones.
+    pub(crate) fn quiesce_callbacks(&self) {
+        self.callbacks.store(false, Ordering::Release);
+        // The fail work checks the flag under `vq_lock`, the handlers
+        // inside the handler: waiting for both is enough.
+        drop(self.vq_lock.lock());
+        self.synchronize_irqs();
+    }
+
     /// Unregisters the attached device (process context, `attach` held).
     fn teardown(&self, st: &mut Attach) {
         let Some(dev) = st.current else {
@@ -565,6 +587,14 @@ impl Link {
             "virtio device of backend peer {} removed\n",
             backend
         );
+        let late = self.late_fail_passes.swap(0, Ordering::Relaxed);
+        if late > 0 {
+            dev_info!(
+                self.dev(),
+                "{} fail passes came after its driver's reset and left its queues alone\n",
+                late
+            );
+        }
     }
 
     /// Once per failed device (process context, `attach` held): a backend
@@ -658,10 +688,19 @@ impl Link {
         // replaced by a healthy one): its queues are not this work's.
         // `dead` only goes back to false after the failed device's queues
         // were deleted under `vq_lock`, or at the next attach.
+        // Nor may it call back a driver that reset the device (which
+        // then detaches the buffers itself, racing with any callback).
         if !this.dead.load(Ordering::Acquire) {
             return;
         }
-        for q in this.queue_snapshot().iter().flatten() {
+        let queues = this.queue_snapshot();
+        if !this.callbacks.load(Ordering::Acquire) {
+            if queues[0].is_some() {
+                this.late_fail_passes.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        for q in queues.iter().flatten() {
             q.fail_all(&this.rw);
             q.interrupt();
         }

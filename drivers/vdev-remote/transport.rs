@@ -238,6 +238,8 @@ impl VirtioRemote {
     pub(crate) fn reset(&self) {
         // Before the header loses DRIVER_OK (see `set_status`).
         self.link.driver_ok.store(false, Ordering::Release);
+        // No callback after a reset, whatever the backend does.
+        self.link.quiesce_callbacks();
         self.status.store(0, Ordering::Release);
         // A failed backend cannot reset; its queues are abandoned anyway.
         let _ = Link::reg_write_sync(&self.link, off::DEVICE_STATUS, 0, 4);
@@ -331,6 +333,8 @@ impl VirtioRemote {
             }
             index += 1;
         }
+        // The queues are set up: their callbacks may run from now on.
+        link.callbacks.store(true, Ordering::Release);
         Ok(())
     }
 

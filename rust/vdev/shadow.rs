@@ -532,7 +532,13 @@ impl<H: core::ops::DerefMut<Target = [Head]>> Shadow<H> {
         }
         let avail_idx = load_idx(pm, pr.avail);
         pm.fence(Acquire);
-        let n = avail_idx.wrapping_sub(self.next_avail).min(self.num);
+        // The avail index goes back when the driver takes buffers back
+        // (`virtqueue_detach_unused_buf` lowers it by one per buffer): then
+        // there is nothing new, not a whole ring of it.
+        let n = match avail_idx.wrapping_sub(self.next_avail) {
+            n if n <= self.num => n,
+            _ => 0,
+        };
         for k in 0..n {
             let slot = self.slot(self.next_avail.wrapping_add(k));
             let head: u16 = pm.load(avail_entry(pr.avail, slot), Relaxed);
@@ -818,6 +824,33 @@ mod tests {
             0
         );
         assert_eq!(r.private_used().len(), 2);
+    }
+
+    #[test]
+    fn fail_all_after_the_driver_took_kept_buffers_back_completes_nothing() {
+        let mut r = Rig::new();
+        r.add(0, &[(0x1000, 16, false), (0x2000, 4, true)]);
+        r.add(2, &[(0x3000, 8, true)]);
+        r.add(4, &[(0x4000, 8, true)]);
+        r.publish().unwrap();
+        assert_eq!(
+            r.shadow.fail_all(&r.pm.fallback(), &r.pr, &mut |_, _| {}),
+            1
+        );
+        // The driver detaches the two kept receive buffers at teardown,
+        // lowering its avail index once for each.
+        let avail = load_idx(&r.pm.fallback(), r.pr.avail);
+        publish_idx(&r.pm.fallback(), r.pr.avail, avail.wrapping_sub(2));
+        // A late fail pass finds nothing: no stale avail entry (head 0's
+        // request is still in slot 0) is completed a second time.
+        let mut filled = 0;
+        assert_eq!(
+            r.shadow
+                .fail_all(&r.pm.fallback(), &r.pr, &mut |_, _| filled += 1),
+            0
+        );
+        assert_eq!(filled, 0);
+        assert_eq!(r.private_used(), vec![(0, 0)]);
     }
 
     #[test]

@@ -173,6 +173,27 @@ if [ "$kind" = chaos ]; then
 		not_ok "backend restarted honest after the chaos" "guest never asked"
 	fi
 fi
+if [ "$kind" = console ]; then
+	# The guest's 5 rounds of faulty backends, then a healthy one (with
+	# the first backend and the guest that is 8 peer ids: all a v1 layout
+	# has, as the server never reuses an id).
+	r=1
+	while [ $r -le 5 ] && wait_file "fault-$r" 300; do
+		stop
+		case $((r % 3)) in 0) f=bad-used-index ;; 1) f=bad-used-id ;; *) f=bad-used-len ;; esac
+		serve --fault "$f" --fault-after $(((r - 1) % 3))
+		r=$((r + 1))
+	done
+	if [ $r -gt 5 ]; then ok "5 console backends started that break the ring"
+	else not_ok "5 console backends started that break the ring" "the guest asked for $((r - 1))"; fi
+	if wait_file normal-now 300; then
+		stop
+		serve
+		ok "console backend restarted without faults"
+	else
+		not_ok "console backend restarted without faults" "guest never asked"
+	fi
+fi
 # Until the guest is done, then a clean stop.
 wait_file never 600
 if [ "$kind" = console ]; then
