@@ -688,12 +688,12 @@ impl Link {
         // replaced by a healthy one): its queues are not this work's.
         // `dead` only goes back to false after the failed device's queues
         // were deleted under `vq_lock`, or at the next attach.
-        // Nor may it call back a driver that reset the device (which
-        // then detaches the buffers itself, racing with any callback).
         if !this.dead.load(Ordering::Acquire) {
             return;
         }
         let queues = this.queue_snapshot();
+        // Nor may it call back a driver that reset the device (which
+        // then detaches the buffers itself, racing with any callback).
         if !this.callbacks.load(Ordering::Acquire) {
             if queues[0].is_some() {
                 this.late_fail_passes.fetch_add(1, Ordering::Relaxed);
